@@ -1,0 +1,36 @@
+//! `none`: no GIL at all, as free-threaded Python (PEP 703) promises.
+//!
+//! # Fairness
+//! Nothing to be fair about: every thread runs whenever the OS schedules it. Take and
+//! release are no-ops and the eval-breaker check always says "carry on".
+
+use super::{Gil, Release};
+
+/// The absent GIL.
+#[derive(Debug, Default)]
+pub struct NoGil;
+
+impl NoGil {
+    pub fn new() -> Self {
+        NoGil
+    }
+}
+
+impl Gil for NoGil {
+    type Thread = ();
+    const NAME: &'static str = "none";
+    const EXCLUSIVE: bool = false;
+
+    fn register(&self) {}
+
+    #[inline]
+    fn take(&self, _t: &mut ()) {}
+
+    #[inline]
+    fn release(&self, _t: &mut (), _why: Release) {}
+
+    #[inline(always)]
+    fn check(&self, _t: &mut ()) -> bool {
+        false
+    }
+}

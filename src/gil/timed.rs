@@ -1,0 +1,153 @@
+//! `timed`: the Python 3.2+ GIL, after CPython's `Python/ceval_gil.c`.
+//!
+//! State as in CPython: `locked`, `switch_number` and `last_holder` under `mutex` with the
+//! condvar `cond`; a separate `switch_mutex` with `switch_cond` for forced switching; the
+//! global `gil_drop_request` flag that feeds the eval-breaker; and the switch `interval`.
+//!
+//! * take: while the GIL is locked, do a timed wait of `interval` on `cond`; if it timed out,
+//!   the GIL is still locked and no switch happened meanwhile, set `gil_drop_request`. Any
+//!   wake-up restarts the full interval.
+//! * drop: unlock, signal `cond`; with forced switching, if a drop request was pending, wait
+//!   on `switch_cond` until another thread has taken the GIL.
+//! * check: a relaxed load of `gil_drop_request`; if set, drop and take again.
+//!
+//! Both mutexes are plain futex mutexes (std's, as pthread's): they never hand over to a
+//! waiter, so the races between a woken waiter and a returning holder play out as in CPython.
+//!
+//! # Fairness
+//! Bounded but not FIFO. A thread that asks for the GIL gets it within about one `interval`
+//! of a CPU-bound holder (the drop request), and with forced switching the dropper cannot
+//! re-take it first. But which waiter wins among several is up to the OS, and an I/O thread
+//! that releases the GIL around every blocking call pays up to one `interval` to get it back
+//! each time a CPU-bound thread is running: the convoy effect.
+
+use std::time::Duration;
+
+use super::{Gil, GilParams, Release};
+use crate::sync::{lock, wait, wait_timeout, AtomicBool, AtomicUsize, Condvar, Mutex, Ordering};
+
+struct State {
+    locked: bool,
+    switch_number: u64,
+}
+
+/// The Python 3.2+ GIL.
+pub struct TimedGil {
+    mutex: Mutex<State>,
+    cond: Condvar,
+    /// Read without `mutex` by a forced dropper (under `switch_mutex`), as in CPython.
+    last_holder: AtomicUsize,
+    switch_mutex: Mutex<()>,
+    switch_cond: Condvar,
+    drop_request: AtomicBool,
+    next_id: AtomicUsize,
+    interval: Duration,
+    force_switching: bool,
+}
+
+/// A registered thread: its identity for `last_holder`.
+pub struct TimedThread {
+    id: usize,
+}
+
+const NOBODY: usize = 0;
+
+impl TimedGil {
+    pub fn new(p: &GilParams) -> Self {
+        TimedGil {
+            mutex: Mutex::new(State {
+                locked: false,
+                switch_number: 0,
+            }),
+            cond: Condvar::new(),
+            last_holder: AtomicUsize::new(NOBODY),
+            switch_mutex: Mutex::new(()),
+            switch_cond: Condvar::new(),
+            drop_request: AtomicBool::new(false),
+            next_id: AtomicUsize::new(1),
+            interval: p.interval.max(Duration::from_micros(1)),
+            force_switching: p.force_switching,
+        }
+    }
+
+    /// Whether a drop request is pending (for tests and diagnostics).
+    pub fn drop_requested(&self) -> bool {
+        self.drop_request.load(Ordering::Relaxed)
+    }
+
+    /// Sets `gil_drop_request` as a timed-out waiter would (for tests and models).
+    pub fn request_drop(&self) {
+        self.drop_request.store(true, Ordering::Relaxed);
+    }
+
+    #[cold]
+    fn wait_while_locked<'a>(
+        &self,
+        mut st: crate::sync::MutexGuard<'a, State>,
+    ) -> crate::sync::MutexGuard<'a, State> {
+        while st.locked {
+            let saved = st.switch_number;
+            let (g, timed_out) = wait_timeout(&self.cond, st, self.interval);
+            st = g;
+            if timed_out && st.locked && st.switch_number == saved {
+                self.drop_request.store(true, Ordering::Relaxed);
+            }
+        }
+        st
+    }
+}
+
+impl Gil for TimedGil {
+    type Thread = TimedThread;
+    const NAME: &'static str = "timed";
+
+    fn register(&self) -> TimedThread {
+        TimedThread {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    fn take(&self, t: &mut TimedThread) {
+        let mut st = lock(&self.mutex);
+        if st.locked {
+            st = self.wait_while_locked(st);
+        }
+        // _ready:
+        let sw = lock(&self.switch_mutex);
+        st.locked = true;
+        if self.last_holder.load(Ordering::Relaxed) != t.id {
+            self.last_holder.store(t.id, Ordering::Relaxed);
+            st.switch_number += 1;
+        }
+        self.switch_cond.notify_one();
+        drop(sw);
+        if self.drop_request.load(Ordering::Relaxed) {
+            self.drop_request.store(false, Ordering::Relaxed);
+        }
+        drop(st);
+    }
+
+    fn release(&self, t: &mut TimedThread, why: Release) {
+        {
+            let mut st = lock(&self.mutex);
+            st.locked = false;
+            self.cond.notify_one();
+        }
+        if self.force_switching && why != Release::Exit && self.drop_request.load(Ordering::Relaxed)
+        {
+            let mut sw = lock(&self.switch_mutex);
+            if self.last_holder.load(Ordering::Relaxed) == t.id {
+                self.drop_request.store(false, Ordering::Relaxed);
+                // Not switched yet: block until another thread really holds the GIL.
+                while self.last_holder.load(Ordering::Relaxed) == t.id {
+                    sw = wait(&self.switch_cond, sw);
+                }
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn check(&self, _t: &mut TimedThread) -> bool {
+        self.drop_request.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,138 @@
+//! Interpreter threads: the layer between a workload and a [`Gil`].
+//!
+//! An [`Interp`] takes and releases the GIL with measurements around it, runs the
+//! eval-breaker check between ticks (one inlined call into the design: a relaxed atomic load
+//! on the fast path, a `#[cold]` drop-and-re-take on the slow path), and offers
+//! [`Interp::released`]: an RAII guard that releases the GIL around blocking or native work
+//! and takes it back when dropped, also while unwinding. Dropping the `Interp` itself
+//! releases the GIL if it is held, so a thread that panics while holding the GIL never
+//! leaves the others waiting.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::gil::{Gil, Release};
+use crate::metrics::{record, ThreadMetrics};
+
+/// One interpreter thread's view of the GIL.
+pub struct Interp<'a, G: Gil> {
+    gil: &'a G,
+    thread: G::Thread,
+    /// This thread's identity for switch counting (distinct per thread of a run).
+    id: usize,
+    /// The last thread to take the GIL, shared by the run's threads; only touched by the
+    /// holder at acquisition, never on the tick path.
+    last_holder: &'a AtomicUsize,
+    pub metrics: ThreadMetrics,
+    held_since: Option<Instant>,
+}
+
+impl<'a, G: Gil> Interp<'a, G> {
+    /// Registers a new interpreter thread with `gil`. `id` must be unique within the run and
+    /// not `usize::MAX`.
+    pub fn new(gil: &'a G, id: usize, last_holder: &'a AtomicUsize) -> Self {
+        Interp {
+            thread: gil.register(),
+            gil,
+            id,
+            last_holder,
+            metrics: ThreadMetrics::default(),
+            held_since: None,
+        }
+    }
+
+    pub fn gil(&self) -> &'a G {
+        self.gil
+    }
+
+    /// Whether this thread holds the GIL.
+    #[inline]
+    pub fn holds(&self) -> bool {
+        self.held_since.is_some()
+    }
+
+    /// Takes the GIL (blocking); returns how long that took.
+    pub fn take(&mut self) -> Duration {
+        debug_assert!(!self.holds(), "take while holding the GIL");
+        let asked = Instant::now();
+        self.gil.take(&mut self.thread);
+        let now = Instant::now();
+        let waited = now - asked;
+        let m = &mut self.metrics;
+        record(&mut m.wait, waited);
+        m.counters.acquisitions += 1;
+        if G::EXCLUSIVE && self.last_holder.swap(self.id, Ordering::Relaxed) != self.id {
+            m.counters.switches += 1;
+        }
+        self.held_since = Some(now);
+        waited
+    }
+
+    /// Gives the GIL up.
+    pub fn release(&mut self, why: Release) {
+        let Some(since) = self.held_since.take() else {
+            debug_assert!(false, "release without holding the GIL");
+            return;
+        };
+        record(&mut self.metrics.hold, since.elapsed());
+        match why {
+            Release::Forced => self.metrics.counters.forced_drops += 1,
+            Release::Blocking => self.metrics.counters.voluntary_drops += 1,
+            Release::Exit => {}
+        }
+        self.gil.release(&mut self.thread, why);
+    }
+
+    /// The eval-breaker check between two ticks.
+    #[inline(always)]
+    pub fn check(&mut self) {
+        if self.gil.check(&mut self.thread) {
+            self.yield_gil();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn yield_gil(&mut self) {
+        self.release(Release::Forced);
+        self.take();
+    }
+
+    /// Releases the GIL around blocking or native work; the guard takes it back when dropped
+    /// and records the re-acquire delay.
+    pub fn released(&mut self) -> Released<'_, 'a, G> {
+        self.release(Release::Blocking);
+        Released { interp: self }
+    }
+
+    /// Runs `f` with the GIL released (`Py_BEGIN_ALLOW_THREADS` ... `Py_END_ALLOW_THREADS`).
+    pub fn allow_threads<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        let _g = self.released();
+        f()
+    }
+
+    /// Design-specific counters of this thread.
+    pub fn gil_stats(&self) -> Vec<(&'static str, u64)> {
+        self.gil.thread_stats(&self.thread)
+    }
+}
+
+impl<G: Gil> Drop for Interp<'_, G> {
+    fn drop(&mut self) {
+        if self.holds() {
+            self.release(Release::Exit);
+        }
+    }
+}
+
+/// The GIL is released while this guard lives; dropping it takes the GIL back.
+pub struct Released<'i, 'a, G: Gil> {
+    interp: &'i mut Interp<'a, G>,
+}
+
+impl<G: Gil> Drop for Released<'_, '_, G> {
+    fn drop(&mut self) {
+        let waited = self.interp.take();
+        record(&mut self.interp.metrics.reacquire, waited);
+    }
+}

@@ -1,0 +1,20 @@
+//! gilbench: interpreter-lock (GIL) designs re-created on real, pinned OS threads, running
+//! real work (SHA-256, sockets), measured with HDR histograms.
+//!
+//! * [`gil`]: the designs (`tick`, `timed`, `mlfq`, `fifo`, `none`) behind one trait.
+//! * [`interp`]: interpreter threads: take/release with measurements, the eval-breaker
+//!   check, the release guard around blocking work.
+//! * [`workload`]: what the threads do.
+//! * [`scenario`], [`runner`], [`result`], [`report`]: scenario files in, results out.
+
+pub mod gil;
+pub mod interp;
+pub mod metrics;
+pub mod pin;
+pub mod report;
+pub mod result;
+pub mod runner;
+pub mod scenario;
+pub(crate) mod sync;
+pub mod units;
+pub mod workload;

@@ -1,0 +1,160 @@
+//! Per-thread measurements: HDR histograms (nanosecond values, 3 significant digits) and
+//! plain counters, owned by their thread (nothing shared on the hot path) and merged at the
+//! end of a run; context switches from `getrusage(RUSAGE_THREAD)`.
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// A histogram of nanoseconds.
+pub type Hist = Histogram<u64>;
+
+/// Highest trackable value: one hour in nanoseconds. Larger values saturate.
+const MAX_NS: u64 = 3_600_000_000_000;
+
+/// A fresh nanosecond histogram with 3 significant digits.
+pub fn new_hist() -> Hist {
+    Histogram::new_with_bounds(1, MAX_NS, 3).expect("static histogram bounds are valid")
+}
+
+/// Records `d` in nanoseconds, saturating at one hour.
+#[inline]
+pub fn record(h: &mut Hist, d: Duration) {
+    h.saturating_record(u64::try_from(d.as_nanos()).unwrap_or(MAX_NS));
+}
+
+/// Merges `src` into `dst` (both share the same bounds, so this cannot fail).
+pub fn merge(dst: &mut Hist, src: &Hist) {
+    dst.add(src)
+        .expect("histograms with equal bounds always merge");
+}
+
+/// The summary of a histogram that the result format carries, in microseconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub mean: f64,
+    /// How many values the histogram holds.
+    pub count: u64,
+}
+
+fn us(ns: f64) -> f64 {
+    (ns / 1000.0 * 1000.0).round() / 1000.0
+}
+
+impl Percentiles {
+    pub fn of(h: &Hist) -> Self {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        let q = |p: f64| us(h.value_at_quantile(p) as f64);
+        Percentiles {
+            p50: q(0.50),
+            p90: q(0.90),
+            p99: q(0.99),
+            p999: q(0.999),
+            max: us(h.max() as f64),
+            mean: us(h.mean()),
+            count: h.len(),
+        }
+    }
+}
+
+/// Event counters of one interpreter thread.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Times the thread took the GIL.
+    pub acquisitions: u64,
+    /// Acquisitions at which the previous holder was another thread.
+    pub switches: u64,
+    /// Drops made at the eval-breaker check because the design asked for them.
+    pub forced_drops: u64,
+    /// Drops around blocking calls or native work.
+    pub voluntary_drops: u64,
+    /// Ticks of GIL-held work.
+    pub ticks: u64,
+    /// Bytes hashed (CPU work) or moved (I/O).
+    pub bytes: u64,
+}
+
+impl Counters {
+    pub fn add(&mut self, o: &Counters) {
+        self.acquisitions += o.acquisitions;
+        self.switches += o.switches;
+        self.forced_drops += o.forced_drops;
+        self.voluntary_drops += o.voluntary_drops;
+        self.ticks += o.ticks;
+        self.bytes += o.bytes;
+    }
+}
+
+/// Everything one interpreter thread measures about the GIL.
+pub struct ThreadMetrics {
+    pub counters: Counters,
+    /// Time from asking for the GIL to holding it.
+    pub wait: Hist,
+    /// Time from taking the GIL to giving it up.
+    pub hold: Hist,
+    /// GIL wait right after a blocking call (the re-acquire delay).
+    pub reacquire: Hist,
+}
+
+impl Default for ThreadMetrics {
+    fn default() -> Self {
+        ThreadMetrics {
+            counters: Counters::default(),
+            wait: new_hist(),
+            hold: new_hist(),
+            reacquire: new_hist(),
+        }
+    }
+}
+
+/// Voluntary and involuntary context switches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CtxSwitches {
+    pub voluntary: u64,
+    pub involuntary: u64,
+}
+
+impl CtxSwitches {
+    /// The calling thread's context switches so far (`getrusage(RUSAGE_THREAD)`).
+    pub fn of_current_thread() -> Self {
+        // SAFETY: rusage is plain old data, so all-zero is a valid value that getrusage
+        // overwrites; the pointer is to a live local.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: RUSAGE_THREAD with a valid out-pointer has no other preconditions.
+        let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+        if rc != 0 {
+            return CtxSwitches::default();
+        }
+        CtxSwitches {
+            voluntary: ru.ru_nvcsw as u64,
+            involuntary: ru.ru_nivcsw as u64,
+        }
+    }
+
+    pub fn since(self, earlier: CtxSwitches) -> Self {
+        CtxSwitches {
+            voluntary: self.voluntary.saturating_sub(earlier.voluntary),
+            involuntary: self.involuntary.saturating_sub(earlier.involuntary),
+        }
+    }
+
+    pub fn add(&mut self, o: CtxSwitches) {
+        self.voluntary += o.voluntary;
+        self.involuntary += o.involuntary;
+    }
+}
+
+/// The core the calling thread is running on right now, if the OS says.
+pub fn current_core() -> Option<usize> {
+    // SAFETY: sched_getcpu has no preconditions.
+    let c = unsafe { libc::sched_getcpu() };
+    usize::try_from(c).ok()
+}

@@ -1,0 +1,97 @@
+//! The one result type every exporter reads (DESIGN.md §6). Extra fields are welcome; the
+//! documented ones keep their names.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::{Counters, CtxSwitches, Percentiles};
+
+/// A result file: one or more runs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ResultFile {
+    pub gilbench: String,
+    pub runs: Vec<RunResult>,
+}
+
+impl ResultFile {
+    pub fn new(runs: Vec<RunResult>) -> Self {
+        ResultFile {
+            gilbench: env!("CARGO_PKG_VERSION").to_owned(),
+            runs,
+        }
+    }
+}
+
+/// One run of one scenario on one design.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunResult {
+    pub scenario: String,
+    pub lock: String,
+    pub params: serde_json::Value,
+    /// From the start signal until every thread was joined.
+    pub wall_s: f64,
+    /// From the start signal until the stop signal: what rates are computed over.
+    pub measured_s: f64,
+    pub cpu: Option<CpuSummary>,
+    pub io: Option<IoSummary>,
+    pub gil: GilSummary,
+    pub threads: Vec<ThreadResult>,
+    /// Things the user should know about this run (pinning fallbacks, wrap-around...).
+    pub notes: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CpuSummary {
+    pub threads: usize,
+    pub ticks: u64,
+    pub ticks_per_sec: f64,
+    pub bytes: u64,
+    pub bytes_per_sec: f64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct IoSummary {
+    pub requests: u64,
+    pub requests_per_sec: f64,
+    pub bytes: u64,
+    pub transfer_s: Option<f64>,
+    pub latency_us: Percentiles,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct GilSummary {
+    pub acquisitions: u64,
+    pub switches: u64,
+    pub forced_drops: u64,
+    pub voluntary_drops: u64,
+    pub wait_us: Percentiles,
+    pub hold_us: Percentiles,
+    /// GIL wait right after a blocking or native call.
+    pub reacquire_us: Percentiles,
+    pub ctx_switches: CtxSwitches,
+    /// Design-specific counters (e.g. mlfq boosts).
+    pub design: BTreeMap<String, u64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ThreadResult {
+    pub name: String,
+    pub role: String,
+    pub workload: String,
+    /// The core the thread was on at the end of the run.
+    pub core: Option<usize>,
+    /// The core it was pinned to, if it was.
+    pub pinned: Option<usize>,
+    #[serde(flatten)]
+    pub counters: Counters,
+    pub ticks_per_sec: f64,
+    pub wait_us: Percentiles,
+    pub hold_us: Percentiles,
+    pub reacquire_us: Percentiles,
+    pub ctx_switches: CtxSwitches,
+    /// Design-specific per-thread counters (e.g. mlfq level and demotions).
+    pub design: BTreeMap<String, u64>,
+    /// Digest of the data hashed, proof the work was done.
+    pub digest: String,
+}

@@ -1,0 +1,549 @@
+//! Scenario files (TOML, one flat table) and the overrides that the command line applies to
+//! them (`--set KEY=VALUE` and the dedicated flags). Every key goes through one setter, so a
+//! value is checked the same way wherever it comes from, and every error names the key and
+//! where it was written.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use toml::Value;
+
+use crate::gil::{default_allotments, GilParams, LockKind};
+use crate::pin::PinMode;
+use crate::units::{format_duration, parse_duration};
+
+/// Most interpreter threads of one kind a run may have.
+pub const MAX_THREADS: u64 = 1024;
+
+/// What each CPU-bound thread does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CpuWork {
+    /// Hash tick by tick with the GIL held (pure-Python-like).
+    CpuHash,
+    /// Hash large buffers with the GIL released around each (as hashlib does).
+    HashNogil,
+}
+
+/// Deliberate faults, to check that a broken thread cannot hang a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// `cpu-0` panics while it holds the GIL.
+    PanicHoldingGil,
+    /// `cpu-0` panics inside native work, with the GIL released.
+    PanicReleased,
+}
+
+/// A fully resolved scenario.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub name: String,
+    pub description: String,
+    /// Where the scenario came from (a file path), for messages.
+    pub source: String,
+    pub lock: LockKind,
+    pub duration: Duration,
+    pub pin: PinMode,
+    pub cpu_threads: usize,
+    pub cpu_work: CpuWork,
+    pub tick_bytes: usize,
+    pub buffer_bytes: usize,
+    pub call_work: Duration,
+    pub gil: GilParams,
+    pub fault: Option<Fault>,
+    levels: Option<usize>,
+    allotments_set: bool,
+    /// Where each key was last set, for error messages.
+    origin: BTreeMap<&'static str, String>,
+}
+
+impl Default for Scenario {
+    fn default() -> Self {
+        Scenario {
+            name: "scenario".into(),
+            description: String::new(),
+            source: "<defaults>".into(),
+            lock: LockKind::Timed,
+            duration: Duration::from_secs(3),
+            pin: PinMode::Spread,
+            cpu_threads: 1,
+            cpu_work: CpuWork::CpuHash,
+            tick_bytes: 64,
+            buffer_bytes: 1 << 20,
+            call_work: Duration::from_micros(5),
+            gil: GilParams::default(),
+            fault: None,
+            levels: None,
+            allotments_set: false,
+            origin: BTreeMap::new(),
+        }
+    }
+}
+
+type Setter = fn(&mut Scenario, &Value) -> Result<(), String>;
+
+/// Every key a scenario may set: name, what it means, and its setter.
+pub const KEYS: &[(&str, &str, Setter)] = &[
+    ("name", "the scenario's name in reports", |s, v| {
+        s.name = string(v)?;
+        Ok(())
+    }),
+    (
+        "description",
+        "one line on what the scenario shows",
+        |s, v| {
+            s.description = string(v)?;
+            Ok(())
+        },
+    ),
+    (
+        "lock",
+        "the GIL design: tick, timed, mlfq, fifo, none",
+        |s, v| {
+            s.lock = string(v)?.parse()?;
+            Ok(())
+        },
+    ),
+    ("duration", "how long the measured run lasts", |s, v| {
+        s.duration = positive_duration(v)?;
+        Ok(())
+    }),
+    (
+        "pin",
+        "spread, single, none, or a core list like 0,1",
+        |s, v| {
+            s.pin = string(v)?.parse()?;
+            Ok(())
+        },
+    ),
+    ("cpu_threads", "CPU-bound interpreter threads", |s, v| {
+        s.cpu_threads = count(v, 0, MAX_THREADS)? as usize;
+        Ok(())
+    }),
+    (
+        "cpu_work",
+        "what CPU threads do: cpu-hash (GIL held) or hash-nogil (GIL released)",
+        |s, v| {
+            s.cpu_work = match string(v)?.as_str() {
+                "cpu-hash" => CpuWork::CpuHash,
+                "hash-nogil" => CpuWork::HashNogil,
+                o => return Err(format!("'{o}' is not cpu-hash or hash-nogil")),
+            };
+            Ok(())
+        },
+    ),
+    ("tick_bytes", "bytes hashed per tick", |s, v| {
+        s.tick_bytes = count(v, 1, 1 << 20)? as usize;
+        Ok(())
+    }),
+    (
+        "buffer_bytes",
+        "hash-nogil: bytes hashed per GIL-released call",
+        |s, v| {
+            s.buffer_bytes = count(v, 1, 1 << 30)? as usize;
+            Ok(())
+        },
+    ),
+    (
+        "call_work",
+        "GIL-held work after every blocking or native call (0us: none)",
+        |s, v| {
+            s.call_work = duration(v)?;
+            Ok(())
+        },
+    ),
+    (
+        "check_interval",
+        "tick: ticks between release/re-take",
+        |s, v| {
+            s.gil.check_interval = count(v, 1, u32::MAX as u64)? as u32;
+            Ok(())
+        },
+    ),
+    (
+        "interval",
+        "timed, fifo: switch interval before a drop request",
+        |s, v| {
+            s.gil.interval = positive_duration(v)?;
+            Ok(())
+        },
+    ),
+    (
+        "force_switching",
+        "timed, fifo: a forced dropper may not re-take before a waiter",
+        |s, v| {
+            s.gil.force_switching = v.as_bool().ok_or_else(|| expected("true or false", v))?;
+            Ok(())
+        },
+    ),
+    ("levels", "mlfq: number of priority levels", |s, v| {
+        s.levels = Some(count(v, 1, 16)? as usize);
+        Ok(())
+    }),
+    (
+        "quanta",
+        "mlfq: time quantum per level, top first, e.g. [\"1ms\",\"5ms\",\"20ms\"]",
+        |s, v| {
+            s.gil.quanta = duration_list(v)?;
+            Ok(())
+        },
+    ),
+    (
+        "allotments",
+        "mlfq: hold time per level before demotion (default 10 quanta)",
+        |s, v| {
+            s.gil.allotments = duration_list(v)?;
+            s.allotments_set = true;
+            Ok(())
+        },
+    ),
+    (
+        "boost_interval",
+        "mlfq: period after which all threads return to the top level",
+        |s, v| {
+            s.gil.boost_interval = positive_duration(v)?;
+            Ok(())
+        },
+    ),
+    (
+        "spin",
+        "fifo, mlfq: how long a waiter spins before it parks",
+        |s, v| {
+            s.gil.spin = duration(v)?;
+            Ok(())
+        },
+    ),
+    (
+        "fault",
+        "fault injection: panic-holding-gil or panic-released (cpu-0 panics)",
+        |s, v| {
+            s.fault = match string(v)?.as_str() {
+                "none" => None,
+                "panic-holding-gil" => Some(Fault::PanicHoldingGil),
+                "panic-released" => Some(Fault::PanicReleased),
+                o => {
+                    return Err(format!(
+                        "'{o}' is not none, panic-holding-gil or panic-released"
+                    ))
+                }
+            };
+            Ok(())
+        },
+    ),
+];
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "a string",
+        Value::Integer(_) => "an integer",
+        Value::Float(_) => "a float",
+        Value::Boolean(_) => "a boolean",
+        Value::Datetime(_) => "a date",
+        Value::Array(_) => "an array",
+        Value::Table(_) => "a table",
+    }
+}
+
+fn expected(what: &str, v: &Value) -> String {
+    format!("expected {what}, found {}", type_name(v))
+}
+
+fn string(v: &Value) -> Result<String, String> {
+    v.as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| expected("a string", v))
+}
+
+fn count(v: &Value, min: u64, max: u64) -> Result<u64, String> {
+    let n = v
+        .as_integer()
+        .ok_or_else(|| expected("a whole number", v))?;
+    if n < min as i64 {
+        return Err(format!("{n} is too small (at least {min})"));
+    }
+    if n as u64 > max {
+        return Err(format!("{n} is too large (at most {max})"));
+    }
+    Ok(n as u64)
+}
+
+fn duration(v: &Value) -> Result<Duration, String> {
+    parse_duration(
+        v.as_str()
+            .ok_or_else(|| expected("a duration string like \"5ms\"", v))?,
+    )
+}
+
+fn positive_duration(v: &Value) -> Result<Duration, String> {
+    let d = duration(v)?;
+    if d.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(d)
+}
+
+fn duration_list(v: &Value) -> Result<Vec<Duration>, String> {
+    let items: Vec<Value> = match v {
+        Value::Array(a) => a.clone(),
+        Value::String(s) => s
+            .split(',')
+            .map(|p| Value::String(p.trim().to_owned()))
+            .collect(),
+        _ => return Err(expected("a list of durations like [\"1ms\",\"5ms\"]", v)),
+    };
+    if items.is_empty() {
+        return Err("the list is empty".into());
+    }
+    items.iter().map(positive_duration).collect()
+}
+
+/// Reads a command-line value: TOML syntax when it parses (`3`, `true`, `"x"`, `[..]`),
+/// otherwise the text itself as a string (`5ms`, `timed`), and `[a,b]` as a list of strings.
+pub fn cli_value(raw: &str) -> Result<Value, String> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Err("empty value".into());
+    }
+    if let Ok(mut t) = format!("v = {raw}").parse::<toml::Table>() {
+        if let Some(v) = t.remove("v") {
+            return Ok(v);
+        }
+    }
+    if let Some(inner) = raw.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        return Ok(Value::Array(
+            inner
+                .split(',')
+                .map(|p| Value::String(p.trim().to_owned()))
+                .collect(),
+        ));
+    }
+    Ok(Value::String(raw.to_owned()))
+}
+
+impl Scenario {
+    /// Loads and validates a scenario file.
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let shown = path.display().to_string();
+        let text = std::fs::read(path)
+            .map_err(|e| format!("cannot read scenario {shown}: {}", io_reason(&e)))?;
+        let text = String::from_utf8(text)
+            .map_err(|_| format!("{shown}: not a text file (invalid UTF-8)"))?;
+        let mut s = Self::from_toml(&text, &shown)?;
+        if s.name == "scenario" {
+            s.name = path
+                .file_stem()
+                .map_or("scenario".into(), |n| n.to_string_lossy().into_owned());
+        }
+        Ok(s)
+    }
+
+    /// Parses scenario text; `source` names it in errors.
+    pub fn from_toml(text: &str, source: &str) -> Result<Self, String> {
+        if text.trim().is_empty() {
+            return Err(format!("{source}: the scenario file is empty"));
+        }
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let line = e
+                .span()
+                .map(|sp| text[..sp.start.min(text.len())].matches('\n').count() + 1);
+            let msg = e
+                .message()
+                .lines()
+                .next()
+                .unwrap_or("syntax error")
+                .to_owned();
+            match line {
+                Some(l) => format!("{source}:{l}: malformed TOML: {msg}"),
+                None => format!("{source}: malformed TOML: {msg}"),
+            }
+        })?;
+        let mut s = Scenario {
+            source: source.to_owned(),
+            ..Default::default()
+        };
+        for (k, v) in &table {
+            s.set_value(k, v, source)?;
+        }
+        s.finish()?;
+        Ok(s)
+    }
+
+    /// Sets one key; `origin` says where the value came from (a file, `--set k=v`, a flag).
+    pub fn set_value(&mut self, key: &str, v: &Value, origin: &str) -> Result<(), String> {
+        let Some((k, _, set)) = KEYS.iter().find(|(k, _, _)| *k == key) else {
+            return Err(format!(
+                "{origin}: unknown key '{key}' (`gilbench keys` lists them)"
+            ));
+        };
+        set(self, v).map_err(|e| format!("{origin}: key '{key}': {e}"))?;
+        self.origin.insert(k, origin.to_owned());
+        Ok(())
+    }
+
+    /// Applies `KEY=VALUE` from `--set`.
+    pub fn set_kv(&mut self, kv: &str) -> Result<(), String> {
+        let origin = format!("--set {kv}");
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("{origin}: expected KEY=VALUE"))?;
+        let v = cli_value(v).map_err(|e| format!("{origin}: {e}"))?;
+        self.set_value(k.trim(), &v, &origin)?;
+        self.finish()
+    }
+
+    /// Applies a dedicated flag's value (e.g. `--interval 5ms` sets `interval`).
+    pub fn set_flag(&mut self, key: &str, flag: &str, raw: &str) -> Result<(), String> {
+        let v = cli_value(raw).map_err(|e| format!("{flag} {raw}: {e}"))?;
+        let v = match (key, v) {
+            // Names and durations are strings even when they look like TOML numbers.
+            ("cpu_threads", v) => v,
+            (_, Value::Integer(i)) => Value::String(i.to_string()),
+            (_, v) => v,
+        };
+        self.set_value(key, &v, &format!("{flag} {raw}"))?;
+        self.finish()
+    }
+
+    fn origin_of(&self, key: &str) -> String {
+        self.origin
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| self.source.clone())
+    }
+
+    /// Checks the keys against each other and fills in derived values.
+    fn finish(&mut self) -> Result<(), String> {
+        if let Some(levels) = self.levels {
+            if self.origin.contains_key("quanta") {
+                if self.gil.quanta.len() != levels {
+                    return Err(format!(
+                        "{}: key 'quanta' has {} entries but levels = {levels}",
+                        self.origin_of("quanta"),
+                        self.gil.quanta.len()
+                    ));
+                }
+            } else {
+                // Extend the default 1, 5, 20 ms by factors of 4, or cut it short.
+                let mut q = GilParams::default().quanta;
+                while q.len() < levels {
+                    let last = *q.last().expect("defaults are non-empty");
+                    q.push(last * 4);
+                }
+                q.truncate(levels);
+                self.gil.quanta = q;
+            }
+        }
+        if self.allotments_set {
+            if self.gil.allotments.len() != self.gil.quanta.len() {
+                return Err(format!(
+                    "{}: key 'allotments' has {} entries but there are {} levels",
+                    self.origin_of("allotments"),
+                    self.gil.allotments.len(),
+                    self.gil.quanta.len()
+                ));
+            }
+        } else {
+            self.gil.allotments = default_allotments(&self.gil.quanta);
+        }
+        Ok(())
+    }
+
+    /// Checks that the scenario can run at all (after all overrides).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cpu_threads == 0 {
+            return Err(format!(
+                "{}: key 'cpu_threads' is 0 and the scenario has no I/O threads: nothing to run",
+                self.origin_of("cpu_threads")
+            ));
+        }
+        Ok(())
+    }
+
+    /// The parameters as reported in results (`params`).
+    pub fn params_json(&self) -> serde_json::Value {
+        let durs = |v: &[Duration]| v.iter().map(|d| format_duration(*d)).collect::<Vec<_>>();
+        serde_json::json!({
+            "cpu_threads": self.cpu_threads,
+            "cpu_work": self.cpu_work,
+            "interval_us": self.gil.interval.as_secs_f64() * 1e6,
+            "duration_s": self.duration.as_secs_f64(),
+            "pin": self.pin.to_string(),
+            "tick_bytes": self.tick_bytes,
+            "buffer_bytes": self.buffer_bytes,
+            "call_work_us": self.call_work.as_secs_f64() * 1e6,
+            "check_interval": self.gil.check_interval,
+            "force_switching": self.gil.force_switching,
+            "levels": self.gil.quanta.len(),
+            "quanta": durs(&self.gil.quanta),
+            "allotments": durs(&self.gil.allotments),
+            "boost_interval_us": self.gil.boost_interval.as_secs_f64() * 1e6,
+            "spin_us": self.gil.spin.as_secs_f64() * 1e6,
+        })
+    }
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let mut s = Scenario::from_toml(
+            "lock = \"mlfq\"\ncpu_threads = 2\ninterval = \"1ms\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(s.lock, LockKind::Mlfq);
+        assert_eq!(s.cpu_threads, 2);
+        assert_eq!(s.gil.interval, Duration::from_millis(1));
+        s.set_kv("quanta=[2ms,4ms]").unwrap();
+        assert_eq!(
+            s.gil.quanta,
+            vec![Duration::from_millis(2), Duration::from_millis(4)]
+        );
+        assert_eq!(
+            s.gil.allotments,
+            vec![Duration::from_millis(20), Duration::from_millis(40)]
+        );
+        s.set_kv("force_switching=false").unwrap();
+        assert!(!s.gil.force_switching);
+        s.set_flag("cpu_threads", "--cpu-threads", "3").unwrap();
+        assert_eq!(s.cpu_threads, 3);
+    }
+
+    #[test]
+    fn levels_without_quanta_extends_defaults() {
+        let s = Scenario::from_toml("levels = 4\n", "t.toml").unwrap();
+        assert_eq!(s.gil.quanta.len(), 4);
+        assert_eq!(s.gil.quanta[3], Duration::from_millis(80));
+        let e = Scenario::from_toml("levels = 2\nquanta = [\"1ms\"]\n", "t.toml").unwrap_err();
+        assert!(e.contains("quanta"), "{e}");
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_file() {
+        for (text, key) in [
+            ("bogus = 1", "bogus"),
+            ("interval = 5", "interval"),
+            ("interval = \"0ms\"", "interval"),
+            ("cpu_threads = -1", "cpu_threads"),
+            ("lock = \"gil2000\"", "lock"),
+            ("check_interval = 0", "check_interval"),
+        ] {
+            let e = Scenario::from_toml(text, "x.toml").unwrap_err();
+            assert!(e.contains("x.toml") && e.contains(key), "{text}: {e}");
+            assert!(!e.contains('\n'), "multi-line error: {e}");
+        }
+        let e = Scenario::from_toml("a = = 1", "x.toml").unwrap_err();
+        assert!(e.starts_with("x.toml:1: malformed TOML"), "{e}");
+    }
+}
