@@ -42,7 +42,7 @@ struct RunOpts {
     #[arg(long, value_name = "NAME")]
     lock: Option<String>,
     /// CPU-bound interpreter threads.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     cpu_threads: Option<String>,
     /// Switch interval of timed and fifo (e.g. 5ms).
     #[arg(long, value_name = "DURATION")]

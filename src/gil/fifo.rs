@@ -57,6 +57,11 @@ impl FifoGil {
         }
     }
 
+    /// How many threads are queued for the GIL (for tests and diagnostics).
+    pub fn queued_len(&self) -> usize {
+        lock(&self.state).queue.len()
+    }
+
     /// Sets the drop request as a timed-out waiter would (for tests and models).
     pub fn request_drop(&self) {
         self.drop_request.store(true, Ordering::Relaxed);

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::sync::{lock, spin_hint, wait, wait_timeout, AtomicU8, Condvar, Mutex, Ordering};
+use crate::sync::{lock, spin_hint, wait, wait_timeout, AtomicBool, Condvar, Mutex, Ordering};
 
 const IDLE: u8 = 0;
 const GRANTED: u8 = 1;
@@ -23,69 +23,65 @@ pub(crate) enum Wake {
 }
 
 pub(crate) struct Slot {
-    state: AtomicU8,
-    mutex: Mutex<()>,
+    /// The truth: IDLE, GRANTED or POKED, changed only under this mutex.
+    state: Mutex<u8>,
+    /// A copy of `state != IDLE` that a spinning waiter can poll without the mutex.
+    signalled: AtomicBool,
     cv: Condvar,
 }
 
 impl Slot {
     pub(crate) fn new() -> Self {
         Slot {
-            state: AtomicU8::new(IDLE),
-            mutex: Mutex::new(()),
+            state: Mutex::new(IDLE),
+            signalled: AtomicBool::new(false),
             cv: Condvar::new(),
         }
     }
 
     /// Hands the GIL to this slot's thread and wakes it.
     pub(crate) fn grant(&self) {
-        self.state.store(GRANTED, Ordering::Release);
-        self.wake();
+        self.signal(GRANTED);
     }
 
     /// Wakes this slot's thread to re-read the shared state, unless it was granted already.
     pub(crate) fn poke(&self) {
-        if self
-            .state
-            .compare_exchange(IDLE, POKED, Ordering::Release, Ordering::Relaxed)
-            .is_ok()
-        {
-            self.wake();
-        }
+        self.signal(POKED);
     }
 
-    fn wake(&self) {
-        // Taking the mutex orders this notify after the waiter's last look at `state`, so
-        // the wake-up cannot fall between its check and its wait.
-        let _g = lock(&self.mutex);
+    fn signal(&self, what: u8) {
+        let mut st = lock(&self.state);
+        if *st != GRANTED {
+            *st = what;
+        }
+        self.signalled.store(true, Ordering::Release);
         self.cv.notify_one();
+    }
+
+    fn consume(st: &mut u8, signalled: &AtomicBool) -> Option<Wake> {
+        let w = match *st {
+            GRANTED => Wake::Granted,
+            POKED => Wake::Poked,
+            _ => return None,
+        };
+        *st = IDLE;
+        signalled.store(false, Ordering::Relaxed);
+        Some(w)
     }
 
     /// Consumes a pending grant or poke without blocking.
     pub(crate) fn try_take(&self) -> Option<Wake> {
-        match self.state.swap(IDLE, Ordering::Acquire) {
-            GRANTED => Some(Wake::Granted),
-            POKED => Some(Wake::Poked),
-            _ => None,
-        }
+        Self::consume(&mut lock(&self.state), &self.signalled)
     }
 
     /// Waits for a grant or a poke: spins for up to `spin` first (a thread on a core of its own
     /// then wakes in nanoseconds instead of paying a futex wake-up), then parks, for at most
     /// `timeout` if one is given.
     pub(crate) fn wait(&self, spin: Duration, timeout: Option<Duration>) -> Wake {
-        if let Some(w) = self.try_take() {
-            return w;
-        }
         let start = Instant::now();
         if !spin.is_zero() && !cfg!(loom) {
             let mut i = 0u32;
-            loop {
-                if self.state.load(Ordering::Relaxed) != IDLE {
-                    if let Some(w) = self.try_take() {
-                        return w;
-                    }
-                }
+            while !self.signalled.load(Ordering::Acquire) {
                 spin_hint();
                 i = i.wrapping_add(1);
                 if i.is_multiple_of(64) && start.elapsed() >= spin {
@@ -93,22 +89,48 @@ impl Slot {
                 }
             }
         }
-        let deadline = timeout.map(|t| start + t);
-        let mut g = lock(&self.mutex);
+        // loom does not model time, and a wait whose outcome depends on the real clock would
+        // make its replays diverge: under loom every wait is untimed.
+        let deadline = if cfg!(loom) {
+            None
+        } else {
+            timeout.map(|t| start + t)
+        };
+        let mut st = lock(&self.state);
         loop {
-            if let Some(w) = self.try_take() {
+            if let Some(w) = Self::consume(&mut st, &self.signalled) {
                 return w;
             }
             match deadline {
-                None => g = wait(&self.cv, g),
+                None => st = wait(&self.cv, st),
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
                         return Wake::TimedOut;
                     }
-                    g = wait_timeout(&self.cv, g, d - now).0;
+                    st = wait_timeout(&self.cv, st, d - now).0;
                 }
             }
         }
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::sync::Arc;
+
+    #[test]
+    fn grant_is_never_lost() {
+        loom::model(|| {
+            let slot = Arc::new(Slot::new());
+            let s = slot.clone();
+            let t = loom::thread::spawn(move || s.grant());
+            assert_eq!(
+                slot.wait(Duration::ZERO, Some(Duration::from_millis(5))),
+                Wake::Granted
+            );
+            t.join().unwrap();
+        });
     }
 }

@@ -159,6 +159,11 @@ impl MlfqGil {
         lock(&self.sched).threads[t.id].level
     }
 
+    /// How many threads are queued for the GIL (for tests and diagnostics).
+    pub fn queued_len(&self) -> usize {
+        lock(&self.sched).queued().count()
+    }
+
     /// Whether a drop request is pending (for tests and diagnostics).
     pub fn drop_requested(&self) -> bool {
         self.drop_request.load(Ordering::Relaxed)

@@ -75,6 +75,11 @@ impl TimedGil {
         self.drop_request.load(Ordering::Relaxed)
     }
 
+    /// Whether `t` was the last thread to take the GIL (for tests and models).
+    pub fn last_holder_is(&self, t: &TimedThread) -> bool {
+        self.last_holder.load(Ordering::Relaxed) == t.id
+    }
+
     /// Sets `gil_drop_request` as a timed-out waiter would (for tests and models).
     pub fn request_drop(&self) {
         self.drop_request.store(true, Ordering::Relaxed);

@@ -1,0 +1,237 @@
+//! The `gilbench` binary end to end: bad input gets one line on stderr and exit status 2,
+//! a failed run exit status 1, and a good run the documented JSON.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gilbench"))
+}
+
+fn workloads(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("workloads")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gilbench-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("gilbench runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts a one-line error mentioning `needle`, exit status 2, no panic.
+fn assert_bad_input(args: &[&str], needle: &str) {
+    let o = run(args);
+    let err = stderr(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{args:?}: status {:?}, stderr {err}",
+        o.status
+    );
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{args:?}: not one line: {err}"
+    );
+    assert!(
+        err.to_lowercase().contains(&needle.to_lowercase()),
+        "{args:?}: {err:?} does not mention {needle:?}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{args:?}: {err}"
+    );
+}
+
+#[test]
+fn bad_input_is_one_line_and_exit_2() {
+    let scn = workloads("cpu-scaling.toml");
+    let malformed = tmp("malformed.toml");
+    std::fs::write(&malformed, "lock = \"timed\"\ncpu_threads = = 2\n").unwrap();
+    let unknown_key = tmp("unknown-key.toml");
+    std::fs::write(&unknown_key, "cpu_thread = 2\n").unwrap();
+    let wrong_type = tmp("wrong-type.toml");
+    std::fs::write(&wrong_type, "interval = 5\n").unwrap();
+    let empty = tmp("empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let garbage = tmp("garbage.toml");
+    std::fs::write(&garbage, [0xff, 0xfe, 0x00, 0x12, 0x80]).unwrap();
+    let dup = tmp("dup.toml");
+    std::fs::write(&dup, "cpu_threads = 1\ncpu_threads = 2\n").unwrap();
+    let (m, u, w, e, g, d) = (
+        malformed.to_str().unwrap(),
+        unknown_key.to_str().unwrap(),
+        wrong_type.to_str().unwrap(),
+        empty.to_str().unwrap(),
+        garbage.to_str().unwrap(),
+        dup.to_str().unwrap(),
+    );
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["run", "/nonexistent/scenario.toml"], "no such file"),
+        (vec!["run", m], "malformed TOML"),
+        (vec!["run", u], "cpu_thread"),
+        (vec!["run", w], "interval"),
+        (vec!["run", e], "empty"),
+        (vec!["run", g], "not a text file"),
+        (vec!["run", d], "malformed TOML"),
+        (vec!["run", &scn, "--lock", "gil2000"], "unknown lock"),
+        (vec!["run", &scn, "--set", "nonsense=1"], "unknown key"),
+        (vec!["run", &scn, "--set", "nonsense"], "KEY=VALUE"),
+        (vec!["run", &scn, "--set", "interval="], "empty value"),
+        (vec!["run", &scn, "--cpu-threads", "0"], "nothing to run"),
+        (vec!["run", &scn, "--cpu-threads", "-1"], "cpu-threads"),
+        (vec!["run", &scn, "--cpu-threads", "100000"], "too large"),
+        (vec!["run", &scn, "--interval", "0ms"], "interval"),
+        (vec!["run", &scn, "--interval", "5parsecs"], "5parsecs"),
+        (vec!["run", &scn, "--duration", "0s"], "duration"),
+        (vec!["run", &scn, "--duration", "soon"], "soon"),
+        (vec!["run", &scn, "--pin", "999"], "core 999"),
+        (vec!["run", &scn, "--pin", "sideways"], "sideways"),
+        (
+            vec!["run", &scn, "--set", "check_interval=0"],
+            "check_interval",
+        ),
+        (vec!["run", &scn, "--set", "quanta=[1ms,0ms]"], "quanta"),
+        (vec!["frobnicate"], "frobnicate"),
+        (vec!["run", &scn, "--no-such-flag"], "no-such-flag"),
+    ];
+    for (args, needle) in cases {
+        assert_bad_input(&args, needle);
+    }
+}
+
+#[test]
+fn locks_lists_every_design() {
+    let o = run(&["locks"]);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    for name in ["tick", "timed", "mlfq", "fifo", "none"] {
+        assert!(
+            out.lines().any(|l| l.starts_with(name)),
+            "{name} missing from:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn run_writes_the_documented_json() {
+    let json = tmp("run.json");
+    let o = run(&[
+        "run",
+        &workloads("cpu-scaling.toml"),
+        "--lock",
+        "mlfq",
+        "--duration",
+        "300ms",
+        "--set",
+        "quanta=[1ms,2ms]",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(v["gilbench"].is_string());
+    let r = &v["runs"][0];
+    assert_eq!(r["scenario"], "cpu-scaling");
+    assert_eq!(r["lock"], "mlfq");
+    for k in ["cpu_threads", "interval_us", "duration_s", "pin"] {
+        assert!(!r["params"][k].is_null(), "params.{k} missing");
+    }
+    assert_eq!(r["params"]["levels"], 2);
+    assert!(r["wall_s"].as_f64().unwrap() >= 0.3);
+    assert!(r["io"].is_null());
+    assert_eq!(r["cpu"]["threads"], 2);
+    assert!(r["cpu"]["ticks"].as_u64().unwrap() > 0);
+    for k in ["ticks_per_sec", "bytes"] {
+        assert!(!r["cpu"][k].is_null(), "cpu.{k} missing");
+    }
+    for k in ["acquisitions", "switches", "forced_drops"] {
+        assert!(r["gil"][k].is_u64(), "gil.{k} missing");
+    }
+    for h in ["wait_us", "hold_us"] {
+        for p in ["p50", "p90", "p99", "p999", "max", "mean"] {
+            assert!(r["gil"][h][p].is_number(), "gil.{h}.{p} missing");
+        }
+    }
+    let t = &r["threads"][0];
+    for k in [
+        "name",
+        "role",
+        "core",
+        "acquisitions",
+        "ticks",
+        "wait_us",
+        "ctx_switches",
+    ] {
+        assert!(t.get(k).is_some(), "threads[0].{k} missing");
+    }
+    assert_eq!(t["name"], "cpu-0");
+    assert_eq!(t["role"], "cpu");
+    assert!(t["ctx_switches"]["voluntary"].is_u64());
+}
+
+#[test]
+fn a_panicking_thread_fails_the_run_without_hanging() {
+    for lock in ["tick", "timed", "mlfq", "fifo", "none"] {
+        for fault in ["panic-holding-gil", "panic-released"] {
+            let t0 = Instant::now();
+            let o = run(&[
+                "run",
+                &workloads("cpu-scaling.toml"),
+                "--lock",
+                lock,
+                "--duration",
+                "20s",
+                "--set",
+                &format!("fault={fault}"),
+            ]);
+            let err = stderr(&o);
+            assert_eq!(o.status.code(), Some(1), "{lock}/{fault}: {err}");
+            assert!(
+                err.contains("cpu-0 panicked") && err.contains("injected fault"),
+                "{lock}/{fault}: {err}"
+            );
+            assert_eq!(err.trim_end().lines().count(), 1, "{lock}/{fault}: {err}");
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "{lock}/{fault}: took {:?}",
+                t0.elapsed()
+            );
+        }
+    }
+}
+
+#[test]
+fn hash_nogil_runs_and_hashes() {
+    let json = tmp("nogil.json");
+    let o = run(&[
+        "run",
+        &workloads("hash-nogil.toml"),
+        "--duration",
+        "300ms",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let r = &v["runs"][0];
+    assert!(r["cpu"]["bytes"].as_u64().unwrap() >= 1 << 20);
+    assert!(r["gil"]["voluntary_drops"].as_u64().unwrap() > 0);
+    assert_eq!(r["threads"][0]["workload"], "hash-nogil");
+    assert_eq!(r["threads"][0]["digest"].as_str().unwrap().len(), 64);
+}

@@ -1,0 +1,495 @@
+//! Behaviour of each GIL design, on real threads. Timing phenomena are checked as ratios
+//! measured in the same test, with wide margins.
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use gilbench::gil::{FifoGil, Gil, GilParams, MlfqGil, NoGil, Release, TickGil, TimedGil};
+use gilbench::interp::Interp;
+use gilbench::pin;
+use gilbench::workload::TickHasher;
+
+/// A counter updated without any synchronisation of its own: only the GIL protects it.
+struct Racy(UnsafeCell<u64>);
+// SAFETY: deliberately unsynchronised; the tests use it only to detect whether the GIL
+// excludes concurrent holders (a data race shows up as lost updates).
+unsafe impl Sync for Racy {}
+
+impl Racy {
+    /// A read, a yield, and a write: any overlap between two holders loses an update.
+    fn bump(&self) {
+        // SAFETY: see the `Sync` impl; a racing access is exactly what the test detects.
+        let v = unsafe { std::ptr::read_volatile(self.0.get()) };
+        if v % 64 == 0 {
+            thread::yield_now();
+        }
+        for _ in 0..20 {
+            std::hint::spin_loop();
+        }
+        // SAFETY: as above.
+        unsafe { std::ptr::write_volatile(self.0.get(), v + 1) };
+    }
+    fn get(&self) -> u64 {
+        // SAFETY: called after all threads were joined.
+        unsafe { *self.0.get() }
+    }
+}
+
+const THREADS: usize = 4;
+const ROUNDS: u64 = 20_000;
+
+/// 4 threads bump the racy counter under the GIL, with eval-breaker checks between bumps and
+/// a voluntary release every few bumps. Returns the number of lost updates.
+fn lost_updates<G: Gil>(gil: G) -> u64 {
+    let counter = Racy(UnsafeCell::new(0));
+    let last = AtomicUsize::new(usize::MAX);
+    let barrier = Barrier::new(THREADS);
+    thread::scope(|s| {
+        for i in 0..THREADS {
+            let (gil, counter, last, barrier) = (&gil, &counter, &last, &barrier);
+            s.spawn(move || {
+                let mut it = Interp::new(gil, i, last);
+                barrier.wait();
+                it.take();
+                for r in 0..ROUNDS {
+                    counter.bump();
+                    it.check();
+                    if r % 7 == 0 {
+                        drop(it.released());
+                    }
+                }
+            });
+        }
+    });
+    THREADS as u64 * ROUNDS - counter.get()
+}
+
+fn fast_params() -> GilParams {
+    GilParams {
+        check_interval: 5,
+        interval: Duration::from_micros(200),
+        quanta: vec![Duration::from_micros(100), Duration::from_micros(300)],
+        allotments: vec![Duration::from_millis(1), Duration::from_millis(3)],
+        boost_interval: Duration::from_millis(10),
+        ..GilParams::default()
+    }
+}
+
+#[test]
+fn every_gil_excludes_other_holders() {
+    let p = fast_params();
+    let no_fs = GilParams {
+        force_switching: false,
+        ..fast_params()
+    };
+    let spin = GilParams {
+        spin: Duration::from_micros(20),
+        ..fast_params()
+    };
+    assert_eq!(lost_updates(TickGil::new(&p)), 0, "tick");
+    assert_eq!(lost_updates(TimedGil::new(&p)), 0, "timed");
+    assert_eq!(
+        lost_updates(TimedGil::new(&no_fs)),
+        0,
+        "timed, no forced switching"
+    );
+    assert_eq!(lost_updates(MlfqGil::new(&p)), 0, "mlfq");
+    assert_eq!(
+        lost_updates(MlfqGil::new(&spin)),
+        0,
+        "mlfq, spinning waiters"
+    );
+    assert_eq!(lost_updates(FifoGil::new(&p)), 0, "fifo");
+    assert_eq!(
+        lost_updates(FifoGil::new(&no_fs)),
+        0,
+        "fifo, no forced switching"
+    );
+    assert_eq!(
+        lost_updates(FifoGil::new(&spin)),
+        0,
+        "fifo, spinning waiters"
+    );
+}
+
+#[test]
+fn the_exclusion_check_detects_a_missing_gil() {
+    // The same check on `none` must see lost updates, or it could not fail at all.
+    assert!(
+        lost_updates(NoGil::new()) > 0,
+        "no lost updates without a GIL: the check is blind"
+    );
+}
+
+#[test]
+fn timed_waiter_requests_the_drop_after_about_one_interval() {
+    let interval = Duration::from_millis(40);
+    let gil = TimedGil::new(&GilParams {
+        interval,
+        ..GilParams::default()
+    });
+    let mut holder = gil.register();
+    gil.take(&mut holder);
+    let asked = Instant::now();
+    thread::scope(|s| {
+        let g = &gil;
+        s.spawn(move || {
+            let mut w = g.register();
+            g.take(&mut w);
+            g.release(&mut w, Release::Exit);
+        });
+        while !gil.drop_requested() {
+            assert!(
+                asked.elapsed() < Duration::from_secs(5),
+                "no drop request after 5 s"
+            );
+            thread::sleep(Duration::from_micros(200));
+        }
+        let after = asked.elapsed();
+        assert!(
+            after >= interval * 9 / 10,
+            "drop requested after {after:?}, before the {interval:?} interval"
+        );
+        assert!(
+            after < interval * 10,
+            "drop requested only after {after:?} (interval {interval:?})"
+        );
+        gil.release(&mut holder, Release::Blocking);
+    });
+}
+
+/// A CPU-bound holder serves drop requests at its checks while another thread keeps asking
+/// for the GIL. Returns (forced drops, times the dropper re-took the GIL before the waiter).
+fn timed_forced_drops(force_switching: bool) -> (u64, u64) {
+    let gil = TimedGil::new(&GilParams {
+        interval: Duration::from_micros(500),
+        force_switching,
+        ..GilParams::default()
+    });
+    // Log of acquisitions: 0 = holder, 1 = waiter, 2 = holder's forced drop.
+    let log = Mutex::new(Vec::<u8>::new());
+    let done = AtomicBool::new(false);
+    let cores = pin::available_cores().unwrap_or_default();
+    thread::scope(|s| {
+        let (gil, log, done, cores) = (&gil, &log, &done, &cores);
+        s.spawn(move || {
+            if let Some(c) = cores.first() {
+                pin::pin_current(*c);
+            }
+            let mut me = gil.register();
+            let mut h = TickHasher::new(64, 1);
+            gil.take(&mut me);
+            let t0 = Instant::now();
+            let mut drops = 0;
+            while drops < 40 && t0.elapsed() < Duration::from_secs(3) {
+                h.tick();
+                if gil.check(&mut me) {
+                    log.lock().unwrap().push(2);
+                    drops += 1;
+                    gil.release(&mut me, Release::Forced);
+                    gil.take(&mut me);
+                    log.lock().unwrap().push(0);
+                }
+            }
+            done.store(true, Ordering::SeqCst);
+            gil.release(&mut me, Release::Exit);
+        });
+        s.spawn(move || {
+            if let Some(c) = cores.get(1) {
+                pin::pin_current(*c);
+            }
+            let mut me = gil.register();
+            while !done.load(Ordering::SeqCst) {
+                gil.take(&mut me);
+                log.lock().unwrap().push(1);
+                gil.release(&mut me, Release::Blocking);
+                thread::sleep(Duration::from_micros(100));
+            }
+        });
+    });
+    let log = log.into_inner().unwrap();
+    let forced = log.iter().filter(|&&e| e == 2).count() as u64;
+    let retook_first = log.windows(2).filter(|w| w[0] == 2 && w[1] == 0).count() as u64;
+    (forced, retook_first)
+}
+
+#[test]
+fn timed_forced_switching_keeps_the_dropper_out() {
+    let (forced, retook) = timed_forced_drops(true);
+    assert!(forced >= 10, "only {forced} forced drops");
+    assert_eq!(
+        retook, 0,
+        "with forced switching the dropper re-took the GIL first {retook} of {forced} times"
+    );
+}
+
+#[test]
+fn timed_without_forced_switching_lets_the_dropper_back_in() {
+    let (forced, retook) = timed_forced_drops(false);
+    assert!(forced >= 10, "only {forced} forced drops");
+    assert!(
+        retook > 0,
+        "without forced switching the dropper never re-took first ({forced} drops)"
+    );
+}
+
+#[test]
+fn tick_holder_usually_retakes_on_two_cores() {
+    let Some(cores) = pin::available_cores().filter(|c| c.len() >= 2) else {
+        eprintln!("note: fewer than 2 usable cores; the multicore starvation check does not apply");
+        return;
+    };
+    let gil = TickGil::new(&GilParams::default());
+    let last = AtomicUsize::new(usize::MAX);
+    let stop = AtomicBool::new(false);
+    // Per thread: (periodic drops, of which the same thread got the GIL straight back).
+    let retakes = AtomicU64::new(0);
+    let switches = AtomicU64::new(0);
+    thread::scope(|s| {
+        for (i, &core) in cores.iter().take(2).enumerate() {
+            let (gil, last, stop, retakes, switches) = (&gil, &last, &stop, &retakes, &switches);
+            s.spawn(move || {
+                pin::pin_current(core);
+                let mut me = ();
+                let mut h = TickHasher::new(64, i as u64);
+                gil.take(&mut me);
+                last.store(i, Ordering::Relaxed);
+                while !stop.load(Ordering::Relaxed) {
+                    h.tick();
+                    if gil.check(&mut me) {
+                        gil.release(&mut me, Release::Forced);
+                        gil.take(&mut me);
+                        if last.swap(i, Ordering::Relaxed) == i {
+                            retakes.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            switches.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                gil.release(&mut me, Release::Exit);
+            });
+        }
+        thread::sleep(Duration::from_millis(1500));
+        stop.store(true, Ordering::Relaxed);
+    });
+    let (r, sw) = (retakes.into_inner(), switches.into_inner());
+    assert!(r > 100, "only {r} periodic re-takes");
+    assert!(
+        sw * 5 < r,
+        "the waiter got the GIL {sw} times against {r} re-takes by the releaser"
+    );
+}
+
+fn mlfq(quanta: &[u64], allot: &[u64], boost_ms: u64) -> MlfqGil {
+    MlfqGil::new(&GilParams {
+        quanta: quanta.iter().map(|&m| Duration::from_millis(m)).collect(),
+        allotments: allot.iter().map(|&m| Duration::from_millis(m)).collect(),
+        boost_interval: Duration::from_millis(boost_ms),
+        ..GilParams::default()
+    })
+}
+
+fn hold<G: Gil>(gil: &G, t: &mut G::Thread, d: Duration) {
+    gil.take(t);
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        std::hint::spin_loop();
+    }
+    gil.release(t, Release::Blocking);
+}
+
+#[test]
+fn mlfq_demotes_after_the_allotment_and_keeps_short_holders_up() {
+    let gil = mlfq(&[1, 5, 20], &[10, 50, 200], 100_000);
+    let mut cpu = gil.register();
+    let mut io = gil.register();
+    // 30 ms in three holds: past level 0's 10 ms allotment, within level 1's 50 ms.
+    for _ in 0..3 {
+        hold(&gil, &mut cpu, Duration::from_millis(10));
+    }
+    assert_eq!(gil.level_of(&cpu), 1);
+    // 50 short holds of 20 us: 1 ms in all, well within the allotment.
+    for _ in 0..50 {
+        hold(&gil, &mut io, Duration::from_micros(20));
+    }
+    assert_eq!(gil.level_of(&io), 0);
+    let stats: std::collections::HashMap<_, _> = gil.thread_stats(&cpu).into_iter().collect();
+    assert_eq!(stats["demotions"], 1);
+}
+
+#[test]
+fn mlfq_boost_returns_everyone_to_the_top() {
+    let gil = mlfq(&[1, 5, 20], &[5, 50, 200], 150);
+    let mut cpu = gil.register();
+    hold(&gil, &mut cpu, Duration::from_millis(20));
+    assert_eq!(gil.level_of(&cpu), 1);
+    thread::sleep(Duration::from_millis(200));
+    hold(&gil, &mut cpu, Duration::from_micros(10));
+    assert_eq!(gil.level_of(&cpu), 0, "no boost after the boost interval");
+    let stats: std::collections::HashMap<_, _> = gil.stats().into_iter().collect();
+    assert!(stats["boosts"] >= 1);
+}
+
+/// Queues `n` waiters one after the other behind a holder, releases, and returns the order in
+/// which they got the GIL.
+fn handoff_order<G: Gil>(gil: &G, queued: impl Fn() -> usize, n: usize) -> Vec<usize> {
+    let order = Mutex::new(Vec::new());
+    let mut holder = gil.register();
+    gil.take(&mut holder);
+    thread::scope(|s| {
+        for i in 0..n {
+            let order = &order;
+            s.spawn(move || {
+                let mut me = gil.register();
+                gil.take(&mut me);
+                order.lock().unwrap().push(i);
+                gil.release(&mut me, Release::Blocking);
+            });
+            let t0 = Instant::now();
+            while queued() < i + 1 {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(5),
+                    "waiter {i} never queued"
+                );
+                thread::sleep(Duration::from_micros(100));
+            }
+        }
+        gil.release(&mut holder, Release::Blocking);
+    });
+    order.into_inner().unwrap()
+}
+
+#[test]
+fn mlfq_and_fifo_serve_a_level_in_fifo_order() {
+    let gil = mlfq(&[10_000, 20_000], &[100_000, 200_000], 100_000);
+    assert_eq!(
+        handoff_order(&gil, || gil.queued_len(), 5),
+        vec![0, 1, 2, 3, 4]
+    );
+    let gil = FifoGil::new(&GilParams {
+        interval: Duration::from_secs(60),
+        ..GilParams::default()
+    });
+    assert_eq!(
+        handoff_order(&gil, || gil.queued_len(), 5),
+        vec![0, 1, 2, 3, 4]
+    );
+}
+
+#[test]
+fn mlfq_higher_priority_waiter_preempts_at_once() {
+    // Level 1's quantum is 60 s: only priority can make the holder drop.
+    let gil = mlfq(&[1, 60_000], &[5, 600_000], 600_000);
+    let mut cpu = gil.register();
+    hold(&gil, &mut cpu, Duration::from_millis(10));
+    assert_eq!(gil.level_of(&cpu), 1);
+    gil.take(&mut cpu);
+    let got_it = AtomicBool::new(false);
+    let waited = thread::scope(|s| {
+        let (g, got_it) = (&gil, &got_it);
+        let h = s.spawn(move || {
+            let mut io = g.register();
+            let t0 = Instant::now();
+            g.take(&mut io);
+            let w = t0.elapsed();
+            got_it.store(true, Ordering::SeqCst);
+            g.release(&mut io, Release::Blocking);
+            w
+        });
+        let t0 = Instant::now();
+        // The CPU-bound holder runs its eval-breaker checks until it is told to drop.
+        while !gil.check(&mut cpu) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "no drop request after 10 s"
+            );
+            std::hint::spin_loop();
+        }
+        gil.release(&mut cpu, Release::Forced);
+        h.join().unwrap()
+    });
+    assert!(got_it.load(Ordering::SeqCst));
+    assert!(
+        waited < Duration::from_secs(1),
+        "the level-0 waiter waited {waited:?} behind a level-1 holder"
+    );
+}
+
+/// The releaser tries to take the GIL straight back while a waiter is queued; with direct
+/// hand-off the waiter must always go first. Returns how often the releaser barged in.
+fn barging<G: Gil>(gil: &G, queued: impl Fn() -> usize) -> usize {
+    let log = Mutex::new(Vec::new());
+    let mut holder = gil.register();
+    let mut barged = 0;
+    for _ in 0..50 {
+        log.lock().unwrap().clear();
+        gil.take(&mut holder);
+        thread::scope(|s| {
+            let log = &log;
+            s.spawn(move || {
+                let mut me = gil.register();
+                gil.take(&mut me);
+                log.lock().unwrap().push("waiter");
+                gil.release(&mut me, Release::Blocking);
+            });
+            while queued() < 1 {
+                thread::yield_now();
+            }
+            gil.release(&mut holder, Release::Blocking);
+            gil.take(&mut holder);
+            log.lock().unwrap().push("releaser");
+            gil.release(&mut holder, Release::Blocking);
+        });
+        if log.lock().unwrap().first() == Some(&"releaser") {
+            barged += 1;
+        }
+    }
+    barged
+}
+
+#[test]
+fn mlfq_and_fifo_hand_off_directly() {
+    let gil = mlfq(&[10_000, 20_000], &[100_000, 200_000], 100_000);
+    assert_eq!(barging(&gil, || gil.queued_len()), 0, "mlfq");
+    let gil = FifoGil::new(&GilParams {
+        interval: Duration::from_secs(60),
+        ..GilParams::default()
+    });
+    assert_eq!(barging(&gil, || gil.queued_len()), 0, "fifo");
+}
+
+#[test]
+fn a_thread_that_panics_holding_the_gil_releases_it() {
+    let p = fast_params();
+    fn check<G: Gil>(gil: G) {
+        let gil = Arc::new(gil);
+        let last = Arc::new(AtomicUsize::new(usize::MAX));
+        let (g, l) = (gil.clone(), last.clone());
+        let r = thread::spawn(move || {
+            let mut it = Interp::new(&*g, 0, &l);
+            it.take();
+            panic!("boom while holding the GIL");
+        })
+        .join();
+        assert!(r.is_err());
+        let (g, l) = (gil.clone(), last.clone());
+        let r = thread::spawn(move || {
+            let mut it = Interp::new(&*g, 1, &l);
+            it.take();
+            it.allow_threads(|| panic!("boom with the GIL released"));
+        })
+        .join();
+        assert!(r.is_err());
+        // Both panicking threads gave the GIL back: a third thread gets it.
+        let mut it = Interp::new(&*gil, 2, &last);
+        it.take();
+        assert!(it.holds());
+    }
+    check(TickGil::new(&p));
+    check(TimedGil::new(&p));
+    check(MlfqGil::new(&p));
+    check(FifoGil::new(&p));
+}
