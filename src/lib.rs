@@ -15,6 +15,7 @@ pub mod report;
 pub mod result;
 pub mod runner;
 pub mod scenario;
+pub mod signals;
 pub(crate) mod sync;
 pub mod units;
 pub mod workload;

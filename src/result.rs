@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::{Counters, CtxSwitches, Percentiles};
+use crate::workload::server::ServerStats;
 
 /// A result file: one or more runs.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -39,6 +40,9 @@ pub struct RunResult {
     pub threads: Vec<ThreadResult>,
     /// Things the user should know about this run (pinning fallbacks, wrap-around...).
     pub notes: Vec<String>,
+    /// Set when the run was cut short (e.g. by Ctrl-C): its numbers cover less than asked.
+    #[serde(default)]
+    pub partial: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -56,7 +60,27 @@ pub struct IoSummary {
     pub requests_per_sec: f64,
     pub bytes: u64,
     pub transfer_s: Option<f64>,
+    /// Client side: round trip (closed loop) or from the intended send time (open loop).
     pub latency_us: Percentiles,
+    /// "closed", "open" (load generator), "bulk", or "serve" (no load generator here).
+    pub mode: String,
+    /// Open loop: the target rate.
+    pub rate: f64,
+    /// Requests that got no reply within the timeout.
+    pub failed: u64,
+    /// Open loop: sends that left more than 1 ms after their intended time.
+    pub late_sends: u64,
+    /// Open loop: actual minus intended send time.
+    pub lateness_us: Percentiles,
+    /// Connection errors seen by the load generator, and the first of them.
+    pub errors: u64,
+    pub first_error: Option<String>,
+    /// Where the load generator ran ("core 1", "unpinned, shares cores with GIL threads").
+    pub loadgen: String,
+    /// Server side: GIL wait right after each blocking socket call.
+    pub reacquire_us: Percentiles,
+    /// Server side, summed over server threads.
+    pub server: ServerStats,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -94,4 +118,6 @@ pub struct ThreadResult {
     pub design: BTreeMap<String, u64>,
     /// Digest of the data hashed, proof the work was done.
     pub digest: String,
+    /// Server threads: what they served.
+    pub server: Option<ServerStats>,
 }

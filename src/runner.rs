@@ -1,19 +1,25 @@
-//! The runner: builds the GIL a scenario names, starts and pins its interpreter threads,
-//! lets them loose together, stops them after `duration`, joins them and collects results.
+//! The runner: builds the GIL a scenario names, binds its sockets, starts and pins its
+//! interpreter threads and the load generator, lets them loose together, stops them after
+//! `duration` (or when a bulk transfer is done, a thread fails, or a signal arrives), joins
+//! them and collects one [`RunResult`].
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::gil::{FifoGil, Gil, LockKind, MlfqGil, NoGil, TickGil, TimedGil};
+use crate::gil::{FifoGil, Gil, LockKind, MlfqGil, NoGil, Release, TickGil, TimedGil};
 use crate::interp::Interp;
-use crate::metrics::{merge, new_hist, Counters, CtxSwitches, Percentiles, ThreadMetrics};
+use crate::metrics::{merge, new_hist, Counters, CtxSwitches, Hist, Percentiles, ThreadMetrics};
 use crate::pin;
-use crate::result::{CpuSummary, GilSummary, RunResult, ThreadResult};
-use crate::scenario::{CpuWork, Scenario};
+use crate::result::{CpuSummary, GilSummary, IoSummary, RunResult, ThreadResult};
+use crate::scenario::{CpuWork, IoWork, Scenario};
+use crate::signals;
+use crate::workload::loadgen::{self, LoadConfig, LoadResult};
+use crate::workload::server::{self, io_reason, EchoConfig, Listener, ServerStats};
 use crate::workload::{calibrate_tick_ns, cpu, TickHasher, WorkCtx};
 
 /// Why a run did not produce a result.
@@ -27,16 +33,34 @@ pub enum RunError {
     Failed(String),
 }
 
+/// Whether the load generator runs here or somewhere else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Server threads and load generator in this process.
+    Run,
+    /// Server threads only, for an outside client (`gilbench serve`).
+    Serve,
+}
+
 /// Runs a scenario on the design it names.
 pub fn run(sc: &Scenario) -> Result<RunResult, RunError> {
+    run_mode(sc, Mode::Run, &|_| {})
+}
+
+/// Runs a scenario in `mode`; `on_listening` is told the server addresses before the start.
+pub fn run_mode(
+    sc: &Scenario,
+    mode: Mode,
+    on_listening: &dyn Fn(&[SocketAddr]),
+) -> Result<RunResult, RunError> {
     sc.validate().map_err(RunError::BadInput)?;
-    let p = &sc.gil;
+    let p = &sc.gil_params();
     match sc.lock {
-        LockKind::Tick => run_with(TickGil::new(p), sc),
-        LockKind::Timed => run_with(TimedGil::new(p), sc),
-        LockKind::Mlfq => run_with(MlfqGil::new(p), sc),
-        LockKind::Fifo => run_with(FifoGil::new(p), sc),
-        LockKind::None => run_with(NoGil::new(), sc),
+        LockKind::Tick => run_with(TickGil::new(p), sc, mode, on_listening),
+        LockKind::Timed => run_with(TimedGil::new(p), sc, mode, on_listening),
+        LockKind::Mlfq => run_with(MlfqGil::new(p), sc, mode, on_listening),
+        LockKind::Fifo => run_with(FifoGil::new(p), sc, mode, on_listening),
+        LockKind::None => run_with(NoGil::new(), sc, mode, on_listening),
     }
 }
 
@@ -86,23 +110,87 @@ impl Drop for PanicFlag<'_> {
     }
 }
 
-/// What one interpreter thread brings back.
-struct ThreadOut {
-    result: ThreadResult,
-    metrics: ThreadMetrics,
-}
-
 struct Shared {
     stop: AtomicBool,
     failed: AtomicBool,
+    /// Server threads whose work is over (a bulk transfer completed).
+    io_done: AtomicUsize,
+    /// The load generator has finished (its servers may stop now).
+    load_done: AtomicBool,
     last_holder: AtomicUsize,
     gate: StartGate,
 }
 
-fn run_with<G: Gil>(gil: G, sc: &Scenario) -> Result<RunResult, RunError> {
-    let n = sc.cpu_threads;
+/// What an interpreter thread does.
+enum Role {
+    Cpu { index: usize },
+    Echo { index: usize, listener: Listener },
+    Bulk { listener: Listener },
+}
+
+impl Role {
+    fn name(&self) -> String {
+        match self {
+            Role::Cpu { index } => format!("cpu-{index}"),
+            Role::Echo { index, .. } => format!("echo-{index}"),
+            Role::Bulk { .. } => "bulk-0".into(),
+        }
+    }
+}
+
+/// What one interpreter thread brings back.
+struct ThreadOut {
+    result: ThreadResult,
+    metrics: ThreadMetrics,
+    /// A socket error that ended the thread's work early.
+    error: Option<String>,
+}
+
+enum LoadOut {
+    Echo(Box<Result<LoadResult, String>>),
+    Bulk(Result<f64, String>),
+}
+
+fn bind_listeners(sc: &Scenario) -> Result<Vec<Listener>, RunError> {
+    (0..sc.io_thread_count())
+        .map(|i| {
+            let port = if sc.port == 0 {
+                0
+            } else {
+                sc.port.checked_add(i as u16).unwrap_or(0)
+            };
+            let addr = SocketAddr::new(sc.listen, port);
+            Listener::bind(sc.transport, addr, sc.io == IoWork::Bulk).map_err(|e| {
+                RunError::BadInput(format!("cannot listen on {addr}: {}", io_reason(&e)))
+            })
+        })
+        .collect()
+}
+
+fn run_with<G: Gil>(
+    gil: G,
+    sc: &Scenario,
+    mode: Mode,
+    on_listening: &dyn Fn(&[SocketAddr]),
+) -> Result<RunResult, RunError> {
+    let listeners = bind_listeners(sc)?;
+    let addrs: Vec<SocketAddr> = listeners
+        .iter()
+        .map(|l| l.local_addr())
+        .collect::<Result<_, _>>()
+        .map_err(|e| RunError::Failed(format!("cannot read a listening address: {e}")))?;
+    let mut roles: Vec<Role> = Vec::new();
+    for (index, listener) in listeners.into_iter().enumerate() {
+        roles.push(match sc.io {
+            IoWork::Bulk => Role::Bulk { listener },
+            _ => Role::Echo { index, listener },
+        });
+    }
+    roles.extend((0..sc.cpu_threads).map(|index| Role::Cpu { index }));
+    let n = roles.len();
     let plan =
         pin::plan(&sc.pin, n).map_err(|e| RunError::BadInput(format!("--pin {}: {e}", sc.pin)))?;
+    let with_load = mode == Mode::Run && sc.io != IoWork::None;
     let tick_ns = calibrate_tick_ns(sc.tick_bytes);
     let call_work_ticks = if sc.call_work.is_zero() {
         0
@@ -112,38 +200,124 @@ fn run_with<G: Gil>(gil: G, sc: &Scenario) -> Result<RunResult, RunError> {
     let shared = Shared {
         stop: AtomicBool::new(false),
         failed: AtomicBool::new(false),
+        io_done: AtomicUsize::new(0),
+        load_done: AtomicBool::new(false),
         last_holder: AtomicUsize::new(usize::MAX),
         gate: StartGate::new(),
     };
     let mut notes = plan.notes.clone();
+    let loadgen_place = match (with_load, plan.spare, sc.pin == pin::PinMode::None) {
+        (false, _, _) => String::new(),
+        (true, Some(c), false) => format!("core {c}"),
+        (true, _, true) => "unpinned".to_owned(),
+        (true, None, false) => {
+            notes.push("no core is free for the load generator: it runs unpinned and shares cores with GIL threads (its lateness is reported)".into());
+            "unpinned, shares cores with GIL threads".to_owned()
+        }
+    };
+    let load_core = if sc.pin == pin::PinMode::None {
+        None
+    } else {
+        plan.spare
+    };
+    let run_for = match (mode, sc.io) {
+        (Mode::Run, IoWork::Echo) => sc.warmup + sc.duration,
+        _ => sc.duration,
+    };
+    on_listening(&addrs);
 
-    let (outs, measured, wall) = thread::scope(|scope| {
+    let (outs, load, measured, wall, interrupted) = thread::scope(|scope| {
         let mut handles = Vec::with_capacity(n);
-        for i in 0..n {
-            let (gil, shared, core) = (&gil, &shared, plan.cores[i]);
+        let abort = |handles: Vec<thread::ScopedJoinHandle<'_, ThreadOut>>, msg: String| {
+            shared.gate.open(false);
+            for h in handles {
+                let _ = h.join();
+            }
+            Err(RunError::Failed(msg))
+        };
+        for (id, role) in roles.into_iter().enumerate() {
+            let (gil, shared, core) = (&gil, &shared, plan.cores[id]);
+            let name = role.name();
             let spawned = thread::Builder::new()
-                .name(format!("cpu-{i}"))
+                .name(name.clone())
                 .spawn_scoped(scope, move || {
-                    cpu_thread(gil, shared, sc, i, core, call_work_ticks)
+                    gil_thread(gil, shared, sc, id, role, core, call_work_ticks)
                 });
             match spawned {
                 Ok(h) => handles.push(h),
-                Err(e) => {
-                    shared.gate.open(false);
-                    for h in handles {
-                        let _ = h.join();
-                    }
-                    return Err(RunError::Failed(format!(
-                        "cannot start thread cpu-{i}: {e}"
-                    )));
-                }
+                Err(e) => return abort(handles, format!("cannot start thread {name}: {e}")),
             }
         }
-        shared.gate.wait_ready(n);
+        let load_handle = if with_load {
+            let (shared, addrs) = (&shared, addrs.clone());
+            let spawned =
+                thread::Builder::new()
+                    .name("load".into())
+                    .spawn_scoped(scope, move || {
+                        let pinned = load_core.is_some_and(pin::pin_current);
+                        if !shared.gate.ready_and_wait() {
+                            return LoadOut::Bulk(Err("aborted".into()));
+                        }
+                        struct Done<'a>(&'a AtomicBool);
+                        impl Drop for Done<'_> {
+                            fn drop(&mut self) {
+                                self.0.store(true, Ordering::SeqCst);
+                            }
+                        }
+                        let _done = Done(&shared.load_done);
+                        match sc.io {
+                            IoWork::Bulk => LoadOut::Bulk(loadgen::run_bulk_send(
+                                addrs[0],
+                                sc.bulk_mib << 20,
+                                sc.timeout,
+                                &shared.stop,
+                            )),
+                            _ => {
+                                let cfg = LoadConfig {
+                                    transport: sc.transport,
+                                    targets: addrs,
+                                    connections: sc.connections,
+                                    rate: sc.rate,
+                                    request_bytes: sc.request_bytes,
+                                    warmup: sc.warmup,
+                                    duration: sc.duration,
+                                    timeout: sc.timeout,
+                                    busy_wait: pinned,
+                                };
+                                LoadOut::Echo(Box::new(loadgen::run_echo_load(&cfg, &shared.stop)))
+                            }
+                        }
+                    });
+            match spawned {
+                Ok(h) => Some(h),
+                Err(e) => return abort(handles, format!("cannot start the load generator: {e}")),
+            }
+        } else {
+            None
+        };
+        shared.gate.wait_ready(n + usize::from(with_load));
         let start = Instant::now();
         shared.gate.open(true);
+        let mut interrupted = None;
         while !shared.failed.load(Ordering::SeqCst) {
-            let left = sc.duration.saturating_sub(start.elapsed());
+            if let Some(sig) = signals::caught() {
+                interrupted = Some(sig);
+                break;
+            }
+            if sc.io == IoWork::Bulk && shared.io_done.load(Ordering::SeqCst) > 0 {
+                break;
+            }
+            // With a load generator here, the servers keep serving until it has finished
+            // its window, so that it never sees them go away; the grace bounds a stuck client.
+            if with_load && shared.load_done.load(Ordering::SeqCst) {
+                break;
+            }
+            let limit = if with_load && sc.io == IoWork::Echo {
+                run_for + sc.timeout + Duration::from_secs(2)
+            } else {
+                run_for
+            };
+            let left = limit.saturating_sub(start.elapsed());
             if left.is_zero() {
                 break;
             }
@@ -153,24 +327,42 @@ fn run_with<G: Gil>(gil: G, sc: &Scenario) -> Result<RunResult, RunError> {
         let measured = start.elapsed();
         let mut outs = Vec::with_capacity(n);
         let mut panics = Vec::new();
-        for (i, h) in handles.into_iter().enumerate() {
+        for h in handles {
+            let name = h.thread().name().unwrap_or("?").to_owned();
             match h.join() {
                 Ok(o) => outs.push(o),
                 Err(payload) => panics.push(format!(
-                    "thread cpu-{i} panicked: {}",
+                    "thread {name} panicked: {}",
                     panic_message(&*payload)
                 )),
             }
         }
+        let load = match load_handle.map(|h| h.join()) {
+            None => None,
+            Some(Ok(l)) => Some(l),
+            Some(Err(payload)) => {
+                panics.push(format!(
+                    "the load generator panicked: {}",
+                    panic_message(&*payload)
+                ));
+                None
+            }
+        };
         if !panics.is_empty() {
             return Err(RunError::Failed(format!(
                 "{}; the run was stopped",
                 panics.join("; ")
             )));
         }
-        Ok((outs, measured, start.elapsed()))
+        Ok((outs, load, measured, start.elapsed(), interrupted))
     })?;
 
+    if let Some(e) = outs
+        .iter()
+        .find_map(|o| o.error.as_ref().map(|e| format!("{}: {e}", o.result.name)))
+    {
+        return Err(RunError::Failed(e));
+    }
     for o in &outs {
         if let (Some(want), Some(got)) = (o.result.pinned, o.result.core) {
             if want != got {
@@ -183,28 +375,43 @@ fn run_with<G: Gil>(gil: G, sc: &Scenario) -> Result<RunResult, RunError> {
     }
     if let Some(t) = outs
         .iter()
-        .find(|o| plan.cores[0].is_some() && o.result.pinned.is_none())
+        .enumerate()
+        .find(|(i, o)| plan.cores[*i].is_some() && o.result.pinned.is_none())
     {
         notes.push(format!(
             "{}: the OS refused to pin it; it ran unpinned",
-            t.result.name
+            t.1.result.name
         ));
     }
     notes.push(format!(
         "one {}-byte tick costs {:.0} ns here; call_work = {} ticks",
         sc.tick_bytes, tick_ns, call_work_ticks
     ));
+    if let Some(sig) = interrupted {
+        notes.push(format!(
+            "interrupted by {}: the run covers {:.2}s of {:.2}s",
+            signals::name(sig),
+            measured.as_secs_f64(),
+            run_for.as_secs_f64()
+        ));
+    }
 
     let secs = measured.as_secs_f64();
     let mut total = Counters::default();
     let mut ctx = CtxSwitches::default();
-    let (mut wait, mut hold, mut reacq) = (new_hist(), new_hist(), new_hist());
+    let (mut wait, mut hold, mut reacq, mut io_reacq) =
+        (new_hist(), new_hist(), new_hist(), new_hist());
+    let mut server = ServerStats::default();
     for o in &outs {
         total.add(&o.metrics.counters);
         ctx.add(o.result.ctx_switches);
         merge(&mut wait, &o.metrics.wait);
         merge(&mut hold, &o.metrics.hold);
         merge(&mut reacq, &o.metrics.reacquire);
+        if let Some(s) = &o.result.server {
+            server.add(s);
+            merge(&mut io_reacq, &o.metrics.reacquire);
+        }
     }
     let cpu_threads: Vec<&ThreadOut> = outs.iter().filter(|o| o.result.role == "cpu").collect();
     let cpu = (!cpu_threads.is_empty()).then(|| {
@@ -218,9 +425,23 @@ fn run_with<G: Gil>(gil: G, sc: &Scenario) -> Result<RunResult, RunError> {
             bytes_per_sec: bytes as f64 / secs,
         }
     });
+    let io = match sc.io {
+        IoWork::None => None,
+        _ => Some(io_summary(
+            sc,
+            mode,
+            load,
+            server,
+            &io_reacq,
+            secs,
+            loadgen_place,
+            &mut notes,
+        )?),
+    };
     let mut params = sc.params_json();
     params["tick_ns"] = serde_json::json!((tick_ns * 10.0).round() / 10.0);
     params["call_work_ticks"] = serde_json::json!(call_work_ticks);
+    params["listen"] = serde_json::json!(addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>());
     Ok(RunResult {
         scenario: sc.name.clone(),
         lock: G::NAME.to_owned(),
@@ -228,7 +449,7 @@ fn run_with<G: Gil>(gil: G, sc: &Scenario) -> Result<RunResult, RunError> {
         wall_s: wall.as_secs_f64(),
         measured_s: secs,
         cpu,
-        io: None,
+        io,
         gil: GilSummary {
             acquisitions: total.acquisitions,
             switches: total.switches,
@@ -246,41 +467,179 @@ fn run_with<G: Gil>(gil: G, sc: &Scenario) -> Result<RunResult, RunError> {
         },
         threads: outs.into_iter().map(|o| o.result).collect(),
         notes,
+        partial: interrupted.is_some(),
     })
 }
 
-fn cpu_thread<G: Gil>(
+#[allow(clippy::too_many_arguments)]
+fn io_summary(
+    sc: &Scenario,
+    mode: Mode,
+    load: Option<LoadOut>,
+    server: ServerStats,
+    reacq: &Hist,
+    secs: f64,
+    loadgen: String,
+    notes: &mut Vec<String>,
+) -> Result<IoSummary, RunError> {
+    let mut io = IoSummary {
+        reacquire_us: Percentiles::of(reacq),
+        loadgen,
+        ..Default::default()
+    };
+    match load {
+        Some(LoadOut::Echo(r)) => {
+            let l = (*r).map_err(RunError::Failed)?;
+            io.mode = if sc.rate > 0.0 {
+                "open".into()
+            } else {
+                "closed".into()
+            };
+            io.rate = sc.rate;
+            io.requests = l.requests;
+            io.requests_per_sec = if l.measured_s > 0.0 {
+                l.requests as f64 / l.measured_s
+            } else {
+                0.0
+            };
+            io.bytes = l.bytes;
+            io.latency_us = Percentiles::of(&l.latency);
+            io.failed = l.failed;
+            io.late_sends = l.late;
+            io.lateness_us = Percentiles::of(&l.lateness);
+            io.errors = l.errors;
+            if let Some(e) = &l.first_error {
+                notes.push(format!(
+                    "load generator: {} connection errors, the first: {e}",
+                    l.errors
+                ));
+            }
+            io.first_error = l.first_error;
+        }
+        Some(LoadOut::Bulk(r)) => {
+            let client_s = r.map_err(RunError::Failed)?;
+            io.mode = "bulk".into();
+            io.requests = server.requests;
+            io.requests_per_sec = server.requests as f64 / secs;
+            io.bytes = server.bytes_in;
+            io.transfer_s = server.transfer_s;
+            if io.transfer_s.is_none() {
+                notes.push(format!(
+                    "the bulk transfer did not complete within {:.1}s ({} of {} MiB received; the sender had run {client_s:.1}s)",
+                    sc.duration.as_secs_f64(),
+                    server.bytes_in >> 20,
+                    sc.bulk_mib
+                ));
+            }
+        }
+        None if mode == Mode::Serve => {
+            io.mode = "serve".into();
+            io.requests = server.requests;
+            io.requests_per_sec = server.requests as f64 / secs;
+            io.bytes = server.bytes_in + server.bytes_out;
+            io.transfer_s = server.transfer_s;
+        }
+        None => {}
+    }
+    if server.dropped_peers > 0 {
+        notes.push(format!(
+            "the server dropped {} peers that broke its limits",
+            server.dropped_peers
+        ));
+    }
+    io.server = server;
+    Ok(io)
+}
+
+fn gil_thread<G: Gil>(
     gil: &G,
     shared: &Shared,
     sc: &Scenario,
-    index: usize,
+    id: usize,
+    role: Role,
     core: Option<usize>,
     call_work_ticks: u64,
 ) -> ThreadOut {
     let _flag = PanicFlag(&shared.failed);
+    let name = role.name();
     let pinned = core.filter(|&c| pin::pin_current(c));
-    let mut interp = Interp::new(gil, index, &shared.last_holder);
-    let seed = index as u64 + 1;
+    let mut interp = Interp::new(gil, id, &shared.last_holder);
+    let seed = id as u64 + 1;
     let mut hasher = TickHasher::new(sc.tick_bytes, seed);
     let ctx = WorkCtx {
         stop: &shared.stop,
         call_work_ticks,
-        fault: if index == 0 { sc.fault } else { None },
+        fault: if matches!(role, Role::Cpu { index: 0 }) {
+            sc.fault
+        } else {
+            None
+        },
     };
     let started = shared.gate.ready_and_wait();
     let cs0 = CtxSwitches::of_current_thread();
     let t0 = Instant::now();
     let mut digest = String::new();
+    let mut server = None;
+    let mut error = None;
+    let (role_name, workload) = match &role {
+        Role::Cpu { .. } => (
+            "cpu",
+            match sc.cpu_work {
+                CpuWork::CpuHash => "cpu-hash".to_owned(),
+                CpuWork::HashNogil => "hash-nogil".to_owned(),
+            },
+        ),
+        Role::Echo { .. } => ("io", format!("echo-{}", sc.transport)),
+        Role::Bulk { .. } => ("io", "bulk".to_owned()),
+    };
     if started {
-        match sc.cpu_work {
-            CpuWork::CpuHash => cpu::cpu_hash(&mut interp, &mut hasher, &ctx),
-            CpuWork::HashNogil => {
-                digest = cpu::hash_nogil(&mut interp, &mut hasher, &ctx, sc.buffer_bytes, seed)
+        let echo = EchoConfig {
+            request_bytes: sc.request_bytes,
+            work_ticks: sc.work_ticks,
+            max_request_bytes: sc.max_request_bytes,
+            max_connections: sc.max_connections,
+        };
+        match role {
+            Role::Cpu { .. } => match sc.cpu_work {
+                CpuWork::CpuHash => cpu::cpu_hash(&mut interp, &mut hasher, &ctx),
+                CpuWork::HashNogil => {
+                    digest = cpu::hash_nogil(&mut interp, &mut hasher, &ctx, sc.buffer_bytes, seed)
+                }
+            },
+            Role::Echo { listener, .. } => {
+                interp.take();
+                let r = match listener {
+                    Listener::Tcp(l) => server::echo_tcp(&mut interp, &mut hasher, &ctx, l, &echo),
+                    Listener::Udp(s) => server::echo_udp(&mut interp, &mut hasher, &ctx, s, &echo),
+                    Listener::Bulk(_) => unreachable!("echo roles get echo listeners"),
+                };
+                match r {
+                    Ok(s) => server = Some(s),
+                    Err(e) => error = Some(io_reason(&e)),
+                }
+            }
+            Role::Bulk { listener } => {
+                interp.take();
+                let Listener::Bulk(l) = listener else {
+                    unreachable!("bulk roles get bulk listeners")
+                };
+                match server::bulk_recv(
+                    &mut interp,
+                    &mut hasher,
+                    &ctx,
+                    l,
+                    sc.bulk_mib << 20,
+                    sc.recv_bytes,
+                ) {
+                    Ok(s) => server = Some(s),
+                    Err(e) => error = Some(io_reason(&e)),
+                }
+                shared.io_done.fetch_add(1, Ordering::SeqCst);
             }
         }
     }
     if interp.holds() {
-        interp.release(crate::gil::Release::Exit);
+        interp.release(Release::Exit);
     }
     let secs = t0.elapsed().as_secs_f64();
     let ctx_switches = CtxSwitches::of_current_thread().since(cs0);
@@ -292,21 +651,22 @@ fn cpu_thread<G: Gil>(
     let metrics = std::mem::take(&mut interp.metrics);
     let hash_digest = hasher.finish();
     let c = &metrics.counters;
+    let mut counters = c.clone();
+    if let Some(s) = &server {
+        counters.bytes += s.bytes_in + s.bytes_out;
+    }
     let result = ThreadResult {
-        name: format!("cpu-{index}"),
-        role: "cpu".into(),
-        workload: match sc.cpu_work {
-            CpuWork::CpuHash => "cpu-hash".into(),
-            CpuWork::HashNogil => "hash-nogil".into(),
-        },
+        name,
+        role: role_name.into(),
+        workload,
         core: crate::metrics::current_core(),
         pinned,
-        counters: c.clone(),
         ticks_per_sec: if secs > 0.0 {
             c.ticks as f64 / secs
         } else {
             0.0
         },
+        counters,
         wait_us: Percentiles::of(&metrics.wait),
         hold_us: Percentiles::of(&metrics.hold),
         reacquire_us: Percentiles::of(&metrics.reacquire),
@@ -317,8 +677,13 @@ fn cpu_thread<G: Gil>(
         } else {
             digest
         },
+        server,
     };
-    ThreadOut { result, metrics }
+    ThreadOut {
+        result,
+        metrics,
+        error,
+    }
 }
 
 /// The text of a panic payload.

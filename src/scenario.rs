@@ -12,6 +12,8 @@ use toml::Value;
 use crate::gil::{default_allotments, GilParams, LockKind};
 use crate::pin::PinMode;
 use crate::units::{format_duration, parse_duration};
+use crate::workload::server::Transport;
+use std::net::IpAddr;
 
 /// Most interpreter threads of one kind a run may have.
 pub const MAX_THREADS: u64 = 1024;
@@ -24,6 +26,17 @@ pub enum CpuWork {
     CpuHash,
     /// Hash large buffers with the GIL released around each (as hashlib does).
     HashNogil,
+}
+
+/// The socket workload, if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IoWork {
+    None,
+    /// Echo server threads, driven by the load generator.
+    Echo,
+    /// One thread receiving a bulk transfer.
+    Bulk,
 }
 
 /// Deliberate faults, to check that a broken thread cannot hang a run.
@@ -52,6 +65,24 @@ pub struct Scenario {
     pub call_work: Duration,
     pub gil: GilParams,
     pub fault: Option<Fault>,
+    /// fifo/mlfq spin before parking; None = auto.
+    pub spin: Option<Duration>,
+    pub io: IoWork,
+    pub io_threads: usize,
+    pub transport: Transport,
+    pub request_bytes: usize,
+    pub work_ticks: u64,
+    pub connections: usize,
+    /// Open-loop requests/s; 0 means closed loop.
+    pub rate: f64,
+    pub warmup: Duration,
+    pub timeout: Duration,
+    pub max_request_bytes: usize,
+    pub max_connections: usize,
+    pub bulk_mib: u64,
+    pub recv_bytes: usize,
+    pub listen: IpAddr,
+    pub port: u16,
     levels: Option<usize>,
     allotments_set: bool,
     /// Where each key was last set, for error messages.
@@ -74,6 +105,22 @@ impl Default for Scenario {
             call_work: Duration::from_micros(5),
             gil: GilParams::default(),
             fault: None,
+            spin: None,
+            io: IoWork::None,
+            io_threads: 1,
+            transport: Transport::Tcp,
+            request_bytes: 64,
+            work_ticks: 1,
+            connections: 1,
+            rate: 0.0,
+            warmup: Duration::from_millis(500),
+            timeout: Duration::from_secs(1),
+            max_request_bytes: 64 << 10,
+            max_connections: 1024,
+            bulk_mib: 10,
+            recv_bytes: 8 << 10,
+            listen: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            port: 0,
             levels: None,
             allotments_set: false,
             origin: BTreeMap::new(),
@@ -208,12 +255,85 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
     ),
     (
         "spin",
-        "fifo, mlfq: how long a waiter spins before it parks",
+        "fifo, mlfq: how long a waiter spins before it parks (auto: 50us when every GIL thread has a core of its own)",
         |s, v| {
-            s.gil.spin = duration(v)?;
+            s.spin = match v.as_str() {
+                Some("auto") => None,
+                _ => Some(duration(v)?),
+            };
             Ok(())
         },
     ),
+    ("io", "socket workload: none, echo or bulk", |s, v| {
+        s.io = match string(v)?.as_str() {
+            "none" => IoWork::None,
+            "echo" => IoWork::Echo,
+            "bulk" => IoWork::Bulk,
+            o => return Err(format!("'{o}' is not none, echo or bulk")),
+        };
+        Ok(())
+    }),
+    ("io_threads", "echo: server interpreter threads (each on its own port)", |s, v| {
+        s.io_threads = count(v, 1, MAX_THREADS)? as usize;
+        Ok(())
+    }),
+    ("transport", "echo: tcp or udp", |s, v| {
+        s.transport = string(v)?.parse()?;
+        Ok(())
+    }),
+    ("request_bytes", "echo: bytes per request (and reply)", |s, v| {
+        s.request_bytes = count(v, 1, 1 << 20)? as usize;
+        Ok(())
+    }),
+    ("work_ticks", "echo: GIL-held ticks per request", |s, v| {
+        s.work_ticks = count(v, 0, 1 << 30)?;
+        Ok(())
+    }),
+    ("connections", "load generator: connections (closed loop: requests in flight)", |s, v| {
+        s.connections = count(v, 1, 10_000)? as usize;
+        Ok(())
+    }),
+    ("rate", "load generator: open-loop requests/s (0: closed loop)", |s, v| {
+        let r = v.as_float().or_else(|| v.as_integer().map(|i| i as f64)).ok_or_else(|| expected("a number", v))?;
+        if !(0.0..=10_000_000.0).contains(&r) {
+            return Err(format!("{r} is not between 0 and 10000000"));
+        }
+        s.rate = r;
+        Ok(())
+    }),
+    ("warmup", "load generator: time before recording starts", |s, v| {
+        s.warmup = duration(v)?;
+        Ok(())
+    }),
+    ("timeout", "load generator: a request unanswered this long has failed", |s, v| {
+        s.timeout = positive_duration(v)?;
+        Ok(())
+    }),
+    ("max_request_bytes", "echo server: un-echoed bytes (TCP) or datagram size (UDP) before a peer is dropped", |s, v| {
+        s.max_request_bytes = count(v, 1, 1 << 30)? as usize;
+        Ok(())
+    }),
+    ("max_connections", "echo server: connections per server thread", |s, v| {
+        s.max_connections = count(v, 1, 100_000)? as usize;
+        Ok(())
+    }),
+    ("bulk_mib", "bulk: MiB to receive", |s, v| {
+        s.bulk_mib = count(v, 1, 1 << 20)?;
+        Ok(())
+    }),
+    ("recv_bytes", "bulk: bytes per recv", |s, v| {
+        s.recv_bytes = count(v, 1, 1 << 24)? as usize;
+        Ok(())
+    }),
+    ("listen", "server: address to listen on (default 127.0.0.1)", |s, v| {
+        let t = string(v)?;
+        s.listen = t.parse().map_err(|_| format!("'{t}' is not an IP address"))?;
+        Ok(())
+    }),
+    ("port", "server: first port (0: any free port)", |s, v| {
+        s.port = count(v, 0, 65_535)? as u16;
+        Ok(())
+    }),
     (
         "fault",
         "fault injection: panic-holding-gil or panic-released (cpu-0 panics)",
@@ -451,13 +571,76 @@ impl Scenario {
 
     /// Checks that the scenario can run at all (after all overrides).
     pub fn validate(&self) -> Result<(), String> {
-        if self.cpu_threads == 0 {
+        if self.cpu_threads == 0 && self.io == IoWork::None {
             return Err(format!(
                 "{}: key 'cpu_threads' is 0 and the scenario has no I/O threads: nothing to run",
                 self.origin_of("cpu_threads")
             ));
         }
+        if self.io == IoWork::Echo && self.transport == Transport::Udp && self.request_bytes < 8 {
+            return Err(format!(
+                "{}: key 'request_bytes' must be at least 8 over UDP (requests carry a sequence number)",
+                self.origin_of("request_bytes")
+            ));
+        }
+        if self.io == IoWork::Echo && self.request_bytes > self.max_request_bytes {
+            return Err(format!(
+                "{}: key 'request_bytes' ({}) is larger than max_request_bytes ({})",
+                self.origin_of("request_bytes"),
+                self.request_bytes,
+                self.max_request_bytes
+            ));
+        }
+        if self.io == IoWork::Bulk && self.transport == Transport::Udp {
+            return Err(format!(
+                "{}: key 'transport': bulk runs over tcp only",
+                self.origin_of("transport")
+            ));
+        }
         Ok(())
+    }
+
+    /// The spin of hand-off waiters: as set, or with `auto` 50 us when threads are pinned and
+    /// every GIL thread has a core of its own (a spinning waiter then takes no one's core),
+    /// else none.
+    pub fn effective_spin(&self) -> Duration {
+        if let Some(s) = self.spin {
+            return s;
+        }
+        let threads = self.io_thread_count() + self.cpu_threads;
+        let cores = crate::pin::available_cores().map_or(1, |c| c.len());
+        let own_core = match &self.pin {
+            crate::pin::PinMode::Spread => threads <= cores,
+            crate::pin::PinMode::List(l) => {
+                let mut u = l.clone();
+                u.sort_unstable();
+                u.dedup();
+                threads <= u.len()
+            }
+            _ => false,
+        };
+        if own_core {
+            Duration::from_micros(50)
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// The GIL parameters with every `auto` resolved.
+    pub fn gil_params(&self) -> GilParams {
+        GilParams {
+            spin: self.effective_spin(),
+            ..self.gil.clone()
+        }
+    }
+
+    /// Interpreter threads serving sockets.
+    pub fn io_thread_count(&self) -> usize {
+        match self.io {
+            IoWork::None => 0,
+            IoWork::Echo => self.io_threads,
+            IoWork::Bulk => 1,
+        }
     }
 
     /// The parameters as reported in results (`params`).
@@ -478,7 +661,18 @@ impl Scenario {
             "quanta": durs(&self.gil.quanta),
             "allotments": durs(&self.gil.allotments),
             "boost_interval_us": self.gil.boost_interval.as_secs_f64() * 1e6,
-            "spin_us": self.gil.spin.as_secs_f64() * 1e6,
+            "spin_us": self.effective_spin().as_secs_f64() * 1e6,
+            "io": self.io,
+            "io_threads": self.io_thread_count(),
+            "transport": self.transport,
+            "request_bytes": self.request_bytes,
+            "work_ticks": self.work_ticks,
+            "connections": self.connections,
+            "rate": self.rate,
+            "warmup_s": self.warmup.as_secs_f64(),
+            "timeout_s": self.timeout.as_secs_f64(),
+            "bulk_mib": self.bulk_mib,
+            "recv_bytes": self.recv_bytes,
         })
     }
 }

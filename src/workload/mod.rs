@@ -2,6 +2,8 @@
 //! (later) sockets and the load generator.
 
 pub mod cpu;
+pub mod loadgen;
+pub mod server;
 
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;

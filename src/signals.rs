@@ -1,0 +1,45 @@
+//! SIGINT/SIGTERM: a run stops early, keeps what it measured (marked partial), and the
+//! process exits 130 / 143 after writing its outputs.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+
+static CAUGHT: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    CAUGHT.store(sig, Ordering::SeqCst);
+}
+
+/// Installs the handlers (idempotent).
+pub fn install() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: `on_signal` is an `extern "C" fn(c_int)` that only performs an atomic store,
+        // which is async-signal-safe; replacing the default disposition of SIGINT/SIGTERM has
+        // no other effect on the process.
+        unsafe {
+            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+        }
+    }
+}
+
+/// The signal that asked the process to stop, if any.
+pub fn caught() -> Option<i32> {
+    match CAUGHT.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+/// The exit status for a process stopped by `sig` (128 + signal number).
+pub fn exit_status(sig: i32) -> u8 {
+    (128 + sig).clamp(0, 255) as u8
+}
+
+/// The signal's name.
+pub fn name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        _ => "a signal",
+    }
+}

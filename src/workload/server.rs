@@ -1,0 +1,416 @@
+//! The server side of the socket workloads, run by interpreter threads: every socket call
+//! (poll, accept, recv, send) sits inside a GIL release/take, as CPython does around a
+//! blocking call, and is followed by `call_work` ticks under the GIL (DESIGN.md §1).
+//!
+//! * echo over TCP or UDP, on mio: each request of `request_bytes` costs `work_ticks` ticks
+//!   under the GIL; the reply is exactly the bytes received, never more.
+//! * bulk: a blocking `recv` of `recv_bytes` at a time until `bulk_bytes` have arrived.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener as StdTcpListener, TcpStream as StdTcpStream};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream, UdpSocket};
+use mio::{Events, Interest, Poll, Token};
+
+use super::cpu::run_ticks;
+use super::{TickHasher, WorkCtx};
+use crate::gil::Gil;
+use crate::interp::Interp;
+
+/// TCP or UDP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+impl std::str::FromStr for Transport {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tcp" => Ok(Transport::Tcp),
+            "udp" => Ok(Transport::Udp),
+            o => Err(format!("'{o}' is not tcp or udp")),
+        }
+    }
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        })
+    }
+}
+
+/// How an echo server behaves.
+#[derive(Clone, Debug)]
+pub struct EchoConfig {
+    pub request_bytes: usize,
+    pub work_ticks: u64,
+    /// A peer with more than this many bytes un-echoed (TCP), or a datagram larger than
+    /// this (UDP), is dropped.
+    pub max_request_bytes: usize,
+    pub max_connections: usize,
+}
+
+/// What a server thread did.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct ServerStats {
+    pub requests: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub accepted: u64,
+    /// Peers dropped for breaking a limit (too many connections, oversized requests).
+    pub dropped_peers: u64,
+    /// Peers that reset or failed mid-connection.
+    pub peer_errors: u64,
+    /// bulk: seconds from the first byte to the last, if the transfer completed.
+    pub transfer_s: Option<f64>,
+}
+
+/// A bound, not yet serving, socket.
+pub enum Listener {
+    Tcp(TcpListener),
+    Udp(UdpSocket),
+    /// bulk: a blocking listener.
+    Bulk(StdTcpListener),
+}
+
+impl Listener {
+    /// Binds `addr` for `transport` (or a blocking TCP listener for bulk).
+    pub fn bind(transport: Transport, addr: SocketAddr, bulk: bool) -> io::Result<Self> {
+        Ok(match (bulk, transport) {
+            (true, _) => Listener::Bulk(StdTcpListener::bind(addr)?),
+            (false, Transport::Tcp) => Listener::Tcp(TcpListener::bind(addr)?),
+            (false, Transport::Udp) => Listener::Udp(UdpSocket::bind(addr)?),
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            Listener::Tcp(l) => l.local_addr(),
+            Listener::Udp(s) => s.local_addr(),
+            Listener::Bulk(l) => l.local_addr(),
+        }
+    }
+}
+
+/// One blocking-call-shaped step: the GIL is released around `f`, then `call_work` ticks run.
+#[inline]
+fn call<G: Gil, R>(
+    interp: &mut Interp<'_, G>,
+    h: &mut TickHasher,
+    ctx: &WorkCtx<'_>,
+    f: impl FnOnce() -> R,
+) -> R {
+    let r = interp.allow_threads(f);
+    run_ticks(interp, h, ctx.call_work_ticks);
+    r
+}
+
+const LISTENER: Token = Token(usize::MAX);
+/// How long a poll blocks before the thread looks at the stop flag again.
+const POLL_SLICE: Duration = Duration::from_millis(20);
+
+struct Conn {
+    stream: TcpStream,
+    /// Bytes received but not yet echoed.
+    out: Vec<u8>,
+    /// Bytes of the request in progress.
+    partial: usize,
+    writable_interest: bool,
+}
+
+fn is_peer_error(e: &io::Error) -> bool {
+    !matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}
+
+/// Serves echo over TCP until the run stops. The caller holds the GIL on entry and exit.
+pub fn echo_tcp<G: Gil>(
+    interp: &mut Interp<'_, G>,
+    h: &mut TickHasher,
+    ctx: &WorkCtx<'_>,
+    mut listener: TcpListener,
+    cfg: &EchoConfig,
+) -> io::Result<ServerStats> {
+    let mut st = ServerStats::default();
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(256);
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    let mut conns: Vec<Option<Conn>> = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    while !ctx.stop.load(Ordering::Relaxed) {
+        let polled = call(interp, h, ctx, || poll.poll(&mut events, Some(POLL_SLICE)));
+        if let Err(e) = polled {
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        for ev in events.iter() {
+            if ev.token() == LISTENER {
+                loop {
+                    match call(interp, h, ctx, || listener.accept()) {
+                        Ok((mut s, _)) => {
+                            let live = conns.iter().filter(|c| c.is_some()).count();
+                            if live >= cfg.max_connections {
+                                st.dropped_peers += 1;
+                                continue; // dropping `s` closes it
+                            }
+                            let _ = s.set_nodelay(true);
+                            let slot = conns
+                                .iter()
+                                .position(Option::is_none)
+                                .unwrap_or(conns.len());
+                            poll.registry()
+                                .register(&mut s, Token(slot), Interest::READABLE)?;
+                            let c = Conn {
+                                stream: s,
+                                out: Vec::new(),
+                                partial: 0,
+                                writable_interest: false,
+                            };
+                            if slot == conns.len() {
+                                conns.push(Some(c));
+                            } else {
+                                conns[slot] = Some(c);
+                            }
+                            st.accepted += 1;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        // Out of file descriptors and the like: the listener stays usable.
+                        Err(_) => break,
+                    }
+                }
+                continue;
+            }
+            let slot = ev.token().0;
+            let Some(c) = conns.get_mut(slot).and_then(Option::as_mut) else {
+                continue;
+            };
+            let mut close = false;
+            let mut overflow = false;
+            if ev.is_readable() || ev.is_read_closed() {
+                loop {
+                    let n = call(interp, h, ctx, || c.stream.read(&mut buf));
+                    match n {
+                        Ok(0) => {
+                            close = true;
+                            break;
+                        }
+                        Ok(n) => {
+                            st.bytes_in += n as u64;
+                            c.partial += n;
+                            while c.partial >= cfg.request_bytes {
+                                c.partial -= cfg.request_bytes;
+                                st.requests += 1;
+                                run_ticks(interp, h, cfg.work_ticks);
+                            }
+                            c.out.extend_from_slice(&buf[..n]);
+                            if c.out.len() > cfg.max_request_bytes {
+                                overflow = true;
+                                break;
+                            }
+                            // A short read emptied the receive queue; new data raises a new
+                            // edge, so there is no need for a read that returns EAGAIN.
+                            if n < buf.len() {
+                                break;
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(_) => {
+                            st.peer_errors += 1;
+                            close = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            if !close && !overflow {
+                while !c.out.is_empty() {
+                    match call(interp, h, ctx, || c.stream.write(&c.out)) {
+                        Ok(n) => {
+                            st.bytes_out += n as u64;
+                            c.out.drain(..n);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(_) => {
+                            st.peer_errors += 1;
+                            close = true;
+                            break;
+                        }
+                    }
+                }
+                let want_write = !c.out.is_empty();
+                if !close && want_write != c.writable_interest {
+                    let interest = if want_write {
+                        Interest::READABLE | Interest::WRITABLE
+                    } else {
+                        Interest::READABLE
+                    };
+                    poll.registry()
+                        .reregister(&mut c.stream, Token(slot), interest)?;
+                    c.writable_interest = want_write;
+                }
+            }
+            if overflow {
+                st.dropped_peers += 1;
+                close = true;
+            }
+            if close {
+                if let Some(mut c) = conns[slot].take() {
+                    let _ = poll.registry().deregister(&mut c.stream);
+                }
+            }
+        }
+    }
+    Ok(st)
+}
+
+/// Serves echo over UDP until the run stops: each datagram is one request, answered with
+/// exactly the bytes received; datagrams over `max_request_bytes` are dropped unanswered.
+pub fn echo_udp<G: Gil>(
+    interp: &mut Interp<'_, G>,
+    h: &mut TickHasher,
+    ctx: &WorkCtx<'_>,
+    mut sock: UdpSocket,
+    cfg: &EchoConfig,
+) -> io::Result<ServerStats> {
+    let mut st = ServerStats::default();
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(16);
+    poll.registry()
+        .register(&mut sock, LISTENER, Interest::READABLE)?;
+    let mut buf = vec![0u8; 65_536];
+    while !ctx.stop.load(Ordering::Relaxed) {
+        if let Err(e) = call(interp, h, ctx, || poll.poll(&mut events, Some(POLL_SLICE))) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if events.is_empty() {
+            continue;
+        }
+        // Edge-triggered: drain every queued datagram.
+        loop {
+            match call(interp, h, ctx, || sock.recv_from(&mut buf)) {
+                Ok((n, peer)) => {
+                    st.bytes_in += n as u64;
+                    if n > cfg.max_request_bytes {
+                        st.dropped_peers += 1;
+                        continue;
+                    }
+                    st.requests += 1;
+                    run_ticks(interp, h, cfg.work_ticks);
+                    match call(interp, h, ctx, || sock.send_to(&buf[..n], peer)) {
+                        Ok(m) => st.bytes_out += m as u64,
+                        Err(e) if is_peer_error(&e) => st.peer_errors += 1,
+                        Err(_) => {}
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // ICMP errors from earlier sends surface here (e.g. port unreachable).
+                Err(_) => st.peer_errors += 1,
+            }
+        }
+    }
+    Ok(st)
+}
+
+/// Receives one bulk transfer of `total` bytes with blocking `recv`s of `recv_bytes`, the
+/// GIL released around each. Returns when the transfer is complete, the peer goes away, or
+/// the run stops.
+pub fn bulk_recv<G: Gil>(
+    interp: &mut Interp<'_, G>,
+    h: &mut TickHasher,
+    ctx: &WorkCtx<'_>,
+    listener: StdTcpListener,
+    total: u64,
+    recv_bytes: usize,
+) -> io::Result<ServerStats> {
+    let mut st = ServerStats::default();
+    listener.set_nonblocking(true)?;
+    // Accept, looking at the stop flag every slice.
+    let mut stream: StdTcpStream = loop {
+        if ctx.stop.load(Ordering::Relaxed) {
+            return Ok(st);
+        }
+        match call(interp, h, ctx, || listener.accept()) {
+            Ok((s, _)) => break s,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                interp.allow_threads(|| std::thread::sleep(Duration::from_millis(1)));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    };
+    st.accepted = 1;
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let mut buf = vec![0u8; recv_bytes];
+    let mut first: Option<Instant> = None;
+    while st.bytes_in < total && !ctx.stop.load(Ordering::Relaxed) {
+        let want = ((total - st.bytes_in) as usize).min(recv_bytes);
+        match call(interp, h, ctx, || stream.read(&mut buf[..want])) {
+            Ok(0) => break,
+            Ok(n) => {
+                first.get_or_insert_with(Instant::now);
+                st.bytes_in += n as u64;
+                st.requests += 1;
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => {
+                st.peer_errors += 1;
+                break;
+            }
+        }
+    }
+    if st.bytes_in >= total {
+        st.transfer_s = first.map(|f| f.elapsed().as_secs_f64());
+    }
+    Ok(st)
+}
+
+impl ServerStats {
+    pub fn add(&mut self, o: &ServerStats) {
+        self.requests += o.requests;
+        self.bytes_in += o.bytes_in;
+        self.bytes_out += o.bytes_out;
+        self.accepted += o.accepted;
+        self.dropped_peers += o.dropped_peers;
+        self.peer_errors += o.peer_errors;
+        self.transfer_s = self.transfer_s.or(o.transfer_s);
+    }
+}
+
+/// Why a socket operation failed, in a few words.
+pub fn io_reason(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::AddrInUse => "address already in use".into(),
+        io::ErrorKind::AddrNotAvailable => "address not available on this machine".into(),
+        io::ErrorKind::PermissionDenied => "permission denied".into(),
+        io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        io::ErrorKind::ConnectionReset => "connection reset by peer".into(),
+        _ => e.to_string(),
+    }
+}
