@@ -63,6 +63,61 @@ pub struct LoadResult {
     pub first_error: Option<String>,
 }
 
+const TIMER: Token = Token(usize::MAX);
+
+/// A one-shot monotonic timerfd, to wake a poll at a precise time.
+struct Timer {
+    fd: std::os::fd::RawFd,
+}
+
+impl Timer {
+    fn new() -> io::Result<Self> {
+        // SAFETY: timerfd_create has no memory preconditions; the result is checked.
+        let fd = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Timer { fd })
+    }
+
+    /// Fires once, `after` from now.
+    fn arm(&mut self, after: Duration) {
+        let after = after.max(Duration::from_nanos(1));
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: after.as_secs() as libc::time_t,
+                tv_nsec: after.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: `fd` is our open timerfd and `spec` a valid itimerspec on the stack; the old
+        // value is not asked for (null).
+        unsafe { libc::timerfd_settime(self.fd, 0, &spec, std::ptr::null_mut()) };
+    }
+
+    /// Consumes an expiry so the fd stops being readable.
+    fn clear(&mut self) {
+        let mut n = 0u64;
+        // SAFETY: reads at most 8 bytes into a live u64 from our own non-blocking timerfd.
+        unsafe { libc::read(self.fd, (&mut n as *mut u64).cast(), 8) };
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        // SAFETY: we own `fd` and close it exactly once.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
 struct Inflight {
     seq: u64,
     intended: Instant,
@@ -114,6 +169,21 @@ fn describe(addr: SocketAddr, e: &io::Error) -> String {
         _ => e.to_string(),
     };
     format!("{addr}: {what}")
+}
+
+/// Writes as much of `tx` as the socket takes now; only real errors are returned.
+fn write_pending(t: &mut TcpStream, tx: &mut Vec<u8>) -> io::Result<()> {
+    while !tx.is_empty() {
+        match t.write(tx) {
+            Ok(n) => {
+                tx.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn payload(seq: u64, len: usize, out: &mut Vec<u8>) {
@@ -201,18 +271,8 @@ impl Gen<'_> {
         match &mut c.sock {
             Some(Sock::Tcp(t)) => {
                 payload(seq, len, &mut c.tx);
-                while !c.tx.is_empty() {
-                    match t.write(&c.tx) {
-                        Ok(n) => {
-                            c.tx.drain(..n);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            err = Some(describe(c.target, &e));
-                            break;
-                        }
-                    }
+                if let Err(e) = write_pending(t, &mut c.tx) {
+                    err = Some(describe(c.target, &e));
                 }
             }
             Some(Sock::Udp(u)) => {
@@ -338,18 +398,8 @@ impl Gen<'_> {
         let c = &mut self.conns[i];
         let mut err = None;
         if let Some(Sock::Tcp(t)) = &mut c.sock {
-            while !c.tx.is_empty() {
-                match t.write(&c.tx) {
-                    Ok(n) => {
-                        c.tx.drain(..n);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        err = Some(describe(c.target, &e));
-                        break;
-                    }
-                }
+            if let Err(e) = write_pending(t, &mut c.tx) {
+                err = Some(describe(c.target, &e));
             }
         }
         if let Some(e) = err {
@@ -418,6 +468,26 @@ pub fn run_echo_load(cfg: &LoadConfig, stop: &AtomicBool) -> Result<LoadResult, 
     }
     let mut events = Events::with_capacity(256);
     let mut last_timeout_scan = start;
+    let mut timer = Timer::new().map_err(|e| format!("cannot create a timer: {e}"))?;
+    g.poll
+        .registry()
+        .register(
+            &mut mio::unix::SourceFd(&timer.fd),
+            TIMER,
+            Interest::READABLE,
+        )
+        .map_err(|e| format!("cannot poll a timer: {e}"))?;
+    // Wake-ups from sleeps as precise as the kernel allows (the default slack is 50 us).
+    // SAFETY: PR_SET_TIMERSLACK only changes this thread's timer slack; no pointers involved.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_TIMERSLACK,
+            1 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        );
+    }
     loop {
         let now = Instant::now();
         if now >= end || stop.load(Ordering::Relaxed) {
@@ -474,12 +544,18 @@ pub fn run_echo_load(cfg: &LoadConfig, stop: &AtomicBool) -> Result<LoadResult, 
             }
         } else {
             let until = next_send.saturating_duration_since(Instant::now());
-            if cfg.busy_wait && until <= SPIN_WINDOW {
-                Duration::ZERO
-            } else if cfg.busy_wait {
-                until - SPIN_WINDOW
+            let sleep = if cfg.busy_wait {
+                until.saturating_sub(SPIN_WINDOW)
             } else {
                 until
+            };
+            if sleep.is_zero() {
+                Duration::ZERO
+            } else {
+                // epoll's timeout counts whole milliseconds; a timerfd wakes the poll at the
+                // intended send time to the microsecond.
+                timer.arm(sleep);
+                Duration::from_millis(50)
             }
         };
         if let Err(e) = g.poll.poll(&mut events, Some(wait)) {
@@ -498,6 +574,10 @@ pub fn run_echo_load(cfg: &LoadConfig, stop: &AtomicBool) -> Result<LoadResult, 
             })
             .collect();
         for (i, readable, writable) in ready {
+            if i == TIMER.0 {
+                timer.clear();
+                continue;
+            }
             if i >= g.conns.len() {
                 continue;
             }
