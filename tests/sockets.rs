@@ -151,14 +151,10 @@ fn err_line(o: &Output) -> String {
 /// Starts `gilbench serve` and returns it with the address it listens on.
 fn serve(extra: &[&str]) -> (std::process::Child, String) {
     let w = workload("convoy-echo.toml");
-    let mut args = vec![
-        "serve",
-        w.to_str().unwrap(),
-        "--cpu-threads",
-        "0",
-        "--duration",
-        "4s",
-    ];
+    let mut args = vec!["serve", w.to_str().unwrap(), "--cpu-threads", "0"];
+    if !extra.contains(&"--duration") {
+        args.extend_from_slice(&["--duration", "4s"]);
+    }
     args.extend_from_slice(extra);
     let mut child = bin()
         .args(&args)
@@ -170,11 +166,17 @@ fn serve(extra: &[&str]) -> (std::process::Child, String) {
     BufReader::new(child.stdout.as_mut().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let addr = line
-        .split_whitespace()
-        .last()
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
+    if line.trim().is_empty() {
+        let mut e = String::new();
+        child
+            .stderr
+            .as_mut()
+            .unwrap()
+            .read_to_string(&mut e)
+            .unwrap();
+        panic!("serve {args:?} printed no address; stderr: {e}");
+    }
+    let addr = line.split_whitespace().last().unwrap().to_owned();
     (child, addr)
 }
 
@@ -466,4 +468,26 @@ fn udp_server_never_amplifies() {
         "an oversized datagram was answered"
     );
     child.wait().unwrap();
+}
+
+#[test]
+fn ctrl_c_stops_serve_and_keeps_its_results() {
+    let json = tmp("serve-int.json");
+    let (child, _addr) = serve(&["--duration", "60s", "--json", json.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    // SAFETY: sends SIGINT to our own child process, whose pid we hold.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "took {:?} to stop",
+        t0.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(130));
+    let v = json_of(&json);
+    assert_eq!(v["runs"][0]["partial"], true);
 }
