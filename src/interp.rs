@@ -12,7 +12,22 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::gil::{Gil, Release};
-use crate::metrics::{record, ThreadMetrics};
+use crate::metrics::{record, IntervalHists, ThreadMetrics};
+use crate::trace::{Ev, TraceBuf};
+
+/// Optional recorders, touched only at take and release (never per tick).
+#[derive(Default)]
+pub struct Extras {
+    /// The GIL timeline (`--trace`).
+    pub trace: Option<TraceBuf>,
+    /// Interval histograms of [`INTERVAL_WAIT`] and [`INTERVAL_HOLD`] (`--hlog`).
+    pub intervals: Option<IntervalHists>,
+}
+
+/// Index of the GIL-wait histogram in [`Extras::intervals`].
+pub const INTERVAL_WAIT: usize = 0;
+/// Index of the GIL-hold histogram in [`Extras::intervals`].
+pub const INTERVAL_HOLD: usize = 1;
 
 /// One interpreter thread's view of the GIL.
 pub struct Interp<'a, G: Gil> {
@@ -24,6 +39,7 @@ pub struct Interp<'a, G: Gil> {
     /// holder at acquisition, never on the tick path.
     last_holder: &'a AtomicUsize,
     pub metrics: ThreadMetrics,
+    pub extras: Extras,
     held_since: Option<Instant>,
 }
 
@@ -37,6 +53,7 @@ impl<'a, G: Gil> Interp<'a, G> {
             id,
             last_holder,
             metrics: ThreadMetrics::default(),
+            extras: Extras::default(),
             held_since: None,
         }
     }
@@ -65,6 +82,14 @@ impl<'a, G: Gil> Interp<'a, G> {
             m.counters.switches += 1;
         }
         self.held_since = Some(now);
+        if let Some(iv) = &mut self.extras.intervals {
+            iv.record(now, INTERVAL_WAIT, waited);
+        }
+        if let Some(t) = &mut self.extras.trace {
+            t.push(asked, Ev::WantBegin);
+            t.push(now, Ev::WantEnd);
+            t.push(now, Ev::HoldBegin);
+        }
         waited
     }
 
@@ -74,7 +99,20 @@ impl<'a, G: Gil> Interp<'a, G> {
             debug_assert!(false, "release without holding the GIL");
             return;
         };
-        record(&mut self.metrics.hold, since.elapsed());
+        let now = Instant::now();
+        let held = now - since;
+        record(&mut self.metrics.hold, held);
+        if let Some(iv) = &mut self.extras.intervals {
+            iv.record(now, INTERVAL_HOLD, held);
+        }
+        if let Some(t) = &mut self.extras.trace {
+            t.push(now, Ev::HoldEnd);
+            match why {
+                Release::Blocking => t.push(now, Ev::ReleasedBegin),
+                Release::Forced => t.push(now, Ev::ForcedSwitch),
+                Release::Exit => {}
+            }
+        }
         match why {
             Release::Forced => self.metrics.counters.forced_drops += 1,
             Release::Blocking => self.metrics.counters.voluntary_drops += 1,
@@ -94,6 +132,9 @@ impl<'a, G: Gil> Interp<'a, G> {
     #[cold]
     #[inline(never)]
     fn yield_gil(&mut self) {
+        if let Some(t) = &mut self.extras.trace {
+            t.push(Instant::now(), Ev::DropRequest);
+        }
         self.release(Release::Forced);
         self.take();
     }
@@ -132,6 +173,9 @@ pub struct Released<'i, 'a, G: Gil> {
 
 impl<G: Gil> Drop for Released<'_, '_, G> {
     fn drop(&mut self) {
+        if let Some(t) = &mut self.interp.extras.trace {
+            t.push(Instant::now(), Ev::ReleasedEnd);
+        }
         let waited = self.interp.take();
         record(&mut self.interp.metrics.reacquire, waited);
     }

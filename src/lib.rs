@@ -7,9 +7,11 @@
 //! * [`workload`]: what the threads do.
 //! * [`scenario`], [`runner`], [`result`], [`report`]: scenario files in, results out.
 
+pub mod experiment;
 pub mod gil;
 pub mod interp;
 pub mod metrics;
+pub mod output;
 pub mod pin;
 pub mod report;
 pub mod result;
@@ -17,5 +19,6 @@ pub mod runner;
 pub mod scenario;
 pub mod signals;
 pub(crate) mod sync;
+pub mod trace;
 pub mod units;
 pub mod workload;

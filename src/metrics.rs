@@ -65,6 +65,22 @@ impl Percentiles {
     }
 }
 
+/// The distribution as [percentile, microseconds] points (5 per halving of the tail), as
+/// HdrHistogram's percentile output lists them.
+pub fn distribution(h: &Hist) -> Vec<[f64; 2]> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    h.iter_quantiles(5)
+        .map(|v| {
+            [
+                v.quantile_iterated_to() * 100.0,
+                us(v.value_iterated_to() as f64),
+            ]
+        })
+        .collect()
+}
+
 /// Event counters of one interpreter thread.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Counters {
@@ -157,4 +173,72 @@ pub fn current_core() -> Option<usize> {
     // SAFETY: sched_getcpu has no preconditions.
     let c = unsafe { libc::sched_getcpu() };
     usize::try_from(c).ok()
+}
+
+/// One fixed-length interval of several histograms (for HdrHistogram interval logs).
+#[derive(Clone, Debug)]
+pub struct Interval {
+    /// Start, from the run's start.
+    pub start: Duration,
+    pub len: Duration,
+    pub hists: Vec<Hist>,
+}
+
+/// Histograms cut into fixed intervals as values are recorded (a cut costs one comparison
+/// per recorded value; nothing per tick).
+pub struct IntervalHists {
+    len: Duration,
+    epoch: std::time::Instant,
+    cur_start: std::time::Instant,
+    cur: Vec<Hist>,
+    done: Vec<Interval>,
+}
+
+impl IntervalHists {
+    /// `n` histograms cut every `len`, timed from `epoch`.
+    pub fn new(epoch: std::time::Instant, len: Duration, n: usize) -> Self {
+        IntervalHists {
+            len,
+            epoch,
+            cur_start: epoch,
+            cur: (0..n).map(|_| new_hist()).collect(),
+            done: Vec::new(),
+        }
+    }
+
+    #[inline]
+    pub fn record(&mut self, now: std::time::Instant, which: usize, d: Duration) {
+        if now >= self.cur_start + self.len {
+            self.rotate(now);
+        }
+        record(&mut self.cur[which], d);
+    }
+
+    #[cold]
+    fn rotate(&mut self, now: std::time::Instant) {
+        while now >= self.cur_start + self.len {
+            let fresh = (0..self.cur.len()).map(|_| new_hist()).collect();
+            let hists = std::mem::replace(&mut self.cur, fresh);
+            self.done.push(Interval {
+                start: self.cur_start.saturating_duration_since(self.epoch),
+                len: self.len,
+                hists,
+            });
+            self.cur_start += self.len;
+        }
+    }
+
+    /// Closes the current interval at `now` and returns all of them.
+    pub fn finish(mut self, now: std::time::Instant) -> Vec<Interval> {
+        self.rotate(now);
+        let len = now.saturating_duration_since(self.cur_start);
+        if !len.is_zero() {
+            self.done.push(Interval {
+                start: self.cur_start.saturating_duration_since(self.epoch),
+                len,
+                hists: self.cur,
+            });
+        }
+        self.done
+    }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::{Counters, CtxSwitches, Percentiles};
+use crate::metrics::{Counters, CtxSwitches, Hist, Interval, Percentiles};
 use crate::workload::server::ServerStats;
 
 /// A result file: one or more runs.
@@ -29,6 +29,13 @@ impl ResultFile {
 pub struct RunResult {
     pub scenario: String,
     pub lock: String,
+    /// The row this run belongs to in a compare or sweep (the design, the swept value, or
+    /// both); the design's name for a single run.
+    #[serde(default)]
+    pub label: String,
+    /// Which repetition of its row this run is (0-based).
+    #[serde(default)]
+    pub repeat: u32,
     pub params: serde_json::Value,
     /// From the start signal until every thread was joined.
     pub wall_s: f64,
@@ -43,6 +50,15 @@ pub struct RunResult {
     /// Set when the run was cut short (e.g. by Ctrl-C): its numbers cover less than asked.
     #[serde(default)]
     pub partial: bool,
+    /// The full histograms (not in the JSON; for `--hgrm`), by metric name.
+    #[serde(skip)]
+    pub hists: BTreeMap<String, Hist>,
+    /// Interval histograms (not in the JSON; for `--hlog`), tagged `thread.metric`.
+    #[serde(skip)]
+    pub intervals: Vec<(String, Interval)>,
+    /// The GIL timeline as trace-event JSON (not in the result JSON; for `--trace`).
+    #[serde(skip)]
+    pub trace: Option<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -62,6 +78,9 @@ pub struct IoSummary {
     pub transfer_s: Option<f64>,
     /// Client side: round trip (closed loop) or from the intended send time (open loop).
     pub latency_us: Percentiles,
+    /// The latency distribution as [percentile, microseconds] points, for plots.
+    #[serde(default)]
+    pub latency_dist: Vec<[f64; 2]>,
     /// "closed", "open" (load generator), "bulk", or "serve" (no load generator here).
     pub mode: String,
     /// Open loop: the target rate.

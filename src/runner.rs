@@ -13,11 +13,15 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::gil::{FifoGil, Gil, LockKind, MlfqGil, NoGil, Release, TickGil, TimedGil};
 use crate::interp::Interp;
-use crate::metrics::{merge, new_hist, Counters, CtxSwitches, Hist, Percentiles, ThreadMetrics};
+use crate::metrics::{
+    merge, new_hist, Counters, CtxSwitches, Hist, Interval, IntervalHists, Percentiles,
+    ThreadMetrics,
+};
 use crate::pin;
 use crate::result::{CpuSummary, GilSummary, IoSummary, RunResult, ThreadResult};
 use crate::scenario::{CpuWork, IoWork, Scenario};
 use crate::signals;
+use crate::trace::{chrome_trace, ThreadTrace, TraceBuf};
 use crate::workload::loadgen::{self, LoadConfig, LoadResult};
 use crate::workload::server::{self, io_reason, EchoConfig, Listener, ServerStats};
 use crate::workload::{calibrate_tick_ns, cpu, TickHasher, WorkCtx};
@@ -44,23 +48,33 @@ pub enum Mode {
 
 /// Runs a scenario on the design it names.
 pub fn run(sc: &Scenario) -> Result<RunResult, RunError> {
-    run_mode(sc, Mode::Run, &|_| {})
+    run_mode(sc, Mode::Run, &Instrument::default(), &|_| {})
+}
+
+/// Optional recording beyond the standard metrics.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Instrument {
+    /// Record a GIL timeline, keeping the last this many events over all threads.
+    pub trace_events: Option<usize>,
+    /// Cut histograms into intervals of this length (for HdrHistogram interval logs).
+    pub hlog_interval: Option<Duration>,
 }
 
 /// Runs a scenario in `mode`; `on_listening` is told the server addresses before the start.
 pub fn run_mode(
     sc: &Scenario,
     mode: Mode,
+    inst: &Instrument,
     on_listening: &dyn Fn(&[SocketAddr]),
 ) -> Result<RunResult, RunError> {
     sc.validate().map_err(RunError::BadInput)?;
     let p = &sc.gil_params();
     match sc.lock {
-        LockKind::Tick => run_with(TickGil::new(p), sc, mode, on_listening),
-        LockKind::Timed => run_with(TimedGil::new(p), sc, mode, on_listening),
-        LockKind::Mlfq => run_with(MlfqGil::new(p), sc, mode, on_listening),
-        LockKind::Fifo => run_with(FifoGil::new(p), sc, mode, on_listening),
-        LockKind::None => run_with(NoGil::new(), sc, mode, on_listening),
+        LockKind::Tick => run_with(TickGil::new(p), sc, mode, inst, on_listening),
+        LockKind::Timed => run_with(TimedGil::new(p), sc, mode, inst, on_listening),
+        LockKind::Mlfq => run_with(MlfqGil::new(p), sc, mode, inst, on_listening),
+        LockKind::Fifo => run_with(FifoGil::new(p), sc, mode, inst, on_listening),
+        LockKind::None => run_with(NoGil::new(), sc, mode, inst, on_listening),
     }
 }
 
@@ -117,6 +131,10 @@ struct Shared {
     io_done: AtomicUsize,
     /// The load generator has finished (its servers may stop now).
     load_done: AtomicBool,
+    /// The start of the run, set just before the threads are let loose.
+    epoch: std::sync::OnceLock<Instant>,
+    inst: Instrument,
+    gil_threads: usize,
     last_holder: AtomicUsize,
     gate: StartGate,
 }
@@ -144,6 +162,9 @@ struct ThreadOut {
     metrics: ThreadMetrics,
     /// A socket error that ended the thread's work early.
     error: Option<String>,
+    trace: Option<ThreadTrace>,
+    /// Interval histograms of GIL wait and hold (`--hlog`).
+    intervals: Vec<Interval>,
 }
 
 enum LoadOut {
@@ -171,6 +192,7 @@ fn run_with<G: Gil>(
     gil: G,
     sc: &Scenario,
     mode: Mode,
+    inst: &Instrument,
     on_listening: &dyn Fn(&[SocketAddr]),
 ) -> Result<RunResult, RunError> {
     let listeners = bind_listeners(sc)?;
@@ -202,6 +224,9 @@ fn run_with<G: Gil>(
         failed: AtomicBool::new(false),
         io_done: AtomicUsize::new(0),
         load_done: AtomicBool::new(false),
+        epoch: std::sync::OnceLock::new(),
+        inst: *inst,
+        gil_threads: n,
         last_holder: AtomicUsize::new(usize::MAX),
         gate: StartGate::new(),
     };
@@ -226,7 +251,7 @@ fn run_with<G: Gil>(
     };
     on_listening(&addrs);
 
-    let (outs, load, measured, wall, interrupted) = thread::scope(|scope| {
+    let (mut outs, mut load, measured, wall, interrupted) = thread::scope(|scope| {
         let mut handles = Vec::with_capacity(n);
         let abort = |handles: Vec<thread::ScopedJoinHandle<'_, ThreadOut>>, msg: String| {
             shared.gate.open(false);
@@ -283,6 +308,7 @@ fn run_with<G: Gil>(
                                     duration: sc.duration,
                                     timeout: sc.timeout,
                                     busy_wait: pinned,
+                                    intervals: shared.inst.hlog_interval,
                                 };
                                 LoadOut::Echo(Box::new(loadgen::run_echo_load(&cfg, &shared.stop)))
                             }
@@ -297,6 +323,7 @@ fn run_with<G: Gil>(
         };
         shared.gate.wait_ready(n + usize::from(with_load));
         let start = Instant::now();
+        let _ = shared.epoch.set(start);
         shared.gate.open(true);
         let mut interrupted = None;
         while !shared.failed.load(Ordering::SeqCst) {
@@ -425,6 +452,48 @@ fn run_with<G: Gil>(
             bytes_per_sec: bytes as f64 / secs,
         }
     });
+    // Full histograms, interval histograms and the timeline, for the exporters.
+    let mut hists = BTreeMap::new();
+    let mut intervals: Vec<(String, Interval)> = Vec::new();
+    let mut traces = Vec::new();
+    for o in &mut outs {
+        for iv in std::mem::take(&mut o.intervals) {
+            let Interval { start, len, hists } = iv;
+            let [w, h]: [crate::metrics::Hist; 2] = hists.try_into().expect("two interval metrics");
+            intervals.push((
+                format!("{}.gil-wait", o.result.name),
+                Interval {
+                    start,
+                    len,
+                    hists: vec![w],
+                },
+            ));
+            intervals.push((
+                format!("{}.gil-hold", o.result.name),
+                Interval {
+                    start,
+                    len,
+                    hists: vec![h],
+                },
+            ));
+        }
+        traces.extend(o.trace.take());
+    }
+    if let Some(LoadOut::Echo(l)) = &mut load {
+        if let Ok(l) = l.as_mut() {
+            hists.insert("io-latency".to_owned(), l.latency.clone());
+            for iv in std::mem::take(&mut l.intervals) {
+                intervals.push(("load.io-latency".to_owned(), iv));
+            }
+        }
+    }
+    intervals.sort_by_key(|(_, iv)| iv.start);
+    let trace = shared_trace(&traces, measured, sc, G::NAME);
+    hists.insert("gil-wait".to_owned(), wait.clone());
+    hists.insert("gil-hold".to_owned(), hold.clone());
+    if sc.io != IoWork::None {
+        hists.insert("io-reacquire".to_owned(), io_reacq.clone());
+    }
     let io = match sc.io {
         IoWork::None => None,
         _ => Some(io_summary(
@@ -468,7 +537,26 @@ fn run_with<G: Gil>(
         threads: outs.into_iter().map(|o| o.result).collect(),
         notes,
         partial: interrupted.is_some(),
+        label: G::NAME.to_owned(),
+        repeat: 0,
+        hists,
+        intervals,
+        trace,
     })
+}
+
+/// The timeline of a run as trace-event JSON, if one was recorded.
+fn shared_trace(
+    traces: &[ThreadTrace],
+    measured: Duration,
+    sc: &Scenario,
+    lock: &str,
+) -> Option<serde_json::Value> {
+    if traces.is_empty() {
+        return None;
+    }
+    let meta = serde_json::json!({"scenario": sc.name, "lock": lock, "gilbench": env!("CARGO_PKG_VERSION")});
+    Some(chrome_trace(traces, measured.as_nanos() as u64, meta))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -504,6 +592,7 @@ fn io_summary(
             };
             io.bytes = l.bytes;
             io.latency_us = Percentiles::of(&l.latency);
+            io.latency_dist = crate::metrics::distribution(&l.latency);
             io.failed = l.failed;
             io.late_sends = l.late;
             io.lateness_us = Percentiles::of(&l.lateness);
@@ -576,6 +665,13 @@ fn gil_thread<G: Gil>(
         },
     };
     let started = shared.gate.ready_and_wait();
+    let epoch = shared.epoch.get().copied().unwrap_or_else(Instant::now);
+    if let Some(total) = shared.inst.trace_events {
+        interp.extras.trace = Some(TraceBuf::new(epoch, total / shared.gil_threads.max(1)));
+    }
+    if let Some(len) = shared.inst.hlog_interval {
+        interp.extras.intervals = Some(IntervalHists::new(epoch, len, 2));
+    }
     let cs0 = CtxSwitches::of_current_thread();
     let t0 = Instant::now();
     let mut digest = String::new();
@@ -649,6 +745,16 @@ fn gil_thread<G: Gil>(
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
     let metrics = std::mem::take(&mut interp.metrics);
+    let trace = interp.extras.trace.take().map(|buf| ThreadTrace {
+        name: name.clone(),
+        buf,
+    });
+    let intervals = interp
+        .extras
+        .intervals
+        .take()
+        .map(|iv| iv.finish(Instant::now()))
+        .unwrap_or_default();
     let hash_digest = hasher.finish();
     let c = &metrics.counters;
     let mut counters = c.clone();
@@ -683,6 +789,8 @@ fn gil_thread<G: Gil>(
         result,
         metrics,
         error,
+        trace,
+        intervals,
     }
 }
 

@@ -67,6 +67,10 @@ pub struct Scenario {
     pub fault: Option<Fault>,
     /// fifo/mlfq spin before parking; None = auto.
     pub spin: Option<Duration>,
+    /// The designs `compare` runs when `--locks` is not given.
+    pub compare_locks: Vec<LockKind>,
+    /// The `KEY=V1,V2,...` that `sweep` runs when no `--set` has several values.
+    pub sweep: Option<String>,
     pub io: IoWork,
     pub io_threads: usize,
     pub transport: Transport,
@@ -106,6 +110,8 @@ impl Default for Scenario {
             gil: GilParams::default(),
             fault: None,
             spin: None,
+            compare_locks: LockKind::ALL.to_vec(),
+            sweep: None,
             io: IoWork::None,
             io_threads: 1,
             transport: Transport::Tcp,
@@ -264,6 +270,22 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
             Ok(())
         },
     ),
+    ("locks", "compare: the designs to run by default, e.g. \"tick,timed,mlfq\"", |s, v| {
+        s.compare_locks = parse_locks(&string(v)?)?;
+        Ok(())
+    }),
+    ("sweep", "sweep: the default KEY=V1,V2,... to sweep", |s, v| {
+        let t = string(v)?;
+        let (k, vals) = split_sweep(&t)?;
+        if !KEYS.iter().any(|(name, _, _)| *name == k) {
+            return Err(format!("'{k}' is not a key"));
+        }
+        if vals.len() < 2 {
+            return Err("a sweep needs at least two values".into());
+        }
+        s.sweep = Some(t);
+        Ok(())
+    }),
     ("io", "socket workload: none, echo or bulk", |s, v| {
         s.io = match string(v)?.as_str() {
             "none" => IoWork::None,
@@ -352,6 +374,44 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
         },
     ),
 ];
+
+/// Parses a comma-separated list of designs.
+pub fn parse_locks(list: &str) -> Result<Vec<LockKind>, String> {
+    let locks: Vec<LockKind> = list
+        .split(',')
+        .map(|l| l.trim().parse())
+        .collect::<Result<_, _>>()?;
+    if locks.is_empty() {
+        return Err("no designs named".into());
+    }
+    Ok(locks)
+}
+
+/// Splits `KEY=V1,V2,...` at top-level commas (commas inside `[...]` belong to a value).
+pub fn split_sweep(kv: &str) -> Result<(&str, Vec<String>), String> {
+    let (k, v) = kv
+        .split_once('=')
+        .ok_or_else(|| format!("'{kv}' is not KEY=V1,V2,..."))?;
+    let mut vals = Vec::new();
+    let (mut depth, mut cur) = (0i32, String::new());
+    for c in v.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            ',' if depth == 0 => {
+                vals.push(std::mem::take(&mut cur).trim().to_owned());
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    vals.push(cur.trim().to_owned());
+    if vals.iter().any(String::is_empty) {
+        return Err(format!("'{kv}' has an empty value"));
+    }
+    Ok((k.trim(), vals))
+}
 
 fn type_name(v: &Value) -> &'static str {
     match v {

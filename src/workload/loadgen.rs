@@ -21,7 +21,7 @@ use mio::net::{TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
 
 use super::server::Transport;
-use crate::metrics::{new_hist, record, Hist};
+use crate::metrics::{new_hist, record, Hist, Interval, IntervalHists};
 
 /// A send more than this late counts as not sent on time.
 pub const LATE_AFTER: Duration = Duration::from_millis(1);
@@ -43,6 +43,8 @@ pub struct LoadConfig {
     /// Spin instead of sleeping: through the last stretch before each open-loop send, and
     /// while waiting for closed-loop replies (only with a core of its own).
     pub busy_wait: bool,
+    /// Also cut the latency histogram into intervals of this length (`--hlog`).
+    pub intervals: Option<Duration>,
 }
 
 /// What the load generator saw.
@@ -61,6 +63,19 @@ pub struct LoadResult {
     /// Connection-level errors (resets, refused reconnects, corrupt replies).
     pub errors: u64,
     pub first_error: Option<String>,
+    /// Latency per interval, if asked for.
+    pub intervals: Vec<Interval>,
+    interval_hists: Option<IntervalHists>,
+}
+
+impl LoadResult {
+    fn record_latency(&mut self, now: Instant, d: Duration) {
+        record(&mut self.latency, d);
+        if let Some(iv) = &mut self.interval_hists {
+            iv.record(now, 0, d);
+        }
+        self.requests += 1;
+    }
 }
 
 const TIMER: Token = Token(usize::MAX);
@@ -342,8 +357,7 @@ impl Gen<'_> {
                         }
                         self.res.bytes += len as u64;
                         if req.intended >= self.measure_from {
-                            record(&mut self.res.latency, now - req.intended);
-                            self.res.requests += 1;
+                            self.res.record_latency(now, now - req.intended);
                         }
                         done += 1;
                     }
@@ -370,8 +384,7 @@ impl Gen<'_> {
                         let req = c.inflight.remove(pos).expect("position is valid");
                         self.res.bytes += n as u64;
                         if req.intended >= self.measure_from {
-                            record(&mut self.res.latency, now - req.intended);
-                            self.res.requests += 1;
+                            self.res.record_latency(now, now - req.intended);
                         }
                         done += 1;
                     }
@@ -450,6 +463,10 @@ pub fn run_echo_load(cfg: &LoadConfig, stop: &AtomicBool) -> Result<LoadResult, 
             measured_s: 0.0,
             errors: 0,
             first_error: None,
+            intervals: Vec::new(),
+            interval_hists: cfg
+                .intervals
+                .map(|len| IntervalHists::new(measure_from, len, 1)),
         },
         buf: Vec::with_capacity(65_536),
     };
@@ -604,6 +621,9 @@ pub fn run_echo_load(cfg: &LoadConfig, stop: &AtomicBool) -> Result<LoadResult, 
                     && now.saturating_duration_since(r.intended) > cfg.timeout
             })
             .count() as u64;
+    }
+    if let Some(iv) = g.res.interval_hists.take() {
+        g.res.intervals = iv.finish(finished);
     }
     Ok(g.res)
 }

@@ -1,0 +1,321 @@
+//! SVG plots (plotters): per compare, each design's latency percentile distribution on one
+//! chart (x axis 1/(1-p), log scale, labelled 50%, 90%, 99%...); per sweep, the main metrics
+//! against the swept value.
+
+use plotters::prelude::*;
+
+use super::summary;
+use crate::result::RunResult;
+
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(23, 190, 207),
+];
+
+fn err<E: std::fmt::Display>(e: E) -> String {
+    format!("cannot draw the plot: {e}")
+}
+
+/// Marks the file as gilbench's (see `output`).
+fn mark(svg: String) -> String {
+    svg.replacen("<svg", "<!-- gilbench plot -->\n<svg", 1)
+}
+
+/// Each label's latency distribution (first repetition), x = 1/(1-p) on a log axis.
+/// Without client-side latency (CPU-only scenarios) nothing is drawn.
+pub fn latency_percentiles(runs: &[RunResult]) -> Result<Option<String>, String> {
+    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    for r in runs.iter().filter(|r| r.repeat == 0) {
+        let Some(io) = &r.io else { continue };
+        let pts: Vec<(f64, f64)> = io
+            .latency_dist
+            .iter()
+            .filter(|p| p[0] < 100.0 && p[1] > 0.0)
+            .map(|p| (1.0 / (1.0 - p[0] / 100.0), p[1]))
+            .collect();
+        if !pts.is_empty() {
+            series.push((
+                if r.label.is_empty() {
+                    r.lock.clone()
+                } else {
+                    r.label.clone()
+                },
+                pts,
+            ));
+        }
+    }
+    if series.is_empty() {
+        return Ok(None);
+    }
+    let x_max = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|p| p.0))
+        .fold(10.0f64, f64::max)
+        .max(1000.0);
+    let y_min = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|p| p.1))
+        .fold(f64::MAX, f64::min)
+        .max(0.1)
+        / 1.5;
+    let y_max = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|p| p.1))
+        .fold(0.0f64, f64::max)
+        * 1.5;
+    let title = format!("{}: request latency by percentile", runs[0].scenario);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (960, 600)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 22))
+            .margin(20)
+            .x_label_area_size(50)
+            .y_label_area_size(80)
+            .build_cartesian_2d((1.0f64..x_max).log_scale(), (y_min..y_max).log_scale())
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("percentile")
+            .y_desc("latency (µs, log scale)")
+            .x_label_formatter(&|x| percentile_label(*x))
+            .y_label_formatter(&|y| format!("{y:.0}"))
+            .draw()
+            .map_err(err)?;
+        for (i, (name, pts)) in series.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            chart
+                .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
+                .map_err(err)?
+                .label(name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(Some(mark(svg)))
+}
+
+struct Line {
+    name: String,
+    pts: Vec<(f64, f64)>,
+    style: ShapeStyle,
+    color: RGBColor,
+}
+
+fn draw_lines<Y: Ranged<ValueType = f64>>(
+    chart: &mut ChartContext<
+        '_,
+        SVGBackend<'_>,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, Y>,
+    >,
+    lines: &[Line],
+) -> Result<(), String> {
+    for l in lines {
+        let style = l.style;
+        chart
+            .draw_series(LineSeries::new(l.pts.clone(), style))
+            .map_err(err)?
+            .label(l.name.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+        let color = l.color;
+        chart
+            .draw_series(
+                l.pts
+                    .iter()
+                    .map(|&(x, y)| Circle::new((x, y), 3, color.filled())),
+            )
+            .map_err(err)?;
+    }
+    Ok(())
+}
+
+/// 1/(1-p) as a percentile: 2 -> "50%", 10 -> "90%", 1000 -> "99.9%".
+fn percentile_label(x: f64) -> String {
+    let p = 100.0 * (1.0 - 1.0 / x);
+    if p < 0.5 {
+        return "0%".into();
+    }
+    let s = format!("{p:.4}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    format!("{s}%")
+}
+
+/// The main metrics against the swept value: a panel each for requests/s, latency p50/p99,
+/// CPU ticks/s and context switches; a line per design.
+pub fn sweep(runs: &[RunResult], key: &str) -> Result<String, String> {
+    let rows = summary(runs);
+    // Rows are "KEY=V" or "lock KEY=V": split into (series, value).
+    let mut values: Vec<String> = Vec::new();
+    let mut series: Vec<String> = Vec::new();
+    let parsed: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| {
+            let (design, kv) = match r.label.split_once(' ') {
+                Some((d, kv)) => (d.to_owned(), kv.to_owned()),
+                None => (runs[0].lock.clone(), r.label.clone()),
+            };
+            let v = kv.split_once('=').map_or(kv.clone(), |(_, v)| v.to_owned());
+            (design, v)
+        })
+        .collect();
+    for (d, v) in &parsed {
+        if !series.contains(d) {
+            series.push(d.clone());
+        }
+        if !values.contains(v) {
+            values.push(v.clone());
+        }
+    }
+    let panels: [(&str, &[usize]); 4] = [
+        ("requests/s", &[0]),
+        ("latency p50 and p99 (µs, log scale)", &[1, 2]),
+        ("CPU ticks/s", &[4]),
+        ("context switches", &[7]),
+    ];
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (1200, 900)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let root = root
+            .titled(
+                &format!(
+                    "{}: sweep of {key}",
+                    runs.first().map_or("", |r| r.scenario.as_str())
+                ),
+                ("sans-serif", 24),
+            )
+            .map_err(err)?;
+        let areas = root.split_evenly((2, 2));
+        for (area, (title, cols)) in areas.iter().zip(panels.iter()) {
+            let pts = |s: &str, c: usize| -> Vec<(f64, f64)> {
+                parsed
+                    .iter()
+                    .zip(rows.iter())
+                    .filter(|((d, _), _)| d == s)
+                    .filter_map(|((_, v), r)| {
+                        let x = values.iter().position(|x| x == v)? as f64;
+                        r.cells[c].map(|st| (x, st.median))
+                    })
+                    .collect()
+            };
+            let all: Vec<f64> = series
+                .iter()
+                .flat_map(|s| cols.iter().flat_map(move |&c| pts(s, c)))
+                .map(|p| p.1)
+                .collect();
+            if all.is_empty() {
+                area.titled(&format!("{title}: no data"), ("sans-serif", 16))
+                    .map_err(err)?;
+                continue;
+            }
+            let log = cols.len() > 1;
+            let hi = all.iter().copied().fold(0.0f64, f64::max) * 1.15 + 1e-9;
+            let lo = all.iter().copied().fold(f64::MAX, f64::min);
+            let n = values.len().max(2) as f64 - 1.0;
+            let mut builder = ChartBuilder::on(area);
+            builder
+                .caption(*title, ("sans-serif", 18))
+                .margin(15)
+                .x_label_area_size(40)
+                .y_label_area_size(70);
+            let mut lines = Vec::new();
+            for (i, s) in series.iter().enumerate() {
+                for (k, &c) in cols.iter().enumerate() {
+                    let color = PALETTE[i % PALETTE.len()];
+                    let style = if k == 0 {
+                        color.stroke_width(2)
+                    } else {
+                        color.mix(0.6).stroke_width(1)
+                    };
+                    let name = if cols.len() > 1 {
+                        format!("{s} {}", if c == 1 { "p50" } else { "p99" })
+                    } else {
+                        s.clone()
+                    };
+                    lines.push(Line {
+                        name,
+                        pts: pts(s, c),
+                        style,
+                        color,
+                    });
+                }
+            }
+            let xfmt = |x: &f64| -> String {
+                let i = x.round();
+                if (x - i).abs() < 1e-6 && i >= 0.0 {
+                    values.get(i as usize).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            };
+            // The same axes, lines and legend on a log or a linear y axis (different types).
+            macro_rules! finish_panel {
+                ($chart:ident, $yfmt:expr) => {
+                    $chart
+                        .configure_mesh()
+                        .x_desc(key)
+                        .x_labels(values.len())
+                        .x_label_formatter(&xfmt)
+                        .y_label_formatter($yfmt)
+                        .draw()
+                        .map_err(err)?;
+                    draw_lines(&mut $chart, &lines)?;
+                    $chart
+                        .configure_series_labels()
+                        .background_style(WHITE.mix(0.9))
+                        .border_style(BLACK)
+                        .draw()
+                        .map_err(err)?;
+                };
+            }
+            let ylabels: &dyn Fn(&f64) -> String = if log {
+                &|y| format!("{y:.0}")
+            } else {
+                &|y| super::rate(*y)
+            };
+            if log {
+                let ys = ((lo / 1.5).max(0.01)..hi * 1.5).log_scale();
+                let mut chart = builder
+                    .build_cartesian_2d(-0.2f64..n + 0.2, ys)
+                    .map_err(err)?;
+                finish_panel!(chart, ylabels);
+            } else {
+                let mut chart = builder
+                    .build_cartesian_2d(-0.2f64..n + 0.2, 0.0f64..hi)
+                    .map_err(err)?;
+                finish_panel!(chart, ylabels);
+            }
+        }
+        root.present().map_err(err)?;
+    }
+    Ok(mark(svg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile_label;
+
+    #[test]
+    fn percentile_labels() {
+        assert_eq!(percentile_label(2.0), "50%");
+        assert_eq!(percentile_label(10.0), "90%");
+        assert_eq!(percentile_label(100.0), "99%");
+        assert_eq!(percentile_label(1000.0), "99.9%");
+    }
+}
