@@ -1,15 +1,21 @@
-//! What the testbed itself costs: uncontended take+release of every design beside
-//! parking_lot's and std's mutex, and the eval-breaker check beside one 64-byte SHA-256 tick.
-//!
-//! `cargo bench --bench gil`
+//! What the testbed itself costs (`cargo bench --bench gil`):
+//! * uncontended take+release of every design beside parking_lot's and std's mutex;
+//! * the eval-breaker check beside one 64-byte SHA-256 tick;
+//! * cross-core hand-off: two threads pinned to different cores pass the GIL back and forth
+//!   (a turn flag under the GIL says whose turn it is), per design, beside the same
+//!   ping-pong on parking_lot's Mutex + Condvar and on a bare atomic flag (the hardware limit);
+//! * recording one value in the per-thread histograms and counters.
 
 use std::hint::black_box;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
 use gilbench::gil::{FifoGil, Gil, GilParams, MlfqGil, NoGil, Release, TickGil, TimedGil};
 use gilbench::interp::Interp;
+use gilbench::metrics::{new_hist, record, ThreadMetrics};
+use gilbench::pin;
 use gilbench::workload::TickHasher;
 
 fn take_release<G: Gil>(c: &mut Criterion, gil: G) {
@@ -44,11 +50,167 @@ fn tick_path(c: &mut Criterion) {
     let last = AtomicUsize::new(usize::MAX);
     let mut it = Interp::new(&gil, 0, &last);
     it.take();
-    c.bench_function("eval-breaker check (timed)", |b| b.iter(|| it.check()));
+    c.bench_function("tick/eval-breaker check (timed)", |b| b.iter(|| it.check()));
     drop(it);
     let mut h = TickHasher::new(64, 1);
-    c.bench_function("tick: SHA-256 over 64 bytes", |b| b.iter(|| h.tick()));
+    c.bench_function("tick/SHA-256 over 64 bytes", |b| b.iter(|| h.tick()));
 }
 
-criterion_group!(benches, uncontended, tick_path);
+/// The two cores the ping-pong threads go on (the same one twice on a 1-core machine).
+fn two_cores() -> (Option<usize>, Option<usize>) {
+    match pin::available_cores() {
+        Some(c) if c.len() >= 2 => (Some(c[0]), Some(c[1])),
+        Some(c) => (Some(c[0]), Some(c[0])),
+        None => (None, None),
+    }
+}
+
+/// `rounds` round trips of the GIL between two pinned threads; returns the time taken.
+fn gil_ping_pong<G: Gil>(gil: &G, rounds: u64) -> Duration {
+    let turn = AtomicUsize::new(0);
+    let (c0, c1) = two_cores();
+    std::thread::scope(|s| {
+        let player = |me: usize, core: Option<usize>| {
+            let (gil, turn) = (gil, &turn);
+            move || {
+                if let Some(c) = core {
+                    pin::pin_current(c);
+                }
+                let mut t = gil.register();
+                let mut done = 0;
+                while done < rounds {
+                    gil.take(&mut t);
+                    // The flag is only touched under the GIL.
+                    if turn.load(Ordering::Relaxed) == me {
+                        turn.store(1 - me, Ordering::Relaxed);
+                        done += 1;
+                    }
+                    gil.release(&mut t, Release::Blocking);
+                }
+            }
+        };
+        let start = Instant::now();
+        let b = s.spawn(player(1, c1));
+        player(0, c0)();
+        b.join().unwrap();
+        start.elapsed()
+    })
+}
+
+fn handoff(c: &mut Criterion) {
+    let mut g = c.benchmark_group("cross-core hand-off (round trip)");
+    g.sample_size(10).measurement_time(Duration::from_secs(3));
+    let p = GilParams::default();
+    let spin = GilParams {
+        spin: Duration::from_micros(50),
+        ..GilParams::default()
+    };
+    g.bench_function("tick", |b| {
+        b.iter_custom(|n| gil_ping_pong(&TickGil::new(&p), n))
+    });
+    g.bench_function("timed", |b| {
+        b.iter_custom(|n| gil_ping_pong(&TimedGil::new(&p), n))
+    });
+    g.bench_function("fifo", |b| {
+        b.iter_custom(|n| gil_ping_pong(&FifoGil::new(&p), n))
+    });
+    g.bench_function("fifo, spin 50us", |b| {
+        b.iter_custom(|n| gil_ping_pong(&FifoGil::new(&spin), n))
+    });
+    g.bench_function("mlfq", |b| {
+        b.iter_custom(|n| gil_ping_pong(&MlfqGil::new(&p), n))
+    });
+    g.bench_function("mlfq, spin 50us", |b| {
+        b.iter_custom(|n| gil_ping_pong(&MlfqGil::new(&spin), n))
+    });
+    g.bench_function("parking_lot Mutex+Condvar", |b| {
+        b.iter_custom(|rounds| {
+            let m = parking_lot::Mutex::new(0usize);
+            let cv = parking_lot::Condvar::new();
+            let (c0, c1) = two_cores();
+            std::thread::scope(|s| {
+                let player = |me: usize, core: Option<usize>| {
+                    let (m, cv) = (&m, &cv);
+                    move || {
+                        if let Some(c) = core {
+                            pin::pin_current(c);
+                        }
+                        for _ in 0..rounds {
+                            let mut t = m.lock();
+                            while *t != me {
+                                cv.wait(&mut t);
+                            }
+                            *t = 1 - me;
+                            cv.notify_one();
+                        }
+                    }
+                };
+                let start = Instant::now();
+                let h = s.spawn(player(1, c1));
+                player(0, c0)();
+                h.join().unwrap();
+                start.elapsed()
+            })
+        })
+    });
+    g.bench_function("bare atomic flag", |b| {
+        b.iter_custom(|rounds| {
+            let flag = AtomicUsize::new(0);
+            let (c0, c1) = two_cores();
+            std::thread::scope(|s| {
+                let player = |me: usize, core: Option<usize>| {
+                    let flag = &flag;
+                    move || {
+                        if let Some(c) = core {
+                            pin::pin_current(c);
+                        }
+                        for _ in 0..rounds {
+                            while flag.load(Ordering::Acquire) != me {
+                                std::hint::spin_loop();
+                            }
+                            flag.store(1 - me, Ordering::Release);
+                        }
+                    }
+                };
+                let start = Instant::now();
+                let h = s.spawn(player(1, c1));
+                player(0, c0)();
+                h.join().unwrap();
+                start.elapsed()
+            })
+        })
+    });
+    g.finish();
+}
+
+fn recording(c: &mut Criterion) {
+    let mut h = new_hist();
+    let mut x = 1u64;
+    c.bench_function("record/one histogram value", |b| {
+        b.iter(|| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            record(&mut h, Duration::from_nanos(x >> 40));
+        })
+    });
+    let mut m = ThreadMetrics::default();
+    c.bench_function("record/acquisition (wait + hold + 2 counters)", |b| {
+        b.iter(|| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let d = Duration::from_nanos(x >> 40);
+            record(&mut m.wait, d);
+            record(&mut m.hold, d);
+            m.counters.acquisitions += 1;
+            m.counters.switches += 1;
+        })
+    });
+    c.bench_function("record/clock read (Instant::now)", |b| {
+        b.iter(|| black_box(Instant::now()))
+    });
+}
+
+criterion_group!(benches, uncontended, tick_path, handoff, recording);
 criterion_main!(benches);

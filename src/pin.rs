@@ -61,14 +61,21 @@ pub struct PinPlan {
     pub notes: Vec<String>,
 }
 
-/// The cores this process may run on, if the OS says.
+/// The cores this process may run on, if the OS says. Read once, at the first call: the OS
+/// reports the *calling thread's* mask, which pinning narrows, so a later call from a pinned
+/// thread would see only its own core.
 pub fn available_cores() -> Option<Vec<usize>> {
-    let mut ids: Vec<usize> = core_affinity::get_core_ids()?
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
-    ids.sort_unstable();
-    (!ids.is_empty()).then_some(ids)
+    static CORES: std::sync::OnceLock<Option<Vec<usize>>> = std::sync::OnceLock::new();
+    CORES
+        .get_or_init(|| {
+            let mut ids: Vec<usize> = core_affinity::get_core_ids()?
+                .into_iter()
+                .map(|c| c.id)
+                .collect();
+            ids.sort_unstable();
+            (!ids.is_empty()).then_some(ids)
+        })
+        .clone()
 }
 
 /// Plans the placement of `threads` GIL threads. A core that does not exist is an error.

@@ -23,8 +23,9 @@ pub(crate) enum Wake {
 }
 
 pub(crate) struct Slot {
-    /// The truth: IDLE, GRANTED or POKED, changed only under this mutex.
-    state: Mutex<u8>,
+    /// The truth: IDLE, GRANTED or POKED, changed only under this mutex, and whether the
+    /// thread is parked on `cv` (only then does a signal pay for a futex wake).
+    state: Mutex<(u8, bool)>,
     /// A copy of `state != IDLE` that a spinning waiter can poll without the mutex.
     signalled: AtomicBool,
     cv: Condvar,
@@ -33,7 +34,7 @@ pub(crate) struct Slot {
 impl Slot {
     pub(crate) fn new() -> Self {
         Slot {
-            state: Mutex::new(IDLE),
+            state: Mutex::new((IDLE, false)),
             signalled: AtomicBool::new(false),
             cv: Condvar::new(),
         }
@@ -51,20 +52,22 @@ impl Slot {
 
     fn signal(&self, what: u8) {
         let mut st = lock(&self.state);
-        if *st != GRANTED {
-            *st = what;
+        if st.0 != GRANTED {
+            st.0 = what;
         }
         self.signalled.store(true, Ordering::Release);
-        self.cv.notify_one();
+        if st.1 {
+            self.cv.notify_one();
+        }
     }
 
-    fn consume(st: &mut u8, signalled: &AtomicBool) -> Option<Wake> {
-        let w = match *st {
+    fn consume(st: &mut (u8, bool), signalled: &AtomicBool) -> Option<Wake> {
+        let w = match st.0 {
             GRANTED => Wake::Granted,
             POKED => Wake::Poked,
             _ => return None,
         };
-        *st = IDLE;
+        st.0 = IDLE;
         signalled.store(false, Ordering::Relaxed);
         Some(w)
     }
@@ -101,16 +104,19 @@ impl Slot {
             if let Some(w) = Self::consume(&mut st, &self.signalled) {
                 return w;
             }
+            st.1 = true;
             match deadline {
                 None => st = wait(&self.cv, st),
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
+                        st.1 = false;
                         return Wake::TimedOut;
                     }
                     st = wait_timeout(&self.cv, st, d - now).0;
                 }
             }
+            st.1 = false;
         }
     }
 }

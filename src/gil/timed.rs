@@ -29,6 +29,9 @@ use crate::sync::{lock, wait, wait_timeout, AtomicBool, AtomicUsize, Condvar, Mu
 struct State {
     locked: bool,
     switch_number: u64,
+    /// Threads waiting on `cond`. Signalling only when there are any is what pthread's
+    /// `cond_signal` does inside; std's condvar would make a futex call even for no one.
+    waiters: usize,
 }
 
 /// The Python 3.2+ GIL.
@@ -37,7 +40,8 @@ pub struct TimedGil {
     cond: Condvar,
     /// Read without `mutex` by a forced dropper (under `switch_mutex`), as in CPython.
     last_holder: AtomicUsize,
-    switch_mutex: Mutex<()>,
+    /// Guards the forced-switch hand-shake; the flag says a dropper waits on `switch_cond`.
+    switch_mutex: Mutex<bool>,
     switch_cond: Condvar,
     drop_request: AtomicBool,
     next_id: AtomicUsize,
@@ -58,10 +62,11 @@ impl TimedGil {
             mutex: Mutex::new(State {
                 locked: false,
                 switch_number: 0,
+                waiters: 0,
             }),
             cond: Condvar::new(),
             last_holder: AtomicUsize::new(NOBODY),
-            switch_mutex: Mutex::new(()),
+            switch_mutex: Mutex::new(false),
             switch_cond: Condvar::new(),
             drop_request: AtomicBool::new(false),
             next_id: AtomicUsize::new(1),
@@ -90,6 +95,7 @@ impl TimedGil {
         &self,
         mut st: crate::sync::MutexGuard<'a, State>,
     ) -> crate::sync::MutexGuard<'a, State> {
+        st.waiters += 1;
         while st.locked {
             let saved = st.switch_number;
             let (g, timed_out) = wait_timeout(&self.cond, st, self.interval);
@@ -98,6 +104,7 @@ impl TimedGil {
                 self.drop_request.store(true, Ordering::Relaxed);
             }
         }
+        st.waiters -= 1;
         st
     }
 }
@@ -124,7 +131,9 @@ impl Gil for TimedGil {
             self.last_holder.store(t.id, Ordering::Relaxed);
             st.switch_number += 1;
         }
-        self.switch_cond.notify_one();
+        if *sw {
+            self.switch_cond.notify_one();
+        }
         drop(sw);
         if self.drop_request.load(Ordering::Relaxed) {
             self.drop_request.store(false, Ordering::Relaxed);
@@ -136,7 +145,9 @@ impl Gil for TimedGil {
         {
             let mut st = lock(&self.mutex);
             st.locked = false;
-            self.cond.notify_one();
+            if st.waiters > 0 {
+                self.cond.notify_one();
+            }
         }
         if self.force_switching && why != Release::Exit && self.drop_request.load(Ordering::Relaxed)
         {
@@ -144,9 +155,11 @@ impl Gil for TimedGil {
             if self.last_holder.load(Ordering::Relaxed) == t.id {
                 self.drop_request.store(false, Ordering::Relaxed);
                 // Not switched yet: block until another thread really holds the GIL.
+                *sw = true;
                 while self.last_holder.load(Ordering::Relaxed) == t.id {
                     sw = wait(&self.switch_cond, sw);
                 }
+                *sw = false;
             }
         }
     }
