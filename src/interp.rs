@@ -40,7 +40,40 @@ pub struct Interp<'a, G: Gil> {
     last_holder: &'a AtomicUsize,
     pub metrics: ThreadMetrics,
     pub extras: Extras,
-    held_since: Option<Instant>,
+    held: bool,
+    held_since: Instant,
+    recording: bool,
+    beacon: Option<&'a Beacon>,
+}
+
+/// What an interpreter thread publishes for the watchdog: its state, and a counter that
+/// moves whenever it makes progress. Each thread writes only its own (cache-padded) beacon,
+/// at take/release and every few thousand ticks.
+#[derive(Default)]
+pub struct Beacon {
+    pub state: std::sync::atomic::AtomicU8,
+    pub progress: std::sync::atomic::AtomicU64,
+}
+
+impl Beacon {
+    pub const STARTING: u8 = 0;
+    pub const WANTS_GIL: u8 = 1;
+    pub const HOLDS_GIL: u8 = 2;
+    pub const RELEASING: u8 = 3;
+    pub const IN_CALL: u8 = 4;
+    pub const DONE: u8 = 5;
+
+    /// The state in words.
+    pub fn describe(state: u8) -> &'static str {
+        match state {
+            Self::STARTING => "starting",
+            Self::WANTS_GIL => "waiting for the GIL",
+            Self::HOLDS_GIL => "holding the GIL",
+            Self::RELEASING => "releasing the GIL (e.g. a forced switch waiting for a taker)",
+            Self::IN_CALL => "in a blocking call with the GIL released",
+            _ => "done",
+        }
+    }
 }
 
 impl<'a, G: Gil> Interp<'a, G> {
@@ -54,7 +87,10 @@ impl<'a, G: Gil> Interp<'a, G> {
             last_holder,
             metrics: ThreadMetrics::default(),
             extras: Extras::default(),
-            held_since: None,
+            held: false,
+            held_since: Instant::now(),
+            recording: true,
+            beacon: None,
         }
     }
 
@@ -65,15 +101,52 @@ impl<'a, G: Gil> Interp<'a, G> {
     /// Whether this thread holds the GIL.
     #[inline]
     pub fn holds(&self) -> bool {
-        self.held_since.is_some()
+        self.held
     }
 
-    /// Takes the GIL (blocking); returns how long that took.
+    /// Turns recording of histograms and counters on or off (on by default). Off, take and
+    /// release read no clock and record nothing: the baseline for measuring what the
+    /// instrumentation costs.
+    pub fn set_recording(&mut self, on: bool) {
+        self.recording = on;
+    }
+
+    /// Publishes this thread's state and progress to `beacon` (for the watchdog).
+    pub fn set_beacon(&mut self, beacon: &'a Beacon) {
+        self.beacon = Some(beacon);
+    }
+
+    #[inline]
+    fn signal(&self, state: u8) {
+        if let Some(b) = self.beacon {
+            b.state.store(state, Ordering::Relaxed);
+            b.progress.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Tells the watchdog that GIL-held work goes on (call every few thousand ticks).
+    #[inline]
+    pub fn heartbeat(&self) {
+        if let Some(b) = self.beacon {
+            b.progress.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Takes the GIL (blocking); returns how long that took (zero when not recording).
     pub fn take(&mut self) -> Duration {
         debug_assert!(!self.holds(), "take while holding the GIL");
+        self.signal(Beacon::WANTS_GIL);
+        if !self.recording {
+            self.gil.take(&mut self.thread);
+            self.held = true;
+            self.signal(Beacon::HOLDS_GIL);
+            return Duration::ZERO;
+        }
         let asked = Instant::now();
         self.gil.take(&mut self.thread);
         let now = Instant::now();
+        self.held = true;
+        self.signal(Beacon::HOLDS_GIL);
         let waited = now - asked;
         let m = &mut self.metrics;
         record(&mut m.wait, waited);
@@ -81,7 +154,7 @@ impl<'a, G: Gil> Interp<'a, G> {
         if G::EXCLUSIVE && self.last_holder.swap(self.id, Ordering::Relaxed) != self.id {
             m.counters.switches += 1;
         }
-        self.held_since = Some(now);
+        self.held_since = now;
         if let Some(iv) = &mut self.extras.intervals {
             iv.record(now, INTERVAL_WAIT, waited);
         }
@@ -95,30 +168,39 @@ impl<'a, G: Gil> Interp<'a, G> {
 
     /// Gives the GIL up.
     pub fn release(&mut self, why: Release) {
-        let Some(since) = self.held_since.take() else {
+        if !self.held {
             debug_assert!(false, "release without holding the GIL");
             return;
-        };
-        let now = Instant::now();
-        let held = now - since;
-        record(&mut self.metrics.hold, held);
-        if let Some(iv) = &mut self.extras.intervals {
-            iv.record(now, INTERVAL_HOLD, held);
         }
-        if let Some(t) = &mut self.extras.trace {
-            t.push(now, Ev::HoldEnd);
+        self.held = false;
+        if self.recording {
+            let now = Instant::now();
+            let held = now - self.held_since;
+            record(&mut self.metrics.hold, held);
+            if let Some(iv) = &mut self.extras.intervals {
+                iv.record(now, INTERVAL_HOLD, held);
+            }
+            if let Some(t) = &mut self.extras.trace {
+                t.push(now, Ev::HoldEnd);
+                match why {
+                    Release::Blocking => t.push(now, Ev::ReleasedBegin),
+                    Release::Forced => t.push(now, Ev::ForcedSwitch),
+                    Release::Exit => {}
+                }
+            }
             match why {
-                Release::Blocking => t.push(now, Ev::ReleasedBegin),
-                Release::Forced => t.push(now, Ev::ForcedSwitch),
+                Release::Forced => self.metrics.counters.forced_drops += 1,
+                Release::Blocking => self.metrics.counters.voluntary_drops += 1,
                 Release::Exit => {}
             }
         }
-        match why {
-            Release::Forced => self.metrics.counters.forced_drops += 1,
-            Release::Blocking => self.metrics.counters.voluntary_drops += 1,
-            Release::Exit => {}
-        }
+        self.signal(Beacon::RELEASING);
         self.gil.release(&mut self.thread, why);
+        self.signal(match why {
+            Release::Blocking => Beacon::IN_CALL,
+            Release::Forced => Beacon::WANTS_GIL,
+            Release::Exit => Beacon::DONE,
+        });
     }
 
     /// The eval-breaker check between two ticks.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use crate::gil::{FifoGil, Gil, LockKind, MlfqGil, NoGil, Release, TickGil, TimedGil};
-use crate::interp::Interp;
+use crate::interp::{Beacon, Interp};
 use crate::metrics::{
     merge, new_hist, Counters, CtxSwitches, Hist, Interval, IntervalHists, Percentiles,
     ThreadMetrics,
@@ -135,8 +135,76 @@ struct Shared {
     epoch: std::sync::OnceLock<Instant>,
     inst: Instrument,
     gil_threads: usize,
+    /// One per interpreter thread, for the watchdog.
+    beacons: Vec<crossbeam_utils::CachePadded<Beacon>>,
+    names: Vec<String>,
     last_holder: AtomicUsize,
     gate: StartGate,
+}
+
+/// The watchdog: if no interpreter thread makes progress for `limit` while none is in a
+/// blocking call, the run is hung on the GIL; it says who holds it and who waits, and ends
+/// the process (exit status 1) instead of hanging.
+struct Watch {
+    limit: Option<Duration>,
+    last: u64,
+    since: Instant,
+}
+
+impl Watch {
+    fn new(limit: Option<Duration>) -> Self {
+        Watch {
+            limit,
+            last: u64::MAX,
+            since: Instant::now(),
+        }
+    }
+
+    fn check(&mut self, shared: &Shared) {
+        let Some(limit) = self.limit else { return };
+        let progress: u64 = shared
+            .beacons
+            .iter()
+            .map(|b| b.progress.load(Ordering::Relaxed))
+            .sum();
+        let states: Vec<u8> = shared
+            .beacons
+            .iter()
+            .map(|b| b.state.load(Ordering::Relaxed))
+            .collect();
+        let now = Instant::now();
+        if progress != self.last
+            || states.contains(&Beacon::IN_CALL)
+            || states.iter().all(|&s| s == Beacon::DONE)
+        {
+            self.last = progress;
+            self.since = now;
+            return;
+        }
+        if now - self.since < limit {
+            return;
+        }
+        let holder = states
+            .iter()
+            .position(|&s| s == Beacon::HOLDS_GIL)
+            .map(|i| shared.names[i].clone());
+        let others: Vec<String> = states
+            .iter()
+            .enumerate()
+            .filter(|(_, &s)| s != Beacon::HOLDS_GIL)
+            .map(|(i, &s)| format!("{} is {}", shared.names[i], Beacon::describe(s)))
+            .collect();
+        let who = match holder {
+            Some(h) => format!("{h} holds the GIL and has made no progress"),
+            None => "no thread holds the GIL".to_owned(),
+        };
+        eprintln!(
+            "gilbench: watchdog: no interpreter thread made progress for {:.1}s: {who}; {}; the run was stopped",
+            limit.as_secs_f64(),
+            if others.is_empty() { "no other threads".to_owned() } else { others.join(", ") }
+        );
+        std::process::exit(1);
+    }
 }
 
 /// What an interpreter thread does.
@@ -227,6 +295,8 @@ fn run_with<G: Gil>(
         epoch: std::sync::OnceLock::new(),
         inst: *inst,
         gil_threads: n,
+        beacons: (0..n).map(|_| Default::default()).collect(),
+        names: roles.iter().map(Role::name).collect(),
         last_holder: AtomicUsize::new(usize::MAX),
         gate: StartGate::new(),
     };
@@ -326,7 +396,9 @@ fn run_with<G: Gil>(
         let _ = shared.epoch.set(start);
         shared.gate.open(true);
         let mut interrupted = None;
+        let mut watch = Watch::new(sc.watchdog_limit());
         while !shared.failed.load(Ordering::SeqCst) {
+            watch.check(&shared);
             if let Some(sig) = signals::caught() {
                 interrupted = Some(sig);
                 break;
@@ -653,6 +725,8 @@ fn gil_thread<G: Gil>(
     let name = role.name();
     let pinned = core.filter(|&c| pin::pin_current(c));
     let mut interp = Interp::new(gil, id, &shared.last_holder);
+    interp.set_beacon(&shared.beacons[id]);
+    interp.set_recording(sc.record);
     let seed = id as u64 + 1;
     let mut hasher = TickHasher::new(sc.tick_bytes, seed);
     let ctx = WorkCtx {

@@ -46,6 +46,8 @@ pub enum Fault {
     PanicHoldingGil,
     /// `cpu-0` panics inside native work, with the GIL released.
     PanicReleased,
+    /// `cpu-0` stops making progress while it holds the GIL (for the watchdog).
+    HangHoldingGil,
 }
 
 /// A fully resolved scenario.
@@ -67,6 +69,8 @@ pub struct Scenario {
     pub fault: Option<Fault>,
     /// fifo/mlfq spin before parking; None = auto.
     pub spin: Option<Duration>,
+    pub record: bool,
+    pub watchdog: Watchdog,
     /// The designs `compare` runs when `--locks` is not given.
     pub compare_locks: Vec<LockKind>,
     /// The `KEY=V1,V2,...` that `sweep` runs when no `--set` has several values.
@@ -110,6 +114,8 @@ impl Default for Scenario {
             gil: GilParams::default(),
             fault: None,
             spin: None,
+            record: true,
+            watchdog: Watchdog::Auto,
             compare_locks: LockKind::ALL.to_vec(),
             sweep: None,
             io: IoWork::None,
@@ -358,22 +364,40 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
     }),
     (
         "fault",
-        "fault injection: panic-holding-gil or panic-released (cpu-0 panics)",
+        "fault injection in cpu-0: panic-holding-gil, panic-released, hang-holding-gil",
         |s, v| {
             s.fault = match string(v)?.as_str() {
                 "none" => None,
                 "panic-holding-gil" => Some(Fault::PanicHoldingGil),
                 "panic-released" => Some(Fault::PanicReleased),
-                o => {
-                    return Err(format!(
-                        "'{o}' is not none, panic-holding-gil or panic-released"
-                    ))
-                }
+                "hang-holding-gil" => Some(Fault::HangHoldingGil),
+                o => return Err(format!("'{o}' is not none, panic-holding-gil, panic-released or hang-holding-gil")),
             };
             Ok(())
         },
     ),
+    ("record", "record histograms and counters (false: the baseline for instrumentation cost)", |s, v| {
+        s.record = v.as_bool().ok_or_else(|| expected("true or false", v))?;
+        Ok(())
+    }),
+    ("watchdog", "stop a run in which no thread progresses for this long (auto: 10 x interval + 1s; off)", |s, v| {
+        s.watchdog = match v.as_str() {
+            Some("auto") => Watchdog::Auto,
+            Some("off") => Watchdog::Off,
+            _ => Watchdog::After(positive_duration(v)?),
+        };
+        Ok(())
+    }),
 ];
+
+/// When the watchdog gives up on a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Watchdog {
+    /// 10 x interval + 1 s.
+    Auto,
+    Off,
+    After(Duration),
+}
 
 /// Parses a comma-separated list of designs.
 pub fn parse_locks(list: &str) -> Result<Vec<LockKind>, String> {
@@ -683,6 +707,15 @@ impl Scenario {
             Duration::from_micros(50)
         } else {
             Duration::ZERO
+        }
+    }
+
+    /// How long without progress before the watchdog stops the run, if it watches.
+    pub fn watchdog_limit(&self) -> Option<Duration> {
+        match self.watchdog {
+            Watchdog::Auto => Some(self.gil.interval * 10 + Duration::from_secs(1)),
+            Watchdog::Off => None,
+            Watchdog::After(d) => Some(d),
         }
     }
 

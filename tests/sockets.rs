@@ -31,8 +31,8 @@ fn run(name: &str, sets: &[&str]) -> RunResult {
     runner::run(&scenario(name, sets)).unwrap_or_else(|e| panic!("{name} {sets:?}: {e}"))
 }
 
-/// Tests that measure timing run one at a time: on 2 cores, two of them side by side would
-/// measure each other.
+/// The tests here run one at a time: on 2 cores, a test that measures timing would measure
+/// its neighbours too (the others start servers and load generators of their own).
 static TIMING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn timing() -> std::sync::MutexGuard<'static, ()> {
@@ -192,6 +192,7 @@ fn tmp(name: &str) -> PathBuf {
 
 #[test]
 fn serve_and_load_as_two_processes() {
+    let _t = timing();
     let (child, addr) = serve(&[]);
     let json = tmp("load.json");
     let o = output(&[
@@ -218,6 +219,7 @@ fn serve_and_load_as_two_processes() {
 
 #[test]
 fn a_port_in_use_is_bad_input() {
+    let _t = timing();
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let w = workload("convoy-echo.toml");
@@ -236,6 +238,7 @@ fn a_port_in_use_is_bad_input() {
 
 #[test]
 fn unresolvable_and_refused_addresses() {
+    let _t = timing();
     let o = output(&["load", "--connect", "no-such-host.invalid:7000"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(err_line(&o).contains("cannot resolve"));
@@ -279,6 +282,7 @@ fn reset_on_close(s: &TcpStream) {
 
 #[test]
 fn a_peer_that_resets_is_counted_not_fatal() {
+    let _t = timing();
     // A server that echoes 20 requests per connection, then resets it.
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap().to_string();
@@ -330,6 +334,7 @@ fn a_peer_that_resets_is_counted_not_fatal() {
 
 #[test]
 fn a_silent_server_times_requests_out() {
+    let _t = timing();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap().to_string();
     let server = std::thread::spawn(move || {
@@ -373,6 +378,7 @@ fn a_silent_server_times_requests_out() {
 
 #[test]
 fn the_server_drops_peers_that_break_its_limits_and_serves_the_rest() {
+    let _t = timing();
     let (child, addr) = serve(&[
         "--set",
         "max_request_bytes=4096",
@@ -432,6 +438,7 @@ fn the_server_drops_peers_that_break_its_limits_and_serves_the_rest() {
 
 #[test]
 fn udp_server_never_amplifies() {
+    let _t = timing();
     let w = workload("convoy-echo.toml");
     let mut child = bin()
         .args([
@@ -472,6 +479,7 @@ fn udp_server_never_amplifies() {
 
 #[test]
 fn ctrl_c_stops_serve_and_keeps_its_results() {
+    let _t = timing();
     let json = tmp("serve-int.json");
     let (child, _addr) = serve(&["--duration", "60s", "--json", json.to_str().unwrap()]);
     std::thread::sleep(Duration::from_millis(300));
@@ -490,4 +498,131 @@ fn ctrl_c_stops_serve_and_keeps_its_results() {
     assert_eq!(out.status.code(), Some(130));
     let v = json_of(&json);
     assert_eq!(v["runs"][0]["partial"], true);
+}
+
+#[test]
+fn garbage_and_resetting_peers_do_not_disturb_the_echo_server() {
+    let _t = timing();
+    let (child, addr) = serve(&["--duration", "3s"]);
+    let json = tmp("load-with-rude-peers.json");
+    let rude = {
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            for i in 0..20u8 {
+                let mut s = TcpStream::connect(&addr).unwrap();
+                // Garbage: random-looking bytes, a partial request, then either a reset or a
+                // half-close.
+                let junk: Vec<u8> = (0..100u32)
+                    .map(|k| (k as u8).wrapping_mul(37).wrapping_add(i))
+                    .collect();
+                let _ = s.write_all(&junk);
+                if i % 2 == 0 {
+                    reset_on_close(&s);
+                } else {
+                    let _ = s.shutdown(std::net::Shutdown::Write);
+                }
+                drop(s);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let o = output(&[
+        "load",
+        "--connect",
+        &addr,
+        "--duration",
+        "1s",
+        "--warmup",
+        "100ms",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    rude.join().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = json_of(&json);
+    let io = &v["runs"][0]["io"];
+    assert!(io["requests"].as_u64().unwrap() > 100, "{io}");
+    assert_eq!(io["failed"], 0, "{io}");
+    assert_eq!(io["errors"], 0, "{io}");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the server failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn signals_stop_an_experiment_and_keep_what_it_measured() {
+    let _t = timing();
+    for (sig, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let json = tmp(&format!("compare-{sig}.json"));
+        let w = workload("convoy-echo.toml");
+        let child = bin()
+            .args([
+                "compare",
+                w.to_str().unwrap(),
+                "--locks",
+                "timed,none",
+                "--duration",
+                "30s",
+                "--json",
+                json.to_str().unwrap(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        let t0 = Instant::now();
+        // SAFETY: signals our own child process, whose pid we hold.
+        assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, sig) }, 0);
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "took {:?} to stop",
+            t0.elapsed()
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v = json_of(&json);
+        let runs = v["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 1, "only the interrupted first run");
+        assert_eq!(runs[0]["partial"], true);
+        assert!(runs[0]["io"]["requests"].as_u64().unwrap() > 0);
+    }
+}
+
+#[test]
+fn the_watchdog_ends_a_hung_run_with_a_diagnosis() {
+    let _t = timing();
+    let w = workload("convoy-echo.toml");
+    let t0 = Instant::now();
+    let o = output(&[
+        "run",
+        w.to_str().unwrap(),
+        "--duration",
+        "30s",
+        "--set",
+        "fault=hang-holding-gil",
+        "--set",
+        "watchdog=1s",
+    ]);
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = err_line(&o);
+    assert!(
+        e.contains("watchdog")
+            && e.contains("cpu-0 holds the GIL")
+            && e.contains("echo-0 is waiting for the GIL"),
+        "{e}"
+    );
 }

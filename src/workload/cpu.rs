@@ -32,8 +32,11 @@ pub fn cpu_hash<G: Gil>(interp: &mut Interp<'_, G>, h: &mut TickHasher, ctx: &Wo
         h.tick();
         ticks += 1;
         interp.check();
-        if ctx.fault.is_some() && ticks == FAULT_AFTER_TICKS {
-            inject(interp, ctx.fault);
+        if ticks & 4095 == 0 {
+            interp.heartbeat();
+            if ctx.fault.is_some() && ticks == FAULT_AFTER_TICKS & !4095 {
+                inject(interp, ctx.fault);
+            }
         }
     }
     interp.metrics.counters.ticks += ticks;
@@ -76,6 +79,11 @@ fn inject<G: Gil>(interp: &mut Interp<'_, G>, fault: Option<Fault>) {
         Some(Fault::PanicReleased) => {
             interp.allow_threads(|| panic!("injected fault: panic with the GIL released"));
         }
+        Some(Fault::HangHoldingGil) => loop {
+            // Holds the GIL and makes no progress, deaf to the stop flag: only the watchdog
+            // can end this run.
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        },
         None => {}
     }
 }
