@@ -126,6 +126,38 @@ pub fn run_table(r: &RunResult) -> String {
         if let Some(t) = io.transfer_s {
             let _ = writeln!(o, "io: transfer of {}B took {t:.3}s", rate(io.bytes as f64));
         }
+        if io.mode == "open" {
+            let l = &io.lateness_us;
+            let _ = writeln!(
+                o,
+                "io: open loop at {}/s; client send lateness p50 {} p99 {} max {}; {} sends more than 1 ms late",
+                rate(io.rate),
+                us(l.p50),
+                us(l.p99),
+                us(l.max),
+                io.late_sends
+            );
+        }
+        if io.failed > 0 {
+            let _ = writeln!(
+                o,
+                "io: {} requests failed (no reply within the timeout)",
+                io.failed
+            );
+        }
+        if io.reacquire_us.count > 0 {
+            let r = &io.reacquire_us;
+            let _ = writeln!(
+                o,
+                "io: server GIL re-acquire after a blocking call p50 {} p99 {} max {}",
+                us(r.p50),
+                us(r.p99),
+                us(r.max)
+            );
+        }
+        if !io.loadgen.is_empty() {
+            let _ = writeln!(o, "io: load generator ran on {}", io.loadgen);
+        }
     }
     if !g.design.is_empty() {
         let parts: Vec<String> = g.design.iter().map(|(k, v)| format!("{k} {v}")).collect();
