@@ -97,3 +97,41 @@ fn timed_forced_switch_waits_for_the_waiter() {
         waiter.join().unwrap();
     });
 }
+
+/// Three threads through the hand-off queues: FIFO hand-off, pokes of queued waiters (mlfq)
+/// and grants must never strand a thread.
+fn three_holders<G: Gil>(make: fn() -> G) {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(1);
+    b.check(move || {
+        let gil = Arc::new(make());
+        let cell = Arc::new(UnsafeCell::new(0u32));
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                let (gil, cell) = (gil.clone(), cell.clone());
+                thread::spawn(move || {
+                    let mut me = gil.register();
+                    gil.take(&mut me);
+                    // SAFETY: loom reports any concurrent access here as a failure.
+                    cell.with_mut(|v| unsafe { *v += 1 });
+                    gil.release(&mut me, Release::Blocking);
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        // SAFETY: all threads were joined.
+        assert_eq!(cell.with(|v| unsafe { *v }), 3);
+    });
+}
+
+#[test]
+fn mlfq_three_holders() {
+    three_holders(|| MlfqGil::new(&params()));
+}
+
+#[test]
+fn fifo_three_holders() {
+    three_holders(|| FifoGil::new(&params()));
+}

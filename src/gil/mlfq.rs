@@ -264,12 +264,11 @@ impl Gil for MlfqGil {
         // Waiters timed their next look on the previous holder; those that would look later
         // than the new holder's quantum allows (or not at all) must look again now.
         let due = now + self.quanta[s.threads[next].level];
-        let stale: Vec<usize> = s
-            .queued()
-            .filter(|&w| s.threads[w].deadline.is_none_or(|d| d > due))
-            .collect();
-        for w in stale {
-            s.threads[w].slot.poke();
+        for &w in s.queues.iter().flatten() {
+            let t = &s.threads[w];
+            if t.deadline.is_none_or(|d| d > due) {
+                t.slot.poke();
+            }
         }
     }
 
