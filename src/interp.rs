@@ -44,6 +44,8 @@ pub struct Interp<'a, G: Gil> {
     held_since: Instant,
     recording: bool,
     beacon: Option<&'a Beacon>,
+    /// What this thread last published to its beacon.
+    progress: u64,
 }
 
 /// What an interpreter thread publishes for the watchdog: its state, and a counter that
@@ -91,6 +93,7 @@ impl<'a, G: Gil> Interp<'a, G> {
             held_since: Instant::now(),
             recording: true,
             beacon: None,
+            progress: 0,
         }
     }
 
@@ -116,19 +119,22 @@ impl<'a, G: Gil> Interp<'a, G> {
         self.beacon = Some(beacon);
     }
 
+    /// Publishes a state change; plain stores, since only this thread writes its beacon.
     #[inline]
-    fn signal(&self, state: u8) {
+    fn signal(&mut self, state: u8) {
         if let Some(b) = self.beacon {
+            self.progress += 1;
             b.state.store(state, Ordering::Relaxed);
-            b.progress.fetch_add(1, Ordering::Relaxed);
+            b.progress.store(self.progress, Ordering::Relaxed);
         }
     }
 
     /// Tells the watchdog that GIL-held work goes on (call every few thousand ticks).
     #[inline]
-    pub fn heartbeat(&self) {
+    pub fn heartbeat(&mut self) {
         if let Some(b) = self.beacon {
-            b.progress.fetch_add(1, Ordering::Relaxed);
+            self.progress += 1;
+            b.progress.store(self.progress, Ordering::Relaxed);
         }
     }
 

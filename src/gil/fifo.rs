@@ -62,11 +62,6 @@ impl FifoGil {
         lock(&self.state).queue.len()
     }
 
-    /// Sets the drop request as a timed-out waiter would (for tests and models).
-    pub fn request_drop(&self) {
-        self.drop_request.store(true, Ordering::Relaxed);
-    }
-
     #[cold]
     fn wait_for_handoff(&self, t: &FifoThread, mut seen: u64) {
         loop {

@@ -164,11 +164,6 @@ impl MlfqGil {
         lock(&self.sched).queued().count()
     }
 
-    /// Whether a drop request is pending (for tests and diagnostics).
-    pub fn drop_requested(&self) -> bool {
-        self.drop_request.load(Ordering::Relaxed)
-    }
-
     /// Looks at the holder on behalf of queued waiter `me`: sets the drop request if one is
     /// due now, otherwise returns when it will next be due.
     fn evaluate(&self, s: &mut Sched, me: usize, now: Instant) -> Option<Instant> {
