@@ -1,0 +1,321 @@
+//! Turning what the threads and the load generator brought back into one [`RunResult`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::thread::ThreadOut;
+use super::{Mode, RunError};
+use crate::gil::Gil;
+use crate::metrics::{merge, new_hist, Counters, CtxSwitches, Hist, Interval, Percentiles};
+use crate::pin::PinPlan;
+use crate::result::{CpuSummary, GilSummary, IoSummary, RunResult};
+use crate::scenario::{IoWork, Scenario};
+use crate::signals;
+use crate::trace::{chrome_trace, ThreadTrace};
+use crate::workload::loadgen::LoadResult;
+use crate::workload::server::ServerStats;
+
+pub(super) enum LoadOut {
+    Echo(Box<Result<LoadResult, String>>),
+    Bulk(Result<f64, String>),
+}
+
+/// What was decided before the threads started.
+pub(super) struct Setup {
+    pub(super) addrs: Vec<SocketAddr>,
+    pub(super) plan: PinPlan,
+    pub(super) notes: Vec<String>,
+    pub(super) loadgen_place: String,
+    pub(super) tick_ns: f64,
+    pub(super) call_work_ticks: u64,
+    pub(super) run_for: Duration,
+}
+
+/// What came back from the threads.
+pub(super) struct Finished {
+    pub(super) outs: Vec<ThreadOut>,
+    pub(super) load: Option<LoadOut>,
+    pub(super) measured: Duration,
+    pub(super) wall: Duration,
+    pub(super) interrupted: Option<i32>,
+}
+
+pub(super) fn assemble<G: Gil>(
+    gil: &G,
+    sc: &Scenario,
+    mode: Mode,
+    setup: Setup,
+    fin: Finished,
+) -> Result<RunResult, RunError> {
+    let Setup {
+        addrs,
+        plan,
+        mut notes,
+        loadgen_place,
+        tick_ns,
+        call_work_ticks,
+        run_for,
+    } = setup;
+    let Finished {
+        mut outs,
+        mut load,
+        measured,
+        wall,
+        interrupted,
+    } = fin;
+    if let Some(e) = outs
+        .iter()
+        .find_map(|o| o.error.as_ref().map(|e| format!("{}: {e}", o.result.name)))
+    {
+        return Err(RunError::Failed(e));
+    }
+    for o in &outs {
+        if let (Some(want), Some(got)) = (o.result.pinned, o.result.core) {
+            if want != got {
+                notes.push(format!(
+                    "{} was pinned to core {want} but ended on core {got}",
+                    o.result.name
+                ));
+            }
+        }
+    }
+    if let Some(t) = outs
+        .iter()
+        .enumerate()
+        .find(|(i, o)| plan.cores[*i].is_some() && o.result.pinned.is_none())
+    {
+        notes.push(format!(
+            "{}: the OS refused to pin it; it ran unpinned",
+            t.1.result.name
+        ));
+    }
+    notes.push(format!(
+        "one {}-byte tick costs {:.0} ns here; call_work = {} ticks",
+        sc.tick_bytes, tick_ns, call_work_ticks
+    ));
+    if let Some(sig) = interrupted {
+        notes.push(format!(
+            "interrupted by {}: the run covers {:.2}s of {:.2}s",
+            signals::name(sig),
+            measured.as_secs_f64(),
+            run_for.as_secs_f64()
+        ));
+    }
+
+    let secs = measured.as_secs_f64();
+    let mut total = Counters::default();
+    let mut ctx = CtxSwitches::default();
+    let (mut wait, mut hold, mut reacq, mut io_reacq) =
+        (new_hist(), new_hist(), new_hist(), new_hist());
+    let mut server = ServerStats::default();
+    for o in &outs {
+        total.add(&o.metrics.counters);
+        ctx.add(o.result.ctx_switches);
+        merge(&mut wait, &o.metrics.wait);
+        merge(&mut hold, &o.metrics.hold);
+        merge(&mut reacq, &o.metrics.reacquire);
+        if let Some(s) = &o.result.server {
+            server.add(s);
+            merge(&mut io_reacq, &o.metrics.reacquire);
+        }
+    }
+    let cpu_threads: Vec<&ThreadOut> = outs.iter().filter(|o| o.result.role == "cpu").collect();
+    let cpu = (!cpu_threads.is_empty()).then(|| {
+        let ticks: u64 = cpu_threads.iter().map(|o| o.metrics.counters.ticks).sum();
+        let bytes: u64 = cpu_threads.iter().map(|o| o.metrics.counters.bytes).sum();
+        CpuSummary {
+            threads: cpu_threads.len(),
+            ticks,
+            ticks_per_sec: ticks as f64 / secs,
+            bytes,
+            bytes_per_sec: bytes as f64 / secs,
+        }
+    });
+    // Full histograms, interval histograms and the timeline, for the exporters.
+    let mut hists = BTreeMap::new();
+    let mut intervals: Vec<(String, Interval)> = Vec::new();
+    let mut traces = Vec::new();
+    for o in &mut outs {
+        for iv in std::mem::take(&mut o.intervals) {
+            let Interval { start, len, hists } = iv;
+            let [w, h]: [crate::metrics::Hist; 2] = hists.try_into().expect("two interval metrics");
+            intervals.push((
+                format!("{}.gil-wait", o.result.name),
+                Interval {
+                    start,
+                    len,
+                    hists: vec![w],
+                },
+            ));
+            intervals.push((
+                format!("{}.gil-hold", o.result.name),
+                Interval {
+                    start,
+                    len,
+                    hists: vec![h],
+                },
+            ));
+        }
+        traces.extend(o.trace.take());
+    }
+    if let Some(LoadOut::Echo(l)) = &mut load {
+        if let Ok(l) = l.as_mut() {
+            hists.insert("io-latency".to_owned(), l.latency.clone());
+            for iv in std::mem::take(&mut l.intervals) {
+                intervals.push(("load.io-latency".to_owned(), iv));
+            }
+        }
+    }
+    intervals.sort_by_key(|(_, iv)| iv.start);
+    let trace = shared_trace(&traces, measured, sc, G::NAME);
+    hists.insert("gil-wait".to_owned(), wait.clone());
+    hists.insert("gil-hold".to_owned(), hold.clone());
+    if sc.io != IoWork::None {
+        hists.insert("io-reacquire".to_owned(), io_reacq.clone());
+    }
+    let io = match sc.io {
+        IoWork::None => None,
+        _ => Some(io_summary(
+            sc,
+            mode,
+            load,
+            server,
+            &io_reacq,
+            secs,
+            loadgen_place,
+            &mut notes,
+        )?),
+    };
+    let mut params = sc.params_json();
+    params["tick_ns"] = serde_json::json!((tick_ns * 10.0).round() / 10.0);
+    params["call_work_ticks"] = serde_json::json!(call_work_ticks);
+    params["listen"] = serde_json::json!(addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+    Ok(RunResult {
+        scenario: sc.name.clone(),
+        lock: G::NAME.to_owned(),
+        params,
+        wall_s: wall.as_secs_f64(),
+        measured_s: secs,
+        cpu,
+        io,
+        gil: GilSummary {
+            acquisitions: total.acquisitions,
+            switches: total.switches,
+            forced_drops: total.forced_drops,
+            voluntary_drops: total.voluntary_drops,
+            wait_us: Percentiles::of(&wait),
+            hold_us: Percentiles::of(&hold),
+            reacquire_us: Percentiles::of(&reacq),
+            ctx_switches: ctx,
+            design: gil
+                .stats()
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+        },
+        threads: outs.into_iter().map(|o| o.result).collect(),
+        notes,
+        partial: interrupted.is_some(),
+        label: G::NAME.to_owned(),
+        repeat: 0,
+        hists,
+        intervals,
+        trace,
+    })
+}
+
+/// The timeline of a run as trace-event JSON, if one was recorded.
+fn shared_trace(
+    traces: &[ThreadTrace],
+    measured: Duration,
+    sc: &Scenario,
+    lock: &str,
+) -> Option<serde_json::Value> {
+    if traces.is_empty() {
+        return None;
+    }
+    let meta = serde_json::json!({"scenario": sc.name, "lock": lock, "gilbench": env!("CARGO_PKG_VERSION")});
+    Some(chrome_trace(traces, measured.as_nanos() as u64, meta))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn io_summary(
+    sc: &Scenario,
+    mode: Mode,
+    load: Option<LoadOut>,
+    server: ServerStats,
+    reacq: &Hist,
+    secs: f64,
+    loadgen: String,
+    notes: &mut Vec<String>,
+) -> Result<IoSummary, RunError> {
+    let mut io = IoSummary {
+        reacquire_us: Percentiles::of(reacq),
+        loadgen,
+        ..Default::default()
+    };
+    match load {
+        Some(LoadOut::Echo(r)) => {
+            let l = (*r).map_err(RunError::Failed)?;
+            io.mode = if sc.rate > 0.0 {
+                "open".into()
+            } else {
+                "closed".into()
+            };
+            io.rate = sc.rate;
+            io.requests = l.requests;
+            io.requests_per_sec = if l.measured_s > 0.0 {
+                l.requests as f64 / l.measured_s
+            } else {
+                0.0
+            };
+            io.bytes = l.bytes;
+            io.latency_us = Percentiles::of(&l.latency);
+            io.latency_dist = crate::metrics::distribution(&l.latency);
+            io.failed = l.failed;
+            io.late_sends = l.late;
+            io.lateness_us = Percentiles::of(&l.lateness);
+            io.errors = l.errors;
+            if let Some(e) = &l.first_error {
+                notes.push(format!(
+                    "load generator: {} connection errors, the first: {e}",
+                    l.errors
+                ));
+            }
+            io.first_error = l.first_error;
+        }
+        Some(LoadOut::Bulk(r)) => {
+            let client_s = r.map_err(RunError::Failed)?;
+            io.mode = "bulk".into();
+            io.requests = server.requests;
+            io.requests_per_sec = server.requests as f64 / secs;
+            io.bytes = server.bytes_in;
+            io.transfer_s = server.transfer_s;
+            if io.transfer_s.is_none() {
+                notes.push(format!(
+                    "the bulk transfer did not complete within {:.1}s ({} of {} MiB received; the sender had run {client_s:.1}s)",
+                    sc.duration.as_secs_f64(),
+                    server.bytes_in >> 20,
+                    sc.bulk_mib
+                ));
+            }
+        }
+        None if mode == Mode::Serve => {
+            io.mode = "serve".into();
+            io.requests = server.requests;
+            io.requests_per_sec = server.requests as f64 / secs;
+            io.bytes = server.bytes_in + server.bytes_out;
+            io.transfer_s = server.transfer_s;
+        }
+        None => {}
+    }
+    if server.dropped_peers > 0 {
+        notes.push(format!(
+            "the server dropped {} peers that broke its limits",
+            server.dropped_peers
+        ));
+    }
+    io.server = server;
+    Ok(io)
+}
