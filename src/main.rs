@@ -1,19 +1,26 @@
 //! The `gilbench` command line: flags map to a scenario and options, the runner (or an
 //! experiment of several runs) runs, exporters export from one result type.
 
-use std::io::{IsTerminal, Write};
+mod cli {
+    pub mod load;
+    pub mod outputs;
+    pub mod progress;
+}
+
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use gilbench::experiment::{self, Progress, Row};
+use cli::outputs::{finish, write_outputs};
+use cli::progress::run_rows;
+use gilbench::experiment;
 use gilbench::gil::LockKind;
-use gilbench::output::{ensure_dir, write_file};
-use gilbench::report::{self, export, hgrm, plot};
-use gilbench::result::{ResultFile, RunResult};
+use gilbench::report;
+use gilbench::result::ResultFile;
 use gilbench::runner::{self, Instrument, Mode, RunError};
 use gilbench::scenario::{parse_locks, split_sweep, IoWork, Scenario, KEYS};
 use gilbench::signals;
@@ -238,258 +245,6 @@ fn instrument(out: &OutputOpts) -> Result<Instrument, Failure> {
     })
 }
 
-/// A progress bar on stderr for experiments longer than a second, advanced by elapsed time
-/// and naming the current design/value; none when stderr is not a terminal or with --quiet.
-struct Bar {
-    bar: indicatif::ProgressBar,
-    /// (expected time of the runs before the current one, when the current one started,
-    /// its expected time).
-    at: std::sync::Mutex<(Duration, Instant, Duration)>,
-}
-
-impl Bar {
-    fn new(total: Duration, quiet: bool) -> Option<Self> {
-        if quiet || !std::io::stderr().is_terminal() || total <= Duration::from_secs(1) {
-            return None;
-        }
-        let bar = indicatif::ProgressBar::new(total.as_millis() as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:40} {percent:>3}% {msg}",
-            )
-            .expect("a valid template")
-            .progress_chars("=> "),
-        );
-        Some(Bar {
-            bar,
-            at: std::sync::Mutex::new((Duration::ZERO, Instant::now(), Duration::ZERO)),
-        })
-    }
-
-    fn update(&self, p: Progress<'_>) {
-        let mut at = self.at.lock().unwrap_or_else(|e| e.into_inner());
-        match p {
-            Progress::Start {
-                index,
-                total,
-                label,
-                repeat,
-                expected,
-            } => {
-                let before = at.0 + at.2;
-                *at = (before, Instant::now(), expected);
-                let rep = if repeat > 0 {
-                    format!(" (repeat {})", repeat + 1)
-                } else {
-                    String::new()
-                };
-                self.bar
-                    .set_message(format!("{label}{rep} [{index}/{total}]"));
-            }
-            Progress::Done => self.bar.finish_and_clear(),
-        }
-    }
-
-    fn tick(&self) {
-        let at = self.at.lock().unwrap_or_else(|e| e.into_inner());
-        let pos = at.0 + at.1.elapsed().min(at.2);
-        self.bar.set_position(pos.as_millis() as u64);
-    }
-}
-
-fn run_rows(rows: Vec<Row>, repeat: u32, out: &OutputOpts) -> Result<Vec<RunResult>, Failure> {
-    let inst = instrument(out)?;
-    let total: Duration = rows
-        .iter()
-        .map(|r| experiment::expected(&r.scenario))
-        .sum::<Duration>()
-        * repeat;
-    let bar = Bar::new(total, out.quiet);
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let runs = std::thread::scope(|s| {
-        if let Some(b) = &bar {
-            let done = &done;
-            s.spawn(move || {
-                while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                    b.tick();
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            });
-        }
-        let r = experiment::execute(&rows, repeat, &inst, &mut |p| {
-            if let Some(b) = &bar {
-                b.update(p);
-            }
-        });
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
-        r
-    })?;
-    Ok(runs)
-}
-
-/// Writes every requested output for `runs`.
-fn write_outputs(
-    runs: &[RunResult],
-    out: &OutputOpts,
-    sweep_key: Option<&str>,
-) -> Result<(), Failure> {
-    let fail = Failure::Run;
-    if let Some(p) = &out.json {
-        write_file(p, export::json(runs.to_vec()).as_bytes(), out.force).map_err(fail)?;
-    }
-    match &out.csv {
-        Some(Some(p)) => {
-            write_file(p, export::csv(runs).as_bytes(), out.force).map_err(Failure::Run)?
-        }
-        Some(None) => print!("{}", export::csv(runs)),
-        None => {}
-    }
-    match &out.markdown {
-        Some(Some(p)) => {
-            write_file(p, export::markdown(runs).as_bytes(), out.force).map_err(Failure::Run)?
-        }
-        Some(None) => print!("{}", export::markdown(runs)),
-        None => {}
-    }
-    if let Some(dir) = &out.hgrm {
-        ensure_dir(dir).map_err(Failure::Run)?;
-        let mut written = 0;
-        for r in runs {
-            for (metric, h) in &r.hists {
-                let name = format!(
-                    "{}_{}_{}_{}.hgrm",
-                    file_part(&r.scenario),
-                    file_part(if r.label.is_empty() {
-                        &r.lock
-                    } else {
-                        &r.label
-                    }),
-                    r.repeat,
-                    metric
-                );
-                write_file(&dir.join(name), hgrm::hgrm(h).as_bytes(), out.force)
-                    .map_err(Failure::Run)?;
-                written += 1;
-            }
-        }
-        if written == 0 {
-            eprintln!("gilbench: note: no histograms to write to {} (results loaded from JSON keep only percentiles)", dir.display());
-        }
-    }
-    if let Some(p) = &out.hlog {
-        let mut series = Vec::new();
-        for r in runs {
-            let prefix = if runs.len() > 1 {
-                format!(
-                    "{}.{}.",
-                    file_part(if r.label.is_empty() {
-                        &r.lock
-                    } else {
-                        &r.label
-                    }),
-                    r.repeat
-                )
-            } else {
-                String::new()
-            };
-            series.extend(
-                r.intervals
-                    .iter()
-                    .map(|(t, iv)| (format!("{prefix}{t}"), iv.clone())),
-            );
-        }
-        let start =
-            SystemTime::now() - Duration::from_secs_f64(runs.iter().map(|r| r.wall_s).sum::<f64>());
-        let bytes = hgrm::hlog(&series, start).map_err(Failure::Run)?;
-        write_file(p, &bytes, out.force).map_err(Failure::Run)?;
-    }
-    if let Some(p) = &out.trace {
-        let traces: Vec<&serde_json::Value> =
-            runs.iter().filter_map(|r| r.trace.as_ref()).collect();
-        let doc = match traces.as_slice() {
-            [] => None,
-            [one] => Some((*one).clone()),
-            many => Some(merge_traces(many)),
-        };
-        if let Some(doc) = doc {
-            write_file(p, doc.to_string().as_bytes(), out.force).map_err(Failure::Run)?;
-        } else {
-            eprintln!("gilbench: note: no timeline to write to {} (results loaded from JSON keep no timeline)", p.display());
-        }
-    }
-    if let Some(dir) = &out.plot {
-        ensure_dir(dir).map_err(Failure::Run)?;
-        let scen = file_part(&runs.first().map_or(String::new(), |r| r.scenario.clone()));
-        if let Some(key) = sweep_key {
-            let svg = plot::sweep(runs, key).map_err(Failure::Run)?;
-            let name = format!("{scen}_sweep_{}.svg", file_part(key));
-            write_file(&dir.join(name), svg.as_bytes(), out.force).map_err(Failure::Run)?;
-        }
-        if let Some(svg) = plot::latency_percentiles(runs).map_err(Failure::Run)? {
-            write_file(
-                &dir.join(format!("{scen}_latency.svg")),
-                svg.as_bytes(),
-                out.force,
-            )
-            .map_err(Failure::Run)?;
-        } else if sweep_key.is_none() {
-            eprintln!("gilbench: note: no client-side latency to plot (a CPU-only scenario)");
-        }
-    }
-    Ok(())
-}
-
-/// Several runs' timelines side by side: each run becomes its own process in the viewer.
-fn merge_traces(traces: &[&serde_json::Value]) -> serde_json::Value {
-    let mut events = Vec::new();
-    let mut runs = Vec::new();
-    for (i, t) in traces.iter().enumerate() {
-        let pid = i + 1;
-        let meta = &t["otherData"];
-        let name = format!(
-            "{} {}",
-            meta["scenario"].as_str().unwrap_or("?"),
-            meta["lock"].as_str().unwrap_or("?")
-        );
-        events.push(serde_json::json!({"ph": "M", "name": "process_name", "pid": pid, "args": {"name": name}}));
-        for e in t["traceEvents"].as_array().into_iter().flatten() {
-            let mut e = e.clone();
-            e["pid"] = serde_json::json!(pid);
-            events.push(e);
-        }
-        runs.push(meta.clone());
-    }
-    serde_json::json!({"traceEvents": events, "displayTimeUnit": "ns", "otherData": {"gilbench": env!("CARGO_PKG_VERSION"), "runs": runs}})
-}
-
-fn file_part(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-/// Writes the outputs; then, if a signal cut the run short, exits with 128 + its number.
-fn finish(runs: &[RunResult], out: &OutputOpts, sweep_key: Option<&str>) -> Result<(), Failure> {
-    write_outputs(runs, out, sweep_key)?;
-    if runs.iter().any(|r| r.partial) || runs.is_empty() {
-        if let Some(sig) = signals::caught() {
-            let _ = std::io::stdout().flush();
-            eprintln!(
-                "gilbench: interrupted by {}; the results gathered so far were written",
-                signals::name(sig)
-            );
-            std::process::exit(i32::from(signals::exit_status(sig)));
-        }
-    }
-    Ok(())
-}
-
 /// `--listen IP` or `--listen IP:PORT`.
 fn apply_listen(sc: &mut Scenario, l: &str) -> Result<(), Failure> {
     let bad = || {
@@ -660,7 +415,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             finish(&[r], &out, None)?;
         }
         Command::Load(o) => {
-            let r = load::run(&o)?;
+            let r = cli::load::run(&o)?;
             print!("{}", report::run_table(&r));
             finish(&[r], &o.out, None)?;
         }
@@ -714,162 +469,5 @@ fn main() -> ExitCode {
             eprintln!("gilbench: {m}");
             ExitCode::from(1)
         }
-    }
-}
-
-mod load {
-    //! `gilbench load`: the load generator alone, against any echo server.
-
-    use std::net::{SocketAddr, ToSocketAddrs};
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::time::{Duration, Instant};
-
-    use gilbench::metrics::Percentiles;
-    use gilbench::result::{GilSummary, IoSummary, RunResult};
-    use gilbench::scenario::{cli_value, Scenario};
-    use gilbench::signals;
-    use gilbench::workload::loadgen::{run_echo_load, LoadConfig};
-
-    use super::{Failure, LoadOpts};
-
-    /// Reads each flag through the scenario key of the same meaning, so the checks and
-    /// messages are the ones `run` gives.
-    fn scenario_of(o: &LoadOpts) -> Result<Scenario, Failure> {
-        let mut s = Scenario::default();
-        let flags = [
-            ("transport", "--transport", &o.transport),
-            ("rate", "--rate", &o.rate),
-            ("duration", "--duration", &o.duration),
-            ("connections", "--connections", &o.connections),
-            ("request_bytes", "--request-bytes", &o.request_bytes),
-            ("warmup", "--warmup", &o.warmup),
-            ("timeout", "--timeout", &o.timeout),
-        ];
-        for (key, flag, raw) in flags {
-            let v = cli_value(raw).map_err(|e| Failure::Input(format!("{flag} {raw}: {e}")))?;
-            let v = match (key, v) {
-                ("duration" | "warmup" | "timeout" | "transport", toml::Value::Integer(i)) => {
-                    toml::Value::String(i.to_string())
-                }
-                (_, v) => v,
-            };
-            s.set_value(key, &v, &format!("{flag} {raw}"))
-                .map_err(Failure::Input)?;
-        }
-        if s.transport == gilbench::workload::server::Transport::Udp && s.request_bytes < 8 {
-            return Err(Failure::Input(format!(
-                "--request-bytes {}: at least 8 over UDP (requests carry a sequence number)",
-                s.request_bytes
-            )));
-        }
-        Ok(s)
-    }
-
-    fn resolve(target: &str) -> Result<SocketAddr, Failure> {
-        let mut addrs = target.to_socket_addrs().map_err(|e| {
-            let why = if e.kind() == std::io::ErrorKind::InvalidInput {
-                "not HOST:PORT".to_owned()
-            } else {
-                format!("cannot resolve ({e})")
-            };
-            Failure::Input(format!("--connect {target}: {why}"))
-        })?;
-        addrs
-            .next()
-            .ok_or_else(|| Failure::Input(format!("--connect {target}: the name has no address")))
-    }
-
-    pub fn run(o: &LoadOpts) -> Result<RunResult, Failure> {
-        let s = scenario_of(o)?;
-        let addr = resolve(&o.connect)?;
-        let cfg = LoadConfig {
-            transport: s.transport,
-            targets: vec![addr],
-            connections: s.connections,
-            rate: s.rate,
-            request_bytes: s.request_bytes,
-            warmup: s.warmup,
-            duration: s.duration,
-            timeout: s.timeout,
-            busy_wait: false,
-            intervals: None,
-        };
-        let stop = AtomicBool::new(false);
-        let t0 = Instant::now();
-        let res = std::thread::scope(|scope| {
-            let stop = &stop;
-            let watcher = scope.spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    if signals::caught().is_some() {
-                        stop.store(true, Ordering::SeqCst);
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            });
-            let r = run_echo_load(&cfg, stop);
-            stop.store(true, Ordering::SeqCst);
-            let _ = watcher.join();
-            r
-        })
-        .map_err(Failure::Run)?;
-        let mut notes = Vec::new();
-        if let Some(e) = &res.first_error {
-            notes.push(format!("{} connection errors, the first: {e}", res.errors));
-        }
-        let partial = signals::caught().is_some();
-        Ok(RunResult {
-            scenario: "load".into(),
-            lock: "external".into(),
-            params: serde_json::json!({
-                "connect": addr.to_string(),
-                "transport": s.transport,
-                "connections": s.connections,
-                "rate": s.rate,
-                "request_bytes": s.request_bytes,
-                "duration_s": s.duration.as_secs_f64(),
-                "warmup_s": s.warmup.as_secs_f64(),
-                "timeout_s": s.timeout.as_secs_f64(),
-                "pin": "none",
-            }),
-            wall_s: t0.elapsed().as_secs_f64(),
-            measured_s: res.measured_s,
-            cpu: None,
-            io: Some(IoSummary {
-                requests: res.requests,
-                requests_per_sec: if res.measured_s > 0.0 {
-                    res.requests as f64 / res.measured_s
-                } else {
-                    0.0
-                },
-                bytes: res.bytes,
-                transfer_s: None,
-                latency_us: Percentiles::of(&res.latency),
-                latency_dist: gilbench::metrics::distribution(&res.latency),
-                mode: if s.rate > 0.0 {
-                    "open".into()
-                } else {
-                    "closed".into()
-                },
-                rate: s.rate,
-                failed: res.failed,
-                late_sends: res.late,
-                lateness_us: Percentiles::of(&res.lateness),
-                errors: res.errors,
-                first_error: res.first_error,
-                loadgen: "this process, unpinned".into(),
-                ..Default::default()
-            }),
-            gil: GilSummary::default(),
-            threads: Vec::new(),
-            notes,
-            partial,
-            label: "load".into(),
-            repeat: 0,
-            hists: [("io-latency".to_owned(), res.latency.clone())]
-                .into_iter()
-                .collect(),
-            intervals: Vec::new(),
-            trace: None,
-        })
     }
 }

@@ -1,0 +1,154 @@
+//! `gilbench load`: the load generator alone, against any echo server.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use gilbench::metrics::Percentiles;
+use gilbench::result::{GilSummary, IoSummary, RunResult};
+use gilbench::scenario::{cli_value, Scenario};
+use gilbench::signals;
+use gilbench::workload::loadgen::{run_echo_load, LoadConfig};
+
+use crate::{Failure, LoadOpts};
+
+/// Reads each flag through the scenario key of the same meaning, so the checks and
+/// messages are the ones `run` gives.
+fn scenario_of(o: &LoadOpts) -> Result<Scenario, Failure> {
+    let mut s = Scenario::default();
+    let flags = [
+        ("transport", "--transport", &o.transport),
+        ("rate", "--rate", &o.rate),
+        ("duration", "--duration", &o.duration),
+        ("connections", "--connections", &o.connections),
+        ("request_bytes", "--request-bytes", &o.request_bytes),
+        ("warmup", "--warmup", &o.warmup),
+        ("timeout", "--timeout", &o.timeout),
+    ];
+    for (key, flag, raw) in flags {
+        let v = cli_value(raw).map_err(|e| Failure::Input(format!("{flag} {raw}: {e}")))?;
+        let v = match (key, v) {
+            ("duration" | "warmup" | "timeout" | "transport", toml::Value::Integer(i)) => {
+                toml::Value::String(i.to_string())
+            }
+            (_, v) => v,
+        };
+        s.set_value(key, &v, &format!("{flag} {raw}"))
+            .map_err(Failure::Input)?;
+    }
+    if s.transport == gilbench::workload::server::Transport::Udp && s.request_bytes < 8 {
+        return Err(Failure::Input(format!(
+            "--request-bytes {}: at least 8 over UDP (requests carry a sequence number)",
+            s.request_bytes
+        )));
+    }
+    Ok(s)
+}
+
+fn resolve(target: &str) -> Result<SocketAddr, Failure> {
+    let mut addrs = target.to_socket_addrs().map_err(|e| {
+        let why = if e.kind() == std::io::ErrorKind::InvalidInput {
+            "not HOST:PORT".to_owned()
+        } else {
+            format!("cannot resolve ({e})")
+        };
+        Failure::Input(format!("--connect {target}: {why}"))
+    })?;
+    addrs
+        .next()
+        .ok_or_else(|| Failure::Input(format!("--connect {target}: the name has no address")))
+}
+
+pub fn run(o: &LoadOpts) -> Result<RunResult, Failure> {
+    let s = scenario_of(o)?;
+    let addr = resolve(&o.connect)?;
+    let cfg = LoadConfig {
+        transport: s.transport,
+        targets: vec![addr],
+        connections: s.connections,
+        rate: s.rate,
+        request_bytes: s.request_bytes,
+        warmup: s.warmup,
+        duration: s.duration,
+        timeout: s.timeout,
+        busy_wait: false,
+        intervals: None,
+    };
+    let stop = AtomicBool::new(false);
+    let t0 = Instant::now();
+    let res = std::thread::scope(|scope| {
+        let stop = &stop;
+        let watcher = scope.spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                if signals::caught().is_some() {
+                    stop.store(true, Ordering::SeqCst);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        let r = run_echo_load(&cfg, stop);
+        stop.store(true, Ordering::SeqCst);
+        let _ = watcher.join();
+        r
+    })
+    .map_err(Failure::Run)?;
+    let mut notes = Vec::new();
+    if let Some(e) = &res.first_error {
+        notes.push(format!("{} connection errors, the first: {e}", res.errors));
+    }
+    let partial = signals::caught().is_some();
+    Ok(RunResult {
+        scenario: "load".into(),
+        lock: "external".into(),
+        params: serde_json::json!({
+            "connect": addr.to_string(),
+            "transport": s.transport,
+            "connections": s.connections,
+            "rate": s.rate,
+            "request_bytes": s.request_bytes,
+            "duration_s": s.duration.as_secs_f64(),
+            "warmup_s": s.warmup.as_secs_f64(),
+            "timeout_s": s.timeout.as_secs_f64(),
+            "pin": "none",
+        }),
+        wall_s: t0.elapsed().as_secs_f64(),
+        measured_s: res.measured_s,
+        cpu: None,
+        io: Some(IoSummary {
+            requests: res.requests,
+            requests_per_sec: if res.measured_s > 0.0 {
+                res.requests as f64 / res.measured_s
+            } else {
+                0.0
+            },
+            bytes: res.bytes,
+            transfer_s: None,
+            latency_us: Percentiles::of(&res.latency),
+            latency_dist: gilbench::metrics::distribution(&res.latency),
+            mode: if s.rate > 0.0 {
+                "open".into()
+            } else {
+                "closed".into()
+            },
+            rate: s.rate,
+            failed: res.failed,
+            late_sends: res.late,
+            lateness_us: Percentiles::of(&res.lateness),
+            errors: res.errors,
+            first_error: res.first_error,
+            loadgen: "this process, unpinned".into(),
+            ..Default::default()
+        }),
+        gil: GilSummary::default(),
+        threads: Vec::new(),
+        notes,
+        partial,
+        label: "load".into(),
+        repeat: 0,
+        hists: [("io-latency".to_owned(), res.latency.clone())]
+            .into_iter()
+            .collect(),
+        intervals: Vec::new(),
+        trace: None,
+    })
+}

@@ -1,0 +1,178 @@
+//! Writing every requested output from one list of runs.
+
+use std::io::Write;
+use std::time::{Duration, SystemTime};
+
+use gilbench::output::{ensure_dir, write_file};
+use gilbench::report::{export, hgrm, plot};
+use gilbench::result::RunResult;
+use gilbench::signals;
+
+use crate::{Failure, OutputOpts};
+
+/// Writes every requested output for `runs`.
+pub fn write_outputs(
+    runs: &[RunResult],
+    out: &OutputOpts,
+    sweep_key: Option<&str>,
+) -> Result<(), Failure> {
+    let fail = Failure::Run;
+    if let Some(p) = &out.json {
+        write_file(p, export::json(runs.to_vec()).as_bytes(), out.force).map_err(fail)?;
+    }
+    match &out.csv {
+        Some(Some(p)) => {
+            write_file(p, export::csv(runs).as_bytes(), out.force).map_err(Failure::Run)?
+        }
+        Some(None) => print!("{}", export::csv(runs)),
+        None => {}
+    }
+    match &out.markdown {
+        Some(Some(p)) => {
+            write_file(p, export::markdown(runs).as_bytes(), out.force).map_err(Failure::Run)?
+        }
+        Some(None) => print!("{}", export::markdown(runs)),
+        None => {}
+    }
+    if let Some(dir) = &out.hgrm {
+        ensure_dir(dir).map_err(Failure::Run)?;
+        let mut written = 0;
+        for r in runs {
+            for (metric, h) in &r.hists {
+                let name = format!(
+                    "{}_{}_{}_{}.hgrm",
+                    file_part(&r.scenario),
+                    file_part(if r.label.is_empty() {
+                        &r.lock
+                    } else {
+                        &r.label
+                    }),
+                    r.repeat,
+                    metric
+                );
+                write_file(&dir.join(name), hgrm::hgrm(h).as_bytes(), out.force)
+                    .map_err(Failure::Run)?;
+                written += 1;
+            }
+        }
+        if written == 0 {
+            eprintln!("gilbench: note: no histograms to write to {} (results loaded from JSON keep only percentiles)", dir.display());
+        }
+    }
+    if let Some(p) = &out.hlog {
+        let mut series = Vec::new();
+        for r in runs {
+            let prefix = if runs.len() > 1 {
+                format!(
+                    "{}.{}.",
+                    file_part(if r.label.is_empty() {
+                        &r.lock
+                    } else {
+                        &r.label
+                    }),
+                    r.repeat
+                )
+            } else {
+                String::new()
+            };
+            series.extend(
+                r.intervals
+                    .iter()
+                    .map(|(t, iv)| (format!("{prefix}{t}"), iv.clone())),
+            );
+        }
+        let start =
+            SystemTime::now() - Duration::from_secs_f64(runs.iter().map(|r| r.wall_s).sum::<f64>());
+        let bytes = hgrm::hlog(&series, start).map_err(Failure::Run)?;
+        write_file(p, &bytes, out.force).map_err(Failure::Run)?;
+    }
+    if let Some(p) = &out.trace {
+        let traces: Vec<&serde_json::Value> =
+            runs.iter().filter_map(|r| r.trace.as_ref()).collect();
+        let doc = match traces.as_slice() {
+            [] => None,
+            [one] => Some((*one).clone()),
+            many => Some(merge_traces(many)),
+        };
+        if let Some(doc) = doc {
+            write_file(p, doc.to_string().as_bytes(), out.force).map_err(Failure::Run)?;
+        } else {
+            eprintln!("gilbench: note: no timeline to write to {} (results loaded from JSON keep no timeline)", p.display());
+        }
+    }
+    if let Some(dir) = &out.plot {
+        ensure_dir(dir).map_err(Failure::Run)?;
+        let scen = file_part(&runs.first().map_or(String::new(), |r| r.scenario.clone()));
+        if let Some(key) = sweep_key {
+            let svg = plot::sweep(runs, key).map_err(Failure::Run)?;
+            let name = format!("{scen}_sweep_{}.svg", file_part(key));
+            write_file(&dir.join(name), svg.as_bytes(), out.force).map_err(Failure::Run)?;
+        }
+        if let Some(svg) = plot::latency_percentiles(runs).map_err(Failure::Run)? {
+            write_file(
+                &dir.join(format!("{scen}_latency.svg")),
+                svg.as_bytes(),
+                out.force,
+            )
+            .map_err(Failure::Run)?;
+        } else if sweep_key.is_none() {
+            eprintln!("gilbench: note: no client-side latency to plot (a CPU-only scenario)");
+        }
+    }
+    Ok(())
+}
+
+/// Several runs' timelines side by side: each run becomes its own process in the viewer.
+fn merge_traces(traces: &[&serde_json::Value]) -> serde_json::Value {
+    let mut events = Vec::new();
+    let mut runs = Vec::new();
+    for (i, t) in traces.iter().enumerate() {
+        let pid = i + 1;
+        let meta = &t["otherData"];
+        let name = format!(
+            "{} {}",
+            meta["scenario"].as_str().unwrap_or("?"),
+            meta["lock"].as_str().unwrap_or("?")
+        );
+        events.push(serde_json::json!({"ph": "M", "name": "process_name", "pid": pid, "args": {"name": name}}));
+        for e in t["traceEvents"].as_array().into_iter().flatten() {
+            let mut e = e.clone();
+            e["pid"] = serde_json::json!(pid);
+            events.push(e);
+        }
+        runs.push(meta.clone());
+    }
+    serde_json::json!({"traceEvents": events, "displayTimeUnit": "ns", "otherData": {"gilbench": env!("CARGO_PKG_VERSION"), "runs": runs}})
+}
+
+fn file_part(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Writes the outputs; then, if a signal cut the run short, exits with 128 + its number.
+pub fn finish(
+    runs: &[RunResult],
+    out: &OutputOpts,
+    sweep_key: Option<&str>,
+) -> Result<(), Failure> {
+    write_outputs(runs, out, sweep_key)?;
+    if runs.iter().any(|r| r.partial) || runs.is_empty() {
+        if let Some(sig) = signals::caught() {
+            let _ = std::io::stdout().flush();
+            eprintln!(
+                "gilbench: interrupted by {}; the results gathered so far were written",
+                signals::name(sig)
+            );
+            std::process::exit(i32::from(signals::exit_status(sig)));
+        }
+    }
+    Ok(())
+}
