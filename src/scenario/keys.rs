@@ -1,0 +1,386 @@
+//! The keys a scenario may set, each with its meaning and its setter, and the readers of
+//! their values: one path for scenario files, `--set` and the dedicated flags alike.
+
+use std::time::Duration;
+
+use toml::Value;
+
+use super::{CpuWork, Fault, IoWork, Scenario, Watchdog, MAX_THREADS};
+use crate::gil::LockKind;
+use crate::units::parse_duration;
+
+pub type Setter = fn(&mut Scenario, &Value) -> Result<(), String>;
+
+/// Every key a scenario may set: name, what it means, and its setter.
+pub const KEYS: &[(&str, &str, Setter)] = &[
+    ("name", "the scenario's name in reports", |s, v| {
+        s.name = string(v)?;
+        Ok(())
+    }),
+    (
+        "description",
+        "one line on what the scenario shows",
+        |s, v| {
+            s.description = string(v)?;
+            Ok(())
+        },
+    ),
+    (
+        "lock",
+        "the GIL design: tick, timed, mlfq, fifo, none",
+        |s, v| {
+            s.lock = string(v)?.parse()?;
+            Ok(())
+        },
+    ),
+    ("duration", "how long the measured run lasts", |s, v| {
+        s.duration = positive_duration(v)?;
+        Ok(())
+    }),
+    (
+        "pin",
+        "spread, single, none, or a core list like 0,1",
+        |s, v| {
+            s.pin = string(v)?.parse()?;
+            Ok(())
+        },
+    ),
+    ("cpu_threads", "CPU-bound interpreter threads", |s, v| {
+        s.cpu_threads = count(v, 0, MAX_THREADS)? as usize;
+        Ok(())
+    }),
+    (
+        "cpu_work",
+        "what CPU threads do: cpu-hash (GIL held) or hash-nogil (GIL released)",
+        |s, v| {
+            s.cpu_work = match string(v)?.as_str() {
+                "cpu-hash" => CpuWork::CpuHash,
+                "hash-nogil" => CpuWork::HashNogil,
+                o => return Err(format!("'{o}' is not cpu-hash or hash-nogil")),
+            };
+            Ok(())
+        },
+    ),
+    ("tick_bytes", "bytes hashed per tick", |s, v| {
+        s.tick_bytes = count(v, 1, 1 << 20)? as usize;
+        Ok(())
+    }),
+    (
+        "buffer_bytes",
+        "hash-nogil: bytes hashed per GIL-released call",
+        |s, v| {
+            s.buffer_bytes = count(v, 1, 1 << 30)? as usize;
+            Ok(())
+        },
+    ),
+    (
+        "call_work",
+        "GIL-held work after every blocking or native call (0us: none)",
+        |s, v| {
+            s.call_work = duration(v)?;
+            Ok(())
+        },
+    ),
+    (
+        "check_interval",
+        "tick: ticks between release/re-take",
+        |s, v| {
+            s.gil.check_interval = count(v, 1, u32::MAX as u64)? as u32;
+            Ok(())
+        },
+    ),
+    (
+        "interval",
+        "timed, fifo: switch interval before a drop request",
+        |s, v| {
+            s.gil.interval = positive_duration(v)?;
+            Ok(())
+        },
+    ),
+    (
+        "force_switching",
+        "timed, fifo: a forced dropper may not re-take before a waiter",
+        |s, v| {
+            s.gil.force_switching = v.as_bool().ok_or_else(|| expected("true or false", v))?;
+            Ok(())
+        },
+    ),
+    ("levels", "mlfq: number of priority levels", |s, v| {
+        s.levels = Some(count(v, 1, 16)? as usize);
+        Ok(())
+    }),
+    (
+        "quanta",
+        "mlfq: time quantum per level, top first, e.g. [\"1ms\",\"5ms\",\"20ms\"]",
+        |s, v| {
+            s.gil.quanta = duration_list(v)?;
+            Ok(())
+        },
+    ),
+    (
+        "allotments",
+        "mlfq: hold time per level before demotion (default 10 quanta)",
+        |s, v| {
+            s.gil.allotments = duration_list(v)?;
+            s.allotments_set = true;
+            Ok(())
+        },
+    ),
+    (
+        "boost_interval",
+        "mlfq: period after which all threads return to the top level",
+        |s, v| {
+            s.gil.boost_interval = positive_duration(v)?;
+            Ok(())
+        },
+    ),
+    (
+        "spin",
+        "fifo, mlfq: how long a waiter spins before it parks (auto: 50us when every GIL thread has a core of its own)",
+        |s, v| {
+            s.spin = match v.as_str() {
+                Some("auto") => None,
+                _ => Some(duration(v)?),
+            };
+            Ok(())
+        },
+    ),
+    ("locks", "compare: the designs to run by default, e.g. \"tick,timed,mlfq\"", |s, v| {
+        s.compare_locks = parse_locks(&string(v)?)?;
+        Ok(())
+    }),
+    ("sweep", "sweep: the default KEY=V1,V2,... to sweep", |s, v| {
+        let t = string(v)?;
+        let (k, vals) = split_sweep(&t)?;
+        if !KEYS.iter().any(|(name, _, _)| *name == k) {
+            return Err(format!("'{k}' is not a key"));
+        }
+        if vals.len() < 2 {
+            return Err("a sweep needs at least two values".into());
+        }
+        s.sweep = Some(t);
+        Ok(())
+    }),
+    ("io", "socket workload: none, echo or bulk", |s, v| {
+        s.io = match string(v)?.as_str() {
+            "none" => IoWork::None,
+            "echo" => IoWork::Echo,
+            "bulk" => IoWork::Bulk,
+            o => return Err(format!("'{o}' is not none, echo or bulk")),
+        };
+        Ok(())
+    }),
+    ("io_threads", "echo: server interpreter threads (each on its own port)", |s, v| {
+        s.io_threads = count(v, 1, MAX_THREADS)? as usize;
+        Ok(())
+    }),
+    ("transport", "echo: tcp or udp", |s, v| {
+        s.transport = string(v)?.parse()?;
+        Ok(())
+    }),
+    ("request_bytes", "echo: bytes per request (and reply)", |s, v| {
+        s.request_bytes = count(v, 1, 1 << 20)? as usize;
+        Ok(())
+    }),
+    ("work_ticks", "echo: GIL-held ticks per request", |s, v| {
+        s.work_ticks = count(v, 0, 1 << 30)?;
+        Ok(())
+    }),
+    ("connections", "load generator: connections (closed loop: requests in flight)", |s, v| {
+        s.connections = count(v, 1, 10_000)? as usize;
+        Ok(())
+    }),
+    ("rate", "load generator: open-loop requests/s (0: closed loop)", |s, v| {
+        let r = v.as_float().or_else(|| v.as_integer().map(|i| i as f64)).ok_or_else(|| expected("a number", v))?;
+        if !(0.0..=10_000_000.0).contains(&r) {
+            return Err(format!("{r} is not between 0 and 10000000"));
+        }
+        s.rate = r;
+        Ok(())
+    }),
+    ("warmup", "load generator: time before recording starts", |s, v| {
+        s.warmup = duration(v)?;
+        Ok(())
+    }),
+    ("timeout", "load generator: a request unanswered this long has failed", |s, v| {
+        s.timeout = positive_duration(v)?;
+        Ok(())
+    }),
+    ("max_request_bytes", "echo server: un-echoed bytes (TCP) or datagram size (UDP) before a peer is dropped", |s, v| {
+        s.max_request_bytes = count(v, 1, 1 << 30)? as usize;
+        Ok(())
+    }),
+    ("max_connections", "echo server: connections per server thread", |s, v| {
+        s.max_connections = count(v, 1, 100_000)? as usize;
+        Ok(())
+    }),
+    ("bulk_mib", "bulk: MiB to receive", |s, v| {
+        s.bulk_mib = count(v, 1, 1 << 20)?;
+        Ok(())
+    }),
+    ("recv_bytes", "bulk: bytes per recv", |s, v| {
+        s.recv_bytes = count(v, 1, 1 << 24)? as usize;
+        Ok(())
+    }),
+    ("listen", "server: address to listen on (default 127.0.0.1)", |s, v| {
+        let t = string(v)?;
+        s.listen = t.parse().map_err(|_| format!("'{t}' is not an IP address"))?;
+        Ok(())
+    }),
+    ("port", "server: first port (0: any free port)", |s, v| {
+        s.port = count(v, 0, 65_535)? as u16;
+        Ok(())
+    }),
+    (
+        "fault",
+        "fault injection in cpu-0: panic-holding-gil, panic-released, hang-holding-gil",
+        |s, v| {
+            s.fault = match string(v)?.as_str() {
+                "none" => None,
+                "panic-holding-gil" => Some(Fault::PanicHoldingGil),
+                "panic-released" => Some(Fault::PanicReleased),
+                "hang-holding-gil" => Some(Fault::HangHoldingGil),
+                o => return Err(format!("'{o}' is not none, panic-holding-gil, panic-released or hang-holding-gil")),
+            };
+            Ok(())
+        },
+    ),
+    ("record", "record histograms and counters (false: the baseline for instrumentation cost)", |s, v| {
+        s.record = v.as_bool().ok_or_else(|| expected("true or false", v))?;
+        Ok(())
+    }),
+    ("watchdog", "stop a run in which no thread progresses for this long (auto: 10 x interval + 1s; off)", |s, v| {
+        s.watchdog = match v.as_str() {
+            Some("auto") => Watchdog::Auto,
+            Some("off") => Watchdog::Off,
+            _ => Watchdog::After(positive_duration(v)?),
+        };
+        Ok(())
+    }),
+];
+
+/// Parses a comma-separated list of designs.
+pub fn parse_locks(list: &str) -> Result<Vec<LockKind>, String> {
+    let locks: Vec<LockKind> = list
+        .split(',')
+        .map(|l| l.trim().parse())
+        .collect::<Result<_, _>>()?;
+    if locks.is_empty() {
+        return Err("no designs named".into());
+    }
+    Ok(locks)
+}
+
+/// Splits `KEY=V1,V2,...` at top-level commas (commas inside `[...]` belong to a value).
+pub fn split_sweep(kv: &str) -> Result<(&str, Vec<String>), String> {
+    let (k, v) = kv
+        .split_once('=')
+        .ok_or_else(|| format!("'{kv}' is not KEY=V1,V2,..."))?;
+    let mut vals = Vec::new();
+    let (mut depth, mut cur) = (0i32, String::new());
+    for c in v.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            ',' if depth == 0 => {
+                vals.push(std::mem::take(&mut cur).trim().to_owned());
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    vals.push(cur.trim().to_owned());
+    if vals.iter().any(String::is_empty) {
+        return Err(format!("'{kv}' has an empty value"));
+    }
+    Ok((k.trim(), vals))
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "a string",
+        Value::Integer(_) => "an integer",
+        Value::Float(_) => "a float",
+        Value::Boolean(_) => "a boolean",
+        Value::Datetime(_) => "a date",
+        Value::Array(_) => "an array",
+        Value::Table(_) => "a table",
+    }
+}
+
+fn expected(what: &str, v: &Value) -> String {
+    format!("expected {what}, found {}", type_name(v))
+}
+
+fn string(v: &Value) -> Result<String, String> {
+    v.as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| expected("a string", v))
+}
+
+fn count(v: &Value, min: u64, max: u64) -> Result<u64, String> {
+    let n = v
+        .as_integer()
+        .ok_or_else(|| expected("a whole number", v))?;
+    if n < min as i64 {
+        return Err(format!("{n} is too small (at least {min})"));
+    }
+    if n as u64 > max {
+        return Err(format!("{n} is too large (at most {max})"));
+    }
+    Ok(n as u64)
+}
+
+fn duration(v: &Value) -> Result<Duration, String> {
+    parse_duration(
+        v.as_str()
+            .ok_or_else(|| expected("a duration string like \"5ms\"", v))?,
+    )
+}
+
+fn positive_duration(v: &Value) -> Result<Duration, String> {
+    let d = duration(v)?;
+    if d.is_zero() {
+        return Err("must be longer than zero".into());
+    }
+    Ok(d)
+}
+
+fn duration_list(v: &Value) -> Result<Vec<Duration>, String> {
+    let items: Vec<Value> = match v {
+        Value::Array(a) => a.clone(),
+        Value::String(s) => s
+            .split(',')
+            .map(|p| Value::String(p.trim().to_owned()))
+            .collect(),
+        _ => return Err(expected("a list of durations like [\"1ms\",\"5ms\"]", v)),
+    };
+    if items.is_empty() {
+        return Err("the list is empty".into());
+    }
+    items.iter().map(positive_duration).collect()
+}
+
+/// Reads a command-line value: TOML syntax when it parses (`3`, `true`, `"x"`, `[..]`),
+/// otherwise the text itself as a string (`5ms`, `timed`), and `[a,b]` as a list of strings.
+pub fn cli_value(raw: &str) -> Result<Value, String> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Err("empty value".into());
+    }
+    if let Ok(mut t) = format!("v = {raw}").parse::<toml::Table>() {
+        if let Some(v) = t.remove("v") {
+            return Ok(v);
+        }
+    }
+    if let Some(inner) = raw.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        return Ok(Value::Array(
+            inner
+                .split(',')
+                .map(|p| Value::String(p.trim().to_owned()))
+                .collect(),
+        ));
+    }
+    Ok(Value::String(raw.to_owned()))
+}
