@@ -39,6 +39,20 @@ fn timing() -> std::sync::MutexGuard<'static, ()> {
     TIMING.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The convoy phenomena below are multicore ones: on one core a socket call that returns at
+/// once finds the CPU thread not yet running, and the I/O thread keeps the GIL (measured here
+/// with `taskset -c 0`: a 4x cut under `timed` instead of 150x). There the tests say so and
+/// check nothing.
+fn multicore(test: &str) -> bool {
+    let ok = gilbench::pin::available_cores().is_some_and(|c| c.len() >= 2);
+    if !ok {
+        eprintln!(
+            "note: {test}: fewer than 2 usable cores; this multicore phenomenon is not checked"
+        );
+    }
+    ok
+}
+
 fn rps(r: &RunResult) -> f64 {
     r.io.as_ref().unwrap().requests_per_sec
 }
@@ -54,6 +68,9 @@ fn echo(lock: &str, cpu: u32) -> RunResult {
 #[test]
 fn convoy_under_timed_and_its_cure_under_mlfq() {
     let _t = timing();
+    if !multicore("convoy_under_timed_and_its_cure_under_mlfq") {
+        return;
+    }
     let timed_alone = rps(&echo("timed", 0));
     let timed_cpu = rps(&echo("timed", 1));
     let mlfq_alone = rps(&echo("mlfq", 0));
@@ -82,6 +99,9 @@ fn convoy_under_timed_and_its_cure_under_mlfq() {
 #[test]
 fn bulk_transfer_under_timed_is_many_times_slower_with_a_cpu_thread() {
     let _t = timing();
+    if !multicore("bulk_transfer_under_timed_is_many_times_slower_with_a_cpu_thread") {
+        return;
+    }
     let alone = run("convoy-bulk.toml", &["cpu_threads=0", "bulk_mib=4"]);
     let with = run(
         "convoy-bulk.toml",
