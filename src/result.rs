@@ -56,9 +56,9 @@ pub struct RunResult {
     /// Interval histograms (not in the JSON; for `--hlog`), tagged `thread.metric`.
     #[serde(skip)]
     pub intervals: Vec<(String, Interval)>,
-    /// The GIL timeline as trace-event JSON (not in the result JSON; for `--trace`).
+    /// The GIL timeline (not in the result JSON; for `--trace`).
     #[serde(skip)]
-    pub trace: Option<serde_json::Value>,
+    pub trace: Option<crate::trace::Timeline>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -39,6 +39,7 @@ impl Ev {
 }
 
 /// One thread's events, the newest `capacity` kept.
+#[derive(Clone, Debug)]
 pub struct TraceBuf {
     epoch: Instant,
     capacity: usize,
@@ -69,60 +70,121 @@ impl TraceBuf {
 }
 
 /// A finished thread's timeline.
+#[derive(Clone, Debug)]
 pub struct ThreadTrace {
     pub name: String,
     pub buf: TraceBuf,
 }
 
-/// Builds the trace-event JSON: B/E spans paired per thread (a span cut off by the bounded
-/// buffer at the start is dropped; one still open at the end is closed at `end_ns`).
-pub fn chrome_trace(threads: &[ThreadTrace], end_ns: u64, meta: Value) -> Value {
-    let mut out = Vec::new();
-    let mut dropped = 0;
-    for (tid, t) in threads.iter().enumerate() {
-        let tid = tid + 1;
-        dropped += t.buf.dropped;
-        out.push(json!({"ph": "M", "name": "thread_name", "pid": 1, "tid": tid, "args": {"name": t.name}}));
-        out.push(json!({"ph": "M", "name": "thread_sort_index", "pid": 1, "tid": tid, "args": {"sort_index": tid}}));
-        let mut open: Vec<&'static str> = Vec::new();
-        let mut last_ns = 0u64;
-        for &(ns, ev) in &t.buf.events {
-            let ns = ns.max(last_ns);
-            last_ns = ns;
-            let ts = ns as f64 / 1000.0;
-            match ev.span() {
-                Some((name, "B")) => {
-                    open.push(name);
-                    out.push(json!({"ph": "B", "name": name, "pid": 1, "tid": tid, "ts": ts}));
-                }
-                Some((name, _)) => {
-                    // Only close what this buffer saw open (the oldest events may be gone).
-                    if open.last() == Some(&name) {
-                        open.pop();
-                        out.push(json!({"ph": "E", "name": name, "pid": 1, "tid": tid, "ts": ts}));
+/// A run's timeline: its threads' events, when it ended, and what it was.
+#[derive(Clone, Debug)]
+pub struct Timeline {
+    pub threads: Vec<ThreadTrace>,
+    pub end_ns: u64,
+    /// Scenario, design and version, for the viewer's metadata.
+    pub meta: Value,
+}
+
+impl Timeline {
+    pub fn dropped(&self) -> u64 {
+        self.threads.iter().map(|t| t.buf.dropped).sum()
+    }
+}
+
+/// Writes timelines as one trace-event JSON document, each run as its own process (pid) in
+/// the viewer. B/E spans are paired per thread: a span cut off by the bounded buffer at the
+/// start is dropped, one still open at the end is closed at the run's end. Written straight
+/// into text, since traces run to millions of events.
+pub fn chrome_trace(runs: &[&Timeline]) -> String {
+    use std::fmt::Write;
+    let mut o = String::with_capacity(
+        runs.iter()
+            .map(|r| r.threads.iter().map(|t| t.buf.events.len()).sum::<usize>())
+            .sum::<usize>()
+            * 72
+            + 1024,
+    );
+    o.push_str("{\"traceEvents\":[");
+    let mut first = true;
+    let mut sep = |o: &mut String| {
+        if !first {
+            o.push(',');
+        }
+        first = false;
+    };
+    for (p, run) in runs.iter().enumerate() {
+        let pid = p + 1;
+        let pname = format!(
+            "{} {}",
+            run.meta["scenario"].as_str().unwrap_or("?"),
+            run.meta["lock"].as_str().unwrap_or("?")
+        );
+        sep(&mut o);
+        let _ = write!(
+            o,
+            "{{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":{pid},\"args\":{{\"name\":{}}}}}",
+            json!(pname)
+        );
+        for (t, th) in run.threads.iter().enumerate() {
+            let tid = t + 1;
+            sep(&mut o);
+            let _ = write!(o, "{{\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":{pid},\"tid\":{tid},\"args\":{{\"name\":{}}}}}", json!(th.name));
+            sep(&mut o);
+            let _ = write!(o, "{{\"ph\":\"M\",\"name\":\"thread_sort_index\",\"pid\":{pid},\"tid\":{tid},\"args\":{{\"sort_index\":{tid}}}}}");
+            let mut open: Vec<&'static str> = Vec::new();
+            let mut last_ns = 0u64;
+            for &(ns, ev) in &th.buf.events {
+                let ns = ns.max(last_ns);
+                last_ns = ns;
+                let ts = ns as f64 / 1000.0;
+                match ev.span() {
+                    Some((name, "B")) => {
+                        open.push(name);
+                        sep(&mut o);
+                        let _ = write!(o, "{{\"ph\":\"B\",\"name\":\"{name}\",\"pid\":{pid},\"tid\":{tid},\"ts\":{ts}}}");
+                    }
+                    Some((name, _)) => {
+                        // Only close what this buffer saw open (the oldest events may be gone).
+                        if open.last() == Some(&name) {
+                            open.pop();
+                            sep(&mut o);
+                            let _ = write!(o, "{{\"ph\":\"E\",\"name\":\"{name}\",\"pid\":{pid},\"tid\":{tid},\"ts\":{ts}}}");
+                        }
+                    }
+                    None => {
+                        let name = if ev == Ev::DropRequest {
+                            "drop request"
+                        } else {
+                            "forced switch"
+                        };
+                        sep(&mut o);
+                        let _ = write!(o, "{{\"ph\":\"i\",\"s\":\"t\",\"name\":\"{name}\",\"pid\":{pid},\"tid\":{tid},\"ts\":{ts}}}");
                     }
                 }
-                None => {
-                    let name = if ev == Ev::DropRequest {
-                        "drop request"
-                    } else {
-                        "forced switch"
-                    };
-                    out.push(
-                        json!({"ph": "i", "s": "t", "name": name, "pid": 1, "tid": tid, "ts": ts}),
-                    );
-                }
+            }
+            let end = run.end_ns.max(last_ns) as f64 / 1000.0;
+            while let Some(name) = open.pop() {
+                sep(&mut o);
+                let _ = write!(
+                    o,
+                    "{{\"ph\":\"E\",\"name\":\"{name}\",\"pid\":{pid},\"tid\":{tid},\"ts\":{end}}}"
+                );
             }
         }
-        let end = (end_ns.max(last_ns)) as f64 / 1000.0;
-        while let Some(name) = open.pop() {
-            out.push(json!({"ph": "E", "name": name, "pid": 1, "tid": tid, "ts": end}));
-        }
     }
-    let mut meta = meta;
-    meta["dropped_events"] = json!(dropped);
+    let dropped: u64 = runs.iter().map(|r| r.dropped()).sum();
+    let mut meta = json!({
+        "gilbench": env!("CARGO_PKG_VERSION"),
+        "runs": runs.iter().map(|r| { let mut m = r.meta.clone(); m["dropped_events"] = json!(r.dropped()); m }).collect::<Vec<_>>(),
+        "dropped_events": dropped,
+    });
+    if let [one] = runs {
+        meta["scenario"] = one.meta["scenario"].clone();
+        meta["lock"] = one.meta["lock"].clone();
+    }
     if dropped > 0 {
-        meta["note"] = json!(format!("{dropped} older events were dropped to keep the buffers bounded; the timeline starts late"));
+        meta["note"] = json!(format!("{dropped} older events were dropped to keep the buffers bounded; the timelines start late"));
     }
-    json!({"traceEvents": out, "displayTimeUnit": "ns", "otherData": meta})
+    let _ = write!(o, "],\"displayTimeUnit\":\"ns\",\"otherData\":{meta}}}");
+    o
 }

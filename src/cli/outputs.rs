@@ -87,17 +87,17 @@ pub fn write_outputs(
         write_file(p, &bytes, out.force).map_err(Failure::Run)?;
     }
     if let Some(p) = &out.trace {
-        let traces: Vec<&serde_json::Value> =
+        let timelines: Vec<&gilbench::trace::Timeline> =
             runs.iter().filter_map(|r| r.trace.as_ref()).collect();
-        let doc = match traces.as_slice() {
-            [] => None,
-            [one] => Some((*one).clone()),
-            many => Some(merge_traces(many)),
-        };
-        if let Some(doc) = doc {
-            write_file(p, doc.to_string().as_bytes(), out.force).map_err(Failure::Run)?;
-        } else {
+        if timelines.is_empty() {
             eprintln!("gilbench: note: no timeline to write to {} (results loaded from JSON keep no timeline)", p.display());
+        } else {
+            write_file(
+                p,
+                gilbench::trace::chrome_trace(&timelines).as_bytes(),
+                out.force,
+            )
+            .map_err(Failure::Run)?;
         }
     }
     if let Some(dir) = &out.plot {
@@ -120,29 +120,6 @@ pub fn write_outputs(
         }
     }
     Ok(())
-}
-
-/// Several runs' timelines side by side: each run becomes its own process in the viewer.
-fn merge_traces(traces: &[&serde_json::Value]) -> serde_json::Value {
-    let mut events = Vec::new();
-    let mut runs = Vec::new();
-    for (i, t) in traces.iter().enumerate() {
-        let pid = i + 1;
-        let meta = &t["otherData"];
-        let name = format!(
-            "{} {}",
-            meta["scenario"].as_str().unwrap_or("?"),
-            meta["lock"].as_str().unwrap_or("?")
-        );
-        events.push(serde_json::json!({"ph": "M", "name": "process_name", "pid": pid, "args": {"name": name}}));
-        for e in t["traceEvents"].as_array().into_iter().flatten() {
-            let mut e = e.clone();
-            e["pid"] = serde_json::json!(pid);
-            events.push(e);
-        }
-        runs.push(meta.clone());
-    }
-    serde_json::json!({"traceEvents": events, "displayTimeUnit": "ns", "otherData": {"gilbench": env!("CARGO_PKG_VERSION"), "runs": runs}})
 }
 
 fn file_part(s: &str) -> String {

@@ -12,7 +12,7 @@ use crate::pin::PinPlan;
 use crate::result::{CpuSummary, GilSummary, IoSummary, RunResult};
 use crate::scenario::{IoWork, Scenario};
 use crate::signals;
-use crate::trace::{chrome_trace, ThreadTrace};
+use crate::trace::{ThreadTrace, Timeline};
 use crate::workload::loadgen::LoadResult;
 use crate::workload::server::ServerStats;
 
@@ -168,7 +168,7 @@ pub(super) fn assemble<G: Gil>(
         }
     }
     intervals.sort_by_key(|(_, iv)| iv.start);
-    let trace = shared_trace(&traces, measured, sc, G::NAME);
+    let trace = shared_trace(traces, measured, sc, G::NAME);
     hists.insert("gil-wait".to_owned(), wait.clone());
     hists.insert("gil-hold".to_owned(), hold.clone());
     if sc.io != IoWork::None {
@@ -225,18 +225,22 @@ pub(super) fn assemble<G: Gil>(
     })
 }
 
-/// The timeline of a run as trace-event JSON, if one was recorded.
+/// The timeline of a run, if one was recorded.
 fn shared_trace(
-    traces: &[ThreadTrace],
+    traces: Vec<ThreadTrace>,
     measured: Duration,
     sc: &Scenario,
     lock: &str,
-) -> Option<serde_json::Value> {
+) -> Option<Timeline> {
     if traces.is_empty() {
         return None;
     }
-    let meta = serde_json::json!({"scenario": sc.name, "lock": lock, "gilbench": env!("CARGO_PKG_VERSION")});
-    Some(chrome_trace(traces, measured.as_nanos() as u64, meta))
+    let meta = serde_json::json!({"scenario": sc.name, "lock": lock});
+    Some(Timeline {
+        threads: traces,
+        end_ns: measured.as_nanos() as u64,
+        meta,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
