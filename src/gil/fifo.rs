@@ -6,6 +6,10 @@
 //! is left free, the oldest waiter is woken to compete for it, and the dropper may barge
 //! straight back in, as `timed` without forced switching.
 //!
+//! The lock word has a parking_lot-style fast path: uncontended take and release are one
+//! compare-and-swap each; the queue (under a mutex) is touched only while someone waits,
+//! which the `QUEUED` bit says.
+//!
 //! # Fairness
 //! Strict FIFO: every release hands the GIL to the thread that has waited longest, and a
 //! thread that asks for it while anyone is queued queues behind them (no barging), so a
@@ -18,18 +22,25 @@ use std::time::Duration;
 
 use super::handoff::{Slot, Wake};
 use super::{Gil, GilParams, Release};
-use crate::sync::{lock, Arc, AtomicBool, Mutex, Ordering};
+use crate::sync::{lock, Arc, AtomicBool, AtomicU8, Mutex, MutexGuard, Ordering};
+
+/// The GIL is held.
+const LOCKED: u8 = 1;
+/// The queue is not empty: take and release must go through the mutex. Kept equal to
+/// `!queue.is_empty()` whenever the mutex is free.
+const QUEUED: u8 = 2;
 
 struct State {
-    locked: bool,
-    /// Incremented every time the GIL changes hands, so a timed-out waiter can tell whether
-    /// the holder it timed out on is still the same.
+    /// Incremented every time the GIL changes hands through the queue, so a timed-out waiter
+    /// can tell whether the holder it timed out on is still the same. (The fast path cannot
+    /// change hands while anyone is queued.)
     handoffs: u64,
     queue: VecDeque<Arc<Slot>>,
 }
 
 /// The fair FIFO hand-off lock.
 pub struct FifoGil {
+    word: AtomicU8,
     state: Mutex<State>,
     drop_request: AtomicBool,
     interval: Duration,
@@ -45,8 +56,8 @@ pub struct FifoThread {
 impl FifoGil {
     pub fn new(p: &GilParams) -> Self {
         FifoGil {
+            word: AtomicU8::new(0),
             state: Mutex::new(State {
-                locked: false,
                 handoffs: 0,
                 queue: VecDeque::new(),
             }),
@@ -62,6 +73,52 @@ impl FifoGil {
         lock(&self.state).queue.len()
     }
 
+    /// Makes the `QUEUED` bit match the queue again (under the mutex).
+    fn sync_queued(&self, st: &State) {
+        if st.queue.is_empty() {
+            self.word.fetch_and(!QUEUED, Ordering::AcqRel);
+        } else {
+            self.word.fetch_or(QUEUED, Ordering::AcqRel);
+        }
+    }
+
+    /// Takes the GIL if it is free (under the mutex).
+    fn try_lock(&self, st: &mut State) -> bool {
+        let w = self.word.load(Ordering::Relaxed);
+        if w & LOCKED == 0
+            && self
+                .word
+                .compare_exchange(w, w | LOCKED, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        {
+            st.handoffs += 1;
+            self.drop_request.store(false, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
+    #[cold]
+    fn take_slow(&self, t: &FifoThread) {
+        let mut st: MutexGuard<'_, State> = lock(&self.state);
+        if (st.queue.is_empty() || !self.force_switching) && self.try_lock(&mut st) {
+            return;
+        }
+        st.queue.push_back(t.slot.clone());
+        // Setting QUEUED sends every later release through the mutex. If the holder slipped
+        // out through the fast path before that, the GIL is free and nobody will hand it to
+        // us: take it ourselves.
+        let before = self.word.fetch_or(QUEUED, Ordering::AcqRel);
+        if before & LOCKED == 0 && self.try_lock(&mut st) {
+            st.queue.retain(|s| !Arc::ptr_eq(s, &t.slot));
+            self.sync_queued(&st);
+            return;
+        }
+        let seen = st.handoffs;
+        drop(st);
+        self.wait_for_handoff(t, seen);
+    }
+
     #[cold]
     fn wait_for_handoff(&self, t: &FifoThread, mut seen: u64) {
         loop {
@@ -69,22 +126,45 @@ impl FifoGil {
                 Wake::Granted => return,
                 Wake::Poked => {
                     let mut st = lock(&self.state);
-                    if !st.locked {
-                        st.locked = true;
-                        st.handoffs += 1;
+                    if self.try_lock(&mut st) {
                         st.queue.retain(|s| !Arc::ptr_eq(s, &t.slot));
-                        self.drop_request.store(false, Ordering::Relaxed);
+                        self.sync_queued(&st);
                         return;
                     }
                     seen = st.handoffs;
                 }
                 Wake::TimedOut => {
                     let st = lock(&self.state);
-                    if st.locked && st.handoffs == seen {
+                    if self.word.load(Ordering::Relaxed) & LOCKED != 0 && st.handoffs == seen {
                         self.drop_request.store(true, Ordering::Relaxed);
                     }
                     seen = st.handoffs;
                 }
+            }
+        }
+    }
+
+    #[cold]
+    fn release_slow(&self, why: Release) {
+        let mut st = lock(&self.state);
+        if why == Release::Forced && !self.force_switching {
+            self.word.fetch_and(!LOCKED, Ordering::Release);
+            self.drop_request.store(false, Ordering::Relaxed);
+            if let Some(head) = st.queue.front() {
+                head.poke();
+            }
+            return;
+        }
+        match st.queue.pop_front() {
+            Some(next) => {
+                // The GIL stays locked: ownership passes to `next` without a race.
+                st.handoffs += 1;
+                self.drop_request.store(false, Ordering::Relaxed);
+                self.sync_queued(&st);
+                next.grant();
+            }
+            None => {
+                self.word.fetch_and(!LOCKED, Ordering::Release);
             }
         }
     }
@@ -102,36 +182,23 @@ impl Gil for FifoGil {
 
     #[inline]
     fn take(&self, t: &mut FifoThread) {
-        let mut st = lock(&self.state);
-        if !st.locked && (st.queue.is_empty() || !self.force_switching) {
-            st.locked = true;
-            st.handoffs += 1;
-            return;
+        if self
+            .word
+            .compare_exchange(0, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            self.take_slow(t);
         }
-        st.queue.push_back(t.slot.clone());
-        let seen = st.handoffs;
-        drop(st);
-        self.wait_for_handoff(t, seen);
     }
 
+    #[inline]
     fn release(&self, _t: &mut FifoThread, why: Release) {
-        let mut st = lock(&self.state);
-        if why == Release::Forced && !self.force_switching {
-            st.locked = false;
-            self.drop_request.store(false, Ordering::Relaxed);
-            if let Some(head) = st.queue.front() {
-                head.poke();
-            }
-            return;
-        }
-        match st.queue.pop_front() {
-            Some(next) => {
-                // The GIL stays locked: ownership passes to `next` without a race.
-                st.handoffs += 1;
-                self.drop_request.store(false, Ordering::Relaxed);
-                next.grant();
-            }
-            None => st.locked = false,
+        if self
+            .word
+            .compare_exchange(LOCKED, 0, Ordering::Release, Ordering::Relaxed)
+            .is_err()
+        {
+            self.release_slow(why);
         }
     }
 
