@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{metric, summary, COLUMNS};
+use super::{columns, metric, summary};
 use crate::result::{ResultFile, RunResult};
 
 /// The CSV header; gilbench recognises its own CSV files by it.
@@ -49,7 +49,7 @@ pub fn csv(runs: &[RunResult]) -> String {
 fn md_num(c: usize, x: f64) -> String {
     match c {
         0..=3 => format!("{x:.1}"),
-        8 => format!("{x:.3}"),
+        8 | 9 => format!("{x:.3}"),
         _ => format!("{x:.0}"),
     }
 }
@@ -66,12 +66,14 @@ pub fn markdown(runs: &[RunResult]) -> String {
             runs.len()
         );
     }
-    let _ = writeln!(o, "| run | {} |", COLUMNS.join(" | "));
-    let _ = writeln!(o, "|---|{}", "---:|".repeat(COLUMNS.len()));
+    let cols = columns(runs);
+    let _ = writeln!(o, "| run | {} |", cols.join(" | "));
+    let _ = writeln!(o, "|---|{}", "---:|".repeat(cols.len()));
     for row in summary(runs) {
         let cells: Vec<String> = row
             .cells
             .iter()
+            .take(cols.len())
             .enumerate()
             .map(|(c, s)| match s {
                 None => "-".into(),

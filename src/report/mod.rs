@@ -186,6 +186,22 @@ pub const COLUMNS: [&str; 9] = [
     "ratio",
 ];
 
+/// Shown after the ratio when some run has it (bulk transfers).
+pub const TRANSFER_COLUMN: &str = "transfer s";
+
+/// The columns a table of `runs` shows: [`COLUMNS`], and the transfer time when any run has
+/// one.
+pub fn columns(runs: &[RunResult]) -> Vec<&'static str> {
+    let mut c = COLUMNS.to_vec();
+    if runs
+        .iter()
+        .any(|r| r.io.as_ref().is_some_and(|io| io.transfer_s.is_some()))
+    {
+        c.push(TRANSFER_COLUMN);
+    }
+    c
+}
+
 /// Column `c` (0..8, not the ratio) of a run, if it has one.
 pub fn metric(r: &RunResult, c: usize) -> Option<f64> {
     let io = r.io.as_ref().filter(|io| io.mode != "bulk" || c == 0);
@@ -291,6 +307,15 @@ pub fn summary(runs: &[RunResult]) -> Vec<SummaryRow> {
         };
         row.cells.push(ratio);
     }
+    // The transfer time (bulk) goes last; renderers show it when `columns` lists it.
+    for row in &mut rows {
+        let group = runs.iter().filter(|r| label_of(r) == row.label);
+        row.cells.push(Stat::of(
+            group
+                .filter_map(|r| r.io.as_ref().and_then(|io| io.transfer_s))
+                .collect(),
+        ));
+    }
     rows
 }
 
@@ -307,6 +332,7 @@ fn human(c: usize, x: f64) -> String {
         0 | 4 => rate(x),
         1..=3 => us(x),
         8 => format!("{x:.2}x"),
+        9 => format!("{x:.3}s"),
         _ => format!("{x:.0}"),
     }
 }
@@ -324,8 +350,9 @@ pub fn summary_text(runs: &[RunResult]) -> String {
         ),
         Some(s) => human(c, s.median),
     };
+    let cols = columns(runs);
     let mut table: Vec<Vec<String>> = vec![std::iter::once("run".to_owned())
-        .chain(COLUMNS.iter().map(|c| c.to_string()))
+        .chain(cols.iter().map(|c| c.to_string()))
         .collect()];
     for r in &rows {
         let mut line = vec![if r.partial {
@@ -333,7 +360,13 @@ pub fn summary_text(runs: &[RunResult]) -> String {
         } else {
             r.label.clone()
         }];
-        line.extend(r.cells.iter().enumerate().map(|(c, s)| cell(c, s)));
+        line.extend(
+            r.cells
+                .iter()
+                .take(cols.len())
+                .enumerate()
+                .map(|(c, s)| cell(c, s)),
+        );
         table.push(line);
     }
     let widths: Vec<usize> = (0..table[0].len())
