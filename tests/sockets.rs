@@ -150,7 +150,14 @@ fn open_loop_records_lateness_and_latency_from_the_intended_time() {
         "{} requests at 500/s over 0.8 s",
         io.requests
     );
-    assert_eq!(io.lateness_us.count, io.requests + io.failed);
+    // Every recorded send has its lateness; the few still in flight when the window closed
+    // are neither answered nor failed.
+    let settled = io.requests + io.failed;
+    assert!(
+        io.lateness_us.count >= settled && io.lateness_us.count <= settled + 5,
+        "{} sends, {settled} settled",
+        io.lateness_us.count
+    );
 }
 
 fn bin() -> Command {

@@ -625,7 +625,35 @@ pub fn run_echo_load(cfg: &LoadConfig, stop: &AtomicBool) -> Result<LoadResult, 
     if let Some(iv) = g.res.interval_hists.take() {
         g.res.intervals = iv.finish(finished);
     }
+    g.close_politely();
     Ok(g.res)
+}
+
+impl Gen<'_> {
+    /// Half-closes every TCP connection and reads what is still on its way (for up to 100 ms
+    /// in all), so that closing does not reset a server that is still answering.
+    fn close_politely(&mut self) {
+        let until = Instant::now() + Duration::from_millis(100);
+        for c in &mut self.conns {
+            let Some(Sock::Tcp(t)) = &mut c.sock else {
+                continue;
+            };
+            if t.shutdown(std::net::Shutdown::Write).is_err() {
+                continue;
+            }
+            while Instant::now() < until {
+                match t.read(&mut self.rxbuf) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_micros(200))
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        }
+    }
 }
 
 /// The client side of `bulk`: connects and sends `total` bytes as fast as the server takes
