@@ -15,6 +15,17 @@ pub struct ResultFile {
     pub runs: Vec<RunResult>,
 }
 
+impl RunResult {
+    /// The row this run belongs to: its label, or its design when it has none.
+    pub fn row_label(&self) -> &str {
+        if self.label.is_empty() {
+            &self.lock
+        } else {
+            &self.label
+        }
+    }
+}
+
 impl ResultFile {
     pub fn new(runs: Vec<RunResult>) -> Self {
         ResultFile {

@@ -18,7 +18,7 @@ pub fn write_outputs(
 ) -> Result<(), Failure> {
     let fail = Failure::Run;
     if let Some(p) = &out.json {
-        write_file(p, export::json(runs.to_vec()).as_bytes(), out.force).map_err(fail)?;
+        write_file(p, export::json(runs).as_bytes(), out.force).map_err(fail)?;
     }
     match &out.csv {
         Some(Some(p)) => {
@@ -42,11 +42,7 @@ pub fn write_outputs(
                 let name = format!(
                     "{}_{}_{}_{}.hgrm",
                     file_part(&r.scenario),
-                    file_part(if r.label.is_empty() {
-                        &r.lock
-                    } else {
-                        &r.label
-                    }),
+                    file_part(r.row_label()),
                     r.repeat,
                     metric
                 );
@@ -63,15 +59,7 @@ pub fn write_outputs(
         let mut series = Vec::new();
         for r in runs {
             let prefix = if runs.len() > 1 {
-                format!(
-                    "{}.{}.",
-                    file_part(if r.label.is_empty() {
-                        &r.lock
-                    } else {
-                        &r.label
-                    }),
-                    r.repeat
-                )
+                format!("{}.{}.", file_part(r.row_label()), r.repeat)
             } else {
                 String::new()
             };

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::{columns, metric, summary};
-use crate::result::{ResultFile, RunResult};
+use crate::result::RunResult;
 
 /// The CSV header; gilbench recognises its own CSV files by it.
 pub const CSV_HEADER: &str = "scenario,label,lock,repeat,partial,wall_s,requests_per_sec,latency_p50_us,latency_p99_us,latency_p999_us,cpu_ticks_per_sec,switches,forced_drops,ctx_switches,transfer_s";
@@ -28,11 +28,7 @@ pub fn csv(runs: &[RunResult]) -> String {
     for r in runs {
         let mut f = vec![
             csv_field(&r.scenario),
-            csv_field(if r.label.is_empty() {
-                &r.lock
-            } else {
-                &r.label
-            }),
+            csv_field(r.row_label()),
             csv_field(&r.lock),
             r.repeat.to_string(),
             r.partial.to_string(),
@@ -102,6 +98,16 @@ pub fn markdown(runs: &[RunResult]) -> String {
 }
 
 /// The result file as pretty JSON.
-pub fn json(runs: Vec<RunResult>) -> String {
-    serde_json::to_string_pretty(&ResultFile::new(runs)).expect("results always encode") + "\n"
+pub fn json(runs: &[RunResult]) -> String {
+    /// `ResultFile` without copying the runs.
+    #[derive(serde::Serialize)]
+    struct Borrowed<'a> {
+        gilbench: &'a str,
+        runs: &'a [RunResult],
+    }
+    let doc = Borrowed {
+        gilbench: env!("CARGO_PKG_VERSION"),
+        runs,
+    };
+    serde_json::to_string_pretty(&doc).expect("results always encode") + "\n"
 }

@@ -267,7 +267,7 @@ pub struct SummaryRow {
 pub fn summary(runs: &[RunResult]) -> Vec<SummaryRow> {
     let mut labels: Vec<&str> = Vec::new();
     for r in runs {
-        let l = label_of(r);
+        let l = r.row_label();
         if !labels.contains(&l) {
             labels.push(l);
         }
@@ -275,7 +275,7 @@ pub fn summary(runs: &[RunResult]) -> Vec<SummaryRow> {
     let mut rows: Vec<SummaryRow> = labels
         .iter()
         .map(|&l| {
-            let group: Vec<&RunResult> = runs.iter().filter(|r| label_of(r) == l).collect();
+            let group: Vec<&RunResult> = runs.iter().filter(|r| r.row_label() == l).collect();
             let cells = (0..COLUMNS.len() - 1)
                 .map(|c| Stat::of(group.iter().filter_map(|r| metric(r, c)).collect()))
                 .collect();
@@ -309,7 +309,7 @@ pub fn summary(runs: &[RunResult]) -> Vec<SummaryRow> {
     }
     // The transfer time (bulk) goes last; renderers show it when `columns` lists it.
     for row in &mut rows {
-        let group = runs.iter().filter(|r| label_of(r) == row.label);
+        let group = runs.iter().filter(|r| r.row_label() == row.label);
         row.cells.push(Stat::of(
             group
                 .filter_map(|r| r.io.as_ref().and_then(|io| io.transfer_s))
@@ -317,14 +317,6 @@ pub fn summary(runs: &[RunResult]) -> Vec<SummaryRow> {
         ));
     }
     rows
-}
-
-fn label_of(r: &RunResult) -> &str {
-    if r.label.is_empty() {
-        &r.lock
-    } else {
-        &r.label
-    }
 }
 
 fn human(c: usize, x: f64) -> String {

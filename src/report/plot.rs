@@ -40,14 +40,7 @@ pub fn latency_percentiles(runs: &[RunResult]) -> Result<Option<String>, String>
             .map(|p| (1.0 / (1.0 - p[0] / 100.0), p[1]))
             .collect();
         if !pts.is_empty() {
-            series.push((
-                if r.label.is_empty() {
-                    r.lock.clone()
-                } else {
-                    r.label.clone()
-                },
-                pts,
-            ));
+            series.push((r.row_label().to_owned(), pts));
         }
     }
     if series.is_empty() {
