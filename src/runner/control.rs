@@ -68,7 +68,6 @@ pub(super) struct Shared {
     /// The start of the run, set just before the threads are let loose.
     pub(super) epoch: std::sync::OnceLock<Instant>,
     pub(super) inst: Instrument,
-    pub(super) gil_threads: usize,
     /// One per interpreter thread, for the watchdog.
     pub(super) beacons: Vec<crossbeam_utils::CachePadded<Beacon>>,
     pub(super) names: Vec<String>,

@@ -131,7 +131,6 @@ fn run_with<G: Gil>(
         load_done: AtomicBool::new(false),
         epoch: std::sync::OnceLock::new(),
         inst: *inst,
-        gil_threads: n,
         beacons: (0..n).map(|_| Default::default()).collect(),
         names: roles.iter().map(Role::name).collect(),
         last_holder: AtomicUsize::new(usize::MAX),

@@ -72,7 +72,7 @@ pub(super) fn gil_thread<G: Gil>(
     let started = shared.gate.ready_and_wait();
     let epoch = shared.epoch.get().copied().unwrap_or_else(Instant::now);
     if let Some(total) = shared.inst.trace_events {
-        interp.extras.trace = Some(TraceBuf::new(epoch, total / shared.gil_threads.max(1)));
+        interp.extras.trace = Some(TraceBuf::new(epoch, total / shared.beacons.len().max(1)));
     }
     if let Some(len) = shared.inst.hlog_interval {
         interp.extras.intervals = Some(IntervalHists::new(epoch, len, 2));
