@@ -245,6 +245,14 @@ fn instrument(out: &OutputOpts) -> Result<Instrument, Failure> {
     })
 }
 
+/// `--locks a,b,c`, if given.
+fn locks_arg(locks: &Option<String>) -> Result<Option<Vec<LockKind>>, Failure> {
+    locks
+        .as_deref()
+        .map(|l| parse_locks(l).map_err(|e| Failure::Input(format!("--locks {l}: {e}"))))
+        .transpose()
+}
+
 /// `--listen IP` or `--listen IP:PORT`.
 fn apply_listen(sc: &mut Scenario, l: &str) -> Result<(), Failure> {
     let bad = || {
@@ -317,12 +325,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
         }) => {
             let sc = load_scenario(&scenario, &opts, None)?;
             let repeat = positive("--repeat", &repeat, 1000)? as u32;
-            let locks = match &locks {
-                Some(l) => {
-                    parse_locks(l).map_err(|e| Failure::Input(format!("--locks {l}: {e}")))?
-                }
-                None => sc.compare_locks.clone(),
-            };
+            let locks = locks_arg(&locks)?.unwrap_or_else(|| sc.compare_locks.clone());
             let runs = run_rows(experiment::compare_rows(&sc, &locks), repeat, &out)?;
             print!("{}", report::summary_text(&runs));
             finish(&runs, &out, None)?;
@@ -343,12 +346,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             let key = split_sweep(&spec).map_err(Failure::Input)?.0.to_owned();
             let sc = load_scenario(&scenario, &opts, Some(&key))?;
             let repeat = positive("--repeat", &repeat, 1000)? as u32;
-            let locks = match &locks {
-                Some(l) => {
-                    parse_locks(l).map_err(|e| Failure::Input(format!("--locks {l}: {e}")))?
-                }
-                None => Vec::new(),
-            };
+            let locks = locks_arg(&locks)?.unwrap_or_default();
             let rows = experiment::sweep_rows(&sc, &spec, &locks).map_err(Failure::Input)?;
             let runs = run_rows(rows, repeat, &out)?;
             print!("{}", report::summary_text(&runs));

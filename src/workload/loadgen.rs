@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
 
-use super::server::Transport;
+use super::server::{is_transient, Transport};
 use crate::metrics::{new_hist, record, Hist, Interval, IntervalHists};
 
 /// A send more than this late counts as not sent on time.
@@ -675,13 +675,7 @@ pub fn run_bulk_send(
         let n = ((total - sent) as usize).min(chunk.len());
         match s.write(&chunk[..n]) {
             Ok(m) => sent += m as u64,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if is_transient(&e) => {}
             Err(e) => return Err(format!("bulk send to {}", describe(target, &e))),
         }
     }
@@ -694,13 +688,7 @@ pub fn run_bulk_send(
         match s.read(&mut b) {
             Ok(0) => break,
             Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if is_transient(&e) => {}
             Err(_) => break,
         }
     }

@@ -133,6 +133,31 @@ fn is_peer_error(e: &io::Error) -> bool {
     )
 }
 
+/// An error that only means "not now" on a blocking socket with a timeout: try again.
+pub fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+/// One poll with the GIL released (then `call_work`); an interrupted poll is an empty one.
+fn poll_released<G: Gil>(
+    interp: &mut Interp<'_, G>,
+    h: &mut TickHasher,
+    ctx: &WorkCtx<'_>,
+    poll: &mut Poll,
+    events: &mut Events,
+) -> io::Result<()> {
+    match call(interp, h, ctx, || poll.poll(events, Some(POLL_SLICE))) {
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+            events.clear();
+            Ok(())
+        }
+        r => r,
+    }
+}
+
 /// Serves echo over TCP until the run stops. The caller holds the GIL on entry and exit.
 pub fn echo_tcp<G: Gil>(
     interp: &mut Interp<'_, G>,
@@ -149,13 +174,7 @@ pub fn echo_tcp<G: Gil>(
     let mut conns: Vec<Option<Conn>> = Vec::new();
     let mut buf = vec![0u8; 64 << 10];
     while !ctx.stop.load(Ordering::Relaxed) {
-        let polled = call(interp, h, ctx, || poll.poll(&mut events, Some(POLL_SLICE)));
-        if let Err(e) = polled {
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
+        poll_released(interp, h, ctx, &mut poll, &mut events)?;
         for ev in events.iter() {
             if ev.token() == LISTENER {
                 loop {
@@ -295,12 +314,7 @@ pub fn echo_udp<G: Gil>(
         .register(&mut sock, LISTENER, Interest::READABLE)?;
     let mut buf = vec![0u8; 65_536];
     while !ctx.stop.load(Ordering::Relaxed) {
-        if let Err(e) = call(interp, h, ctx, || poll.poll(&mut events, Some(POLL_SLICE))) {
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
+        poll_released(interp, h, ctx, &mut poll, &mut events)?;
         if events.is_empty() {
             continue;
         }
@@ -372,13 +386,7 @@ pub fn bulk_recv<G: Gil>(
                 st.bytes_in += n as u64;
                 st.requests += 1;
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) => {}
+            Err(e) if is_transient(&e) => {}
             Err(_) => {
                 st.peer_errors += 1;
                 break;
