@@ -10,14 +10,19 @@ use loom::thread;
 
 use gilbench::gil::{FifoGil, Gil, GilParams, MlfqGil, Release, TickGil, TimedGil};
 
-/// Two threads each take the GIL, update an unsynchronised cell, and release it; loom checks
+/// `n` threads each take the GIL, update an unsynchronised cell, and release it; loom checks
 /// every interleaving for a data race on the cell (mutual exclusion), a deadlock or a lost
-/// wake-up (a thread left parked).
-fn two_holders<G: Gil>(make: fn() -> G, why: Release) {
-    loom::model(move || {
+/// wake-up (a thread left parked). Three threads exercise the hand-off queues (FIFO order,
+/// mlfq's pokes) and are explored with a preemption bound of 1 to stay quick.
+fn holders<G: Gil>(n: u32, make: fn() -> G, why: Release) {
+    let mut b = loom::model::Builder::new();
+    if n > 2 {
+        b.preemption_bound = Some(1);
+    }
+    b.check(move || {
         let gil = Arc::new(make());
         let cell = Arc::new(UnsafeCell::new(0u32));
-        let handles: Vec<_> = (0..2)
+        let handles: Vec<_> = (0..n)
             .map(|_| {
                 let (gil, cell) = (gil.clone(), cell.clone());
                 thread::spawn(move || {
@@ -33,9 +38,13 @@ fn two_holders<G: Gil>(make: fn() -> G, why: Release) {
         for h in handles {
             h.join().unwrap();
         }
-        // SAFETY: both threads were joined.
-        assert_eq!(cell.with(|v| unsafe { *v }), 2);
+        // SAFETY: every thread was joined.
+        assert_eq!(cell.with(|v| unsafe { *v }), n);
     });
+}
+
+fn two_holders<G: Gil>(make: fn() -> G, why: Release) {
+    holders(2, make, why);
 }
 
 fn params() -> GilParams {
@@ -98,40 +107,12 @@ fn timed_forced_switch_waits_for_the_waiter() {
     });
 }
 
-/// Three threads through the hand-off queues: FIFO hand-off, pokes of queued waiters (mlfq)
-/// and grants must never strand a thread.
-fn three_holders<G: Gil>(make: fn() -> G) {
-    let mut b = loom::model::Builder::new();
-    b.preemption_bound = Some(1);
-    b.check(move || {
-        let gil = Arc::new(make());
-        let cell = Arc::new(UnsafeCell::new(0u32));
-        let handles: Vec<_> = (0..3)
-            .map(|_| {
-                let (gil, cell) = (gil.clone(), cell.clone());
-                thread::spawn(move || {
-                    let mut me = gil.register();
-                    gil.take(&mut me);
-                    // SAFETY: loom reports any concurrent access here as a failure.
-                    cell.with_mut(|v| unsafe { *v += 1 });
-                    gil.release(&mut me, Release::Blocking);
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join().unwrap();
-        }
-        // SAFETY: all threads were joined.
-        assert_eq!(cell.with(|v| unsafe { *v }), 3);
-    });
-}
-
 #[test]
 fn mlfq_three_holders() {
-    three_holders(|| MlfqGil::new(&params()));
+    holders(3, || MlfqGil::new(&params()), Release::Blocking);
 }
 
 #[test]
 fn fifo_three_holders() {
-    three_holders(|| FifoGil::new(&params()));
+    holders(3, || FifoGil::new(&params()), Release::Blocking);
 }

@@ -137,25 +137,19 @@ pub(super) fn assemble<G: Gil>(
     let mut intervals: Vec<(String, Interval)> = Vec::new();
     let mut traces = Vec::new();
     for o in &mut outs {
-        for iv in std::mem::take(&mut o.intervals) {
-            let Interval { start, len, hists } = iv;
-            let [w, h]: [crate::metrics::Hist; 2] = hists.try_into().expect("two interval metrics");
-            intervals.push((
-                format!("{}.gil-wait", o.result.name),
-                Interval {
-                    start,
-                    len,
-                    hists: vec![w],
-                },
-            ));
-            intervals.push((
-                format!("{}.gil-hold", o.result.name),
-                Interval {
-                    start,
-                    len,
-                    hists: vec![h],
-                },
-            ));
+        // Each interval carries the thread's wait and hold histograms, in that order.
+        for Interval { start, len, hists } in std::mem::take(&mut o.intervals) {
+            for (metric, h) in ["gil-wait", "gil-hold"].into_iter().zip(hists) {
+                let tag = format!("{}.{metric}", o.result.name);
+                intervals.push((
+                    tag,
+                    Interval {
+                        start,
+                        len,
+                        hists: vec![h],
+                    },
+                ));
+            }
         }
         traces.extend(o.trace.take());
     }
