@@ -116,3 +116,41 @@ fn mlfq_three_holders() {
 fn fifo_three_holders() {
     holders(3, || FifoGil::new(&params()), Release::Blocking);
 }
+
+/// timed's forced switch with three threads: each sets the drop request before it takes (as a
+/// waiter that timed out would), so a releasing holder must wait until another thread has
+/// taken the GIL, and two droppers can be waiting at once. A dropper that leaves the wait must
+/// not hide the one still waiting from the next taker (the lost wake-up of a single "a dropper
+/// waits" flag), and each forced wait ends only once someone else holds the GIL.
+#[test]
+fn timed_two_droppers_three_threads() {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(2);
+    b.check(|| {
+        let gil = Arc::new(TimedGil::new(&params()));
+        let cell = Arc::new(UnsafeCell::new(0u32));
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                let (gil, cell) = (gil.clone(), cell.clone());
+                thread::spawn(move || {
+                    let mut me = gil.register();
+                    gil.request_drop();
+                    gil.take(&mut me);
+                    // SAFETY: loom reports any concurrent access here as a failure.
+                    cell.with_mut(|v| unsafe { *v += 1 });
+                    gil.release(&mut me, Release::Blocking);
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        // SAFETY: every thread was joined.
+        assert_eq!(cell.with(|v| unsafe { *v }), 3);
+    });
+}
+
+#[test]
+fn timed_three_holders() {
+    holders(3, || TimedGil::new(&params()), Release::Blocking);
+}

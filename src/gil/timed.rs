@@ -40,8 +40,10 @@ pub struct TimedGil {
     cond: Condvar,
     /// Read without `mutex` by a forced dropper (under `switch_mutex`), as in CPython.
     last_holder: AtomicUsize,
-    /// Guards the forced-switch hand-shake; the flag says a dropper waits on `switch_cond`.
-    switch_mutex: Mutex<bool>,
+    /// Guards the forced-switch hand-shake; counts the droppers waiting on `switch_cond`.
+    /// A count, not a flag: with three or more threads, a dropper that leaves must not hide
+    /// another that still waits (CPython signals `switch_cond` unconditionally).
+    switch_mutex: Mutex<usize>,
     switch_cond: Condvar,
     drop_request: AtomicBool,
     next_id: AtomicUsize,
@@ -66,7 +68,7 @@ impl TimedGil {
             }),
             cond: Condvar::new(),
             last_holder: AtomicUsize::new(NOBODY),
-            switch_mutex: Mutex::new(false),
+            switch_mutex: Mutex::new(0),
             switch_cond: Condvar::new(),
             drop_request: AtomicBool::new(false),
             next_id: AtomicUsize::new(1),
@@ -131,8 +133,9 @@ impl Gil for TimedGil {
             self.last_holder.store(t.id, Ordering::Relaxed);
             st.switch_number += 1;
         }
-        if *sw {
-            self.switch_cond.notify_one();
+        if *sw > 0 {
+            // Every waiting dropper's condition (`last_holder` moved) holds now: wake all.
+            self.switch_cond.notify_all();
         }
         drop(sw);
         if self.drop_request.load(Ordering::Relaxed) {
@@ -155,11 +158,11 @@ impl Gil for TimedGil {
             if self.last_holder.load(Ordering::Relaxed) == t.id {
                 self.drop_request.store(false, Ordering::Relaxed);
                 // Not switched yet: block until another thread really holds the GIL.
-                *sw = true;
+                *sw += 1;
                 while self.last_holder.load(Ordering::Relaxed) == t.id {
                     sw = wait(&self.switch_cond, sw);
                 }
-                *sw = false;
+                *sw -= 1;
             }
         }
     }
