@@ -8,11 +8,11 @@
 //! releases the GIL if it is held, so a thread that panics while holding the GIL never
 //! leaves the others waiting.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::gil::{Gil, Release};
-use crate::metrics::{record, IntervalHists, ThreadMetrics};
+use crate::metrics::{record, CtxSwitches, IntervalHists, ThreadMetrics};
 use crate::trace::{Ev, TraceBuf};
 
 /// Optional recorders, touched only at take and release (never per tick).
@@ -46,6 +46,15 @@ pub struct Interp<'a, G: Gil> {
     beacon: Option<&'a Beacon>,
     /// What this thread last published to its beacon.
     progress: u64,
+    /// The run's stop flag, so that long GIL-held work ends when the run does.
+    stop: Option<&'a AtomicBool>,
+    /// Set by the runner when the warm-up is over; until then nothing is kept.
+    measuring: Option<&'a AtomicBool>,
+    /// Whether this thread has seen `measuring` set (and reset its metrics then).
+    warm: bool,
+    /// When this thread started measuring, and its context switches then.
+    measured_since: Instant,
+    ctx_at_start: CtxSwitches,
 }
 
 /// What an interpreter thread publishes for the watchdog: its state, and a counter that
@@ -94,7 +103,66 @@ impl<'a, G: Gil> Interp<'a, G> {
             recording: true,
             beacon: None,
             progress: 0,
+            stop: None,
+            measuring: None,
+            warm: true,
+            measured_since: Instant::now(),
+            ctx_at_start: CtxSwitches::of_current_thread(),
         }
+    }
+
+    /// Makes [`Interp::stopped`] follow the run's stop flag.
+    pub fn set_stop(&mut self, stop: &'a AtomicBool) {
+        self.stop = Some(stop);
+    }
+
+    /// Whether the run is over (long GIL-held work checks this every few thousand ticks).
+    #[inline]
+    pub fn stopped(&self) -> bool {
+        self.stop.is_some_and(|s| s.load(Ordering::Relaxed))
+    }
+
+    /// Keeps nothing until `measuring` is set (the warm-up); the thread notices it at its next
+    /// take, release or heartbeat, drops what it had recorded and starts afresh.
+    pub fn set_warmup_gate(&mut self, measuring: &'a AtomicBool) {
+        self.measuring = Some(measuring);
+        self.warm = measuring.load(Ordering::Relaxed);
+        self.begin_measuring();
+    }
+
+    /// Starts (or restarts) the measured window now: metrics, clock and context switches.
+    fn begin_measuring(&mut self) {
+        // A broken exclusion counts whenever it happens, warm-up or not.
+        let overlaps = self.metrics.counters.overlaps;
+        self.metrics = ThreadMetrics::default();
+        self.metrics.counters.overlaps = overlaps;
+        self.measured_since = Instant::now();
+        self.ctx_at_start = CtxSwitches::of_current_thread();
+    }
+
+    #[inline]
+    fn check_warmup(&mut self) {
+        if !self.warm {
+            self.end_warmup();
+        }
+    }
+
+    #[cold]
+    fn end_warmup(&mut self) {
+        if self.measuring.is_some_and(|m| m.load(Ordering::Relaxed)) {
+            self.warm = true;
+            self.begin_measuring();
+        }
+    }
+
+    /// When this thread's measured window began (after the warm-up).
+    pub fn measured_since(&self) -> Instant {
+        self.measured_since
+    }
+
+    /// This thread's context switches since its measured window began.
+    pub fn ctx_switches(&self) -> CtxSwitches {
+        CtxSwitches::of_current_thread().since(self.ctx_at_start)
     }
 
     pub fn gil(&self) -> &'a G {
@@ -136,6 +204,10 @@ impl<'a, G: Gil> Interp<'a, G> {
             self.progress += 1;
             b.progress.store(self.progress, Ordering::Relaxed);
         }
+        self.check_warmup();
+        if self.recording {
+            self.metrics.cores.sample();
+        }
     }
 
     /// Takes the GIL (blocking); returns how long that took (zero when not recording).
@@ -146,6 +218,9 @@ impl<'a, G: Gil> Interp<'a, G> {
             self.gil.take(&mut self.thread);
             self.held = true;
             self.signal(Beacon::HOLDS_GIL);
+            if G::EXCLUSIVE {
+                self.last_holder.store(self.id, Ordering::Relaxed);
+            }
             return Duration::ZERO;
         }
         let asked = Instant::now();
@@ -153,8 +228,10 @@ impl<'a, G: Gil> Interp<'a, G> {
         let now = Instant::now();
         self.held = true;
         self.signal(Beacon::HOLDS_GIL);
+        self.check_warmup();
         let waited = now - asked;
         let m = &mut self.metrics;
+        m.cores.sample();
         record(&mut m.wait, waited);
         m.counters.acquisitions += 1;
         if G::EXCLUSIVE && self.last_holder.swap(self.id, Ordering::Relaxed) != self.id {
@@ -179,8 +256,16 @@ impl<'a, G: Gil> Interp<'a, G> {
             return;
         }
         self.held = false;
+        self.check_warmup();
+        // The exclusion check: every take writes the taker's id, so another id here means
+        // someone took the GIL while this thread held it.
+        if G::EXCLUSIVE && self.last_holder.load(Ordering::Relaxed) != self.id {
+            self.metrics.counters.overlaps += 1;
+        }
+        let mut released_at = None;
         if self.recording {
             let now = Instant::now();
+            released_at = Some(now);
             let held = now - self.held_since;
             record(&mut self.metrics.hold, held);
             if let Some(iv) = &mut self.extras.intervals {
@@ -202,6 +287,9 @@ impl<'a, G: Gil> Interp<'a, G> {
         }
         self.signal(Beacon::RELEASING);
         self.gil.release(&mut self.thread, why);
+        if let (Some(t0), false) = (released_at, why == Release::Exit) {
+            record(&mut self.metrics.switch_wait, t0.elapsed());
+        }
         self.signal(match why {
             Release::Blocking => Beacon::IN_CALL,
             Release::Forced => Beacon::WANTS_GIL,

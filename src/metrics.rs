@@ -96,6 +96,10 @@ pub struct Counters {
     pub ticks: u64,
     /// Bytes hashed (CPU work) or moved (I/O).
     pub bytes: u64,
+    /// Holds during which another thread took the GIL too: a broken exclusion (must be 0
+    /// for every design but `none`).
+    #[serde(default)]
+    pub overlaps: u64,
 }
 
 impl Counters {
@@ -106,6 +110,7 @@ impl Counters {
         self.voluntary_drops += o.voluntary_drops;
         self.ticks += o.ticks;
         self.bytes += o.bytes;
+        self.overlaps += o.overlaps;
     }
 }
 
@@ -118,6 +123,12 @@ pub struct ThreadMetrics {
     pub hold: Hist,
     /// GIL wait right after a blocking call (the re-acquire delay).
     pub reacquire: Hist,
+    /// Time spent inside a release before the thread may go on: `timed`'s forced-switch wait
+    /// (blocked until another thread holds the GIL); near zero for designs without one. Counted
+    /// as neither wait nor hold.
+    pub switch_wait: Hist,
+    /// The cores the thread was seen on.
+    pub cores: CoreTrack,
 }
 
 impl Default for ThreadMetrics {
@@ -127,7 +138,44 @@ impl Default for ThreadMetrics {
             wait: new_hist(),
             hold: new_hist(),
             reacquire: new_hist(),
+            switch_wait: new_hist(),
+            cores: CoreTrack::default(),
         }
+    }
+}
+
+/// The cores a thread was seen running on (sampled at every acquisition and heartbeat) and
+/// how often consecutive samples differed (migrations).
+#[derive(Clone, Debug, Default)]
+pub struct CoreTrack {
+    seen: std::collections::BTreeSet<usize>,
+    last: Option<usize>,
+    /// Samples that found the thread on another core than the sample before.
+    pub migrations: u64,
+}
+
+impl CoreTrack {
+    /// Samples the calling thread's core (one `sched_getcpu`, a vDSO call).
+    #[inline]
+    pub fn sample(&mut self) {
+        let Some(c) = current_core() else { return };
+        if self.last != Some(c) {
+            self.note(c);
+        }
+    }
+
+    #[cold]
+    fn note(&mut self, c: usize) {
+        if self.last.is_some() {
+            self.migrations += 1;
+        }
+        self.last = Some(c);
+        self.seen.insert(c);
+    }
+
+    /// The cores seen, ascending.
+    pub fn cores(&self) -> Vec<usize> {
+        self.seen.iter().copied().collect()
     }
 }
 

@@ -61,6 +61,11 @@ pub struct RunResult {
     /// Set when the run was cut short (e.g. by Ctrl-C): its numbers cover less than asked.
     #[serde(default)]
     pub partial: bool,
+    /// Why the run failed although it has results (e.g. it outlived its deadline, or the
+    /// watchdog found it hung): what it measured is kept, marked partial, and the process
+    /// exits 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
     /// The full histograms (not in the JSON; for `--hgrm`), by metric name.
     #[serde(skip)]
     pub hists: BTreeMap<String, Hist>,
@@ -119,10 +124,17 @@ pub struct GilSummary {
     pub switches: u64,
     pub forced_drops: u64,
     pub voluntary_drops: u64,
+    /// Holds during which another thread took the GIL too (must be 0 but for `none`).
+    #[serde(default)]
+    pub overlaps: u64,
     pub wait_us: Percentiles,
     pub hold_us: Percentiles,
     /// GIL wait right after a blocking or native call.
     pub reacquire_us: Percentiles,
+    /// Time spent inside releases before the releaser may go on (`timed`'s forced-switch
+    /// wait); neither wait nor hold.
+    #[serde(default)]
+    pub switch_wait_us: Percentiles,
     pub ctx_switches: CtxSwitches,
     /// Design-specific counters (e.g. mlfq boosts).
     pub design: BTreeMap<String, u64>,
@@ -135,6 +147,12 @@ pub struct ThreadResult {
     pub workload: String,
     /// The core the thread was on at the end of the run.
     pub core: Option<usize>,
+    /// Every core it was seen on (sampled at each acquisition and heartbeat).
+    #[serde(default)]
+    pub cores: Vec<usize>,
+    /// Samples that found it on another core than the sample before.
+    #[serde(default)]
+    pub migrations: u64,
     /// The core it was pinned to, if it was.
     pub pinned: Option<usize>,
     #[serde(flatten)]
@@ -143,6 +161,8 @@ pub struct ThreadResult {
     pub wait_us: Percentiles,
     pub hold_us: Percentiles,
     pub reacquire_us: Percentiles,
+    #[serde(default)]
+    pub switch_wait_us: Percentiles,
     pub ctx_switches: CtxSwitches,
     /// Design-specific per-thread counters (e.g. mlfq level and demotions).
     pub design: BTreeMap<String, u64>,

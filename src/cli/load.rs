@@ -143,6 +143,7 @@ pub fn run(o: &LoadOpts) -> Result<RunResult, Failure> {
         threads: Vec::new(),
         notes,
         partial,
+        failure: None,
         label: "load".into(),
         repeat: 0,
         hists: [("io-latency".to_owned(), res.latency.clone())]

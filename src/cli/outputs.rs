@@ -139,5 +139,10 @@ pub fn finish(
             std::process::exit(i32::from(signals::exit_status(sig)));
         }
     }
+    if let Some(f) = runs.iter().find_map(|r| r.failure.as_deref()) {
+        return Err(Failure::Run(format!(
+            "{f}; what it measured was kept (marked partial)"
+        )));
+    }
     Ok(())
 }

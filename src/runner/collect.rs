@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::control::End;
 use super::thread::ThreadOut;
 use super::{Mode, RunError};
 use crate::gil::Gil;
@@ -30,15 +31,20 @@ pub(super) struct Setup {
     pub(super) tick_ns: f64,
     pub(super) call_work_ticks: u64,
     pub(super) run_for: Duration,
+    /// From the start, when the run must have ended.
+    pub(super) deadline: Duration,
 }
 
 /// What came back from the threads.
 pub(super) struct Finished {
     pub(super) outs: Vec<ThreadOut>,
     pub(super) load: Option<LoadOut>,
+    /// The measured window: from the end of the warm-up to the stop.
     pub(super) measured: Duration,
     pub(super) wall: Duration,
-    pub(super) interrupted: Option<i32>,
+    pub(super) end: End,
+    /// Threads still running at the deadline, each with where it was.
+    pub(super) abandoned: Vec<String>,
 }
 
 pub(super) fn assemble<G: Gil>(
@@ -56,14 +62,21 @@ pub(super) fn assemble<G: Gil>(
         tick_ns,
         call_work_ticks,
         run_for,
+        deadline,
     } = setup;
     let Finished {
         mut outs,
         mut load,
         measured,
         wall,
-        interrupted,
+        end,
+        abandoned,
     } = fin;
+    let interrupted = match end {
+        End::Signal(sig) => Some(sig),
+        _ => None,
+    };
+    let failure = failure_of(&end, &abandoned, deadline);
     if let Some(e) = outs
         .iter()
         .find_map(|o| o.error.as_ref().map(|e| format!("{}: {e}", o.result.name)))
@@ -106,8 +119,8 @@ pub(super) fn assemble<G: Gil>(
     let secs = measured.as_secs_f64();
     let mut total = Counters::default();
     let mut ctx = CtxSwitches::default();
-    let (mut wait, mut hold, mut reacq, mut io_reacq) =
-        (new_hist(), new_hist(), new_hist(), new_hist());
+    let (mut wait, mut hold, mut reacq, mut io_reacq, mut switch_wait) =
+        (new_hist(), new_hist(), new_hist(), new_hist(), new_hist());
     let mut server = ServerStats::default();
     for o in &outs {
         total.add(&o.metrics.counters);
@@ -115,6 +128,7 @@ pub(super) fn assemble<G: Gil>(
         merge(&mut wait, &o.metrics.wait);
         merge(&mut hold, &o.metrics.hold);
         merge(&mut reacq, &o.metrics.reacquire);
+        merge(&mut switch_wait, &o.metrics.switch_wait);
         if let Some(s) = &o.result.server {
             server.add(s);
             merge(&mut io_reacq, &o.metrics.reacquire);
@@ -165,6 +179,7 @@ pub(super) fn assemble<G: Gil>(
     let trace = shared_trace(traces, measured, sc, G::NAME);
     hists.insert("gil-wait".to_owned(), wait.clone());
     hists.insert("gil-hold".to_owned(), hold.clone());
+    hists.insert("gil-switch-wait".to_owned(), switch_wait.clone());
     if sc.io != IoWork::None {
         hists.insert("io-reacquire".to_owned(), io_reacq.clone());
     }
@@ -198,9 +213,11 @@ pub(super) fn assemble<G: Gil>(
             switches: total.switches,
             forced_drops: total.forced_drops,
             voluntary_drops: total.voluntary_drops,
+            overlaps: total.overlaps,
             wait_us: Percentiles::of(&wait),
             hold_us: Percentiles::of(&hold),
             reacquire_us: Percentiles::of(&reacq),
+            switch_wait_us: Percentiles::of(&switch_wait),
             ctx_switches: ctx,
             design: gil
                 .stats()
@@ -210,13 +227,35 @@ pub(super) fn assemble<G: Gil>(
         },
         threads: outs.into_iter().map(|o| o.result).collect(),
         notes,
-        partial: interrupted.is_some(),
+        partial: interrupted.is_some() || failure.is_some(),
+        failure,
         label: G::NAME.to_owned(),
         repeat: 0,
         hists,
         intervals,
         trace,
     })
+}
+
+/// Why a run that has results failed: the watchdog found it hung, or threads outlived its
+/// deadline (they are named with where they were).
+fn failure_of(end: &End, abandoned: &[String], deadline: Duration) -> Option<String> {
+    let left = if abandoned.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; still running when it was given up: {}",
+            abandoned.join(", ")
+        )
+    };
+    match end {
+        End::Hung(diagnosis) => Some(format!("{diagnosis}{left}; the run was stopped")),
+        _ if !abandoned.is_empty() => Some(format!(
+            "the run outlived its deadline ({:.1}s: warm-up, duration and grace){left}; the run was stopped",
+            deadline.as_secs_f64()
+        )),
+        _ => None,
+    }
 }
 
 /// The timeline of a run, if one was recorded.

@@ -67,6 +67,10 @@ pub(super) struct Shared {
     pub(super) load_done: AtomicBool,
     /// The start of the run, set just before the threads are let loose.
     pub(super) epoch: std::sync::OnceLock<Instant>,
+    /// Set when the warm-up is over: from then on the threads keep what they measure.
+    pub(super) measuring: AtomicBool,
+    /// When `measuring` was set.
+    pub(super) measure_start: std::sync::OnceLock<Instant>,
     pub(super) inst: Instrument,
     /// One per interpreter thread, for the watchdog.
     pub(super) beacons: Vec<crossbeam_utils::CachePadded<Beacon>>,
@@ -75,9 +79,71 @@ pub(super) struct Shared {
     pub(super) gate: StartGate,
 }
 
+impl Shared {
+    pub(super) fn new(inst: Instrument, names: Vec<String>, measuring: bool) -> Self {
+        Shared {
+            stop: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+            io_done: AtomicUsize::new(0),
+            load_done: AtomicBool::new(false),
+            epoch: std::sync::OnceLock::new(),
+            measuring: AtomicBool::new(measuring),
+            measure_start: std::sync::OnceLock::new(),
+            inst,
+            beacons: (0..names.len()).map(|_| Default::default()).collect(),
+            names,
+            last_holder: AtomicUsize::new(usize::MAX),
+            gate: StartGate::new(),
+        }
+    }
+}
+
+/// The time line of a run: warm-up, measured window, and the hard deadline past which no
+/// run may go, whatever its threads do.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// Not measured (zero for a bulk transfer, which is measured whole).
+    pub warmup: Duration,
+    /// Warm-up plus the measured window.
+    pub run_for: Duration,
+    /// Time after `run_for` to drain, stop and join: 2 s or 10 x interval, the larger.
+    pub grace: Duration,
+}
+
+impl Timing {
+    pub fn of(sc: &Scenario, _mode: super::Mode) -> Self {
+        let warmup = if sc.io == IoWork::Bulk {
+            Duration::ZERO
+        } else {
+            sc.warmup
+        };
+        Timing {
+            warmup,
+            run_for: warmup + sc.duration,
+            grace: (sc.gil.interval * 10).max(Duration::from_secs(2)),
+        }
+    }
+
+    /// From the start, the latest moment the run may end.
+    pub fn deadline(&self) -> Duration {
+        self.run_for + self.grace
+    }
+}
+
+/// Why the monitor let the run go.
+pub(super) enum End {
+    /// Its time was up, or its work (a bulk transfer, the load generator) was done.
+    Done,
+    /// A signal asked the process to stop.
+    Signal(i32),
+    /// The watchdog found no thread progressing: the diagnosis.
+    Hung(String),
+    /// A thread panicked.
+    Failed,
+}
+
 /// The watchdog: if no interpreter thread makes progress for `limit` while none is in a
-/// blocking call, the run is hung on the GIL; it says who holds it and who waits, and ends
-/// the process (exit status 1) instead of hanging.
+/// blocking call, the run is hung on the GIL; it says who holds it and who waits.
 struct Watch {
     limit: Option<Duration>,
     last: u64,
@@ -93,8 +159,9 @@ impl Watch {
         }
     }
 
-    fn check(&mut self, shared: &Shared) {
-        let Some(limit) = self.limit else { return };
+    /// The diagnosis, once the run has been stuck for `limit`.
+    fn check(&mut self, shared: &Shared) -> Option<String> {
+        let limit = self.limit?;
         let progress: u64 = shared
             .beacons
             .iter()
@@ -112,70 +179,96 @@ impl Watch {
         {
             self.last = progress;
             self.since = now;
-            return;
+            return None;
         }
         if now - self.since < limit {
-            return;
+            return None;
         }
-        let holder = states
-            .iter()
-            .position(|&s| s == Beacon::HOLDS_GIL)
-            .map(|i| shared.names[i].clone());
-        let others: Vec<String> = states
-            .iter()
-            .enumerate()
-            .filter(|(_, &s)| s != Beacon::HOLDS_GIL)
-            .map(|(i, &s)| format!("{} is {}", shared.names[i], Beacon::describe(s)))
-            .collect();
-        let who = match holder {
-            Some(h) => format!("{h} holds the GIL and has made no progress"),
-            None => "no thread holds the GIL".to_owned(),
-        };
-        eprintln!(
-            "gilbench: watchdog: no interpreter thread made progress for {:.1}s: {who}; {}; the run was stopped",
+        Some(format!(
+            "watchdog: no interpreter thread made progress for {:.1}s: {}",
             limit.as_secs_f64(),
-            if others.is_empty() { "no other threads".to_owned() } else { others.join(", ") }
-        );
-        std::process::exit(1);
+            who_holds(shared)
+        ))
+    }
+}
+
+/// Who holds the GIL and where every other interpreter thread is, from their beacons.
+pub(super) fn who_holds(shared: &Shared) -> String {
+    let states: Vec<u8> = shared
+        .beacons
+        .iter()
+        .map(|b| b.state.load(Ordering::Relaxed))
+        .collect();
+    let holder = states
+        .iter()
+        .position(|&s| s == Beacon::HOLDS_GIL)
+        .map(|i| shared.names[i].clone());
+    let others: Vec<String> = states
+        .iter()
+        .enumerate()
+        .filter(|(_, &s)| s != Beacon::HOLDS_GIL)
+        .map(|(i, &s)| format!("{} is {}", shared.names[i], Beacon::describe(s)))
+        .collect();
+    let who = match holder {
+        Some(h) => format!("{h} holds the GIL"),
+        None => "no thread holds the GIL".to_owned(),
+    };
+    if others.is_empty() {
+        format!("{who}; no other threads")
+    } else {
+        format!("{who}; {}", others.join(", "))
     }
 }
 
 /// Waits out the run: until `run_for` has passed (or the load generator has finished, or a
-/// bulk transfer is done), a thread failed, or a signal came; watches for hangs meanwhile.
-/// Returns the signal, if one ended the run.
+/// bulk transfer is done), a thread failed, a signal came, or the watchdog found the run hung.
+/// Ends the warm-up on time meanwhile.
 pub(super) fn monitor(
     shared: &Shared,
     sc: &Scenario,
     with_load: bool,
-    run_for: Duration,
+    timing: &Timing,
     start: Instant,
-) -> Option<i32> {
-    let mut interrupted = None;
+) -> End {
     let mut watch = Watch::new(sc.watchdog_limit());
-    while !shared.failed.load(Ordering::SeqCst) {
-        watch.check(shared);
+    // With a load generator here, the servers keep serving until it has finished its
+    // window, so that it never sees them go away; half the grace bounds a stuck client.
+    let limit = if with_load && sc.io == IoWork::Echo {
+        timing.run_for + timing.grace / 2
+    } else {
+        timing.run_for
+    };
+    loop {
+        if shared.failed.load(Ordering::SeqCst) {
+            return End::Failed;
+        }
+        if let Some(diagnosis) = watch.check(shared) {
+            return End::Hung(diagnosis);
+        }
         if let Some(sig) = signals::caught() {
-            interrupted = Some(sig);
-            break;
+            return End::Signal(sig);
+        }
+        let elapsed = start.elapsed();
+        if !shared.measuring.load(Ordering::Relaxed) && elapsed >= timing.warmup {
+            let _ = shared.measure_start.set(Instant::now());
+            shared.measuring.store(true, Ordering::SeqCst);
         }
         if sc.io == IoWork::Bulk && shared.io_done.load(Ordering::SeqCst) > 0 {
-            break;
+            return End::Done;
         }
-        // With a load generator here, the servers keep serving until it has finished
-        // its window, so that it never sees them go away; the grace bounds a stuck client.
         if with_load && shared.load_done.load(Ordering::SeqCst) {
-            break;
+            return End::Done;
         }
-        let limit = if with_load && sc.io == IoWork::Echo {
-            run_for + sc.timeout + Duration::from_secs(2)
-        } else {
-            run_for
-        };
-        let left = limit.saturating_sub(start.elapsed());
+        let left = limit.saturating_sub(elapsed);
         if left.is_zero() {
-            break;
+            return End::Done;
         }
-        thread::sleep(left.min(Duration::from_millis(10)));
+        let to_warm = timing.warmup.saturating_sub(elapsed);
+        let nap = if to_warm.is_zero() {
+            left
+        } else {
+            left.min(to_warm)
+        };
+        thread::sleep(nap.min(Duration::from_millis(10)));
     }
-    interrupted
 }

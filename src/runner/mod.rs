@@ -8,20 +8,25 @@ mod control;
 mod thread;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread as std_thread;
 use std::time::{Duration, Instant};
 
 use crate::gil::{FifoGil, Gil, LockKind, MlfqGil, NoGil, TickGil, TimedGil};
+use crate::interp::Beacon;
 use crate::pin;
 use crate::result::RunResult;
 use crate::scenario::{IoWork, Scenario};
+use crate::signals;
+use crate::units::format_duration;
 use crate::workload::calibrate_tick_ns;
 use crate::workload::loadgen::{self, LoadConfig};
 use crate::workload::server::{io_reason, Listener};
 
 use collect::{assemble, Finished, LoadOut, Setup};
-use control::{monitor, Shared, StartGate};
+pub use control::Timing;
+use control::{monitor, End, Shared};
 pub use thread::panic_message;
 use thread::{gil_thread, Role, ThreadOut};
 
@@ -93,13 +98,22 @@ fn bind_listeners(sc: &Scenario) -> Result<Vec<Listener>, RunError> {
         .collect()
 }
 
-fn run_with<G: Gil>(
-    gil: G,
-    sc: &Scenario,
-    mode: Mode,
-    inst: &Instrument,
-    on_listening: &dyn Fn(&[SocketAddr]),
-) -> Result<RunResult, RunError> {
+/// What is decided before any thread starts.
+struct Plan {
+    addrs: Vec<SocketAddr>,
+    roles: Vec<Role>,
+    pins: pin::PinPlan,
+    notes: Vec<String>,
+    loadgen_place: String,
+    load_core: Option<usize>,
+    with_load: bool,
+    tick_ns: f64,
+    call_work_ticks: u64,
+    timing: Timing,
+}
+
+/// Binds the sockets, lays out the threads and their cores, and measures what a tick costs.
+fn plan(sc: &Scenario, mode: Mode) -> Result<Plan, RunError> {
     let listeners = bind_listeners(sc)?;
     let addrs: Vec<SocketAddr> = listeners
         .iter()
@@ -114,30 +128,12 @@ fn run_with<G: Gil>(
         });
     }
     roles.extend((0..sc.cpu_threads).map(|index| Role::Cpu { index }));
-    let n = roles.len();
-    let plan =
-        pin::plan(&sc.pin, n).map_err(|e| RunError::BadInput(format!("--pin {}: {e}", sc.pin)))?;
+    let pins = pin::plan(&sc.pin, roles.len())
+        .map_err(|e| RunError::BadInput(format!("--pin {}: {e}", sc.pin)))?;
     let with_load = mode == Mode::Run && sc.io != IoWork::None;
-    let tick_ns = calibrate_tick_ns(sc.tick_bytes);
-    let call_work_ticks = if sc.call_work.is_zero() {
-        0
-    } else {
-        (sc.call_work.as_nanos() as f64 / tick_ns).ceil() as u64
-    };
-    let shared = Shared {
-        stop: AtomicBool::new(false),
-        failed: AtomicBool::new(false),
-        io_done: AtomicUsize::new(0),
-        load_done: AtomicBool::new(false),
-        epoch: std::sync::OnceLock::new(),
-        inst: *inst,
-        beacons: (0..n).map(|_| Default::default()).collect(),
-        names: roles.iter().map(Role::name).collect(),
-        last_holder: AtomicUsize::new(usize::MAX),
-        gate: StartGate::new(),
-    };
-    let mut notes = plan.notes.clone();
-    let loadgen_place = match (with_load, plan.spare, sc.pin == pin::PinMode::None) {
+    let mut notes = pins.notes.clone();
+    let unpinned = sc.pin == pin::PinMode::None;
+    let loadgen_place = match (with_load, pins.spare, unpinned) {
         (false, _, _) => String::new(),
         (true, Some(c), false) => format!("core {c}"),
         (true, _, true) => "unpinned".to_owned(),
@@ -146,146 +142,296 @@ fn run_with<G: Gil>(
             "unpinned, shares cores with GIL threads".to_owned()
         }
     };
-    let load_core = if sc.pin == pin::PinMode::None {
-        None
+    let tick_ns = calibrate_tick_ns(sc.tick_bytes);
+    let call_work_ticks = if sc.call_work.is_zero() {
+        0
     } else {
-        plan.spare
+        (sc.call_work.as_nanos() as f64 / tick_ns).ceil() as u64
     };
-    let run_for = match (mode, sc.io) {
-        (Mode::Run, IoWork::Echo) => sc.warmup + sc.duration,
-        _ => sc.duration,
-    };
-    on_listening(&addrs);
-
-    let (outs, load, measured, wall, interrupted) = std_thread::scope(|scope| {
-        let mut handles = Vec::with_capacity(n);
-        let abort = |handles: Vec<std_thread::ScopedJoinHandle<'_, ThreadOut>>, msg: String| {
-            shared.gate.open(false);
-            for h in handles {
-                let _ = h.join();
-            }
-            Err(RunError::Failed(msg))
-        };
-        for (id, role) in roles.into_iter().enumerate() {
-            let (gil, shared, core) = (&gil, &shared, plan.cores[id]);
-            let name = role.name();
-            let spawned = std_thread::Builder::new()
-                .name(name.clone())
-                .spawn_scoped(scope, move || {
-                    gil_thread(gil, shared, sc, id, role, core, call_work_ticks)
-                });
-            match spawned {
-                Ok(h) => handles.push(h),
-                Err(e) => return abort(handles, format!("cannot start thread {name}: {e}")),
-            }
-        }
-        let load_handle = if with_load {
-            let (shared, addrs) = (&shared, addrs.clone());
-            let spawned =
-                std_thread::Builder::new()
-                    .name("load".into())
-                    .spawn_scoped(scope, move || {
-                        let pinned = load_core.is_some_and(pin::pin_current);
-                        if !shared.gate.ready_and_wait() {
-                            return LoadOut::Bulk(Err("aborted".into()));
-                        }
-                        struct Done<'a>(&'a AtomicBool);
-                        impl Drop for Done<'_> {
-                            fn drop(&mut self) {
-                                self.0.store(true, Ordering::SeqCst);
-                            }
-                        }
-                        let _done = Done(&shared.load_done);
-                        match sc.io {
-                            IoWork::Bulk => LoadOut::Bulk(loadgen::run_bulk_send(
-                                addrs[0],
-                                sc.bulk_mib << 20,
-                                sc.timeout,
-                                &shared.stop,
-                            )),
-                            _ => {
-                                let cfg = LoadConfig {
-                                    transport: sc.transport,
-                                    targets: addrs,
-                                    connections: sc.connections,
-                                    rate: sc.rate,
-                                    request_bytes: sc.request_bytes,
-                                    warmup: sc.warmup,
-                                    duration: sc.duration,
-                                    timeout: sc.timeout,
-                                    busy_wait: pinned,
-                                    intervals: shared.inst.hlog_interval,
-                                };
-                                LoadOut::Echo(Box::new(loadgen::run_echo_load(&cfg, &shared.stop)))
-                            }
-                        }
-                    });
-            match spawned {
-                Ok(h) => Some(h),
-                Err(e) => return abort(handles, format!("cannot start the load generator: {e}")),
-            }
-        } else {
-            None
-        };
-        shared.gate.wait_ready(n + usize::from(with_load));
-        let start = Instant::now();
-        let _ = shared.epoch.set(start);
-        shared.gate.open(true);
-        let interrupted = monitor(&shared, sc, with_load, run_for, start);
-        shared.stop.store(true, Ordering::SeqCst);
-        let measured = start.elapsed();
-        let mut outs = Vec::with_capacity(n);
-        let mut panics = Vec::new();
-        for h in handles {
-            let name = h.thread().name().unwrap_or("?").to_owned();
-            match h.join() {
-                Ok(o) => outs.push(o),
-                Err(payload) => panics.push(format!(
-                    "thread {name} panicked: {}",
-                    panic_message(&*payload)
-                )),
-            }
-        }
-        let load = match load_handle.map(|h| h.join()) {
-            None => None,
-            Some(Ok(l)) => Some(l),
-            Some(Err(payload)) => {
-                panics.push(format!(
-                    "the load generator panicked: {}",
-                    panic_message(&*payload)
-                ));
-                None
-            }
-        };
-        if !panics.is_empty() {
-            return Err(RunError::Failed(format!(
-                "{}; the run was stopped",
-                panics.join("; ")
-            )));
-        }
-        Ok((outs, load, measured, start.elapsed(), interrupted))
-    })?;
-
-    let setup = Setup {
+    Ok(Plan {
         addrs,
-        plan,
+        load_core: if unpinned { None } else { pins.spare },
+        roles,
+        pins,
         notes,
         loadgen_place,
+        with_load,
         tick_ns,
         call_work_ticks,
-        run_for,
+        timing: Timing::of(sc, mode),
+    })
+}
+
+/// Refuses work that one request or one `call_work` could not finish within the run: such a
+/// run would measure nothing but its own cut-off.
+fn check_work_fits(sc: &Scenario, p: &Plan) -> Result<(), RunError> {
+    let per_request = sc.work_ticks.saturating_add(p.call_work_ticks);
+    let cost = Duration::from_nanos((per_request as f64 * p.tick_ns).min(u64::MAX as f64) as u64);
+    if sc.io != IoWork::None && cost > sc.duration {
+        return Err(RunError::BadInput(format!(
+            "work_ticks = {} plus call_work = {} take about {:.3}s per request here ({:.0} ns a tick), longer than the run (duration = {}); shorten them or lengthen the run",
+            sc.work_ticks,
+            format_duration(sc.call_work),
+            cost.as_secs_f64(),
+            p.tick_ns,
+            format_duration(sc.duration)
+        )));
+    }
+    if sc.call_work > sc.duration {
+        return Err(RunError::BadInput(format!(
+            "call_work = {} is longer than the run (duration = {})",
+            format_duration(sc.call_work),
+            format_duration(sc.duration)
+        )));
+    }
+    Ok(())
+}
+
+fn run_with<G: Gil>(
+    gil: G,
+    sc: &Scenario,
+    mode: Mode,
+    inst: &Instrument,
+    on_listening: &dyn Fn(&[SocketAddr]),
+) -> Result<RunResult, RunError> {
+    let mut p = plan(sc, mode)?;
+    check_work_fits(sc, &p)?;
+    let gil = Arc::new(gil);
+    let sc_arc = Arc::new(sc.clone());
+    let shared = Arc::new(Shared::new(
+        *inst,
+        p.roles.iter().map(Role::name).collect(),
+        p.timing.warmup.is_zero(),
+    ));
+    on_listening(&p.addrs);
+    let threads = spawn_all(&gil, &shared, &sc_arc, &mut p)?;
+    shared.gate.wait_ready(threads.len());
+    let start = Instant::now();
+    let _ = shared.epoch.set(start);
+    shared.gate.open(true);
+    let end = monitor(&shared, sc, p.with_load, &p.timing, start);
+    shared.stop.store(true, Ordering::SeqCst);
+    let stopped = start.elapsed();
+    let joined = join_by_deadline(threads, &shared, &p.timing, start, &end);
+    let wall = start.elapsed();
+    if !joined.panics.is_empty() {
+        return Err(RunError::Failed(format!(
+            "{}; the run was stopped",
+            joined.panics.join("; ")
+        )));
+    }
+    let measure_start = shared.measure_start.get().copied().unwrap_or(start);
+    let measured = start.checked_add(stopped).map_or(stopped, |stop_at| {
+        stop_at.saturating_duration_since(measure_start)
+    });
+    let setup = Setup {
+        addrs: p.addrs,
+        plan: p.pins,
+        notes: p.notes,
+        loadgen_place: p.loadgen_place,
+        tick_ns: p.tick_ns,
+        call_work_ticks: p.call_work_ticks,
+        run_for: p.timing.run_for,
+        deadline: p.timing.deadline(),
     };
     assemble(
-        &gil,
+        &*gil,
         sc,
         mode,
         setup,
         Finished {
-            outs,
-            load,
+            outs: joined.outs,
+            load: joined.load,
             measured,
             wall,
-            interrupted,
+            end,
+            abandoned: joined.abandoned,
         },
     )
+}
+
+/// A started thread of the run: an interpreter thread or the load generator.
+enum Started {
+    Gil(std_thread::JoinHandle<ThreadOut>),
+    Load(std_thread::JoinHandle<LoadOut>),
+}
+
+impl Started {
+    fn is_finished(&self) -> bool {
+        match self {
+            Started::Gil(h) => h.is_finished(),
+            Started::Load(h) => h.is_finished(),
+        }
+    }
+    fn name(&self) -> String {
+        let t = match self {
+            Started::Gil(h) => h.thread(),
+            Started::Load(h) => h.thread(),
+        };
+        t.name().unwrap_or("?").to_owned()
+    }
+}
+
+/// Starts every interpreter thread and the load generator; they wait at the start gate.
+/// The threads own what they use (`Arc`s), so that a run past its deadline can leave a hung
+/// thread behind instead of hanging with it.
+fn spawn_all<G: Gil>(
+    gil: &Arc<G>,
+    shared: &Arc<Shared>,
+    sc: &Arc<Scenario>,
+    p: &mut Plan,
+) -> Result<Vec<Started>, RunError> {
+    let mut started = Vec::new();
+    let abort = |started: Vec<Started>, msg: String| {
+        shared.gate.open(false);
+        for s in started {
+            let _ = match s {
+                Started::Gil(h) => h.join().map(|_| ()),
+                Started::Load(h) => h.join().map(|_| ()),
+            };
+        }
+        Err(RunError::Failed(msg))
+    };
+    let call_work_ticks = p.call_work_ticks;
+    for (id, role) in std::mem::take(&mut p.roles).into_iter().enumerate() {
+        let (gil, shared, sc, core) = (gil.clone(), shared.clone(), sc.clone(), p.pins.cores[id]);
+        let name = role.name();
+        let spawned = std_thread::Builder::new()
+            .name(name.clone())
+            .spawn(move || gil_thread(&*gil, &shared, &sc, id, role, core, call_work_ticks));
+        match spawned {
+            Ok(h) => started.push(Started::Gil(h)),
+            Err(e) => return abort(started, format!("cannot start thread {name}: {e}")),
+        }
+    }
+    if p.with_load {
+        let (shared, sc, addrs, core) = (shared.clone(), sc.clone(), p.addrs.clone(), p.load_core);
+        let spawned = std_thread::Builder::new()
+            .name("load".into())
+            .spawn(move || load_thread(&shared, &sc, addrs, core));
+        match spawned {
+            Ok(h) => started.push(Started::Load(h)),
+            Err(e) => return abort(started, format!("cannot start the load generator: {e}")),
+        }
+    }
+    Ok(started)
+}
+
+/// The load generator's thread: outside every GIL, on its own core when one is free.
+fn load_thread(
+    shared: &Shared,
+    sc: &Scenario,
+    addrs: Vec<SocketAddr>,
+    core: Option<usize>,
+) -> LoadOut {
+    let pinned = core.is_some_and(pin::pin_current);
+    if !shared.gate.ready_and_wait() {
+        return LoadOut::Bulk(Err("aborted".into()));
+    }
+    struct Done<'a>(&'a AtomicBool);
+    impl Drop for Done<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let _done = Done(&shared.load_done);
+    match sc.io {
+        IoWork::Bulk => LoadOut::Bulk(loadgen::run_bulk_send(
+            addrs[0],
+            sc.bulk_mib << 20,
+            sc.timeout,
+            &shared.stop,
+        )),
+        _ => {
+            let cfg = LoadConfig {
+                transport: sc.transport,
+                targets: addrs,
+                connections: sc.connections,
+                rate: sc.rate,
+                request_bytes: sc.request_bytes,
+                warmup: sc.warmup,
+                duration: sc.duration,
+                timeout: sc.timeout,
+                busy_wait: pinned,
+                intervals: shared.inst.hlog_interval,
+            };
+            LoadOut::Echo(Box::new(loadgen::run_echo_load(&cfg, &shared.stop)))
+        }
+    }
+}
+
+/// What came back from the threads by the deadline.
+struct Joined {
+    outs: Vec<ThreadOut>,
+    load: Option<LoadOut>,
+    panics: Vec<String>,
+    /// Threads still running at the deadline, each with where it was.
+    abandoned: Vec<String>,
+}
+
+/// Waits for the threads to end, but never past the run's hard deadline (sooner after a
+/// signal or a hang: one more second). Threads still running then are left behind, each
+/// described by its beacon; the process ends after writing what was measured.
+fn join_by_deadline(
+    threads: Vec<Started>,
+    shared: &Shared,
+    timing: &Timing,
+    start: Instant,
+    end: &End,
+) -> Joined {
+    let hard = start + timing.deadline();
+    let mut until = match end {
+        End::Done | End::Failed => hard,
+        End::Signal(_) | End::Hung(_) => (Instant::now() + Duration::from_secs(1)).min(hard),
+    };
+    let mut signalled = matches!(end, End::Signal(_));
+    while !threads.iter().all(Started::is_finished) && Instant::now() < until {
+        if !signalled && signals::caught().is_some() {
+            signalled = true;
+            until = until.min(Instant::now() + Duration::from_secs(1));
+        }
+        std_thread::sleep(Duration::from_millis(2));
+    }
+    let mut j = Joined {
+        outs: Vec::new(),
+        load: None,
+        panics: Vec::new(),
+        abandoned: Vec::new(),
+    };
+    for t in threads {
+        if !t.is_finished() {
+            j.abandoned.push(describe_unfinished(&t, shared));
+            continue;
+        }
+        let name = t.name();
+        match t {
+            Started::Gil(h) => match h.join() {
+                Ok(o) => j.outs.push(o),
+                Err(payload) => j.panics.push(format!(
+                    "thread {name} panicked: {}",
+                    panic_message(&*payload)
+                )),
+            },
+            Started::Load(h) => match h.join() {
+                Ok(l) => j.load = Some(l),
+                Err(payload) => j.panics.push(format!(
+                    "the load generator panicked: {}",
+                    panic_message(&*payload)
+                )),
+            },
+        }
+    }
+    j
+}
+
+/// One line on where an unfinished thread is, from its beacon.
+fn describe_unfinished(t: &Started, shared: &Shared) -> String {
+    let name = t.name();
+    match shared.names.iter().position(|n| *n == name) {
+        Some(i) => format!(
+            "{name} is {}",
+            Beacon::describe(shared.beacons[i].state.load(Ordering::Relaxed))
+        ),
+        None => format!("{name} is still running"),
+    }
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::control::{PanicFlag, Shared};
 use crate::gil::{Gil, Release};
 use crate::interp::Interp;
-use crate::metrics::{CtxSwitches, Interval, IntervalHists, Percentiles, ThreadMetrics};
+use crate::metrics::{Interval, IntervalHists, Percentiles, ThreadMetrics};
 use crate::pin;
 use crate::result::ThreadResult;
 use crate::scenario::{CpuWork, Scenario};
@@ -70,6 +70,8 @@ pub(super) fn gil_thread<G: Gil>(
         },
     };
     let started = shared.gate.ready_and_wait();
+    interp.set_stop(&shared.stop);
+    interp.set_warmup_gate(&shared.measuring);
     let epoch = shared.epoch.get().copied().unwrap_or_else(Instant::now);
     if let Some(total) = shared.inst.trace_events {
         interp.extras.trace = Some(TraceBuf::new(epoch, total / shared.beacons.len().max(1)));
@@ -77,8 +79,6 @@ pub(super) fn gil_thread<G: Gil>(
     if let Some(len) = shared.inst.hlog_interval {
         interp.extras.intervals = Some(IntervalHists::new(epoch, len, 2));
     }
-    let cs0 = CtxSwitches::of_current_thread();
-    let t0 = Instant::now();
     let mut digest = String::new();
     let mut server = None;
     let mut error = None;
@@ -142,8 +142,8 @@ pub(super) fn gil_thread<G: Gil>(
     if interp.holds() {
         interp.release(Release::Exit);
     }
-    let secs = t0.elapsed().as_secs_f64();
-    let ctx_switches = CtxSwitches::of_current_thread().since(cs0);
+    let secs = interp.measured_since().elapsed().as_secs_f64();
+    let ctx_switches = interp.ctx_switches();
     let design: BTreeMap<String, u64> = interp
         .gil_stats()
         .into_iter()
@@ -171,6 +171,8 @@ pub(super) fn gil_thread<G: Gil>(
         role: role_name.into(),
         workload,
         core: crate::metrics::current_core(),
+        cores: metrics.cores.cores(),
+        migrations: metrics.cores.migrations,
         pinned,
         ticks_per_sec: if secs > 0.0 {
             c.ticks as f64 / secs
@@ -181,6 +183,7 @@ pub(super) fn gil_thread<G: Gil>(
         wait_us: Percentiles::of(&metrics.wait),
         hold_us: Percentiles::of(&metrics.hold),
         reacquire_us: Percentiles::of(&metrics.reacquire),
+        switch_wait_us: Percentiles::of(&metrics.switch_wait),
         ctx_switches,
         design,
         digest: if digest.is_empty() {

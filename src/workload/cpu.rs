@@ -13,13 +13,23 @@ use crate::scenario::Fault;
 /// Ticks after which an injected fault fires.
 const FAULT_AFTER_TICKS: u64 = 20_000;
 
-/// Runs `n` ticks under the GIL with an eval-breaker check after each.
+/// Ticks between two heartbeats (and stop checks) of a long stretch of GIL-held work.
+const HEARTBEAT_TICKS: u64 = 4096;
+
+/// Runs `n` ticks under the GIL with an eval-breaker check after each; a long stretch stops
+/// early when the run is over, so no request or `call_work` can outlive the run.
 #[inline]
 pub fn run_ticks<G: Gil>(interp: &mut Interp<'_, G>, h: &mut TickHasher, n: u64) {
-    for _ in 0..n {
+    for i in 1..=n {
         h.tick();
         interp.metrics.counters.ticks += 1;
         interp.check();
+        if i.is_multiple_of(HEARTBEAT_TICKS) {
+            interp.heartbeat();
+            if interp.stopped() {
+                return;
+            }
+        }
     }
 }
 
@@ -28,19 +38,26 @@ pub fn run_ticks<G: Gil>(interp: &mut Interp<'_, G>, h: &mut TickHasher, n: u64)
 pub fn cpu_hash<G: Gil>(interp: &mut Interp<'_, G>, h: &mut TickHasher, ctx: &WorkCtx<'_>) {
     interp.take();
     let mut ticks = 0u64;
+    let batch_bytes = HEARTBEAT_TICKS * h.tick_bytes() as u64;
     while !ctx.stop.load(Ordering::Relaxed) {
         h.tick();
         ticks += 1;
         interp.check();
-        if ticks & 4095 == 0 {
+        if ticks.is_multiple_of(HEARTBEAT_TICKS) {
+            // Counted a batch at a time, before the heartbeat: the heartbeat is where the end
+            // of the warm-up resets the counters.
+            interp.metrics.counters.ticks += HEARTBEAT_TICKS;
+            interp.metrics.counters.bytes += batch_bytes;
             interp.heartbeat();
-            if ctx.fault.is_some() && ticks == FAULT_AFTER_TICKS & !4095 {
+            if ctx.fault.is_some() && ticks == FAULT_AFTER_TICKS / HEARTBEAT_TICKS * HEARTBEAT_TICKS
+            {
                 inject(interp, ctx.fault);
             }
         }
     }
-    interp.metrics.counters.ticks += ticks;
-    interp.metrics.counters.bytes += ticks * h.tick_bytes() as u64;
+    let rest = ticks % HEARTBEAT_TICKS;
+    interp.metrics.counters.ticks += rest;
+    interp.metrics.counters.bytes += rest * h.tick_bytes() as u64;
 }
 
 /// `hash-nogil`: hashes `buffer_bytes` at a time with the GIL released around each buffer,
