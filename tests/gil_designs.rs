@@ -44,12 +44,20 @@ const ROUNDS: u64 = 20_000;
 /// 4 threads bump the racy counter under the GIL, with eval-breaker checks between bumps and
 /// a voluntary release every few bumps. Returns the number of lost updates.
 fn lost_updates<G: Gil>(gil: G) -> u64 {
+    exclusion(gil).0
+}
+
+/// As [`lost_updates`], and also the holds that `Interp`'s own exclusion check (the one every
+/// run reports as `overlaps`) found overlapping another holder.
+fn exclusion<G: Gil>(gil: G) -> (u64, u64) {
     let counter = Racy(UnsafeCell::new(0));
     let last = AtomicUsize::new(usize::MAX);
     let barrier = Barrier::new(THREADS);
+    let overlaps = AtomicU64::new(0);
     thread::scope(|s| {
         for i in 0..THREADS {
-            let (gil, counter, last, barrier) = (&gil, &counter, &last, &barrier);
+            let (gil, counter, last, barrier, overlaps) =
+                (&gil, &counter, &last, &barrier, &overlaps);
             s.spawn(move || {
                 let mut it = Interp::new(gil, i, last);
                 barrier.wait();
@@ -61,10 +69,35 @@ fn lost_updates<G: Gil>(gil: G) -> u64 {
                         drop(it.released());
                     }
                 }
+                it.release(Release::Exit);
+                overlaps.fetch_add(it.metrics.counters.overlaps, Ordering::Relaxed);
             });
         }
     });
-    THREADS as u64 * ROUNDS - counter.get()
+    (
+        THREADS as u64 * ROUNDS - counter.get(),
+        overlaps.into_inner(),
+    )
+}
+
+/// No GIL that claims to be one: what the exclusion checks must catch.
+struct Pretend(NoGil);
+
+impl Gil for Pretend {
+    type Thread = <NoGil as Gil>::Thread;
+    const NAME: &'static str = "pretend";
+    fn register(&self) -> Self::Thread {
+        self.0.register()
+    }
+    fn take(&self, t: &mut Self::Thread) {
+        self.0.take(t)
+    }
+    fn release(&self, t: &mut Self::Thread, why: Release) {
+        self.0.release(t, why)
+    }
+    fn check(&self, t: &mut Self::Thread) -> bool {
+        self.0.check(t)
+    }
 }
 
 fn fast_params() -> GilParams {
@@ -122,6 +155,18 @@ fn the_exclusion_check_detects_a_missing_gil() {
         lost_updates(NoGil::new()) > 0,
         "no lost updates without a GIL: the check is blind"
     );
+    // Interp's per-hold check (reported as `overlaps` by every run) sees it too.
+    let (lost, overlaps) = exclusion(Pretend(NoGil::new()));
+    assert!(lost > 0 && overlaps > 0, "lost {lost}, overlaps {overlaps}");
+}
+
+#[test]
+fn every_gil_passes_the_per_hold_exclusion_check() {
+    let p = fast_params();
+    assert_eq!(exclusion(TickGil::new(&p)).1, 0, "tick");
+    assert_eq!(exclusion(TimedGil::new(&p)).1, 0, "timed");
+    assert_eq!(exclusion(MlfqGil::new(&p)).1, 0, "mlfq");
+    assert_eq!(exclusion(FifoGil::new(&p)).1, 0, "fifo");
 }
 
 #[test]

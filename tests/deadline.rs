@@ -1,0 +1,240 @@
+//! Every run ends on time and every figure covers only the measured window: a thread that
+//! hangs past the window cannot hold the run, signals end the join phase, the warm-up is
+//! left out of GIL figures, and the per-thread core and switch-wait figures are real.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gilbench"))
+}
+
+fn workload(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("workloads")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gilbench-deadline-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn json(path: &PathBuf) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("the result was written"))
+        .expect("the result is JSON")
+}
+
+fn run(args: &[&str]) -> (Output, Duration) {
+    let t0 = Instant::now();
+    let o = bin().args(args).output().expect("gilbench runs");
+    (o, t0.elapsed())
+}
+
+/// A thread that hangs holding the GIL, with the watchdog off (under `none`, so that the
+/// other thread goes on and finishes): the run ends at its hard
+/// deadline (warm-up 0.5 s + duration 1 s + grace 2 s), says where each thread was, keeps
+/// what it measured (partial) and exits 1. Before the deadline existed this never ended.
+#[test]
+fn a_hung_holder_cannot_outlive_the_deadline() {
+    let out = tmp("hung.json");
+    let (o, took) = run(&[
+        "run",
+        &workload("cpu-scaling.toml"),
+        "--lock",
+        "none",
+        "--cpu-threads",
+        "2",
+        "--duration",
+        "1s",
+        "--set",
+        "warmup=500ms",
+        "--set",
+        "fault=hang-holding-gil",
+        "--set",
+        "watchdog=off",
+        "--quiet",
+        "--json",
+        out.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(took < Duration::from_millis(3500 + 1500), "took {took:?}");
+    assert!(
+        took >= Duration::from_millis(3400),
+        "ended before its deadline: {took:?}"
+    );
+    assert!(
+        err.contains("deadline") && err.contains("cpu-0 is holding the GIL"),
+        "{err}"
+    );
+    let v = json(&out);
+    let r = &v["runs"][0];
+    assert_eq!(r["partial"], true);
+    assert!(r["failure"].as_str().unwrap().contains("cpu-0"));
+    // cpu-1 finished and is reported; the hung cpu-0 is not.
+    let names: Vec<_> = r["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].clone())
+        .collect();
+    assert_eq!(names, vec![serde_json::json!("cpu-1")]);
+}
+
+/// A signal during the join phase (the measured window is over, a thread still hangs) ends
+/// the run within about a second, with the signal's exit status.
+#[test]
+fn a_signal_ends_the_join_phase_within_a_second() {
+    let out = tmp("joined.json");
+    let child = bin()
+        .args([
+            "run",
+            &workload("cpu-scaling.toml"),
+            "--duration",
+            "300ms",
+            "--set",
+            "warmup=0s",
+            "--set",
+            "fault=hang-holding-gil",
+            "--set",
+            "watchdog=off",
+            "--quiet",
+            "--json",
+            out.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The window ends at 0.3 s; the join phase would last until 2.3 s.
+    std::thread::sleep(Duration::from_millis(1000));
+    let t0 = Instant::now();
+    // SAFETY: signals our own child process, whose pid we hold.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        t0.elapsed() < Duration::from_millis(1500),
+        "took {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(143),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(json(&out)["runs"][0]["partial"], true);
+}
+
+/// One request's GIL-held work longer than the whole run is refused before anything runs.
+#[test]
+fn work_longer_than_the_run_is_bad_input() {
+    for set in ["work_ticks=1000000", "call_work=100ms"] {
+        let (o, took) = run(&[
+            "run",
+            &workload("convoy-echo.toml"),
+            "--duration",
+            "10ms",
+            "--set",
+            set,
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{set}: {err}");
+        assert!(err.contains("longer than the run"), "{set}: {err}");
+        assert!(took < Duration::from_secs(2), "{set}: {took:?}");
+    }
+}
+
+/// The warm-up is left out of the GIL figures, not just the load generator's: the echo
+/// server takes the GIL about three times per request (poll, recv, send), so with a warm-up
+/// 2.5 times the measured window, counting it would put that ratio near 10.
+#[test]
+fn the_warmup_is_left_out_of_gil_figures() {
+    let out = tmp("warm.json");
+    let (o, _) = run(&[
+        "run",
+        &workload("convoy-echo.toml"),
+        "--lock",
+        "timed",
+        "--cpu-threads",
+        "0",
+        "--duration",
+        "400ms",
+        "--set",
+        "warmup=1s",
+        "--quiet",
+        "--json",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v = json(&out);
+    let r = &v["runs"][0];
+    let requests = r["io"]["requests"].as_f64().unwrap();
+    let acq = r["threads"][0]["acquisitions"].as_f64().unwrap();
+    assert!(requests > 100.0, "{requests} requests");
+    let per = acq / requests;
+    assert!(
+        (2.0..6.0).contains(&per),
+        "{per:.1} acquisitions per request ({acq} / {requests})"
+    );
+    let measured = r["measured_s"].as_f64().unwrap();
+    assert!(
+        (0.35..0.9).contains(&measured),
+        "measured {measured}s of a 0.4 s window"
+    );
+}
+
+/// Pinned threads report the one core they were pinned to and no migrations; `timed`'s
+/// forced switches show up as switch waits, counted apart from GIL wait and hold.
+#[test]
+fn cores_and_switch_waits_are_reported() {
+    let out = tmp("cores.json");
+    let (o, _) = run(&[
+        "run",
+        &workload("cpu-scaling.toml"),
+        "--lock",
+        "timed",
+        "--cpu-threads",
+        "2",
+        "--interval",
+        "1ms",
+        "--duration",
+        "300ms",
+        "--pin",
+        "spread",
+        "--quiet",
+        "--json",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v = json(&out);
+    let r = &v["runs"][0];
+    for t in r["threads"].as_array().unwrap() {
+        let pinned = t["pinned"].as_u64().expect("pinned");
+        assert_eq!(t["cores"], serde_json::json!([pinned]), "{t}");
+        assert_eq!(t["migrations"], 0, "{t}");
+    }
+    let forced = r["gil"]["forced_drops"].as_u64().unwrap();
+    let sw = &r["gil"]["switch_wait_us"];
+    assert!(forced > 10, "{forced} forced drops");
+    assert!(sw["count"].as_u64().unwrap() >= forced, "{sw}");
+    assert!(sw["max"].as_f64().unwrap() > 0.0, "{sw}");
+}
