@@ -51,6 +51,28 @@ pub(crate) fn spin_hint() {
     std::hint::spin_loop();
 }
 
+/// Busy-waits until `ready()` or until `spin` has passed; returns whether `ready()` became
+/// true. The one spin every design with waiters uses (the `spin` key), so that spinning means
+/// the same in all of them. Under loom it never spins (loom does not model time).
+#[inline]
+pub(crate) fn spin_until(spin: std::time::Duration, mut ready: impl FnMut() -> bool) -> bool {
+    if spin.is_zero() || cfg!(loom) {
+        return false;
+    }
+    let start = std::time::Instant::now();
+    let mut i = 0u32;
+    loop {
+        if ready() {
+            return true;
+        }
+        spin_hint();
+        i = i.wrapping_add(1);
+        if i.is_multiple_of(64) && start.elapsed() >= spin {
+            return false;
+        }
+    }
+}
+
 pub(crate) use semaphore::Semaphore;
 
 /// A binary semaphore with no queue and no fairness, as CPython 2.7 used for its GIL.
@@ -107,6 +129,13 @@ mod semaphore {
             }
         }
 
+        /// Decrements the count if it is above zero, without blocking; whether it did.
+        #[inline]
+        pub(crate) fn try_wait(&self) -> bool {
+            // SAFETY: the semaphore was initialised in `new` and lives until drop.
+            unsafe { libc::sem_trywait(self.sem.get()) == 0 }
+        }
+
         /// Increments the count and wakes one waiter, if any; no hand-off.
         #[inline]
         pub(crate) fn post(&self) {
@@ -152,6 +181,14 @@ mod semaphore {
         pub(crate) fn post(&self) {
             *lock(&self.count) += 1;
             self.cv.notify_one();
+        }
+        pub(crate) fn try_wait(&self) -> bool {
+            let mut c = lock(&self.count);
+            if *c == 0 {
+                return false;
+            }
+            *c -= 1;
+            true
         }
     }
 }

@@ -146,6 +146,16 @@ fn every_gil_excludes_other_holders() {
         0,
         "fifo, spinning waiters"
     );
+    assert_eq!(
+        lost_updates(TickGil::new(&spin)),
+        0,
+        "tick, spinning waiters"
+    );
+    assert_eq!(
+        lost_updates(TimedGil::new(&spin)),
+        0,
+        "timed, spinning waiters"
+    );
 }
 
 #[test]
@@ -537,4 +547,95 @@ fn a_thread_that_panics_holding_the_gil_releases_it() {
     check(TimedGil::new(&p));
     check(MlfqGil::new(&p));
     check(FifoGil::new(&p));
+}
+
+/// CPU time the calling thread has used.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out-pointer to a live local; CLOCK_THREAD_CPUTIME_ID needs nothing else.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0);
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// The CPU time a waiter burns while a holder keeps the GIL for `hold` (sleeping, so the
+/// holder itself uses no CPU and the waiter has a core of its own).
+fn waiter_cpu<G: Gil>(gil: G, hold: Duration) -> Duration {
+    let barrier = Barrier::new(2);
+    thread::scope(|s| {
+        let (gil, barrier) = (&gil, &barrier);
+        s.spawn(move || {
+            let mut me = gil.register();
+            gil.take(&mut me);
+            barrier.wait();
+            thread::sleep(hold);
+            gil.release(&mut me, Release::Exit);
+        });
+        let waiter = s.spawn(move || {
+            let mut me = gil.register();
+            barrier.wait();
+            let t0 = thread_cpu();
+            gil.take(&mut me);
+            let used = thread_cpu() - t0;
+            gil.release(&mut me, Release::Exit);
+            used
+        });
+        waiter.join().unwrap()
+    })
+}
+
+/// `spin` means the same for every design with waiters: with the default of 0 no waiter
+/// busy-waits (its CPU time while waiting 150 ms is a small fraction of that), and a `spin`
+/// set by the user makes every one of them spin about that long before it blocks.
+#[test]
+fn spin_is_symmetric_and_off_by_default() {
+    let hold = Duration::from_millis(150);
+    let spin = Duration::from_millis(60);
+    let off = GilParams::default();
+    let on = GilParams {
+        spin,
+        ..GilParams::default()
+    };
+    assert_eq!(off.spin, Duration::ZERO, "spin must be off by default");
+    let cases: [(&str, Duration, Duration); 4] = [
+        (
+            "tick",
+            waiter_cpu(TickGil::new(&off), hold),
+            waiter_cpu(TickGil::new(&on), hold),
+        ),
+        (
+            "timed",
+            waiter_cpu(TimedGil::new(&off), hold),
+            waiter_cpu(TimedGil::new(&on), hold),
+        ),
+        (
+            "fifo",
+            waiter_cpu(FifoGil::new(&off), hold),
+            waiter_cpu(FifoGil::new(&on), hold),
+        ),
+        (
+            "mlfq",
+            waiter_cpu(MlfqGil::new(&off), hold),
+            waiter_cpu(MlfqGil::new(&on), hold),
+        ),
+    ];
+    for (name, idle, spun) in cases {
+        eprintln!("{name}: waiter CPU {idle:?} without spin, {spun:?} with spin = {spin:?}");
+        assert!(
+            idle < Duration::from_millis(15),
+            "{name} busy-waits without spin: {idle:?}"
+        );
+        // Thread CPU time: a spinning thread on a busy machine gets only part of a core.
+        assert!(
+            spun >= spin / 4 && spun > idle * 10,
+            "{name} did not spin for spin = {spin:?}: {spun:?}"
+        );
+        assert!(
+            spun < spin * 2,
+            "{name} spun past its spin (once per take): {spun:?}"
+        );
+    }
 }

@@ -121,8 +121,10 @@ impl FifoGil {
 
     #[cold]
     fn wait_for_handoff(&self, t: &FifoThread, mut seen: u64) {
+        // Spin once per take, before the first park, as every design spins.
+        let mut spin = self.spin;
         loop {
-            match t.slot.wait(self.spin, Some(self.interval)) {
+            match t.slot.wait(std::mem::take(&mut spin), Some(self.interval)) {
                 Wake::Granted => return,
                 Wake::Poked => {
                     let mut st = lock(&self.state);

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::sync::{lock, spin_hint, wait, wait_timeout, AtomicBool, Condvar, Mutex, Ordering};
+use crate::sync::{lock, spin_until, wait, wait_timeout, AtomicBool, Condvar, Mutex, Ordering};
 
 const IDLE: u8 = 0;
 const GRANTED: u8 = 1;
@@ -82,16 +82,7 @@ impl Slot {
     /// `timeout` if one is given.
     pub(crate) fn wait(&self, spin: Duration, timeout: Option<Duration>) -> Wake {
         let start = Instant::now();
-        if !spin.is_zero() && !cfg!(loom) {
-            let mut i = 0u32;
-            while !self.signalled.load(Ordering::Acquire) {
-                spin_hint();
-                i = i.wrapping_add(1);
-                if i.is_multiple_of(64) && start.elapsed() >= spin {
-                    break;
-                }
-            }
-        }
+        spin_until(spin, || self.signalled.load(Ordering::Acquire));
         // loom does not model time, and a wait whose outcome depends on the real clock would
         // make its replays diverge: under loom every wait is untimed.
         let deadline = if cfg!(loom) {

@@ -186,9 +186,11 @@ impl MlfqGil {
 
     #[cold]
     fn wait_for_handoff(&self, t: &MlfqThread, mut deadline: Option<Instant>) {
+        // Spin once per take, before the first park, as every design spins.
+        let mut spin = self.spin;
         loop {
             let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            if t.slot.wait(self.spin, timeout) == Wake::Granted {
+            if t.slot.wait(std::mem::take(&mut spin), timeout) == Wake::Granted {
                 return;
             }
             let mut s = lock(&self.sched);

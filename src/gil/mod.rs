@@ -152,7 +152,9 @@ pub struct GilParams {
     pub allotments: Vec<Duration>,
     /// mlfq: period after which every thread returns to the top level.
     pub boost_interval: Duration,
-    /// fifo, mlfq: how long a waiter spins on its hand-off slot before it parks.
+    /// Every design with waiters: how long a waiter spins before it blocks (0: never). One
+    /// setting, applied the same way to all, so that no design gets a busy-wait the others
+    /// lack.
     pub spin: Duration,
 }
 

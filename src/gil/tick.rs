@@ -12,9 +12,13 @@
 //! almost always re-takes the semaphore before the waiter has even woken up, so I/O threads
 //! starve behind a CPU-bound thread. This design must not be built on a lock with hidden
 //! fairness (parking_lot's mutex hands off after ~0.5 ms of waiting), which would hide this.
+//! No waiter busy-waits unless the user sets `spin`, which then retries `sem_trywait` for that
+//! long before blocking, as every design with waiters spins for `spin`.
+
+use std::time::Duration;
 
 use super::{Gil, GilParams, Release};
-use crate::sync::{AtomicUsize, Ordering, Semaphore};
+use crate::sync::{spin_until, AtomicUsize, Ordering, Semaphore};
 
 /// The Python 2.x GIL.
 pub struct TickGil {
@@ -23,6 +27,9 @@ pub struct TickGil {
     /// relaxed store (no read-modify-write) suffice.
     ticker: AtomicUsize,
     check_interval: usize,
+    /// The `spin` key: how long a waiter retries `sem_trywait` before it blocks (0 by default,
+    /// as in CPython 2).
+    spin: Duration,
 }
 
 impl TickGil {
@@ -32,6 +39,7 @@ impl TickGil {
             sem: Semaphore::new(1),
             ticker: AtomicUsize::new(check_interval),
             check_interval,
+            spin: p.spin,
         }
     }
 }
@@ -44,7 +52,9 @@ impl Gil for TickGil {
 
     #[inline]
     fn take(&self, _t: &mut ()) {
-        self.sem.wait();
+        if self.spin.is_zero() || !spin_until(self.spin, || self.sem.try_wait()) {
+            self.sem.wait();
+        }
     }
 
     #[inline]

@@ -11,6 +11,10 @@
 //!   on `switch_cond` until another thread has taken the GIL.
 //! * check: a relaxed load of `gil_drop_request`; if set, drop and take again.
 //!
+//! No waiter busy-waits unless the user sets `spin` (as for every design with waiters): then a
+//! waiter polls for a free GIL that long before its first timed wait, which is shortened by the
+//! time spun.
+//!
 //! Both mutexes are plain futex mutexes (std's, as pthread's): they never hand over to a
 //! waiter, so the races between a woken waiter and a returning holder play out as in CPython.
 //!
@@ -24,7 +28,9 @@
 use std::time::Duration;
 
 use super::{Gil, GilParams, Release};
-use crate::sync::{lock, wait, wait_timeout, AtomicBool, AtomicUsize, Condvar, Mutex, Ordering};
+use crate::sync::{
+    lock, spin_until, wait, wait_timeout, AtomicBool, AtomicUsize, Condvar, Mutex, Ordering,
+};
 
 struct State {
     locked: bool,
@@ -46,9 +52,14 @@ pub struct TimedGil {
     switch_mutex: Mutex<usize>,
     switch_cond: Condvar,
     drop_request: AtomicBool,
+    /// A copy of `State::locked` that a spinning waiter polls without the mutex.
+    locked_hint: AtomicBool,
     next_id: AtomicUsize,
     interval: Duration,
     force_switching: bool,
+    /// The `spin` key (0 by default, as in CPython): how long a waiter polls for a free GIL
+    /// before its timed wait.
+    spin: Duration,
 }
 
 /// A registered thread: its identity for `last_holder`.
@@ -71,9 +82,11 @@ impl TimedGil {
             switch_mutex: Mutex::new(0),
             switch_cond: Condvar::new(),
             drop_request: AtomicBool::new(false),
+            locked_hint: AtomicBool::new(false),
             next_id: AtomicUsize::new(1),
             interval: p.interval.max(Duration::from_micros(1)),
             force_switching: p.force_switching,
+            spin: p.spin,
         }
     }
 
@@ -92,15 +105,33 @@ impl TimedGil {
         self.drop_request.store(true, Ordering::Relaxed);
     }
 
+    /// Waits while the GIL is locked: first spins for `spin` (when set), then timed waits of
+    /// `interval`. The first timed wait is shortened by the time spun, so that the drop
+    /// request still falls due one interval after the thread asked.
     #[cold]
     fn wait_while_locked<'a>(
-        &self,
+        &'a self,
         mut st: crate::sync::MutexGuard<'a, State>,
     ) -> crate::sync::MutexGuard<'a, State> {
+        let mut first = self.interval;
+        if !self.spin.is_zero() {
+            drop(st);
+            let t0 = std::time::Instant::now();
+            spin_until(self.spin, || !self.locked_hint.load(Ordering::Relaxed));
+            first = self
+                .interval
+                .saturating_sub(t0.elapsed())
+                .max(Duration::from_micros(1));
+            st = lock(&self.mutex);
+            if !st.locked {
+                return st;
+            }
+        }
         st.waiters += 1;
         while st.locked {
             let saved = st.switch_number;
-            let (g, timed_out) = wait_timeout(&self.cond, st, self.interval);
+            let wait_for = std::mem::replace(&mut first, self.interval);
+            let (g, timed_out) = wait_timeout(&self.cond, st, wait_for);
             st = g;
             if timed_out && st.locked && st.switch_number == saved {
                 self.drop_request.store(true, Ordering::Relaxed);
@@ -129,6 +160,7 @@ impl Gil for TimedGil {
         // _ready:
         let sw = lock(&self.switch_mutex);
         st.locked = true;
+        self.locked_hint.store(true, Ordering::Relaxed);
         if self.last_holder.load(Ordering::Relaxed) != t.id {
             self.last_holder.store(t.id, Ordering::Relaxed);
             st.switch_number += 1;
@@ -148,6 +180,7 @@ impl Gil for TimedGil {
         {
             let mut st = lock(&self.mutex);
             st.locked = false;
+            self.locked_hint.store(false, Ordering::Relaxed);
             if st.waiters > 0 {
                 self.cond.notify_one();
             }

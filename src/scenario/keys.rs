@@ -136,7 +136,7 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
     ),
     (
         "spin",
-        "fifo, mlfq: how long a waiter spins before it parks (auto: 50us when every GIL thread has a core of its own)",
+        "every design with waiters (tick, timed, fifo, mlfq): how long a waiter spins before it blocks; 0 (default), a duration, or auto (50us when every GIL thread has a core of its own)",
         |s, v| {
             s.spin = match v.as_str() {
                 Some("auto") => None,

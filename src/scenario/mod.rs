@@ -70,7 +70,7 @@ pub struct Scenario {
     pub call_work: Duration,
     pub gil: GilParams,
     pub fault: Option<Fault>,
-    /// fifo/mlfq spin before parking; None = auto.
+    /// How long a waiter of any design spins before it blocks; None = auto.
     pub spin: Option<Duration>,
     pub record: bool,
     pub watchdog: Watchdog,
@@ -116,7 +116,7 @@ impl Default for Scenario {
             call_work: Duration::from_micros(5),
             gil: GilParams::default(),
             fault: None,
-            spin: None,
+            spin: Some(Duration::ZERO),
             record: true,
             watchdog: Watchdog::Auto,
             compare_locks: LockKind::ALL.to_vec(),
@@ -311,9 +311,9 @@ impl Scenario {
         Ok(())
     }
 
-    /// The spin of hand-off waiters: as set, or with `auto` 50 us when threads are pinned and
-    /// every GIL thread has a core of its own (a spinning waiter then takes no one's core),
-    /// else none.
+    /// The spin of every design's waiters: as set (0 by default), or with `auto` 50 us when
+    /// threads are pinned and every GIL thread has a core of its own (a spinning waiter then
+    /// takes no one's core), else none.
     pub fn effective_spin(&self) -> Duration {
         if let Some(s) = self.spin {
             return s;
