@@ -16,17 +16,18 @@ pub struct Row {
     pub scenario: Scenario,
 }
 
-/// Rows for `compare`: the scenario once per design.
-pub fn compare_rows(base: &Scenario, locks: &[LockKind]) -> Vec<Row> {
+/// Rows for `compare`: the scenario once per design, each checked as it will run.
+pub fn compare_rows(base: &Scenario, locks: &[LockKind]) -> Result<Vec<Row>, String> {
     locks
         .iter()
         .map(|&l| {
             let mut s = base.clone();
             s.lock = l;
-            Row {
+            s.validate()?;
+            Ok(Row {
                 label: l.name().to_owned(),
                 scenario: s,
-            }
+            })
         })
         .collect()
 }

@@ -22,7 +22,7 @@ use gilbench::gil::LockKind;
 use gilbench::report;
 use gilbench::result::ResultFile;
 use gilbench::runner::{self, Instrument, Mode, RunError};
-use gilbench::scenario::{parse_locks, split_sweep, IoWork, Scenario, KEYS};
+use gilbench::scenario::{parse_locks, shown, split_sweep, IoWork, Scenario, KEYS};
 use gilbench::signals;
 
 /// Interpreter-lock (GIL) designs on real threads, measured.
@@ -249,7 +249,7 @@ fn instrument(out: &OutputOpts) -> Result<Instrument, Failure> {
 fn locks_arg(locks: &Option<String>) -> Result<Option<Vec<LockKind>>, Failure> {
     locks
         .as_deref()
-        .map(|l| parse_locks(l).map_err(|e| Failure::Input(format!("--locks {l}: {e}"))))
+        .map(|l| parse_locks(l).map_err(|e| Failure::Input(shown(&format!("--locks {l}: {e}")))))
         .transpose()
 }
 
@@ -326,7 +326,8 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             let sc = load_scenario(&scenario, &opts, None)?;
             let repeat = positive("--repeat", &repeat, 1000)? as u32;
             let locks = locks_arg(&locks)?.unwrap_or_else(|| sc.compare_locks.clone());
-            let runs = run_rows(experiment::compare_rows(&sc, &locks), repeat, &out)?;
+            let rows = experiment::compare_rows(&sc, &locks).map_err(Failure::Input)?;
+            let runs = run_rows(rows, repeat, &out)?;
             print!("{}", report::summary_text(&runs));
             finish(&runs, &out, None)?;
         }

@@ -56,6 +56,14 @@ fn assert_bad_input(args: &[&str], needle: &str) {
     );
 }
 
+/// `args` with `--duration 200ms`.
+fn brief<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    args.iter()
+        .copied()
+        .chain(["--duration", "200ms"])
+        .collect()
+}
+
 #[test]
 fn bad_input_is_one_line_and_exit_2() {
     let scn = workloads("cpu-scaling.toml");
@@ -71,6 +79,16 @@ fn bad_input_is_one_line_and_exit_2() {
     std::fs::write(&garbage, [0xff, 0xfe, 0x00, 0x12, 0x80]).unwrap();
     let dup = tmp("dup.toml");
     std::fs::write(&dup, "cpu_threads = 1\ncpu_threads = 2\n").unwrap();
+    let comments = tmp("comments.toml");
+    std::fs::write(&comments, "# cpu_threads = 2\n\n# nothing else\n").unwrap();
+    let escape = tmp("escape.toml");
+    std::fs::write(&escape, "name = \"x\\u001b[2Jy\"\n").unwrap();
+    let spin = tmp("spin.toml");
+    std::fs::write(
+        &spin,
+        "lock = \"fifo\"\nspin = \"500us\"\nduration = \"200ms\"\n",
+    )
+    .unwrap();
     let (m, u, w, e, g, d) = (
         malformed.to_str().unwrap(),
         unknown_key.to_str().unwrap(),
@@ -79,6 +97,13 @@ fn bad_input_is_one_line_and_exit_2() {
         garbage.to_str().unwrap(),
         dup.to_str().unwrap(),
     );
+    let (c, esc, sp) = (
+        comments.to_str().unwrap(),
+        escape.to_str().unwrap(),
+        spin.to_str().unwrap(),
+    );
+    let echo = workloads("convoy-echo.toml");
+    // Cases that used to run (and exit 0) run briefly (`brief`) if they regress.
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["run", "/nonexistent/scenario.toml"], "no such file"),
         (vec!["run", m], "malformed TOML"),
@@ -105,6 +130,59 @@ fn bad_input_is_one_line_and_exit_2() {
             "check_interval",
         ),
         (vec!["run", &scn, "--set", "quanta=[1ms,0ms]"], "quanta"),
+        (vec!["run", c], "empty"),
+        (vec!["run", esc], "control character"),
+        (
+            brief(&["run", &scn, "--set", "description=a\tb"]),
+            "control character",
+        ),
+        (brief(&["run", &scn, "--set", "name=\"\""]), "empty"),
+        (brief(&["run", &scn, "--pin", "0,0"]), "names core 0 twice"),
+        (
+            brief(&["run", &scn, "--set", "work_ticks=1073741824"]),
+            "work_ticks",
+        ),
+        (brief(&["run", &scn, "--set", "call_work=10s"]), "call_work"),
+        (brief(&["run", &scn, "--set", "warmup=2m"]), "warmup"),
+        (
+            brief(&["run", &echo, "--set", "io_threads=3", "--set", "port=65534"]),
+            "io_threads",
+        ),
+        (
+            brief(&["run", &scn, "--lock", "fifo", "--set", "spin=10m"]),
+            "at most 1ms",
+        ),
+        (
+            brief(&["run", &scn, "--lock", "fifo", "--set", "spin=6ms"]),
+            "at most 1ms",
+        ),
+        (
+            vec!["run", sp, "--interval", "100us"],
+            "shorter than interval",
+        ),
+        (
+            brief(&["run", sp, "--set", "interval=500us"]),
+            "shorter than interval",
+        ),
+        (
+            brief(&["run", &scn, "--lock", "mlfq", "--set", "spin=1ms"]),
+            "top quantum",
+        ),
+        (
+            vec![
+                "compare",
+                sp,
+                "--locks",
+                "timed,fifo",
+                "--set",
+                "interval=400us",
+            ],
+            "under fifo",
+        ),
+        (
+            brief(&["compare", &scn, "--locks", "none,none"]),
+            "'none' is named twice",
+        ),
         (vec!["frobnicate"], "frobnicate"),
         (vec!["run", &scn, "--no-such-flag"], "no-such-flag"),
     ];

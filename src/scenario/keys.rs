@@ -7,21 +7,28 @@ use toml::Value;
 
 use super::{CpuWork, Fault, IoWork, Scenario, Watchdog, MAX_THREADS};
 use crate::gil::LockKind;
-use crate::units::parse_duration;
+use crate::units::{format_duration, parse_duration};
 
 pub type Setter = fn(&mut Scenario, &Value) -> Result<(), String>;
 
 /// Every key a scenario may set: name, what it means, and its setter.
 pub const KEYS: &[(&str, &str, Setter)] = &[
-    ("name", "the scenario's name in reports", |s, v| {
-        s.name = string(v)?;
+    ("name", "the scenario's name in reports and output file names", |s, v| {
+        let n = text(v)?;
+        if n.trim().is_empty() {
+            return Err("the name is empty".into());
+        }
+        if n.chars().count() > MAX_NAME {
+            return Err(format!("the name is longer than {MAX_NAME} characters"));
+        }
+        s.name = n;
         Ok(())
     }),
     (
         "description",
         "one line on what the scenario shows",
         |s, v| {
-            s.description = string(v)?;
+            s.description = text(v)?;
             Ok(())
         },
     ),
@@ -75,9 +82,9 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
     ),
     (
         "call_work",
-        "GIL-held work after every blocking or native call (0us: none)",
+        "GIL-held work after every blocking or native call (0us: none; at most 100ms)",
         |s, v| {
-            s.call_work = duration(v)?;
+            s.call_work = duration_at_most(v, MAX_CALL_WORK)?;
             Ok(())
         },
     ),
@@ -136,11 +143,12 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
     ),
     (
         "spin",
-        "fifo, mlfq: how long a waiter spins before it parks (auto: 50us when every GIL thread has a core of its own)",
+        "fifo, mlfq: how long a waiter spins before it parks (auto: 50us when every GIL thread \
+         has a core of its own); at most 1ms, and less than interval (fifo) or the top quantum (mlfq)",
         |s, v| {
             s.spin = match v.as_str() {
                 Some("auto") => None,
-                _ => Some(duration(v)?),
+                _ => Some(duration_at_most(v, MAX_SPIN)?),
             };
             Ok(())
         },
@@ -182,8 +190,8 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
         s.request_bytes = count(v, 1, 1 << 20)? as usize;
         Ok(())
     }),
-    ("work_ticks", "echo: GIL-held ticks per request", |s, v| {
-        s.work_ticks = count(v, 0, 1 << 30)?;
+    ("work_ticks", "echo: GIL-held ticks per request (at most 1000000)", |s, v| {
+        s.work_ticks = count(v, 0, MAX_WORK_TICKS)?;
         Ok(())
     }),
     ("connections", "load generator: connections (closed loop: requests in flight)", |s, v| {
@@ -198,8 +206,8 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
         s.rate = r;
         Ok(())
     }),
-    ("warmup", "load generator: time before recording starts", |s, v| {
-        s.warmup = duration(v)?;
+    ("warmup", "load generator: time before recording starts (at most 60s)", |s, v| {
+        s.warmup = duration_at_most(v, MAX_WARMUP)?;
         Ok(())
     }),
     ("timeout", "load generator: a request unanswered this long has failed", |s, v| {
@@ -227,7 +235,7 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
         s.listen = t.parse().map_err(|_| format!("'{t}' is not an IP address"))?;
         Ok(())
     }),
-    ("port", "server: first port (0: any free port)", |s, v| {
+    ("port", "server: first port; echo servers take io_threads ports from it (0: any free port)", |s, v| {
         s.port = count(v, 0, 65_535)? as u16;
         Ok(())
     }),
@@ -259,14 +267,26 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
     }),
 ];
 
-/// Parses a comma-separated list of designs.
+/// Longest scenario name (it becomes part of output file names).
+const MAX_NAME: usize = 100;
+/// Longest `call_work`: one request or native call must stay far shorter than a run.
+const MAX_CALL_WORK: Duration = Duration::from_millis(100);
+/// Most `work_ticks` per request (about 50 ms of hashing at 64 bytes a tick).
+const MAX_WORK_TICKS: u64 = 1_000_000;
+/// Longest `warmup`.
+const MAX_WARMUP: Duration = Duration::from_secs(60);
+/// Longest `spin`: a spinning waiter burns a core.
+pub const MAX_SPIN: Duration = Duration::from_millis(1);
+
+/// Parses a comma-separated list of designs, each named once.
 pub fn parse_locks(list: &str) -> Result<Vec<LockKind>, String> {
-    let locks: Vec<LockKind> = list
-        .split(',')
-        .map(|l| l.trim().parse())
-        .collect::<Result<_, _>>()?;
-    if locks.is_empty() {
-        return Err("no designs named".into());
+    let mut locks: Vec<LockKind> = Vec::new();
+    for l in list.split(',') {
+        let l: LockKind = l.trim().parse()?;
+        if locks.contains(&l) {
+            return Err(format!("'{l}' is named twice"));
+        }
+        locks.push(l);
     }
     Ok(locks)
 }
@@ -319,6 +339,19 @@ fn string(v: &Value) -> Result<String, String> {
         .ok_or_else(|| expected("a string", v))
 }
 
+/// A string that is shown on a terminal and in reports: one line, no control characters.
+fn text(v: &Value) -> Result<String, String> {
+    let t = string(v)?;
+    if let Some(c) = t.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "'{}' contains the control character {}",
+            super::shown(&t),
+            c.escape_unicode()
+        ));
+    }
+    Ok(t)
+}
+
 fn count(v: &Value, min: u64, max: u64) -> Result<u64, String> {
     let n = v
         .as_integer()
@@ -337,6 +370,18 @@ fn duration(v: &Value) -> Result<Duration, String> {
         v.as_str()
             .ok_or_else(|| expected("a duration string like \"5ms\"", v))?,
     )
+}
+
+fn duration_at_most(v: &Value, max: Duration) -> Result<Duration, String> {
+    let d = duration(v)?;
+    if d > max {
+        return Err(format!(
+            "'{}' is too long (at most {})",
+            v.as_str().unwrap_or_default().trim(),
+            format_duration(max)
+        ));
+    }
+    Ok(d)
 }
 
 fn positive_duration(v: &Value) -> Result<Duration, String> {
