@@ -83,6 +83,8 @@ fn bad_input_is_one_line_and_exit_2() {
     std::fs::write(&comments, "# cpu_threads = 2\n\n# nothing else\n").unwrap();
     let escape = tmp("escape.toml");
     std::fs::write(&escape, "name = \"x\\u001b[2Jy\"\n").unwrap();
+    let bad_sweep = tmp("bad-sweep.toml");
+    std::fs::write(&bad_sweep, "sweep = \"lock=tick,zzz\"\n").unwrap();
     let spin = tmp("spin.toml");
     std::fs::write(
         &spin,
@@ -97,9 +99,10 @@ fn bad_input_is_one_line_and_exit_2() {
         garbage.to_str().unwrap(),
         dup.to_str().unwrap(),
     );
-    let (c, esc, sp) = (
+    let (c, esc, bs, sp) = (
         comments.to_str().unwrap(),
         escape.to_str().unwrap(),
+        bad_sweep.to_str().unwrap(),
         spin.to_str().unwrap(),
     );
     let echo = workloads("convoy-echo.toml");
@@ -137,6 +140,7 @@ fn bad_input_is_one_line_and_exit_2() {
             "control character",
         ),
         (brief(&["run", &scn, "--set", "name=\"\""]), "empty"),
+        (vec!["run", bs], "key 'sweep': lock=zzz"),
         (brief(&["run", &scn, "--pin", "0,0"]), "names core 0 twice"),
         (
             brief(&["run", &scn, "--set", "work_ticks=1073741824"]),
@@ -182,6 +186,46 @@ fn bad_input_is_one_line_and_exit_2() {
         (
             brief(&["compare", &scn, "--locks", "none,none"]),
             "'none' is named twice",
+        ),
+        (
+            brief(&["sweep", &scn, "--set", "cpu_threads=3"]),
+            "being swept",
+        ),
+        (brief(&["sweep", &scn, "--cpu-threads", "3"]), "being swept"),
+        (
+            brief(&["sweep", &scn, "--set", "cpu_threads="]),
+            "empty value",
+        ),
+        (
+            brief(&["sweep", &scn, "--set", "cpu_threads=1,,2"]),
+            "empty value",
+        ),
+        (
+            brief(&["sweep", &scn, "--set", "cpu_threads=1,1"]),
+            "'1' is named twice",
+        ),
+        (
+            brief(&["sweep", &scn, "--set", "name=a/b,a_b"]),
+            "same output file names",
+        ),
+        (
+            brief(&[
+                "sweep",
+                &scn,
+                "--set",
+                "interval=1ms,2ms",
+                "--interval",
+                "3ms",
+            ]),
+            "being swept",
+        ),
+        (
+            brief(&["sweep", &scn, "--set", "lock=tick,timed", "--locks", "fifo"]),
+            "over 'lock'",
+        ),
+        (
+            brief(&["sweep", &scn, "--set", "locks=tick,timed"]),
+            "cannot be swept",
         ),
         (vec!["frobnicate"], "frobnicate"),
         (vec!["run", &scn, "--no-such-flag"], "no-such-flag"),

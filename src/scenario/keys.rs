@@ -157,15 +157,9 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
         s.compare_locks = parse_locks(&string(v)?)?;
         Ok(())
     }),
-    ("sweep", "sweep: the default KEY=V1,V2,... to sweep", |s, v| {
+    ("sweep", "sweep: the default KEY=V1,V2,... to sweep (two or more distinct values)", |s, v| {
         let t = string(v)?;
-        let (k, vals) = split_sweep(&t)?;
-        if !KEYS.iter().any(|(name, _, _)| *name == k) {
-            return Err(format!("'{k}' is not a key"));
-        }
-        if vals.len() < 2 {
-            return Err("a sweep needs at least two values".into());
-        }
+        parse_sweep(&t, s)?;
         s.sweep = Some(t);
         Ok(())
     }),
@@ -289,6 +283,37 @@ pub fn parse_locks(list: &str) -> Result<Vec<LockKind>, String> {
         locks.push(l);
     }
     Ok(locks)
+}
+
+/// Keys a sweep may not vary: they change nothing a run does.
+const NOT_SWEEPABLE: &[&str] = &["locks", "sweep"];
+
+/// Reads a sweep `KEY=V1,V2,...`: a key that changes the run, at least two values, no
+/// value twice, and each value one the key's setter accepts (tried on a copy of `s`).
+/// Returns the key as `KEYS` spells it and the values.
+pub fn parse_sweep(spec: &str, s: &Scenario) -> Result<(&'static str, Vec<String>), String> {
+    let (k, vals) = split_sweep(spec)?;
+    let Some((key, _, set)) = KEYS.iter().find(|(name, _, _)| *name == k) else {
+        return Err(format!("'{k}' is not a key (`gilbench keys` lists them)"));
+    };
+    if NOT_SWEEPABLE.contains(key) {
+        return Err(format!(
+            "key '{key}' cannot be swept: it changes nothing in a run"
+        ));
+    }
+    if vals.len() < 2 {
+        return Err("a sweep needs at least two values".into());
+    }
+    let mut seen: Vec<Value> = Vec::new();
+    for raw in &vals {
+        let v = cli_value(raw).map_err(|e| format!("{key}={raw}: {e}"))?;
+        if seen.contains(&v) {
+            return Err(format!("'{raw}' is named twice"));
+        }
+        set(&mut s.clone(), &v).map_err(|e| format!("{key}={raw}: {e}"))?;
+        seen.push(v);
+    }
+    Ok((key, vals))
 }
 
 /// Splits `KEY=V1,V2,...` at top-level commas (commas inside `[...]` belong to a value).

@@ -5,7 +5,7 @@
 
 mod keys;
 
-pub use keys::{cli_value, parse_locks, split_sweep, Setter, KEYS, MAX_SPIN};
+pub use keys::{cli_value, parse_locks, parse_sweep, split_sweep, Setter, KEYS, MAX_SPIN};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -240,7 +240,16 @@ impl Scenario {
         self.finish()
     }
 
-    fn origin_of(&self, key: &str) -> String {
+    /// Applies one value of a sweep (`raw` as written in `KEY=V1,V2,...`); `origin` names
+    /// the sweep.
+    pub fn set_swept(&mut self, key: &str, raw: &str, origin: &str) -> Result<(), String> {
+        let v = cli_value(raw).map_err(|e| format!("{}: {key}={raw}: {e}", shown(origin)))?;
+        self.set_value(key, &v, origin)?;
+        self.finish()
+    }
+
+    /// Where `key` was last set: a file, `--set ...` or a flag.
+    pub fn origin_of(&self, key: &str) -> String {
         self.origin
             .get(key)
             .cloned()
@@ -602,6 +611,26 @@ mod tests {
         s.set_kv("port=65534").unwrap();
         let e = s.validate().unwrap_err();
         assert!(e.contains("'port'") && e.contains("io_threads"), "{e}");
+    }
+
+    #[test]
+    fn a_sweep_in_a_file_is_checked_value_by_value() {
+        for (text, needle) in [
+            ("sweep = \"lock=tick,zzz\"", "zzz"),
+            ("sweep = \"cpu_threads=1,1\"", "'1' is named twice"),
+            ("sweep = \"cpu_threads=1\"", "at least two"),
+            ("sweep = \"bogus=1,2\"", "'bogus' is not a key"),
+            ("sweep = \"locks=tick,timed\"", "cannot be swept"),
+            ("sweep = \"spin=10us,2ms\"", "at most 1ms"),
+        ] {
+            let e = Scenario::from_toml(text, "x.toml").unwrap_err();
+            assert!(
+                e.starts_with("x.toml: key 'sweep'") && e.contains(needle),
+                "{text}: {e}"
+            );
+        }
+        let s = Scenario::from_toml("sweep = \"interval=1ms, 5ms\"", "x.toml").unwrap();
+        assert_eq!(s.sweep.as_deref(), Some("interval=1ms, 5ms"));
     }
 
     #[test]
