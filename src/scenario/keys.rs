@@ -265,12 +265,12 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
 const MAX_NAME: usize = 100;
 /// Longest `call_work`: one request or native call must stay far shorter than a run.
 const MAX_CALL_WORK: Duration = Duration::from_millis(100);
-/// Most `work_ticks` per request (about 50 ms of hashing at 64 bytes a tick).
+/// Most `work_ticks` per request (about 50 ms of hashing at the default 64 bytes a tick).
 const MAX_WORK_TICKS: u64 = 1_000_000;
 /// Longest `warmup`.
 const MAX_WARMUP: Duration = Duration::from_secs(60);
 /// Longest `spin`: a spinning waiter burns a core.
-pub const MAX_SPIN: Duration = Duration::from_millis(1);
+const MAX_SPIN: Duration = Duration::from_millis(1);
 
 /// Parses a comma-separated list of designs, each named once.
 pub fn parse_locks(list: &str) -> Result<Vec<LockKind>, String> {

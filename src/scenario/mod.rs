@@ -5,7 +5,7 @@
 
 mod keys;
 
-pub use keys::{cli_value, parse_locks, parse_sweep, split_sweep, Setter, KEYS, MAX_SPIN};
+pub use keys::{cli_value, parse_locks, parse_sweep, split_sweep, Setter, KEYS};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -155,16 +155,16 @@ pub enum Watchdog {
 impl Scenario {
     /// Loads and validates a scenario file.
     pub fn from_file(path: &Path) -> Result<Self, String> {
-        let shown = shown(&path.display().to_string());
+        let file = shown(&path.display().to_string());
         let text = std::fs::read(path)
-            .map_err(|e| format!("cannot read scenario {shown}: {}", io_reason(&e)))?;
+            .map_err(|e| format!("cannot read scenario {file}: {}", io_reason(&e)))?;
         let text = String::from_utf8(text)
-            .map_err(|_| format!("{shown}: not a text file (invalid UTF-8)"))?;
-        let mut s = Self::from_toml(&text, &shown)?;
+            .map_err(|_| format!("{file}: not a text file (invalid UTF-8)"))?;
+        let mut s = Self::from_toml(&text, &file)?;
         if s.name == "scenario" {
             s.name = path
                 .file_stem()
-                .map_or("scenario".into(), |n| n.to_string_lossy().into_owned());
+                .map_or("scenario".into(), |n| shown(&n.to_string_lossy()));
         }
         Ok(s)
     }
@@ -452,16 +452,15 @@ impl Scenario {
 
 /// `s` with control characters escaped (`\n`, `\u{1b}`), for one-line messages.
 pub fn shown(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            let esc: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            esc
-        })
-        .collect()
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            o.extend(c.escape_default());
+        } else {
+            o.push(c);
+        }
+    }
+    o
 }
 
 fn io_reason(e: &std::io::Error) -> String {
@@ -534,6 +533,17 @@ mod tests {
             let e = Scenario::from_toml(text, "x.toml").unwrap_err();
             assert!(e.contains("x.toml") && e.contains("empty"), "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn a_name_taken_from_the_file_name_is_printable() {
+        let dir = std::env::temp_dir().join(format!("gilbench-scenario-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a\u{1b}[2Jb.toml");
+        std::fs::write(&path, "lock = \"timed\"\n").unwrap();
+        let s = Scenario::from_file(&path).unwrap();
+        assert_eq!(s.name, "a\\u{1b}[2Jb");
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]
