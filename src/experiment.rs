@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use crate::gil::LockKind;
+use crate::report::file_part;
 use crate::result::RunResult;
 use crate::runner::{self, Instrument, Mode, RunError};
-use crate::scenario::{split_sweep, Scenario};
+use crate::scenario::{parse_sweep, shown, Scenario};
 use crate::signals;
 
 /// One row of an experiment: its label and the scenario it runs.
@@ -16,25 +17,39 @@ pub struct Row {
     pub scenario: Scenario,
 }
 
-/// Rows for `compare`: the scenario once per design.
-pub fn compare_rows(base: &Scenario, locks: &[LockKind]) -> Vec<Row> {
-    locks
+/// Rows for `compare`: the scenario once per design, each checked as it will run.
+pub fn compare_rows(base: &Scenario, locks: &[LockKind]) -> Result<Vec<Row>, String> {
+    let rows = locks
         .iter()
         .map(|&l| {
             let mut s = base.clone();
             s.lock = l;
-            Row {
+            s.validate()?;
+            Ok(Row {
                 label: l.name().to_owned(),
                 scenario: s,
-            }
+            })
         })
-        .collect()
+        .collect::<Result<Vec<_>, String>>()?;
+    distinct_labels(&rows, "--locks")?;
+    Ok(rows)
 }
 
 /// Rows for `sweep`: the scenario once per value of `KEY=V1,V2,...`, for each design in
-/// `locks` (or the scenario's own design when `locks` is empty).
-pub fn sweep_rows(base: &Scenario, sweep: &str, locks: &[LockKind]) -> Result<Vec<Row>, String> {
-    let (key, values) = split_sweep(sweep).map_err(|e| format!("--set {sweep}: {e}"))?;
+/// `locks` (or the scenario's own design when `locks` is empty). `origin` names where the
+/// sweep was written (`--set KEY=V1,V2`, or the scenario file's `sweep`).
+pub fn sweep_rows(
+    base: &Scenario,
+    sweep: &str,
+    origin: &str,
+    locks: &[LockKind],
+) -> Result<Vec<Row>, String> {
+    let (key, values) = parse_sweep(sweep, base).map_err(|e| format!("{origin}: {e}"))?;
+    if key == "lock" && !locks.is_empty() {
+        return Err(format!(
+            "{origin}: the sweep is over 'lock' already; drop --locks or sweep another key"
+        ));
+    }
     let designs: Vec<Option<LockKind>> = if locks.is_empty() {
         vec![None]
     } else {
@@ -47,7 +62,7 @@ pub fn sweep_rows(base: &Scenario, sweep: &str, locks: &[LockKind]) -> Result<Ve
             if let Some(l) = d {
                 s.lock = *l;
             }
-            s.set_kv(&format!("{key}={v}"))?;
+            s.set_swept(key, v, origin)?;
             s.validate()?;
             let label = match d {
                 Some(l) if designs.len() > 1 => format!("{l} {key}={v}"),
@@ -56,7 +71,28 @@ pub fn sweep_rows(base: &Scenario, sweep: &str, locks: &[LockKind]) -> Result<Ve
             rows.push(Row { label, scenario: s });
         }
     }
+    distinct_labels(&rows, origin)?;
     Ok(rows)
+}
+
+/// Rows group runs in tables by label and name per-row output files after it (with every
+/// character other than ASCII letters, digits, `-` and `.` written as `_`): two rows whose
+/// labels agree that far would merge into one row, or overwrite each other's files.
+fn distinct_labels(rows: &[Row], origin: &str) -> Result<(), String> {
+    for (i, a) in rows.iter().enumerate() {
+        if let Some(b) = rows[..i]
+            .iter()
+            .find(|b| file_part(&b.label) == file_part(&a.label))
+        {
+            return Err(format!(
+                "{origin}: rows '{}' and '{}' would write the same output file names (labels \
+                 may differ only in letters, digits, '-' and '.')",
+                shown(&b.label),
+                shown(&a.label)
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// How long one run of `sc` is expected to take (for progress).

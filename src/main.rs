@@ -22,7 +22,7 @@ use gilbench::gil::LockKind;
 use gilbench::report;
 use gilbench::result::ResultFile;
 use gilbench::runner::{self, Instrument, Mode, RunError};
-use gilbench::scenario::{parse_locks, split_sweep, IoWork, Scenario, KEYS};
+use gilbench::scenario::{parse_locks, shown, split_sweep, IoWork, Scenario, KEYS};
 use gilbench::signals;
 
 /// Interpreter-lock (GIL) designs on real threads, measured.
@@ -202,13 +202,42 @@ impl From<RunError> for Failure {
     }
 }
 
-fn load_scenario(path: &Path, o: &RunOpts, sweep_key: Option<&str>) -> Result<Scenario, Failure> {
+/// A sweep to run: `KEY=V1,V2,...` and where it was written.
+struct SweepSpec {
+    spec: String,
+    key: String,
+    origin: String,
+}
+
+impl SweepSpec {
+    /// The error for a single value given for the swept key.
+    fn swept(&self, given: &str) -> Failure {
+        Failure::Input(format!(
+            "{}: key '{}' is being swept by {}; give the values in the sweep (--set {}=V1,V2,...), or use `gilbench run` for one value",
+            shown(given),
+            self.key,
+            self.origin,
+            self.key
+        ))
+    }
+}
+
+/// Loads the scenario and applies `--set` and the flags, in that order. In a sweep, the
+/// swept key takes its values from the sweep only: another value for it is an error.
+fn load_scenario(path: &Path, o: &RunOpts, sweep: Option<&SweepSpec>) -> Result<Scenario, Failure> {
     let mut s = Scenario::from_file(path).map_err(Failure::Input)?;
     for kv in &o.set {
-        if sweep_key.is_some_and(|k| kv.split_once('=').is_some_and(|(key, _)| key.trim() == k)) {
+        let Some(sw) = sweep else {
+            s.set_kv(kv).map_err(Failure::Input)?;
+            continue;
+        };
+        if *kv == sw.spec {
             continue;
         }
         s.set_kv(kv).map_err(Failure::Input)?;
+        if kv.split_once('=').is_some_and(|(k, _)| k.trim() == sw.key) {
+            return Err(sw.swept(&format!("--set {kv}")));
+        }
     }
     let flags = [
         ("lock", "--lock", &o.lock),
@@ -220,6 +249,9 @@ fn load_scenario(path: &Path, o: &RunOpts, sweep_key: Option<&str>) -> Result<Sc
     for (key, flag, val) in flags {
         if let Some(v) = val {
             s.set_flag(key, flag, v).map_err(Failure::Input)?;
+            if let Some(sw) = sweep.filter(|sw| sw.key == key) {
+                return Err(sw.swept(&format!("{flag} {v}")));
+            }
         }
     }
     s.validate().map_err(Failure::Input)?;
@@ -249,7 +281,7 @@ fn instrument(out: &OutputOpts) -> Result<Instrument, Failure> {
 fn locks_arg(locks: &Option<String>) -> Result<Option<Vec<LockKind>>, Failure> {
     locks
         .as_deref()
-        .map(|l| parse_locks(l).map_err(|e| Failure::Input(format!("--locks {l}: {e}"))))
+        .map(|l| parse_locks(l).map_err(|e| Failure::Input(shown(&format!("--locks {l}: {e}")))))
         .transpose()
 }
 
@@ -275,22 +307,48 @@ fn apply_listen(sc: &mut Scenario, l: &str) -> Result<(), Failure> {
 }
 
 /// The sweep a command asks for: a `--set` with several values, or the scenario's `sweep`.
-fn sweep_spec(o: &RunOpts, path: &Path) -> Result<Option<String>, Failure> {
+fn sweep_spec(o: &RunOpts, path: &Path) -> Result<Option<SweepSpec>, Failure> {
     let mut multi = Vec::new();
     for kv in &o.set {
-        if let Ok((_, vals)) = split_sweep(kv) {
-            if vals.len() > 1 {
-                multi.push(kv.clone());
+        match split_sweep(kv) {
+            Ok((k, vals)) if vals.len() > 1 => multi.push((kv.clone(), k.to_owned())),
+            Ok(_) => {}
+            // A list with a hole (`--set cpu_threads=1,,2`); other malformed `--set`s are
+            // reported as they are applied.
+            Err(e) if kv.contains(',') => {
+                return Err(Failure::Input(format!(
+                    "{}: {e}",
+                    shown(&format!("--set {kv}"))
+                )))
             }
+            Err(_) => {}
         }
     }
     match multi.len() {
-        0 => Ok(Scenario::from_file(path).map_err(Failure::Input)?.sweep),
-        1 => Ok(Some(multi.remove(0))),
-        _ => Err(Failure::Input(format!(
+        0 => {
+            let sc = Scenario::from_file(path).map_err(Failure::Input)?;
+            Ok(sc.sweep.as_ref().map(|spec| SweepSpec {
+                key: split_sweep(spec).map_or(String::new(), |(k, _)| k.to_owned()),
+                origin: format!("{} (sweep = \"{spec}\")", sc.origin_of("sweep")),
+                spec: spec.clone(),
+            }))
+        }
+        1 => {
+            let (spec, key) = multi.remove(0);
+            Ok(Some(SweepSpec {
+                origin: shown(&format!("--set {spec}")),
+                spec,
+                key,
+            }))
+        }
+        _ => Err(Failure::Input(shown(&format!(
             "--set: only one key can be swept at a time ({})",
-            multi.join(", ")
-        ))),
+            multi
+                .iter()
+                .map(|(kv, _)| kv.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))),
     }
 }
 
@@ -326,7 +384,8 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             let sc = load_scenario(&scenario, &opts, None)?;
             let repeat = positive("--repeat", &repeat, 1000)? as u32;
             let locks = locks_arg(&locks)?.unwrap_or_else(|| sc.compare_locks.clone());
-            let runs = run_rows(experiment::compare_rows(&sc, &locks), repeat, &out)?;
+            let rows = experiment::compare_rows(&sc, &locks).map_err(Failure::Input)?;
+            let runs = run_rows(rows, repeat, &out)?;
             print!("{}", report::summary_text(&runs));
             finish(&runs, &out, None)?;
         }
@@ -337,20 +396,20 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             opts,
             out,
         }) => {
-            let Some(spec) = sweep_spec(&opts, &scenario)? else {
+            let Some(sweep) = sweep_spec(&opts, &scenario)? else {
                 return Err(Failure::Input(format!(
                     "{}: nothing to sweep: give --set KEY=V1,V2,... (or a `sweep` key in the scenario)",
                     scenario.display()
                 )));
             };
-            let key = split_sweep(&spec).map_err(Failure::Input)?.0.to_owned();
-            let sc = load_scenario(&scenario, &opts, Some(&key))?;
+            let sc = load_scenario(&scenario, &opts, Some(&sweep))?;
             let repeat = positive("--repeat", &repeat, 1000)? as u32;
             let locks = locks_arg(&locks)?.unwrap_or_default();
-            let rows = experiment::sweep_rows(&sc, &spec, &locks).map_err(Failure::Input)?;
+            let rows = experiment::sweep_rows(&sc, &sweep.spec, &sweep.origin, &locks)
+                .map_err(Failure::Input)?;
             let runs = run_rows(rows, repeat, &out)?;
             print!("{}", report::summary_text(&runs));
-            finish(&runs, &out, Some(&key))?;
+            finish(&runs, &out, Some(&sweep.key))?;
         }
         Command::Report { result, out } => {
             let text = std::fs::read_to_string(&result)

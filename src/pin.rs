@@ -27,7 +27,14 @@ impl FromStr for PinMode {
                 let cores: Result<Vec<usize>, _> =
                     list.split(',').map(|c| c.trim().parse::<usize>()).collect();
                 match cores {
-                    Ok(c) if !c.is_empty() => Ok(PinMode::List(c)),
+                    Ok(c) if !c.is_empty() => {
+                        let mut seen = c.clone();
+                        seen.sort_unstable();
+                        if let Some(w) = seen.windows(2).find(|w| w[0] == w[1]) {
+                            return Err(format!("'{s}' names core {} twice", w[0]));
+                        }
+                        Ok(PinMode::List(c))
+                    }
                     _ => Err(format!(
                         "pin '{s}' is not spread, single, none or a core list like 0,1"
                     )),
@@ -141,6 +148,8 @@ mod tests {
         assert_eq!("spread".parse::<PinMode>().unwrap(), PinMode::Spread);
         assert_eq!("0,1".parse::<PinMode>().unwrap(), PinMode::List(vec![0, 1]));
         assert!("0,x".parse::<PinMode>().is_err());
+        let e = "0,1,0".parse::<PinMode>().unwrap_err();
+        assert!(e.contains("names core 0 twice"), "{e}");
         assert!("".parse::<PinMode>().is_err());
     }
 

@@ -56,6 +56,14 @@ fn assert_bad_input(args: &[&str], needle: &str) {
     );
 }
 
+/// `args` with `--duration 200ms`.
+fn brief<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    args.iter()
+        .copied()
+        .chain(["--duration", "200ms"])
+        .collect()
+}
+
 #[test]
 fn bad_input_is_one_line_and_exit_2() {
     let scn = workloads("cpu-scaling.toml");
@@ -71,6 +79,18 @@ fn bad_input_is_one_line_and_exit_2() {
     std::fs::write(&garbage, [0xff, 0xfe, 0x00, 0x12, 0x80]).unwrap();
     let dup = tmp("dup.toml");
     std::fs::write(&dup, "cpu_threads = 1\ncpu_threads = 2\n").unwrap();
+    let comments = tmp("comments.toml");
+    std::fs::write(&comments, "# cpu_threads = 2\n\n# nothing else\n").unwrap();
+    let escape = tmp("escape.toml");
+    std::fs::write(&escape, "name = \"x\\u001b[2Jy\"\n").unwrap();
+    let bad_sweep = tmp("bad-sweep.toml");
+    std::fs::write(&bad_sweep, "sweep = \"lock=tick,zzz\"\n").unwrap();
+    let spin = tmp("spin.toml");
+    std::fs::write(
+        &spin,
+        "lock = \"fifo\"\nspin = \"500us\"\nduration = \"200ms\"\n",
+    )
+    .unwrap();
     let (m, u, w, e, g, d) = (
         malformed.to_str().unwrap(),
         unknown_key.to_str().unwrap(),
@@ -79,6 +99,14 @@ fn bad_input_is_one_line_and_exit_2() {
         garbage.to_str().unwrap(),
         dup.to_str().unwrap(),
     );
+    let (c, esc, bs, sp) = (
+        comments.to_str().unwrap(),
+        escape.to_str().unwrap(),
+        bad_sweep.to_str().unwrap(),
+        spin.to_str().unwrap(),
+    );
+    let echo = workloads("convoy-echo.toml");
+    // Cases that used to run (and exit 0) run briefly (`brief`) if they regress.
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["run", "/nonexistent/scenario.toml"], "no such file"),
         (vec!["run", m], "malformed TOML"),
@@ -105,6 +133,100 @@ fn bad_input_is_one_line_and_exit_2() {
             "check_interval",
         ),
         (vec!["run", &scn, "--set", "quanta=[1ms,0ms]"], "quanta"),
+        (vec!["run", c], "empty"),
+        (vec!["run", esc], "control character"),
+        (
+            brief(&["run", &scn, "--set", "description=a\tb"]),
+            "control character",
+        ),
+        (brief(&["run", &scn, "--set", "name=\"\""]), "empty"),
+        (vec!["run", bs], "key 'sweep': lock=zzz"),
+        (brief(&["run", &scn, "--pin", "0,0"]), "names core 0 twice"),
+        (
+            brief(&["run", &scn, "--set", "work_ticks=1073741824"]),
+            "work_ticks",
+        ),
+        (brief(&["run", &scn, "--set", "call_work=10s"]), "call_work"),
+        (brief(&["run", &scn, "--set", "warmup=2m"]), "warmup"),
+        (
+            brief(&["run", &echo, "--set", "io_threads=3", "--set", "port=65534"]),
+            "io_threads",
+        ),
+        (
+            brief(&["run", &scn, "--lock", "fifo", "--set", "spin=10m"]),
+            "at most 1ms",
+        ),
+        (
+            brief(&["run", &scn, "--lock", "fifo", "--set", "spin=6ms"]),
+            "at most 1ms",
+        ),
+        (
+            vec!["run", sp, "--interval", "100us"],
+            "shorter than interval",
+        ),
+        (
+            brief(&["run", sp, "--set", "interval=500us"]),
+            "shorter than interval",
+        ),
+        (
+            brief(&["run", &scn, "--lock", "mlfq", "--set", "spin=1ms"]),
+            "top quantum",
+        ),
+        (
+            vec![
+                "compare",
+                sp,
+                "--locks",
+                "timed,fifo",
+                "--set",
+                "interval=400us",
+            ],
+            "under fifo",
+        ),
+        (
+            brief(&["compare", &scn, "--locks", "none,none"]),
+            "'none' is named twice",
+        ),
+        (
+            brief(&["sweep", &scn, "--set", "cpu_threads=3"]),
+            "being swept",
+        ),
+        (brief(&["sweep", &scn, "--cpu-threads", "3"]), "being swept"),
+        (
+            brief(&["sweep", &scn, "--set", "cpu_threads="]),
+            "empty value",
+        ),
+        (
+            brief(&["sweep", &scn, "--set", "cpu_threads=1,,2"]),
+            "empty value",
+        ),
+        (
+            brief(&["sweep", &scn, "--set", "cpu_threads=1,1"]),
+            "'1' is named twice",
+        ),
+        (
+            brief(&["sweep", &scn, "--set", "name=a/b,a_b"]),
+            "same output file names",
+        ),
+        (
+            brief(&[
+                "sweep",
+                &scn,
+                "--set",
+                "interval=1ms,2ms",
+                "--interval",
+                "3ms",
+            ]),
+            "being swept",
+        ),
+        (
+            brief(&["sweep", &scn, "--set", "lock=tick,timed", "--locks", "fifo"]),
+            "over 'lock'",
+        ),
+        (
+            brief(&["sweep", &scn, "--set", "locks=tick,timed"]),
+            "cannot be swept",
+        ),
         (vec!["frobnicate"], "frobnicate"),
         (vec!["run", &scn, "--no-such-flag"], "no-such-flag"),
     ];

@@ -173,6 +173,21 @@ pub mod export;
 pub mod hgrm;
 pub mod plot;
 
+/// The part of an output file name (`--hgrm`, `--plot`) that a scenario name or row label
+/// becomes: ASCII letters, digits, `-` and `.` kept, anything else `_`. Not injective, so an
+/// experiment rejects rows whose labels it maps alike (`experiment::sweep_rows`).
+pub fn file_part(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// The columns of a compare/sweep table, after the label.
 pub const COLUMNS: [&str; 9] = [
     "requests/s",

@@ -7,21 +7,32 @@ use toml::Value;
 
 use super::{CpuWork, Fault, IoWork, Scenario, Watchdog, MAX_THREADS};
 use crate::gil::LockKind;
-use crate::units::parse_duration;
+use crate::units::{format_duration, parse_duration};
 
 pub type Setter = fn(&mut Scenario, &Value) -> Result<(), String>;
 
 /// Every key a scenario may set: name, what it means, and its setter.
 pub const KEYS: &[(&str, &str, Setter)] = &[
-    ("name", "the scenario's name in reports", |s, v| {
-        s.name = string(v)?;
-        Ok(())
-    }),
+    (
+        "name",
+        "the scenario's name in reports and output file names",
+        |s, v| {
+            let n = text(v)?;
+            if n.trim().is_empty() {
+                return Err("the name is empty".into());
+            }
+            if n.chars().count() > MAX_NAME {
+                return Err(format!("the name is longer than {MAX_NAME} characters"));
+            }
+            s.name = n;
+            Ok(())
+        },
+    ),
     (
         "description",
         "one line on what the scenario shows",
         |s, v| {
-            s.description = string(v)?;
+            s.description = text(v)?;
             Ok(())
         },
     ),
@@ -75,9 +86,9 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
     ),
     (
         "call_work",
-        "GIL-held work after every blocking or native call (0us: none)",
+        "GIL-held work after every blocking or native call (0us: none; at most 100ms)",
         |s, v| {
-            s.call_work = duration(v)?;
+            s.call_work = duration_at_most(v, MAX_CALL_WORK)?;
             Ok(())
         },
     ),
@@ -136,31 +147,36 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
     ),
     (
         "spin",
-        "every design with waiters (tick, timed, fifo, mlfq): how long a waiter spins before it blocks; 0 (default), a duration, or auto (50us when every GIL thread has a core of its own)",
+        "every design with waiters (tick, timed, fifo, mlfq): how long a waiter spins before it \
+         blocks, once per take; 0 (default), a duration, or auto (50us when every GIL thread has \
+         a core of its own); at most 1ms, and less than interval (timed, fifo) or the top \
+         quantum (mlfq)",
         |s, v| {
             s.spin = match v.as_str() {
                 Some("auto") => None,
-                _ => Some(duration(v)?),
+                _ => Some(duration_at_most(v, MAX_SPIN)?),
             };
             Ok(())
         },
     ),
-    ("locks", "compare: the designs to run by default, e.g. \"tick,timed,mlfq\"", |s, v| {
-        s.compare_locks = parse_locks(&string(v)?)?;
-        Ok(())
-    }),
-    ("sweep", "sweep: the default KEY=V1,V2,... to sweep", |s, v| {
-        let t = string(v)?;
-        let (k, vals) = split_sweep(&t)?;
-        if !KEYS.iter().any(|(name, _, _)| *name == k) {
-            return Err(format!("'{k}' is not a key"));
-        }
-        if vals.len() < 2 {
-            return Err("a sweep needs at least two values".into());
-        }
-        s.sweep = Some(t);
-        Ok(())
-    }),
+    (
+        "locks",
+        "compare: the designs to run by default, e.g. \"tick,timed,mlfq\"",
+        |s, v| {
+            s.compare_locks = parse_locks(&string(v)?)?;
+            Ok(())
+        },
+    ),
+    (
+        "sweep",
+        "sweep: the default KEY=V1,V2,... to sweep (two or more distinct values)",
+        |s, v| {
+            let t = string(v)?;
+            parse_sweep(&t, s)?;
+            s.sweep = Some(t);
+            Ok(())
+        },
+    ),
     ("io", "socket workload: none, echo or bulk", |s, v| {
         s.io = match string(v)?.as_str() {
             "none" => IoWork::None,
@@ -170,50 +186,89 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
         };
         Ok(())
     }),
-    ("io_threads", "echo: server interpreter threads (each on its own port)", |s, v| {
-        s.io_threads = count(v, 1, MAX_THREADS)? as usize;
-        Ok(())
-    }),
+    (
+        "io_threads",
+        "echo: server interpreter threads (each on its own port)",
+        |s, v| {
+            s.io_threads = count(v, 1, MAX_THREADS)? as usize;
+            Ok(())
+        },
+    ),
     ("transport", "echo: tcp or udp", |s, v| {
         s.transport = string(v)?.parse()?;
         Ok(())
     }),
-    ("request_bytes", "echo: bytes per request (and reply)", |s, v| {
-        s.request_bytes = count(v, 1, 1 << 20)? as usize;
-        Ok(())
-    }),
-    ("work_ticks", "echo: GIL-held ticks per request", |s, v| {
-        s.work_ticks = count(v, 0, 1 << 30)?;
-        Ok(())
-    }),
-    ("connections", "load generator: connections (closed loop: requests in flight)", |s, v| {
-        s.connections = count(v, 1, 10_000)? as usize;
-        Ok(())
-    }),
-    ("rate", "load generator: open-loop requests/s (0: closed loop)", |s, v| {
-        let r = v.as_float().or_else(|| v.as_integer().map(|i| i as f64)).ok_or_else(|| expected("a number", v))?;
-        if !(0.0..=10_000_000.0).contains(&r) {
-            return Err(format!("{r} is not between 0 and 10000000"));
-        }
-        s.rate = r;
-        Ok(())
-    }),
-    ("warmup", "load generator: time before recording starts", |s, v| {
-        s.warmup = duration(v)?;
-        Ok(())
-    }),
-    ("timeout", "load generator: a request unanswered this long has failed", |s, v| {
-        s.timeout = positive_duration(v)?;
-        Ok(())
-    }),
-    ("max_request_bytes", "echo server: un-echoed bytes (TCP) or datagram size (UDP) before a peer is dropped", |s, v| {
-        s.max_request_bytes = count(v, 1, 1 << 30)? as usize;
-        Ok(())
-    }),
-    ("max_connections", "echo server: connections per server thread", |s, v| {
-        s.max_connections = count(v, 1, 100_000)? as usize;
-        Ok(())
-    }),
+    (
+        "request_bytes",
+        "echo: bytes per request (and reply)",
+        |s, v| {
+            s.request_bytes = count(v, 1, 1 << 20)? as usize;
+            Ok(())
+        },
+    ),
+    (
+        "work_ticks",
+        "echo: GIL-held ticks per request (at most 1000000)",
+        |s, v| {
+            s.work_ticks = count(v, 0, MAX_WORK_TICKS)?;
+            Ok(())
+        },
+    ),
+    (
+        "connections",
+        "load generator: connections (closed loop: requests in flight)",
+        |s, v| {
+            s.connections = count(v, 1, 10_000)? as usize;
+            Ok(())
+        },
+    ),
+    (
+        "rate",
+        "load generator: open-loop requests/s (0: closed loop)",
+        |s, v| {
+            let r = v
+                .as_float()
+                .or_else(|| v.as_integer().map(|i| i as f64))
+                .ok_or_else(|| expected("a number", v))?;
+            if !(0.0..=10_000_000.0).contains(&r) {
+                return Err(format!("{r} is not between 0 and 10000000"));
+            }
+            s.rate = r;
+            Ok(())
+        },
+    ),
+    (
+        "warmup",
+        "load generator: time before recording starts (at most 60s)",
+        |s, v| {
+            s.warmup = duration_at_most(v, MAX_WARMUP)?;
+            Ok(())
+        },
+    ),
+    (
+        "timeout",
+        "load generator: a request unanswered this long has failed",
+        |s, v| {
+            s.timeout = positive_duration(v)?;
+            Ok(())
+        },
+    ),
+    (
+        "max_request_bytes",
+        "echo server: un-echoed bytes (TCP) or datagram size (UDP) before a peer is dropped",
+        |s, v| {
+            s.max_request_bytes = count(v, 1, 1 << 30)? as usize;
+            Ok(())
+        },
+    ),
+    (
+        "max_connections",
+        "echo server: connections per server thread",
+        |s, v| {
+            s.max_connections = count(v, 1, 100_000)? as usize;
+            Ok(())
+        },
+    ),
     ("bulk_mib", "bulk: MiB to receive", |s, v| {
         s.bulk_mib = count(v, 1, 1 << 20)?;
         Ok(())
@@ -222,53 +277,117 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
         s.recv_bytes = count(v, 1, 1 << 24)? as usize;
         Ok(())
     }),
-    ("listen", "server: address to listen on (default 127.0.0.1)", |s, v| {
-        let t = string(v)?;
-        s.listen = t.parse().map_err(|_| format!("'{t}' is not an IP address"))?;
-        Ok(())
-    }),
-    ("port", "server: first port (0: any free port)", |s, v| {
-        s.port = count(v, 0, 65_535)? as u16;
-        Ok(())
-    }),
+    (
+        "listen",
+        "server: address to listen on (default 127.0.0.1)",
+        |s, v| {
+            let t = string(v)?;
+            s.listen = t
+                .parse()
+                .map_err(|_| format!("'{t}' is not an IP address"))?;
+            Ok(())
+        },
+    ),
+    (
+        "port",
+        "server: first port; echo servers take io_threads ports from it (0: any free port)",
+        |s, v| {
+            s.port = count(v, 0, 65_535)? as u16;
+            Ok(())
+        },
+    ),
     (
         "fault",
         "fault injection in cpu-0: panic-holding-gil, panic-released, hang-holding-gil",
         |s, v| {
-            s.fault = match string(v)?.as_str() {
-                "none" => None,
-                "panic-holding-gil" => Some(Fault::PanicHoldingGil),
-                "panic-released" => Some(Fault::PanicReleased),
-                "hang-holding-gil" => Some(Fault::HangHoldingGil),
-                o => return Err(format!("'{o}' is not none, panic-holding-gil, panic-released or hang-holding-gil")),
+            s.fault =
+                match string(v)?.as_str() {
+                    "none" => None,
+                    "panic-holding-gil" => Some(Fault::PanicHoldingGil),
+                    "panic-released" => Some(Fault::PanicReleased),
+                    "hang-holding-gil" => Some(Fault::HangHoldingGil),
+                    o => return Err(format!(
+                        "'{o}' is not none, panic-holding-gil, panic-released or hang-holding-gil"
+                    )),
+                };
+            Ok(())
+        },
+    ),
+    (
+        "record",
+        "record histograms and counters (false: the baseline for instrumentation cost)",
+        |s, v| {
+            s.record = v.as_bool().ok_or_else(|| expected("true or false", v))?;
+            Ok(())
+        },
+    ),
+    (
+        "watchdog",
+        "stop a run in which no thread progresses for this long (auto: 10 x interval + 1s; off)",
+        |s, v| {
+            s.watchdog = match v.as_str() {
+                Some("auto") => Watchdog::Auto,
+                Some("off") => Watchdog::Off,
+                _ => Watchdog::After(positive_duration(v)?),
             };
             Ok(())
         },
     ),
-    ("record", "record histograms and counters (false: the baseline for instrumentation cost)", |s, v| {
-        s.record = v.as_bool().ok_or_else(|| expected("true or false", v))?;
-        Ok(())
-    }),
-    ("watchdog", "stop a run in which no thread progresses for this long (auto: 10 x interval + 1s; off)", |s, v| {
-        s.watchdog = match v.as_str() {
-            Some("auto") => Watchdog::Auto,
-            Some("off") => Watchdog::Off,
-            _ => Watchdog::After(positive_duration(v)?),
-        };
-        Ok(())
-    }),
 ];
 
-/// Parses a comma-separated list of designs.
+/// Longest scenario name (it becomes part of output file names).
+const MAX_NAME: usize = 100;
+/// Longest `call_work`: one request or native call must stay far shorter than a run.
+const MAX_CALL_WORK: Duration = Duration::from_millis(100);
+/// Most `work_ticks` per request (about 50 ms of hashing at the default 64 bytes a tick).
+const MAX_WORK_TICKS: u64 = 1_000_000;
+/// Longest `warmup`.
+const MAX_WARMUP: Duration = Duration::from_secs(60);
+/// Longest `spin`: a spinning waiter burns a core.
+const MAX_SPIN: Duration = Duration::from_millis(1);
+
+/// Parses a comma-separated list of designs, each named once.
 pub fn parse_locks(list: &str) -> Result<Vec<LockKind>, String> {
-    let locks: Vec<LockKind> = list
-        .split(',')
-        .map(|l| l.trim().parse())
-        .collect::<Result<_, _>>()?;
-    if locks.is_empty() {
-        return Err("no designs named".into());
+    let mut locks: Vec<LockKind> = Vec::new();
+    for l in list.split(',') {
+        let l: LockKind = l.trim().parse()?;
+        if locks.contains(&l) {
+            return Err(format!("'{l}' is named twice"));
+        }
+        locks.push(l);
     }
     Ok(locks)
+}
+
+/// Keys a sweep may not vary: they change nothing a run does.
+const NOT_SWEEPABLE: &[&str] = &["locks", "sweep"];
+
+/// Reads a sweep `KEY=V1,V2,...`: a key that changes the run, at least two values, no
+/// value twice, and each value one the key's setter accepts (tried on a copy of `s`).
+/// Returns the key as `KEYS` spells it and the values.
+pub fn parse_sweep(spec: &str, s: &Scenario) -> Result<(&'static str, Vec<String>), String> {
+    let (k, vals) = split_sweep(spec)?;
+    let Some((key, _, set)) = KEYS.iter().find(|(name, _, _)| *name == k) else {
+        return Err(format!("'{k}' is not a key (`gilbench keys` lists them)"));
+    };
+    if NOT_SWEEPABLE.contains(key) {
+        return Err(format!(
+            "key '{key}' cannot be swept: it changes nothing in a run"
+        ));
+    }
+    if vals.len() < 2 {
+        return Err("a sweep needs at least two values".into());
+    }
+    let mut seen: Vec<Value> = Vec::new();
+    for raw in &vals {
+        let v = cli_value(raw).map_err(|e| format!("{key}={raw}: {e}"))?;
+        if seen.contains(&v) {
+            return Err(format!("'{raw}' is named twice"));
+        }
+        set(&mut s.clone(), &v).map_err(|e| format!("{key}={raw}: {e}"))?;
+        seen.push(v);
+    }
+    Ok((key, vals))
 }
 
 /// Splits `KEY=V1,V2,...` at top-level commas (commas inside `[...]` belong to a value).
@@ -319,6 +438,19 @@ fn string(v: &Value) -> Result<String, String> {
         .ok_or_else(|| expected("a string", v))
 }
 
+/// A string that is shown on a terminal and in reports: one line, no control characters.
+fn text(v: &Value) -> Result<String, String> {
+    let t = string(v)?;
+    if let Some(c) = t.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "'{}' contains the control character {}",
+            super::shown(&t),
+            c.escape_unicode()
+        ));
+    }
+    Ok(t)
+}
+
 fn count(v: &Value, min: u64, max: u64) -> Result<u64, String> {
     let n = v
         .as_integer()
@@ -337,6 +469,18 @@ fn duration(v: &Value) -> Result<Duration, String> {
         v.as_str()
             .ok_or_else(|| expected("a duration string like \"5ms\"", v))?,
     )
+}
+
+fn duration_at_most(v: &Value, max: Duration) -> Result<Duration, String> {
+    let d = duration(v)?;
+    if d > max {
+        return Err(format!(
+            "'{}' is too long (at most {})",
+            v.as_str().unwrap_or_default().trim(),
+            format_duration(max)
+        ));
+    }
+    Ok(d)
 }
 
 fn positive_duration(v: &Value) -> Result<Duration, String> {

@@ -5,7 +5,7 @@
 
 mod keys;
 
-pub use keys::{cli_value, parse_locks, split_sweep, Setter, KEYS};
+pub use keys::{cli_value, parse_locks, parse_sweep, split_sweep, Setter, KEYS};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -155,25 +155,22 @@ pub enum Watchdog {
 impl Scenario {
     /// Loads and validates a scenario file.
     pub fn from_file(path: &Path) -> Result<Self, String> {
-        let shown = path.display().to_string();
+        let file = shown(&path.display().to_string());
         let text = std::fs::read(path)
-            .map_err(|e| format!("cannot read scenario {shown}: {}", io_reason(&e)))?;
+            .map_err(|e| format!("cannot read scenario {file}: {}", io_reason(&e)))?;
         let text = String::from_utf8(text)
-            .map_err(|_| format!("{shown}: not a text file (invalid UTF-8)"))?;
-        let mut s = Self::from_toml(&text, &shown)?;
+            .map_err(|_| format!("{file}: not a text file (invalid UTF-8)"))?;
+        let mut s = Self::from_toml(&text, &file)?;
         if s.name == "scenario" {
             s.name = path
                 .file_stem()
-                .map_or("scenario".into(), |n| n.to_string_lossy().into_owned());
+                .map_or("scenario".into(), |n| shown(&n.to_string_lossy()));
         }
         Ok(s)
     }
 
     /// Parses scenario text; `source` names it in errors.
     pub fn from_toml(text: &str, source: &str) -> Result<Self, String> {
-        if text.trim().is_empty() {
-            return Err(format!("{source}: the scenario file is empty"));
-        }
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
             let line = e
                 .span()
@@ -189,6 +186,11 @@ impl Scenario {
                 None => format!("{source}: malformed TOML: {msg}"),
             }
         })?;
+        if table.is_empty() {
+            return Err(format!(
+                "{source}: the scenario file is empty (it sets no keys, only comments or blank lines)"
+            ));
+        }
         let mut s = Scenario {
             source: source.to_owned(),
             ..Default::default()
@@ -202,19 +204,21 @@ impl Scenario {
 
     /// Sets one key; `origin` says where the value came from (a file, `--set k=v`, a flag).
     pub fn set_value(&mut self, key: &str, v: &Value, origin: &str) -> Result<(), String> {
+        let origin = shown(origin);
         let Some((k, _, set)) = KEYS.iter().find(|(k, _, _)| *k == key) else {
             return Err(format!(
-                "{origin}: unknown key '{key}' (`gilbench keys` lists them)"
+                "{origin}: unknown key '{}' (`gilbench keys` lists them)",
+                shown(key)
             ));
         };
-        set(self, v).map_err(|e| format!("{origin}: key '{key}': {e}"))?;
-        self.origin.insert(k, origin.to_owned());
+        set(self, v).map_err(|e| format!("{origin}: key '{key}': {}", shown(&e)))?;
+        self.origin.insert(k, origin);
         Ok(())
     }
 
     /// Applies `KEY=VALUE` from `--set`.
     pub fn set_kv(&mut self, kv: &str) -> Result<(), String> {
-        let origin = format!("--set {kv}");
+        let origin = shown(&format!("--set {kv}"));
         let (k, v) = kv
             .split_once('=')
             .ok_or_else(|| format!("{origin}: expected KEY=VALUE"))?;
@@ -225,7 +229,7 @@ impl Scenario {
 
     /// Applies a dedicated flag's value (e.g. `--interval 5ms` sets `interval`).
     pub fn set_flag(&mut self, key: &str, flag: &str, raw: &str) -> Result<(), String> {
-        let v = cli_value(raw).map_err(|e| format!("{flag} {raw}: {e}"))?;
+        let v = cli_value(raw).map_err(|e| format!("{}: {e}", shown(&format!("{flag} {raw}"))))?;
         let v = match (key, v) {
             // Names and durations are strings even when they look like TOML numbers.
             ("cpu_threads", v) => v,
@@ -236,7 +240,16 @@ impl Scenario {
         self.finish()
     }
 
-    fn origin_of(&self, key: &str) -> String {
+    /// Applies one value of a sweep (`raw` as written in `KEY=V1,V2,...`); `origin` names
+    /// the sweep.
+    pub fn set_swept(&mut self, key: &str, raw: &str, origin: &str) -> Result<(), String> {
+        let v = cli_value(raw).map_err(|e| format!("{}: {key}={raw}: {e}", shown(origin)))?;
+        self.set_value(key, &v, origin)?;
+        self.finish()
+    }
+
+    /// Where `key` was last set: a file, `--set ...` or a flag.
+    pub fn origin_of(&self, key: &str) -> String {
         self.origin
             .get(key)
             .cloned()
@@ -302,6 +315,37 @@ impl Scenario {
                 self.max_request_bytes
             ));
         }
+        let threads = self.io_thread_count();
+        if self.port != 0 && threads > 1 && usize::from(self.port) + threads - 1 > 65_535 {
+            return Err(format!(
+                "{}: key 'port' ({}) with io_threads = {threads} ({}) needs ports up to {}, past 65535",
+                self.origin_of("port"),
+                self.port,
+                self.origin_of("io_threads"),
+                usize::from(self.port) + threads - 1
+            ));
+        }
+        if let (Some(spin), Some((period, key))) = (self.spin, self.preemption_period()) {
+            if spin >= period {
+                let from = match self.origin.get(key) {
+                    Some(o) => format!("from {o}"),
+                    None => "the default".into(),
+                };
+                let what = if key == "quanta" {
+                    "the top quantum"
+                } else {
+                    "interval"
+                };
+                return Err(format!(
+                    "{}: key 'spin' ({}) must be shorter than {what} ({}, {from}) under {}: a \
+                     spinning waiter requests no drop, so the holder would not be preempted",
+                    self.origin_of("spin"),
+                    format_duration(spin),
+                    format_duration(period),
+                    self.lock
+                ));
+            }
+        }
         if self.io == IoWork::Bulk && self.transport == Transport::Udp {
             return Err(format!(
                 "{}: key 'transport': bulk runs over tcp only",
@@ -311,9 +355,19 @@ impl Scenario {
         Ok(())
     }
 
-    /// The spin of every design's waiters: as set (0 by default), or with `auto` 50 us when
-    /// threads are pinned and every GIL thread has a core of its own (a spinning waiter then
-    /// takes no one's core), else none.
+    /// How long a waiter of this design waits before it requests a drop, and the key that
+    /// sets it; None for designs without a timed preemption (tick preempts by tick count).
+    fn preemption_period(&self) -> Option<(Duration, &'static str)> {
+        match self.lock {
+            LockKind::Timed | LockKind::Fifo => Some((self.gil.interval, "interval")),
+            LockKind::Mlfq => Some((self.gil.quanta[0], "quanta")),
+            _ => None,
+        }
+    }
+
+    /// The spin of every design's waiters: as set (0 by default), or with `auto` 50 us (at most
+    /// half the design's preemption period) when threads are pinned and every GIL thread has a
+    /// core of its own (a spinning waiter then takes no one's core), else none.
     pub fn effective_spin(&self) -> Duration {
         if let Some(s) = self.spin {
             return s;
@@ -322,16 +376,15 @@ impl Scenario {
         let cores = crate::pin::available_cores().map_or(1, |c| c.len());
         let own_core = match &self.pin {
             crate::pin::PinMode::Spread => threads <= cores,
-            crate::pin::PinMode::List(l) => {
-                let mut u = l.clone();
-                u.sort_unstable();
-                u.dedup();
-                threads <= u.len()
-            }
+            // A list names each core once.
+            crate::pin::PinMode::List(l) => threads <= l.len(),
             _ => false,
         };
         if own_core {
-            Duration::from_micros(50)
+            let half = self
+                .preemption_period()
+                .map_or(Duration::MAX, |(p, _)| p / 2);
+            Duration::from_micros(50).min(half)
         } else {
             Duration::ZERO
         }
@@ -397,6 +450,19 @@ impl Scenario {
     }
 }
 
+/// `s` with control characters escaped (`\n`, `\u{1b}`), for one-line messages.
+pub fn shown(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            o.extend(c.escape_default());
+        } else {
+            o.push(c);
+        }
+    }
+    o
+}
+
 fn io_reason(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound => "no such file".into(),
@@ -459,5 +525,153 @@ mod tests {
         }
         let e = Scenario::from_toml("a = = 1", "x.toml").unwrap_err();
         assert!(e.starts_with("x.toml:1: malformed TOML"), "{e}");
+    }
+
+    #[test]
+    fn a_file_without_keys_is_empty_whatever_its_comments() {
+        for text in ["", "  \n", "# only a comment\n\n# and another\n"] {
+            let e = Scenario::from_toml(text, "x.toml").unwrap_err();
+            assert!(e.contains("x.toml") && e.contains("empty"), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_name_taken_from_the_file_name_is_printable() {
+        let dir = std::env::temp_dir().join(format!("gilbench-scenario-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a\u{1b}[2Jb.toml");
+        std::fs::write(&path, "lock = \"timed\"\n").unwrap();
+        let s = Scenario::from_file(&path).unwrap();
+        assert_eq!(s.name, "a\\u{1b}[2Jb");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn names_and_descriptions_are_one_printable_line() {
+        for text in [
+            "name = \"a\\u001b[31mb\"",
+            "description = \"two\\nlines\"",
+            "name = \"tab\\tbed\"",
+        ] {
+            let e = Scenario::from_toml(text, "x.toml").unwrap_err();
+            assert!(e.contains("control character"), "{text}: {e}");
+            assert!(
+                !e.chars().any(char::is_control),
+                "raw control character in {e:?}"
+            );
+        }
+        let e = Scenario::from_toml("name = \" \"", "x.toml").unwrap_err();
+        assert!(e.contains("'name'") && e.contains("empty"), "{e}");
+        let long = format!("name = \"{}\"", "n".repeat(101));
+        assert!(Scenario::from_toml(&long, "x.toml").is_err());
+        let s = Scenario::from_toml("name = \"ok é\"", "x.toml").unwrap();
+        assert_eq!(s.name, "ok é");
+    }
+
+    #[test]
+    fn spin_is_capped_and_shorter_than_the_preemption_period() {
+        let e = Scenario::from_toml("spin = \"2ms\"", "x.toml").unwrap_err();
+        assert!(e.contains("'spin'") && e.contains("at most 1ms"), "{e}");
+        // A flag applied after the file shortens the interval below the file's spin.
+        let mut s = Scenario::from_toml("lock = \"fifo\"\nspin = \"500us\"\n", "x.toml").unwrap();
+        s.validate().unwrap();
+        s.set_flag("interval", "--interval", "100us").unwrap();
+        let e = s.validate().unwrap_err();
+        assert!(
+            e.starts_with("x.toml: key 'spin'") && e.contains("--interval 100us"),
+            "{e}"
+        );
+        // mlfq: against the top quantum.
+        let mut s = Scenario::from_toml("lock = \"mlfq\"\nspin = \"500us\"\n", "x.toml").unwrap();
+        s.validate().unwrap();
+        s.set_kv("quanta=[400us,2ms]").unwrap();
+        let e = s.validate().unwrap_err();
+        assert!(e.contains("top quantum") && e.contains("quanta"), "{e}");
+        // timed's waiters spin too, before their timed wait of `interval`.
+        let s = Scenario::from_toml(
+            "lock = \"timed\"\nspin = \"1ms\"\ninterval = \"100us\"\n",
+            "x.toml",
+        )
+        .unwrap();
+        assert!(s.validate().unwrap_err().contains("interval"));
+        // tick preempts by tick count, not time: only the cap applies.
+        let s = Scenario::from_toml(
+            "lock = \"tick\"\nspin = \"1ms\"\ninterval = \"100us\"\n",
+            "x.toml",
+        )
+        .unwrap();
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn auto_spin_stays_below_half_the_preemption_period() {
+        // One thread pinned to a core of its own: auto spins.
+        let text = "lock = \"fifo\"\ncpu_threads = 1\npin = \"0\"\nspin = \"auto\"\n";
+        let mut s = Scenario::from_toml(text, "x.toml").unwrap();
+        assert_eq!(s.effective_spin(), Duration::from_micros(50));
+        s.set_kv("interval=60us").unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.effective_spin(), Duration::from_micros(30));
+        s.set_kv("lock=mlfq").unwrap();
+        s.set_kv("quanta=[40us]").unwrap();
+        assert_eq!(s.effective_spin(), Duration::from_micros(20));
+    }
+
+    #[test]
+    fn echo_ports_must_fit_below_65536() {
+        let text = "io = \"echo\"\nio_threads = 3\nport = 65533\n";
+        Scenario::from_toml(text, "x.toml")
+            .unwrap()
+            .validate()
+            .unwrap();
+        let mut s = Scenario::from_toml(text, "x.toml").unwrap();
+        s.set_kv("port=65534").unwrap();
+        let e = s.validate().unwrap_err();
+        assert!(e.contains("'port'") && e.contains("io_threads"), "{e}");
+    }
+
+    #[test]
+    fn a_sweep_in_a_file_is_checked_value_by_value() {
+        for (text, needle) in [
+            ("sweep = \"lock=tick,zzz\"", "zzz"),
+            ("sweep = \"cpu_threads=1,1\"", "'1' is named twice"),
+            ("sweep = \"cpu_threads=1\"", "at least two"),
+            ("sweep = \"bogus=1,2\"", "'bogus' is not a key"),
+            ("sweep = \"locks=tick,timed\"", "cannot be swept"),
+            ("sweep = \"spin=10us,2ms\"", "at most 1ms"),
+        ] {
+            let e = Scenario::from_toml(text, "x.toml").unwrap_err();
+            assert!(
+                e.starts_with("x.toml: key 'sweep'") && e.contains(needle),
+                "{text}: {e}"
+            );
+        }
+        let s = Scenario::from_toml("sweep = \"interval=1ms, 5ms\"", "x.toml").unwrap();
+        assert_eq!(s.sweep.as_deref(), Some("interval=1ms, 5ms"));
+    }
+
+    #[test]
+    fn static_bounds_on_per_request_work() {
+        for (text, key) in [
+            ("work_ticks = 1000001", "work_ticks"),
+            ("call_work = \"101ms\"", "call_work"),
+            ("warmup = \"61s\"", "warmup"),
+        ] {
+            let e = Scenario::from_toml(text, "x.toml").unwrap_err();
+            assert!(e.contains(key) && e.contains("at most"), "{text}: {e}");
+        }
+        Scenario::from_toml(
+            "work_ticks = 1000000\ncall_work = \"100ms\"\nwarmup = \"60s\"\n",
+            "x.toml",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_design_named_twice_is_an_error() {
+        let e = parse_locks("none,timed,none").unwrap_err();
+        assert!(e.contains("'none' is named twice"), "{e}");
+        let e = Scenario::from_toml("locks = \"tick,tick\"", "x.toml").unwrap_err();
+        assert!(e.contains("'locks'") && e.contains("twice"), "{e}");
     }
 }
