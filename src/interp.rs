@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::gil::{Gil, Release};
-use crate::metrics::{record, CtxSwitches, IntervalHists, ThreadMetrics};
+use crate::metrics::{record, CtxSwitches, IdleClock, IntervalHists, Occupancy, ThreadMetrics};
 use crate::trace::{Ev, TraceBuf};
 
 /// Optional recorders, touched only at take and release (never per tick).
@@ -55,6 +55,9 @@ pub struct Interp<'a, G: Gil> {
     /// When this thread started measuring, and its context switches then.
     measured_since: Instant,
     ctx_at_start: CtxSwitches,
+    /// The run's GIL occupancy, for the idle-while-wanted figure, and this thread's share.
+    occupancy: Option<&'a Occupancy>,
+    idle: IdleClock,
 }
 
 /// What an interpreter thread publishes for the watchdog: its state, and a counter that
@@ -108,7 +111,20 @@ impl<'a, G: Gil> Interp<'a, G> {
             warm: true,
             measured_since: Instant::now(),
             ctx_at_start: CtxSwitches::of_current_thread(),
+            occupancy: None,
+            idle: IdleClock::default(),
         }
+    }
+
+    /// Reports this thread's wants, takes and releases to the run's `occupancy` (for the
+    /// idle-while-wanted figure).
+    pub fn set_occupancy(&mut self, occupancy: &'a Occupancy) {
+        self.occupancy = Some(occupancy);
+    }
+
+    /// This thread's share of the idle-while-wanted sum.
+    pub fn idle_clock(&self) -> IdleClock {
+        self.idle
     }
 
     /// Makes [`Interp::stopped`] follow the run's stop flag.
@@ -224,7 +240,13 @@ impl<'a, G: Gil> Interp<'a, G> {
             return Duration::ZERO;
         }
         let asked = Instant::now();
+        if let Some(o) = self.occupancy {
+            o.want(&mut self.idle);
+        }
         self.gil.take(&mut self.thread);
+        if let Some(o) = self.occupancy {
+            o.acquired(&mut self.idle);
+        }
         let now = Instant::now();
         self.held = true;
         self.signal(Beacon::HOLDS_GIL);
@@ -286,6 +308,9 @@ impl<'a, G: Gil> Interp<'a, G> {
             }
         }
         self.signal(Beacon::RELEASING);
+        if let (Some(o), true) = (self.occupancy, self.recording) {
+            o.released(&mut self.idle);
+        }
         self.gil.release(&mut self.thread, why);
         if let (Some(t0), false) = (released_at, why == Release::Exit) {
             record(&mut self.metrics.switch_wait, t0.elapsed());

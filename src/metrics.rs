@@ -290,3 +290,160 @@ impl IntervalHists {
         self.done
     }
 }
+
+/// How long the GIL was *idle while wanted*: held by nobody (free, or handed to a thread that
+/// has not started running yet) while at least one thread waited for it. It is what a
+/// design's hand-off costs, on one number comparable across designs.
+///
+/// One shared word counts holders (high half) and waiters (low half); every transition is
+/// one atomic add that tells its thread whether the GIL just became, or stopped being, idle
+/// while wanted. The thread then adds `-now` or `+now` to its own [`IdleClock`], so the sum
+/// over all threads is the total idle time, with no shared timestamp. A transition before the
+/// warm-up ended counts as happening when it ended, which makes the sum cover exactly the
+/// measured window.
+#[derive(Debug)]
+pub struct Occupancy {
+    word: std::sync::atomic::AtomicU64,
+    /// The start of the measured window, once known.
+    pub measure_start: std::sync::OnceLock<std::time::Instant>,
+    /// The reference for timestamps (the run's start).
+    epoch: std::time::Instant,
+}
+
+const HOLDER: u64 = 1 << 32;
+const WAITER_MASK: u64 = HOLDER - 1;
+
+fn idle_while_wanted(word: u64) -> bool {
+    word >> 32 == 0 && word & WAITER_MASK != 0
+}
+
+/// One thread's share of the idle-while-wanted sum.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IdleClock {
+    /// Signed sum of transition times after the measured window began, in ns from the epoch.
+    ns: i128,
+    /// Signed count of transitions before it began (each counts as at its start).
+    early: i64,
+}
+
+impl IdleClock {
+    /// Adds another thread's share.
+    pub fn add(&mut self, o: IdleClock) {
+        self.ns += o.ns;
+        self.early += o.early;
+    }
+}
+
+impl Occupancy {
+    pub fn new(epoch: std::time::Instant) -> Self {
+        Occupancy {
+            word: std::sync::atomic::AtomicU64::new(0),
+            measure_start: std::sync::OnceLock::new(),
+            epoch,
+        }
+    }
+
+    #[inline]
+    fn apply(&self, clock: &mut IdleClock, add: u64, sub: u64) {
+        use std::sync::atomic::Ordering::AcqRel;
+        let before = if add != 0 {
+            self.word.fetch_add(add, AcqRel)
+        } else {
+            self.word.fetch_sub(sub, AcqRel)
+        };
+        let after = before.wrapping_add(add).wrapping_sub(sub);
+        let (was, is) = (idle_while_wanted(before), idle_while_wanted(after));
+        if was != is {
+            self.mark(clock, if is { -1 } else { 1 });
+        }
+    }
+
+    #[cold]
+    fn mark(&self, clock: &mut IdleClock, sign: i64) {
+        let now = std::time::Instant::now();
+        match self.measure_start.get() {
+            Some(&ms) if now > ms => {
+                clock.ns += i128::from(sign) * (now - self.epoch).as_nanos() as i128;
+            }
+            _ => clock.early += sign,
+        }
+    }
+
+    /// The calling thread starts waiting for the GIL.
+    #[inline]
+    pub fn want(&self, clock: &mut IdleClock) {
+        self.apply(clock, 1, 0);
+    }
+
+    /// The calling thread, which was waiting, now holds the GIL.
+    #[inline]
+    pub fn acquired(&self, clock: &mut IdleClock) {
+        self.apply(clock, HOLDER - 1, 0);
+    }
+
+    /// The calling thread gives the GIL up.
+    #[inline]
+    pub fn released(&self, clock: &mut IdleClock) {
+        self.apply(clock, 0, HOLDER);
+    }
+
+    /// The total idle-while-wanted time of the measured window that ended at `end`, from the
+    /// sum of every thread's clock.
+    pub fn total(&self, sum: IdleClock, end: std::time::Instant) -> std::time::Duration {
+        let ms = self.measure_start.get().copied().unwrap_or(self.epoch);
+        let at = |t: std::time::Instant| t.saturating_duration_since(self.epoch).as_nanos() as i128;
+        let mut ns = sum.ns + i128::from(sum.early) * at(ms);
+        // Still idle while wanted at the end: the open stretch runs until `end`.
+        if idle_while_wanted(self.word.load(std::sync::atomic::Ordering::Acquire)) {
+            ns += at(end);
+        }
+        std::time::Duration::from_nanos(ns.clamp(0, u64::MAX as i128) as u64)
+    }
+}
+
+#[cfg(test)]
+mod occupancy_tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn counts_only_time_with_waiters_and_no_holder() {
+        let epoch = Instant::now();
+        let occ = Occupancy::new(epoch);
+        let _ = occ.measure_start.set(epoch);
+        let (mut a, mut b) = (IdleClock::default(), IdleClock::default());
+        occ.want(&mut a);
+        occ.acquired(&mut a); // a holds
+        occ.want(&mut b); // b waits while a holds: not idle
+        std::thread::sleep(Duration::from_millis(5));
+        occ.released(&mut a); // free, b waits: idle starts
+        std::thread::sleep(Duration::from_millis(20));
+        occ.acquired(&mut b); // idle ends
+        std::thread::sleep(Duration::from_millis(5));
+        occ.released(&mut b);
+        let mut sum = a;
+        sum.add(b);
+        let idle = occ.total(sum, Instant::now());
+        assert!(
+            idle >= Duration::from_millis(20) && idle < Duration::from_millis(28),
+            "{idle:?}"
+        );
+    }
+
+    #[test]
+    fn transitions_before_the_window_count_from_its_start() {
+        let epoch = Instant::now();
+        let occ = Occupancy::new(epoch);
+        let mut a = IdleClock::default();
+        occ.want(&mut a); // idle (wanted, no holder) from before the window
+        std::thread::sleep(Duration::from_millis(20));
+        let _ = occ.measure_start.set(Instant::now());
+        std::thread::sleep(Duration::from_millis(10));
+        occ.acquired(&mut a);
+        let idle = occ.total(a, Instant::now());
+        assert!(
+            idle >= Duration::from_millis(10) && idle < Duration::from_millis(18),
+            "{idle:?}"
+        );
+    }
+}

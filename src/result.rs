@@ -127,6 +127,14 @@ pub struct GilSummary {
     /// Holds during which another thread took the GIL too (must be 0 but for `none`).
     #[serde(default)]
     pub overlaps: u64,
+    /// Share of the measured window (0-1) in which the GIL was held by nobody (free, or
+    /// handed to a thread not yet running) while at least one thread waited for it: what a
+    /// design's hand-off costs. 0 for `none`.
+    #[serde(default)]
+    pub idle_while_wanted: f64,
+    /// The same, in seconds.
+    #[serde(default)]
+    pub idle_while_wanted_s: f64,
     pub wait_us: Percentiles,
     pub hold_us: Percentiles,
     /// GIL wait right after a blocking or native call.

@@ -33,6 +33,8 @@ pub(super) struct Setup {
     pub(super) run_for: Duration,
     /// From the start, when the run must have ended.
     pub(super) deadline: Duration,
+    /// Time the GIL was free or in transit while someone waited, in the measured window.
+    pub(super) idle_while_wanted: Duration,
 }
 
 /// What came back from the threads.
@@ -63,6 +65,7 @@ pub(super) fn assemble<G: Gil>(
         call_work_ticks,
         run_for,
         deadline,
+        idle_while_wanted,
     } = setup;
     let Finished {
         mut outs,
@@ -214,6 +217,12 @@ pub(super) fn assemble<G: Gil>(
             forced_drops: total.forced_drops,
             voluntary_drops: total.voluntary_drops,
             overlaps: total.overlaps,
+            idle_while_wanted_s: idle_while_wanted.as_secs_f64(),
+            idle_while_wanted: if secs > 0.0 {
+                (idle_while_wanted.as_secs_f64() / secs).min(1.0)
+            } else {
+                0.0
+            },
             wait_us: Percentiles::of(&wait),
             hold_us: Percentiles::of(&hold),
             reacquire_us: Percentiles::of(&reacq),

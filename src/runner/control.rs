@@ -9,6 +9,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::Instrument;
 use crate::interp::Beacon;
+use crate::metrics::Occupancy;
 use crate::scenario::{IoWork, Scenario};
 use crate::signals;
 
@@ -69,8 +70,9 @@ pub(super) struct Shared {
     pub(super) epoch: std::sync::OnceLock<Instant>,
     /// Set when the warm-up is over: from then on the threads keep what they measure.
     pub(super) measuring: AtomicBool,
-    /// When `measuring` was set.
-    pub(super) measure_start: std::sync::OnceLock<Instant>,
+    /// Who holds and who wants the GIL, for the idle-while-wanted figure; also keeps when
+    /// `measuring` was set (`occupancy.measure_start`).
+    pub(super) occupancy: Occupancy,
     pub(super) inst: Instrument,
     /// One per interpreter thread, for the watchdog.
     pub(super) beacons: Vec<crossbeam_utils::CachePadded<Beacon>>,
@@ -88,7 +90,7 @@ impl Shared {
             load_done: AtomicBool::new(false),
             epoch: std::sync::OnceLock::new(),
             measuring: AtomicBool::new(measuring),
-            measure_start: std::sync::OnceLock::new(),
+            occupancy: Occupancy::new(Instant::now()),
             inst,
             beacons: (0..names.len()).map(|_| Default::default()).collect(),
             names,
@@ -250,7 +252,7 @@ pub(super) fn monitor(
         }
         let elapsed = start.elapsed();
         if !shared.measuring.load(Ordering::Relaxed) && elapsed >= timing.warmup {
-            let _ = shared.measure_start.set(Instant::now());
+            let _ = shared.occupancy.measure_start.set(Instant::now());
             shared.measuring.store(true, Ordering::SeqCst);
         }
         if sc.io == IoWork::Bulk && shared.io_done.load(Ordering::SeqCst) > 0 {

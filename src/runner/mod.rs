@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::gil::{FifoGil, Gil, LockKind, MlfqGil, NoGil, TickGil, TimedGil};
 use crate::interp::Beacon;
+use crate::metrics::IdleClock;
 use crate::pin;
 use crate::result::RunResult;
 use crate::scenario::{IoWork, Scenario};
@@ -208,11 +209,19 @@ fn run_with<G: Gil>(
     shared.gate.wait_ready(threads.len());
     let start = Instant::now();
     let _ = shared.epoch.set(start);
+    if p.timing.warmup.is_zero() {
+        let _ = shared.occupancy.measure_start.set(start);
+    }
     shared.gate.open(true);
     let end = monitor(&shared, sc, p.with_load, &p.timing, start);
     shared.stop.store(true, Ordering::SeqCst);
     let stopped = start.elapsed();
     let joined = join_by_deadline(threads, &shared, &p.timing, start, &end);
+    let mut idle = IdleClock::default();
+    for o in &joined.outs {
+        idle.add(o.idle);
+    }
+    let idle_while_wanted = shared.occupancy.total(idle, start + stopped);
     let wall = start.elapsed();
     if !joined.panics.is_empty() {
         return Err(RunError::Failed(format!(
@@ -220,7 +229,12 @@ fn run_with<G: Gil>(
             joined.panics.join("; ")
         )));
     }
-    let measure_start = shared.measure_start.get().copied().unwrap_or(start);
+    let measure_start = shared
+        .occupancy
+        .measure_start
+        .get()
+        .copied()
+        .unwrap_or(start);
     let measured = start.checked_add(stopped).map_or(stopped, |stop_at| {
         stop_at.saturating_duration_since(measure_start)
     });
@@ -233,6 +247,7 @@ fn run_with<G: Gil>(
         call_work_ticks: p.call_work_ticks,
         run_for: p.timing.run_for,
         deadline: p.timing.deadline(),
+        idle_while_wanted,
     };
     assemble(
         &*gil,

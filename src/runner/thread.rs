@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::control::{PanicFlag, Shared};
 use crate::gil::{Gil, Release};
 use crate::interp::Interp;
-use crate::metrics::{Interval, IntervalHists, Percentiles, ThreadMetrics};
+use crate::metrics::{IdleClock, Interval, IntervalHists, Percentiles, ThreadMetrics};
 use crate::pin;
 use crate::result::ThreadResult;
 use crate::scenario::{CpuWork, Scenario};
@@ -41,6 +41,8 @@ pub(super) struct ThreadOut {
     pub(super) trace: Option<ThreadTrace>,
     /// Interval histograms of GIL wait and hold (`--hlog`).
     pub(super) intervals: Vec<Interval>,
+    /// This thread's share of the idle-while-wanted sum.
+    pub(super) idle: IdleClock,
 }
 
 pub(super) fn gil_thread<G: Gil>(
@@ -72,6 +74,9 @@ pub(super) fn gil_thread<G: Gil>(
     let started = shared.gate.ready_and_wait();
     interp.set_stop(&shared.stop);
     interp.set_warmup_gate(&shared.measuring);
+    if G::EXCLUSIVE {
+        interp.set_occupancy(&shared.occupancy);
+    }
     let epoch = shared.epoch.get().copied().unwrap_or_else(Instant::now);
     if let Some(total) = shared.inst.trace_events {
         interp.extras.trace = Some(TraceBuf::new(epoch, total / shared.beacons.len().max(1)));
@@ -199,6 +204,7 @@ pub(super) fn gil_thread<G: Gil>(
         error,
         trace,
         intervals,
+        idle: interp.idle_clock(),
     }
 }
 

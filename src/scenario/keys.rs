@@ -300,16 +300,17 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
         "fault",
         "fault injection in cpu-0: panic-holding-gil, panic-released, hang-holding-gil",
         |s, v| {
-            s.fault =
-                match string(v)?.as_str() {
-                    "none" => None,
-                    "panic-holding-gil" => Some(Fault::PanicHoldingGil),
-                    "panic-released" => Some(Fault::PanicReleased),
-                    "hang-holding-gil" => Some(Fault::HangHoldingGil),
-                    o => return Err(format!(
+            s.fault = match string(v)?.as_str() {
+                "none" => None,
+                "panic-holding-gil" => Some(Fault::PanicHoldingGil),
+                "panic-released" => Some(Fault::PanicReleased),
+                "hang-holding-gil" => Some(Fault::HangHoldingGil),
+                o => {
+                    return Err(format!(
                         "'{o}' is not none, panic-holding-gil, panic-released or hang-holding-gil"
-                    )),
-                };
+                    ))
+                }
+            };
             Ok(())
         },
     ),
