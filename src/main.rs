@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use cli::outputs::{finish, write_outputs};
+use cli::outputs::{check_outputs, finish, write_outputs};
 use cli::progress::run_rows;
 use gilbench::experiment;
 use gilbench::gil::LockKind;
@@ -311,6 +311,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             opts,
             out,
         } => {
+            check_outputs(&out)?;
             let sc = load_scenario(&scenario, &opts, None)?;
             let r = runner::run_mode(&sc, Mode::Run, &instrument(&out)?, &|_| {})?;
             print!("{}", report::run_table(&r));
@@ -323,6 +324,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             opts,
             out,
         }) => {
+            check_outputs(&out)?;
             let sc = load_scenario(&scenario, &opts, None)?;
             let repeat = positive("--repeat", &repeat, 1000)? as u32;
             let locks = locks_arg(&locks)?.unwrap_or_else(|| sc.compare_locks.clone());
@@ -337,6 +339,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             opts,
             out,
         }) => {
+            check_outputs(&out)?;
             let Some(spec) = sweep_spec(&opts, &scenario)? else {
                 return Err(Failure::Input(format!(
                     "{}: nothing to sweep: give --set KEY=V1,V2,... (or a `sweep` key in the scenario)",
@@ -353,6 +356,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             finish(&runs, &out, Some(&key))?;
         }
         Command::Report { result, out } => {
+            check_outputs(&out)?;
             let text = std::fs::read_to_string(&result)
                 .map_err(|e| Failure::Input(format!("cannot read {}: {e}", result.display())))?;
             let file: ResultFile = serde_json::from_str(&text).map_err(|e| {
@@ -386,6 +390,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             opts,
             out,
         } => {
+            check_outputs(&out)?;
             let mut sc = load_scenario(&scenario, &opts, None)?;
             if let Some(l) = &listen {
                 apply_listen(&mut sc, l)?;
@@ -413,6 +418,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             finish(&[r], &out, None)?;
         }
         Command::Load(o) => {
+            check_outputs(&o.out)?;
             let r = cli::load::run(&o)?;
             print!("{}", report::run_table(&r));
             finish(&[r], &o.out, None)?;

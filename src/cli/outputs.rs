@@ -1,14 +1,71 @@
-//! Writing every requested output from one list of runs.
+//! Writing every requested output from one list of runs; checking, before anything runs,
+//! that every output can be written.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use gilbench::output::{ensure_dir, write_file};
+use gilbench::output::{check_dir, check_file, ensure_dir, write_file};
 use gilbench::report::{export, hgrm, plot};
 use gilbench::result::RunResult;
 use gilbench::signals;
 
 use crate::{Failure, OutputOpts};
+
+/// Checks every output path before anything runs: each file's directory exists and takes
+/// new files, an existing file is a regular file gilbench wrote (or `--force`), each
+/// directory is one or can be created, and no two outputs name the same file. Bad input:
+/// exit status 2.
+pub fn check_outputs(out: &OutputOpts) -> Result<(), Failure> {
+    let mut files: Vec<(&str, PathBuf)> = Vec::new();
+    let named = [
+        ("--json", out.json.as_ref()),
+        ("--csv", out.csv.as_ref().and_then(Option::as_ref)),
+        ("--markdown", out.markdown.as_ref().and_then(Option::as_ref)),
+        ("--hlog", out.hlog.as_ref()),
+        ("--trace", out.trace.as_ref()),
+    ];
+    for (flag, p) in named {
+        if let Some(p) = p {
+            let r = check_file(p, out.force).map_err(Failure::Input)?;
+            files.push((flag, r));
+        }
+    }
+    let mut dirs: Vec<(&str, PathBuf, &str)> = Vec::new();
+    for (flag, p, ext) in [
+        ("--hgrm", out.hgrm.as_ref(), "hgrm"),
+        ("--plot", out.plot.as_ref(), "svg"),
+    ] {
+        if let Some(p) = p {
+            let r = check_dir(p).map_err(Failure::Input)?;
+            dirs.push((flag, r, ext));
+        }
+    }
+    for (i, (a, pa)) in files.iter().enumerate() {
+        if let Some((b, _)) = files[i + 1..].iter().find(|(_, pb)| pb == pa) {
+            return Err(Failure::Input(format!(
+                "{a} and {b} both name {}; give each output its own file",
+                pa.display()
+            )));
+        }
+        for (d, pd, ext) in &dirs {
+            if pd.starts_with(pa) {
+                return Err(Failure::Input(format!(
+                    "{d} {} is, or is inside, the {a} file {}",
+                    pd.display(),
+                    pa.display()
+                )));
+            }
+            if pa.parent() == Some(pd.as_path()) && pa.extension().is_some_and(|e| e == *ext) {
+                return Err(Failure::Input(format!(
+                    "{a} {} is a .{ext} file in the {d} directory, where gilbench writes its own",
+                    pa.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Writes every requested output for `runs`.
 pub fn write_outputs(
