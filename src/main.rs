@@ -7,7 +7,6 @@ mod cli {
     pub mod progress;
 }
 
-use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,7 +14,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use cli::outputs::{check_outputs, finish, write_outputs};
+use cli::outputs::{check_outputs, finish, say, stdout_error, warn, write_outputs};
 use cli::progress::run_rows;
 use gilbench::experiment;
 use gilbench::gil::LockKind;
@@ -298,12 +297,12 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Locks => {
             for k in LockKind::ALL {
-                println!("{:<6} {}", k.name(), k.summary());
+                say(&format!("{:<6} {}\n", k.name(), k.summary()));
             }
         }
         Command::Keys => {
             for (k, help, _) in KEYS {
-                println!("{k:<18} {help}");
+                say(&format!("{k:<18} {help}\n"));
             }
         }
         Command::Run {
@@ -314,7 +313,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             check_outputs(&out)?;
             let sc = load_scenario(&scenario, &opts, None)?;
             let r = runner::run_mode(&sc, Mode::Run, &instrument(&out)?, &|_| {})?;
-            print!("{}", report::run_table(&r));
+            say(&report::run_table(&r));
             finish(&[r], &out, None)?;
         }
         Command::Compare(ExperimentArgs {
@@ -329,7 +328,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             let repeat = positive("--repeat", &repeat, 1000)? as u32;
             let locks = locks_arg(&locks)?.unwrap_or_else(|| sc.compare_locks.clone());
             let runs = run_rows(experiment::compare_rows(&sc, &locks), repeat, &out)?;
-            print!("{}", report::summary_text(&runs));
+            say(&report::summary_text(&runs));
             finish(&runs, &out, None)?;
         }
         Command::Sweep(ExperimentArgs {
@@ -352,7 +351,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             let locks = locks_arg(&locks)?.unwrap_or_default();
             let rows = experiment::sweep_rows(&sc, &spec, &locks).map_err(Failure::Input)?;
             let runs = run_rows(rows, repeat, &out)?;
-            print!("{}", report::summary_text(&runs));
+            say(&report::summary_text(&runs));
             finish(&runs, &out, Some(&key))?;
         }
         Command::Report { result, out } => {
@@ -371,9 +370,9 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             if out.csv == Some(None) || out.markdown == Some(None) {
                 // The export printed on stdout replaces the table.
             } else if file.runs.len() == 1 && file.runs[0].label == file.runs[0].lock {
-                print!("{}", report::run_table(&file.runs[0]));
+                say(&report::run_table(&file.runs[0]));
             } else {
-                print!("{}", report::summary_text(&file.runs));
+                say(&report::summary_text(&file.runs));
             }
             let sweep_key = file.runs.iter().find_map(|r| {
                 r.label
@@ -402,25 +401,25 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
                 )));
             }
             let announce = |addrs: &[SocketAddr]| {
-                let mut o = std::io::stdout().lock();
-                for a in addrs {
-                    let kind = if sc.io == IoWork::Bulk {
-                        "tcp (bulk)".to_owned()
-                    } else {
-                        sc.transport.to_string()
-                    };
-                    let _ = writeln!(o, "listening on {kind} {a}");
-                }
-                let _ = o.flush();
+                let kind = if sc.io == IoWork::Bulk {
+                    "tcp (bulk)".to_owned()
+                } else {
+                    sc.transport.to_string()
+                };
+                let lines: String = addrs
+                    .iter()
+                    .map(|a| format!("listening on {kind} {a}\n"))
+                    .collect();
+                say(&lines);
             };
             let r = runner::run_mode(&sc, Mode::Serve, &instrument(&out)?, &announce)?;
-            print!("{}", report::run_table(&r));
+            say(&report::run_table(&r));
             finish(&[r], &out, None)?;
         }
         Command::Load(o) => {
             check_outputs(&o.out)?;
             let r = cli::load::run(&o)?;
-            print!("{}", report::run_table(&r));
+            say(&report::run_table(&r));
             finish(&[r], &o.out, None)?;
         }
     }
@@ -438,7 +437,7 @@ fn main() -> ExitCode {
                 .location()
                 .map(|l| format!(" at {}:{}", l.file(), l.line()))
                 .unwrap_or_default();
-            eprintln!("gilbench: internal error{at}: {msg}");
+            warn(&format!("internal error{at}: {msg}"));
         }
     }));
     signals::install();
@@ -459,18 +458,26 @@ fn main() -> ExitCode {
             }
             let text = e.render().to_string();
             let first = text.lines().next().unwrap_or("bad command line");
-            eprintln!("gilbench: {}", first.trim_start_matches("error: "));
+            warn(first.trim_start_matches("error: "));
             return ExitCode::from(2);
         }
     };
     match real_main(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        // A closed stdout is no failure (the files were written); any other error writing
+        // it is, reported after the files were written.
+        Ok(()) => match stdout_error() {
+            None => ExitCode::SUCCESS,
+            Some(m) => {
+                warn(&m);
+                ExitCode::from(1)
+            }
+        },
         Err(Failure::Input(m)) => {
-            eprintln!("gilbench: {m}");
+            warn(&m);
             ExitCode::from(2)
         }
         Err(Failure::Run(m)) => {
-            eprintln!("gilbench: {m}");
+            warn(&m);
             ExitCode::from(1)
         }
     }

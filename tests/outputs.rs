@@ -1,6 +1,6 @@
 //! Outputs never lose or clobber anything: gilbench replaces only regular files it wrote (by
 //! content), refuses two outputs on one path and any bad output path before running (exit
-//! status 2).
+//! status 2), and still writes its files when stdout is a closed pipe.
 
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -332,4 +332,88 @@ fn bad_output_paths_are_refused_before_running() {
         std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     no_tmp_in(&d);
+}
+
+/// A pipe whose read end is already closed: writing to it fails with EPIPE.
+fn closed_pipe() -> std::io::PipeWriter {
+    let (r, w) = std::io::pipe().unwrap();
+    drop(r);
+    w
+}
+
+#[test]
+fn a_closed_stdout_still_writes_the_results_and_exits_0() {
+    let d = dir("epipe");
+    let json = d.join("serve.json");
+    // The case: `gilbench serve ... --json x.json | head -1`.
+    let o = bin()
+        .args([
+            "serve",
+            &workload("convoy-echo.toml"),
+            "--duration",
+            "500ms",
+            "--json",
+            s(&json),
+        ])
+        .stdout(closed_pipe())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{:?}: {}", o.status, stderr(&o));
+    assert_eq!(stderr(&o), "");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["runs"][0]["io"]["mode"], "serve");
+    // With stderr on the same closed pipe (`2>&1 | head -1`), and an export printed on stdout.
+    let json2 = d.join("run.json");
+    let w = closed_pipe();
+    let mut child = bin()
+        .args([
+            "run",
+            &workload("cpu-scaling.toml"),
+            "--duration",
+            "100ms",
+            "--csv",
+            "--markdown",
+            "--json",
+            s(&json2),
+        ])
+        .stdout(w.try_clone().unwrap())
+        .stderr(w)
+        .spawn()
+        .unwrap();
+    let st = child.wait().unwrap();
+    assert_eq!(st.code(), Some(0), "{st:?}");
+    assert!(std::fs::read_to_string(&json2)
+        .unwrap()
+        .contains("\"runs\""));
+    let o = bin()
+        .args(["report", s(&json2), "--csv", "--markdown"])
+        .stdout(closed_pipe())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{:?}: {}", o.status, stderr(&o));
+    // A stdout that fails otherwise (a full disk) is reported, after the files: exit 1.
+    let json3 = d.join("full.json");
+    let o = bin()
+        .args([
+            "run",
+            &workload("cpu-scaling.toml"),
+            "--duration",
+            "100ms",
+            "--json",
+            s(&json3),
+        ])
+        .stdout(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap(),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("stdout"), "{}", stderr(&o));
+    assert!(json3.is_file());
 }

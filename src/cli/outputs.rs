@@ -1,8 +1,9 @@
 //! Writing every requested output from one list of runs; checking, before anything runs,
-//! that every output can be written.
+//! that every output can be written; printing to a stdout that may be gone.
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use gilbench::output::{check_dir, check_file, ensure_dir, write_file};
@@ -11,6 +12,35 @@ use gilbench::result::RunResult;
 use gilbench::signals;
 
 use crate::{Failure, OutputOpts};
+
+/// The first error writing stdout other than a closed pipe, reported at the end.
+static STDOUT_ERROR: Mutex<Option<String>> = Mutex::new(None);
+
+/// Prints `text` on stdout. A closed stdout (the reader went away, e.g. `| head`) does not
+/// stop gilbench: the text is dropped and the files are still written. Any other error is
+/// kept for [`stdout_error`].
+pub fn say(text: &str) {
+    let mut o = std::io::stdout().lock();
+    if let Err(e) = o.write_all(text.as_bytes()).and_then(|()| o.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            let mut first = STDOUT_ERROR.lock().unwrap_or_else(|e| e.into_inner());
+            first.get_or_insert_with(|| format!("cannot write to stdout: {e}"));
+        }
+    }
+}
+
+/// The first error writing stdout, other than a closed pipe.
+pub fn stdout_error() -> Option<String> {
+    STDOUT_ERROR
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
+/// Prints one line on stderr, never panicking (stderr may be a closed pipe too).
+pub fn warn(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "gilbench: {line}");
+}
 
 /// Checks every output path before anything runs: each file's directory exists and takes
 /// new files, an existing file is a regular file gilbench wrote (or `--force`), each
@@ -81,14 +111,14 @@ pub fn write_outputs(
         Some(Some(p)) => {
             write_file(p, export::csv(runs).as_bytes(), out.force).map_err(Failure::Run)?
         }
-        Some(None) => print!("{}", export::csv(runs)),
+        Some(None) => say(&export::csv(runs)),
         None => {}
     }
     match &out.markdown {
         Some(Some(p)) => {
             write_file(p, export::markdown(runs).as_bytes(), out.force).map_err(Failure::Run)?
         }
-        Some(None) => print!("{}", export::markdown(runs)),
+        Some(None) => say(&export::markdown(runs)),
         None => {}
     }
     if let Some(dir) = &out.hgrm {
@@ -109,7 +139,7 @@ pub fn write_outputs(
             }
         }
         if written == 0 {
-            eprintln!("gilbench: note: no histograms to write to {} (results loaded from JSON keep only percentiles)", dir.display());
+            warn(&format!("note: no histograms to write to {} (results loaded from JSON keep only percentiles)", dir.display()));
         }
     }
     if let Some(p) = &out.hlog {
@@ -135,7 +165,10 @@ pub fn write_outputs(
         let timelines: Vec<&gilbench::trace::Timeline> =
             runs.iter().filter_map(|r| r.trace.as_ref()).collect();
         if timelines.is_empty() {
-            eprintln!("gilbench: note: no timeline to write to {} (results loaded from JSON keep no timeline)", p.display());
+            warn(&format!(
+                "note: no timeline to write to {} (results loaded from JSON keep no timeline)",
+                p.display()
+            ));
         } else {
             write_file(
                 p,
@@ -161,7 +194,7 @@ pub fn write_outputs(
             )
             .map_err(Failure::Run)?;
         } else if sweep_key.is_none() {
-            eprintln!("gilbench: note: no client-side latency to plot (a CPU-only scenario)");
+            warn("note: no client-side latency to plot (a CPU-only scenario)");
         }
     }
     Ok(())
@@ -189,10 +222,10 @@ pub fn finish(
     if runs.iter().any(|r| r.partial) || runs.is_empty() {
         if let Some(sig) = signals::caught() {
             let _ = std::io::stdout().flush();
-            eprintln!(
-                "gilbench: interrupted by {}; the results gathered so far were written",
+            warn(&format!(
+                "interrupted by {}; the results gathered so far were written",
                 signals::name(sig)
-            );
+            ));
             std::process::exit(i32::from(signals::exit_status(sig)));
         }
     }
