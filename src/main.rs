@@ -237,7 +237,11 @@ fn positive(flag: &str, raw: &str, max: u64) -> Result<u64, Failure> {
 fn instrument(out: &OutputOpts) -> Result<Instrument, Failure> {
     Ok(Instrument {
         trace_events: match &out.trace {
-            Some(_) => Some(positive("--trace-events", &out.trace_events, 1 << 30)? as usize),
+            Some(_) => Some(positive(
+                "--trace-events",
+                &out.trace_events,
+                gilbench::trace::MAX_EVENTS as u64,
+            )? as usize),
             None => None,
         },
         hlog_interval: out.hlog.as_ref().map(|_| Duration::from_secs(1)),

@@ -1,6 +1,7 @@
 //! Outputs never lose or clobber anything: gilbench replaces only regular files it wrote (by
 //! content), refuses two outputs on one path and any bad output path before running (exit
-//! status 2), and still writes its files when stdout is a closed pipe.
+//! status 2), leaves no temporary file behind when interrupted, and still writes its files
+//! when stdout is a closed pipe.
 
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
@@ -310,6 +311,7 @@ fn bad_output_paths_are_refused_before_running() {
     let missing = d.join("missing").join("r.json");
     let under_file = file.join("r.json");
     let plots_under_file = file.join("plots");
+    let trace = d.join("t.json");
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--json", s(&missing)], "does not exist"),
         (vec!["--csv", s(&under_file)], "not a directory"),
@@ -317,6 +319,10 @@ fn bad_output_paths_are_refused_before_running() {
         (vec!["--json", "/dev/full"], "character device"),
         (vec!["--hgrm", s(&file)], "not a directory"),
         (vec!["--plot", s(&plots_under_file)], "not a directory"),
+        (
+            vec!["--trace", s(&trace), "--trace-events", "50000000"],
+            "--trace-events",
+        ),
     ];
     for (args, needle) in &cases {
         assert_refused_before_running(args, needle);
@@ -416,4 +422,62 @@ fn a_closed_stdout_still_writes_the_results_and_exits_0() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("stdout"), "{}", stderr(&o));
     assert!(json3.is_file());
+}
+
+#[test]
+fn sigint_during_a_long_trace_write_stops_it_and_leaves_no_temporary_file() {
+    let d = dir("sigint");
+    let trace = d.join("t.json");
+    let json = d.join("r.json");
+    // `tick` switches often: a few seconds make a trace of a hundred MB or more.
+    let mut child = bin()
+        .args([
+            "run",
+            &workload("cpu-scaling.toml"),
+            "--lock",
+            "tick",
+            "--duration",
+            "3s",
+            "--trace",
+            s(&trace),
+            "--trace-events",
+            "10000000",
+            "--json",
+            s(&json),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let writing = loop {
+        let tmp = std::fs::read_dir(&d).unwrap().any(|e| {
+            let n = e.unwrap().file_name().to_string_lossy().into_owned();
+            n.starts_with(".t.json.") && n.ends_with(".tmp")
+        });
+        if tmp {
+            break true;
+        }
+        if child.try_wait().unwrap().is_some() || t0.elapsed() > Duration::from_secs(30) {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    assert!(writing, "never saw the trace being written");
+    // SAFETY: sends SIGINT to our own child process, whose pid we hold.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let signalled = Instant::now();
+    let st = wait_for(child, Duration::from_secs(10));
+    let took = signalled.elapsed();
+    assert_eq!(st.and_then(|s| s.code()), Some(130), "{st:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "stopped {took:?} after SIGINT"
+    );
+    no_tmp_in(&d);
+    assert!(!trace.exists(), "an abandoned trace was written");
+    assert!(json.is_file(), "the other outputs were not written");
 }

@@ -2,11 +2,11 @@
 //! that every output can be written; printing to a stdout that may be gone.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use gilbench::output::{check_dir, check_file, ensure_dir, write_file};
+use gilbench::output::{check_dir, check_file, ensure_dir, write_file, write_with};
 use gilbench::report::{export, hgrm, plot};
 use gilbench::result::RunResult;
 use gilbench::signals;
@@ -161,6 +161,7 @@ pub fn write_outputs(
         let bytes = hgrm::hlog(&series, start).map_err(Failure::Run)?;
         write_file(p, &bytes, out.force).map_err(Failure::Run)?;
     }
+    let mut abandoned: Option<(i32, &Path)> = None;
     if let Some(p) = &out.trace {
         let timelines: Vec<&gilbench::trace::Timeline> =
             runs.iter().filter_map(|r| r.trace.as_ref()).collect();
@@ -170,12 +171,18 @@ pub fn write_outputs(
                 p.display()
             ));
         } else {
-            write_file(
-                p,
-                gilbench::trace::chrome_trace(&timelines).as_bytes(),
-                out.force,
-            )
+            // The trace can take seconds to write: a signal that arrives meanwhile abandons
+            // it (a signal that already cut the run short does not: what was gathered is
+            // written).
+            let before = signals::caught();
+            let cancelled = || before.is_none() && signals::caught().is_some();
+            let wrote = write_with(p, out.force, |w| {
+                gilbench::trace::write_chrome_trace(&timelines, w, &cancelled)
+            })
             .map_err(Failure::Run)?;
+            if !wrote {
+                abandoned = signals::caught().map(|sig| (sig, p.as_path()));
+            }
         }
     }
     if let Some(dir) = &out.plot {
@@ -196,6 +203,15 @@ pub fn write_outputs(
         } else if sweep_key.is_none() {
             warn("note: no client-side latency to plot (a CPU-only scenario)");
         }
+    }
+    if let Some((sig, p)) = abandoned {
+        let _ = std::io::stdout().flush();
+        warn(&format!(
+            "interrupted by {} while writing {}, which was not written; the other outputs were",
+            signals::name(sig),
+            p.display()
+        ));
+        std::process::exit(i32::from(signals::exit_status(sig)));
     }
     Ok(())
 }
