@@ -365,6 +365,8 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             let file: ResultFile = serde_json::from_str(&text).map_err(|e| {
                 Failure::Input(format!("{}: not a gilbench result ({e})", result.display()))
             })?;
+            file.check_version()
+                .map_err(|e| Failure::Input(format!("{}: {e}", result.display())))?;
             if file.runs.is_empty() {
                 return Err(Failure::Input(format!(
                     "{}: the result holds no runs",

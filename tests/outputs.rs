@@ -481,3 +481,25 @@ fn sigint_during_a_long_trace_write_stops_it_and_leaves_no_temporary_file() {
     assert!(!trace.exists(), "an abandoned trace was written");
     assert!(json.is_file(), "the other outputs were not written");
 }
+
+#[test]
+fn report_refuses_a_result_from_a_newer_gilbench() {
+    let d = dir("version");
+    let json = d.join("r.json");
+    let o = short_run(&["--json", s(&json)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for (version, code) in [("0.1.99", 0), ("0.2.0", 2), ("1.0.0", 2), ("banana", 2)] {
+        v["gilbench"] = serde_json::json!(version);
+        let f = d.join(format!("{version}.json"));
+        std::fs::write(&f, v.to_string()).unwrap();
+        let o = bin().args(["report", s(&f)]).output().unwrap();
+        assert_eq!(o.status.code(), Some(code), "{version}: {}", stderr(&o));
+        if code == 2 {
+            let err = stderr(&o);
+            assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+            assert!(err.contains(version), "{err}");
+        }
+    }
+}
