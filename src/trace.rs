@@ -13,7 +13,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 /// The most events `--trace-events` may keep per run: at 8 bytes each in memory, 80 MB of
-/// buffers and a trace file of about 750 MB, as much as the viewers load.
+/// buffers and a trace file of about 700 MB, about as much as the viewers load.
 pub const MAX_EVENTS: usize = 10_000_000;
 
 /// What happened.
