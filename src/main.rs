@@ -7,7 +7,6 @@ mod cli {
     pub mod progress;
 }
 
-use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,7 +14,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use cli::outputs::{finish, write_outputs};
+use cli::outputs::{check_outputs, finish, say, stdout_error, warn, write_outputs};
 use cli::progress::run_rows;
 use gilbench::experiment;
 use gilbench::gil::LockKind;
@@ -270,7 +269,11 @@ fn positive(flag: &str, raw: &str, max: u64) -> Result<u64, Failure> {
 fn instrument(out: &OutputOpts) -> Result<Instrument, Failure> {
     Ok(Instrument {
         trace_events: match &out.trace {
-            Some(_) => Some(positive("--trace-events", &out.trace_events, 1 << 30)? as usize),
+            Some(_) => Some(positive(
+                "--trace-events",
+                &out.trace_events,
+                gilbench::trace::MAX_EVENTS as u64,
+            )? as usize),
             None => None,
         },
         hlog_interval: out.hlog.as_ref().map(|_| Duration::from_secs(1)),
@@ -356,12 +359,12 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Locks => {
             for k in LockKind::ALL {
-                println!("{:<6} {}", k.name(), k.summary());
+                say(&format!("{:<6} {}\n", k.name(), k.summary()));
             }
         }
         Command::Keys => {
             for (k, help, _) in KEYS {
-                println!("{k:<18} {help}");
+                say(&format!("{k:<18} {help}\n"));
             }
         }
         Command::Run {
@@ -369,9 +372,10 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             opts,
             out,
         } => {
+            check_outputs(&out)?;
             let sc = load_scenario(&scenario, &opts, None)?;
             let r = runner::run_mode(&sc, Mode::Run, &instrument(&out)?, &|_| {})?;
-            print!("{}", report::run_table(&r));
+            say(&report::run_table(&r));
             finish(&[r], &out, None)?;
         }
         Command::Compare(ExperimentArgs {
@@ -381,12 +385,13 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             opts,
             out,
         }) => {
+            check_outputs(&out)?;
             let sc = load_scenario(&scenario, &opts, None)?;
             let repeat = positive("--repeat", &repeat, 1000)? as u32;
             let locks = locks_arg(&locks)?.unwrap_or_else(|| sc.compare_locks.clone());
             let rows = experiment::compare_rows(&sc, &locks).map_err(Failure::Input)?;
             let runs = run_rows(rows, repeat, &out)?;
-            print!("{}", report::summary_text(&runs));
+            say(&report::summary_text(&runs));
             finish(&runs, &out, None)?;
         }
         Command::Sweep(ExperimentArgs {
@@ -396,6 +401,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             opts,
             out,
         }) => {
+            check_outputs(&out)?;
             let Some(sweep) = sweep_spec(&opts, &scenario)? else {
                 return Err(Failure::Input(format!(
                     "{}: nothing to sweep: give --set KEY=V1,V2,... (or a `sweep` key in the scenario)",
@@ -408,15 +414,18 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             let rows = experiment::sweep_rows(&sc, &sweep.spec, &sweep.origin, &locks)
                 .map_err(Failure::Input)?;
             let runs = run_rows(rows, repeat, &out)?;
-            print!("{}", report::summary_text(&runs));
+            say(&report::summary_text(&runs));
             finish(&runs, &out, Some(&sweep.key))?;
         }
         Command::Report { result, out } => {
+            check_outputs(&out)?;
             let text = std::fs::read_to_string(&result)
                 .map_err(|e| Failure::Input(format!("cannot read {}: {e}", result.display())))?;
             let file: ResultFile = serde_json::from_str(&text).map_err(|e| {
                 Failure::Input(format!("{}: not a gilbench result ({e})", result.display()))
             })?;
+            file.check_version()
+                .map_err(|e| Failure::Input(format!("{}: {e}", result.display())))?;
             if file.runs.is_empty() {
                 return Err(Failure::Input(format!(
                     "{}: the result holds no runs",
@@ -426,9 +435,9 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             if out.csv == Some(None) || out.markdown == Some(None) {
                 // The export printed on stdout replaces the table.
             } else if file.runs.len() == 1 && file.runs[0].label == file.runs[0].lock {
-                print!("{}", report::run_table(&file.runs[0]));
+                say(&report::run_table(&file.runs[0]));
             } else {
-                print!("{}", report::summary_text(&file.runs));
+                say(&report::summary_text(&file.runs));
             }
             let sweep_key = file.runs.iter().find_map(|r| {
                 r.label
@@ -445,6 +454,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             opts,
             out,
         } => {
+            check_outputs(&out)?;
             let mut sc = load_scenario(&scenario, &opts, None)?;
             if let Some(l) = &listen {
                 apply_listen(&mut sc, l)?;
@@ -456,24 +466,25 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
                 )));
             }
             let announce = |addrs: &[SocketAddr]| {
-                let mut o = std::io::stdout().lock();
-                for a in addrs {
-                    let kind = if sc.io == IoWork::Bulk {
-                        "tcp (bulk)".to_owned()
-                    } else {
-                        sc.transport.to_string()
-                    };
-                    let _ = writeln!(o, "listening on {kind} {a}");
-                }
-                let _ = o.flush();
+                let kind = if sc.io == IoWork::Bulk {
+                    "tcp (bulk)".to_owned()
+                } else {
+                    sc.transport.to_string()
+                };
+                let lines: String = addrs
+                    .iter()
+                    .map(|a| format!("listening on {kind} {a}\n"))
+                    .collect();
+                say(&lines);
             };
             let r = runner::run_mode(&sc, Mode::Serve, &instrument(&out)?, &announce)?;
-            print!("{}", report::run_table(&r));
+            say(&report::run_table(&r));
             finish(&[r], &out, None)?;
         }
         Command::Load(o) => {
+            check_outputs(&o.out)?;
             let r = cli::load::run(&o)?;
-            print!("{}", report::run_table(&r));
+            say(&report::run_table(&r));
             finish(&[r], &o.out, None)?;
         }
     }
@@ -491,7 +502,7 @@ fn main() -> ExitCode {
                 .location()
                 .map(|l| format!(" at {}:{}", l.file(), l.line()))
                 .unwrap_or_default();
-            eprintln!("gilbench: internal error{at}: {msg}");
+            warn(&format!("internal error{at}: {msg}"));
         }
     }));
     signals::install();
@@ -512,18 +523,26 @@ fn main() -> ExitCode {
             }
             let text = e.render().to_string();
             let first = text.lines().next().unwrap_or("bad command line");
-            eprintln!("gilbench: {}", first.trim_start_matches("error: "));
+            warn(first.trim_start_matches("error: "));
             return ExitCode::from(2);
         }
     };
     match real_main(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        // A closed stdout is no failure (the files were written); any other error writing
+        // it is, reported after the files were written.
+        Ok(()) => match stdout_error() {
+            None => ExitCode::SUCCESS,
+            Some(m) => {
+                warn(&m);
+                ExitCode::from(1)
+            }
+        },
         Err(Failure::Input(m)) => {
-            eprintln!("gilbench: {m}");
+            warn(&m);
             ExitCode::from(2)
         }
         Err(Failure::Run(m)) => {
-            eprintln!("gilbench: {m}");
+            warn(&m);
             ExitCode::from(1)
         }
     }

@@ -33,6 +33,51 @@ impl ResultFile {
             runs,
         }
     }
+
+    /// Whether this gilbench reads the format of the version that wrote the file: refused
+    /// when that version is unreadable or newer in its major or minor number (a newer patch
+    /// keeps the format).
+    pub fn check_version(&self) -> Result<(), String> {
+        check_version(&self.gilbench, env!("CARGO_PKG_VERSION"))
+    }
+}
+
+/// `MAJOR.MINOR.PATCH` (a pre-release or build suffix ignored).
+fn major_minor(v: &str) -> Option<(u64, u64)> {
+    let core = v.split(['-', '+']).next()?;
+    let mut parts = core.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    let _patch: u64 = parts.next()?.parse().ok()?;
+    parts.next().is_none().then_some((major, minor))
+}
+
+fn check_version(file: &str, ours: &str) -> Result<(), String> {
+    let Some(theirs) = major_minor(file) else {
+        return Err(format!("written by an unknown gilbench version {file:?}"));
+    };
+    let ours_mm = major_minor(ours).expect("our own version is MAJOR.MINOR.PATCH");
+    if theirs > ours_mm {
+        return Err(format!(
+            "written by gilbench {file}, a newer format than this gilbench {ours} reads"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_version;
+
+    #[test]
+    fn reads_its_own_and_older_formats_only() {
+        for ok in ["0.1.0", "0.1.7", "0.0.9", "0.1.0-dev"] {
+            assert!(check_version(ok, "0.1.0").is_ok(), "{ok}");
+        }
+        for bad in ["0.2.0", "1.0.0", "banana", "", "0.1", "0.1.0.0", "x.1.0"] {
+            assert!(check_version(bad, "0.1.0").is_err(), "{bad}");
+        }
+    }
 }
 
 /// One run of one scenario on one design.

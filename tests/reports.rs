@@ -411,7 +411,8 @@ fn outputs_refuse_to_clobber_foreign_files() {
         ])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(1));
+    // Refused before running: bad input.
+    assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--force"));
     assert_eq!(std::fs::read_to_string(&f).unwrap(), "my precious notes");
     ok(bin()

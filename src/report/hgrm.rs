@@ -14,14 +14,22 @@ use crate::metrics::{Hist, Interval};
 /// ratio" of 1000).
 const SCALE: f64 = 1000.0;
 
+/// The first line of a `.hgrm` file (HdrHistogram's standard layout).
+pub const HGRM_HEADER: &str = "       Value     Percentile TotalCount 1/(1-Percentile)";
+
+/// The last line of a `.hgrm` file written by gilbench: how gilbench recognises its own (see
+/// `output`); a `#[` line, which HdrHistogram's readers skip like the footer above it.
+pub fn hgrm_mark() -> String {
+    format!(
+        "#[gilbench {} percentile distribution; values in microseconds]",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
 /// The percentile distribution of `h` in HdrHistogram's standard text layout.
 pub fn hgrm(h: &Hist) -> String {
     let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "{:>12} {:>14} {:>10} {:>14}\n",
-        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
-    );
+    let _ = writeln!(o, "{HGRM_HEADER}\n");
     if !h.is_empty() {
         let mut count = 0u64;
         for v in h.iter_quantiles(5) {
@@ -61,6 +69,7 @@ pub fn hgrm(h: &Hist) -> String {
         h.buckets(),
         sub_buckets
     );
+    let _ = writeln!(o, "{}", hgrm_mark());
     o
 }
 

@@ -22,9 +22,12 @@ fn err<E: std::fmt::Display>(e: E) -> String {
     format!("cannot draw the plot: {e}")
 }
 
+/// The first line of every plot: how gilbench recognises its SVG files (see `output`).
+pub const SVG_MARK: &str = "<!-- gilbench plot -->";
+
 /// Marks the file as gilbench's (see `output`).
 fn mark(svg: String) -> String {
-    svg.replacen("<svg", "<!-- gilbench plot -->\n<svg", 1)
+    svg.replacen("<svg", &format!("{SVG_MARK}\n<svg"), 1)
 }
 
 /// Each label's latency distribution (first repetition), x = 1/(1-p) on a log axis.
