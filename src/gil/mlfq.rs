@@ -8,11 +8,23 @@
 //!   released it) drops one level; releasing for I/O before then keeps its level.
 //! * On release the GIL is handed directly to the first waiter of the highest non-empty
 //!   level: no barging, no re-acquire race.
-//! * A waiter of higher priority than the holder requests a drop at once; a waiter of equal or
-//!   lower priority requests it once the holder's quantum (measured from when it took the GIL)
-//!   is used up. Waiters keep the timer: each sleeps until the next moment a request could
-//!   become due and re-evaluates.
-//! * Every `boost_interval` all threads return to the top level.
+//! * A waiter of higher priority than the holder requests a drop at once; a waiter of equal
+//!   priority requests it once the holder's quantum is used up (round robin within a level); a
+//!   waiter of lower priority never takes the GIL from a higher-priority holder (it would be
+//!   preempted straight back): it waits until the holder blocks, sinks to its level, or a
+//!   boost. Waiters keep the timer: each sleeps until the next moment a request could become
+//!   due and re-evaluates.
+//! * Every `boost_interval` threads return to the top level: all of them (`boost = "all"`,
+//!   OSTEP's rule, the default) or only those that have not held the GIL for a whole interval
+//!   (`boost = "starved"`), which bounds starvation without handing CPU-bound threads a
+//!   stretch at top priority every period.
+//!
+//! A hand-off names the next holder at once, but a parked thread needs tens of microseconds
+//! to wake. Until it runs, nobody is charged (hold time and the quantum start when the new
+//! holder runs, not at the grant), and the thread that released for a blocking call may
+//! *snatch* the GIL back if it asks again first and is at least as urgent (the idea of Nir
+//! Aides' BFS scheduler): an I/O call that did not really block then costs no switch, and the
+//! woken thread keeps its place at the head of its queue.
 //!
 //! Hold time is charged lazily: whenever the scheduler state is touched (take, release, a
 //! waiter's timer) the holder is charged for the time since it was last charged, so a thread
@@ -22,12 +34,15 @@
 //! Priority first, FIFO within a level. Threads that hold the GIL briefly (I/O) stay at the
 //! top and preempt CPU-bound threads at once; CPU-bound threads share the GIL round-robin by
 //! quantum at their level. Lower levels could starve behind busy upper levels, which the
-//! periodic boost bounds: every thread is back at the top within `boost_interval`.
+//! periodic boost bounds: a thread that waits is back at the top within `boost_interval`.
+//! Snatching lets a thread returning from a blocking call overtake one that was handed the
+//! GIL but is still waking; the overtaken thread is first in line at the next hand-off. No
+//! waiter busy-waits unless the user sets `spin` (as for every design).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::handoff::{Slot, Wake};
+use super::handoff::Slot;
 use super::{Gil, GilParams, Release};
 use crate::sync::{lock, Arc, AtomicBool, Mutex, Ordering};
 
@@ -40,13 +55,23 @@ struct ThreadSched {
     /// While queued: when this waiter will next look at the holder (None: not timed, i.e.
     /// it already requested a drop or needs no timer).
     deadline: Option<Instant>,
+    /// When it last held the GIL (for `boost = "starved"`).
+    last_held: Instant,
 }
 
 struct Sched {
     threads: Vec<ThreadSched>,
     queues: Vec<VecDeque<usize>>,
     holder: Option<usize>,
-    /// When the holder took the GIL: the start of its quantum.
+    /// Whether the holder has started running. A hand-off names the next holder at once, but
+    /// a parked thread takes tens of microseconds to wake: until it does, nobody is charged,
+    /// and the thread that released for a blocking call may snatch the GIL back.
+    started: bool,
+    /// The thread that last released for a blocking call, while the thread it handed the GIL
+    /// to has not started: it may snatch the GIL back (as in Nir Aides' BFS scheduler).
+    prev: Option<usize>,
+    snatches: u64,
+    /// When the holder started running: the start of its quantum.
     since: Instant,
     /// Up to when the holder's hold time has been charged.
     charged: Instant,
@@ -62,6 +87,9 @@ pub struct MlfqGil {
     quanta: Vec<Duration>,
     allotments: Vec<Duration>,
     boost_interval: Duration,
+    /// `boost = "all"` (OSTEP's rule: every thread back to the top) or `"starved"` (only
+    /// threads that have not held the GIL for a whole boost interval).
+    boost_all: bool,
     spin: Duration,
 }
 
@@ -78,6 +106,10 @@ impl Sched {
         let Some(h) = self.holder else { return };
         let mut add = now.saturating_duration_since(self.charged);
         self.charged = now;
+        if !self.started {
+            // Handed over but not running yet: its wake-up is not its hold time.
+            return;
+        }
         let last = allotments.len() - 1;
         let t = &mut self.threads[h];
         while t.level < last {
@@ -100,16 +132,34 @@ impl Sched {
         }
         self.last_boost = now;
         self.boosts += 1;
-        for t in &mut self.threads {
-            t.level = 0;
-            t.used = Duration::ZERO;
+        for (i, t) in self.threads.iter_mut().enumerate() {
+            let starved = self.holder != Some(i)
+                && now.saturating_duration_since(t.last_held) >= p.boost_interval;
+            if p.boost_all || starved {
+                t.level = 0;
+                t.used = Duration::ZERO;
+            }
         }
-        // Keep the waiters' relative order: higher levels first, FIFO within each.
+        // Requeue the waiters by their (new) levels, keeping their relative order: higher
+        // levels first, FIFO within each.
         let mut all = VecDeque::new();
         for q in &mut self.queues {
             all.append(q);
         }
-        self.queues[0] = all;
+        for w in all {
+            let level = self.threads[w].level;
+            self.queues[level].push_back(w);
+        }
+    }
+
+    /// Makes `who` the holder, running from `now`.
+    fn start_holding(&mut self, who: usize, now: Instant) {
+        self.holder = Some(who);
+        self.started = true;
+        self.prev = None;
+        self.since = now;
+        self.charged = now;
+        self.threads[who].last_held = now;
     }
 
     fn pop_best(&mut self) -> Option<usize> {
@@ -140,6 +190,9 @@ impl MlfqGil {
                 threads: Vec::new(),
                 queues: (0..levels).map(|_| VecDeque::new()).collect(),
                 holder: None,
+                started: false,
+                prev: None,
+                snatches: 0,
                 since: now,
                 charged: now,
                 last_boost: now,
@@ -150,8 +203,16 @@ impl MlfqGil {
             quanta,
             allotments,
             boost_interval: p.boost_interval,
+            boost_all: p.boost_all,
             spin: p.spin,
         }
+    }
+
+    /// Whether `me`, asking for the GIL, may take it back from `holder`: `me` released it for
+    /// a blocking call, `holder` was handed it and has not started running yet, and `me` is at
+    /// least as urgent (the same or a higher level).
+    fn may_snatch(&self, s: &Sched, me: usize, holder: usize) -> bool {
+        !s.started && s.prev == Some(me) && s.threads[me].level <= s.threads[holder].level
     }
 
     /// The current level of a registered thread (for tests and diagnostics).
@@ -170,18 +231,34 @@ impl MlfqGil {
         s.maybe_boost(now, self);
         let h = s.holder?;
         let (hl, ml) = (s.threads[h].level, s.threads[me].level);
-        let quantum_end = s.since + self.quanta[hl];
-        if ml < hl || now >= quantum_end {
+        if ml < hl {
+            // Higher priority than the holder: preempt at once.
             self.drop_request.store(true, Ordering::Relaxed);
             return None;
         }
-        let mut due = quantum_end;
-        if ml == hl && hl + 1 < self.quanta.len() {
-            // The holder drops below us once its allotment is used up.
-            let left = self.allotments[hl].saturating_sub(s.threads[h].used);
-            due = due.min(now + left);
+        if !s.started {
+            // The holder has not started yet: its quantum has not begun.
+            return Some(now + self.quanta[hl]);
         }
-        Some(due)
+        // Until the holder sinks below this waiter's level: the rest of its allotment.
+        let sinks = if hl + 1 < self.quanta.len() {
+            Some(now + self.allotments[hl].saturating_sub(s.threads[h].used))
+        } else {
+            None
+        };
+        if ml > hl {
+            // Lower priority: never take the GIL from a higher-priority holder (it would be
+            // preempted straight back); look again when it sinks (or at the next boost).
+            let boost = s.last_boost + self.boost_interval;
+            return Some(sinks.map_or(boost, |t| t.min(boost)));
+        }
+        // Equal priority: round robin by quantum.
+        let quantum_end = s.since + self.quanta[hl];
+        if now >= quantum_end {
+            self.drop_request.store(true, Ordering::Relaxed);
+            return None;
+        }
+        Some(sinks.map_or(quantum_end, |t| t.min(quantum_end)))
     }
 
     #[cold]
@@ -190,16 +267,18 @@ impl MlfqGil {
         let mut spin = self.spin;
         loop {
             let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            if t.slot.wait(std::mem::take(&mut spin), timeout) == Wake::Granted {
-                return;
-            }
+            // A grant is only a hint: the GIL may have been snatched back since, so every
+            // wake-up looks at the scheduler's state.
+            let _ = t.slot.wait(std::mem::take(&mut spin), timeout);
             let mut s = lock(&self.sched);
+            let now = Instant::now();
             if s.holder == Some(t.id) {
-                // Granted between the wake-up and taking the lock; consume the grant.
+                // Consume a grant that arrived after the wake-up, and start running: the
+                // quantum and the charging begin now, not at the grant.
                 let _ = t.slot.try_take();
+                s.start_holding(t.id, now);
                 return;
             }
-            let now = Instant::now();
             deadline = self.evaluate(&mut s, t.id, now);
             s.threads[t.id].deadline = deadline;
         }
@@ -219,6 +298,7 @@ impl Gil for MlfqGil {
             demotions: 0,
             slot: slot.clone(),
             deadline: None,
+            last_held: Instant::now(),
         });
         MlfqThread {
             id: s.threads.len() - 1,
@@ -230,11 +310,22 @@ impl Gil for MlfqGil {
         let mut s = lock(&self.sched);
         let now = Instant::now();
         s.maybe_boost(now, self);
-        if s.holder.is_none() {
-            s.holder = Some(t.id);
-            s.since = now;
-            s.charged = now;
-            return;
+        match s.holder {
+            None => {
+                s.start_holding(t.id, now);
+                return;
+            }
+            Some(h) if self.may_snatch(&s, t.id, h) => {
+                // Back from a blocking call before the thread it handed the GIL to has
+                // started: take it back; that thread keeps its place at the head of its queue.
+                let level = s.threads[h].level;
+                s.queues[level].push_front(h);
+                s.snatches += 1;
+                s.start_holding(t.id, now);
+                s.threads[h].slot.poke();
+                return;
+            }
+            Some(_) => {}
         }
         let level = s.threads[t.id].level;
         s.queues[level].push_back(t.id);
@@ -244,15 +335,18 @@ impl Gil for MlfqGil {
         self.wait_for_handoff(t, deadline);
     }
 
-    fn release(&self, t: &mut MlfqThread, _why: Release) {
+    fn release(&self, t: &mut MlfqThread, why: Release) {
         let mut s = lock(&self.sched);
         let now = Instant::now();
         s.maybe_boost(now, self);
         debug_assert_eq!(s.holder, Some(t.id));
+        s.threads[t.id].last_held = now;
         s.holder = None;
         self.drop_request.store(false, Ordering::Relaxed);
         let Some(next) = s.pop_best() else { return };
         s.holder = Some(next);
+        s.started = false;
+        s.prev = (why == Release::Blocking).then_some(t.id);
         s.since = now;
         s.charged = now;
         s.handoffs += 1;
@@ -282,6 +376,10 @@ impl Gil for MlfqGil {
 
     fn stats(&self) -> Vec<(&'static str, u64)> {
         let s = lock(&self.sched);
-        vec![("boosts", s.boosts), ("handoffs", s.handoffs)]
+        vec![
+            ("boosts", s.boosts),
+            ("handoffs", s.handoffs),
+            ("snatches", s.snatches),
+        ]
     }
 }

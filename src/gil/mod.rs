@@ -152,6 +152,9 @@ pub struct GilParams {
     pub allotments: Vec<Duration>,
     /// mlfq: period after which every thread returns to the top level.
     pub boost_interval: Duration,
+    /// mlfq: boost every thread (`true`, OSTEP's rule) or only threads that have not held
+    /// the GIL for a whole boost interval.
+    pub boost_all: bool,
     /// Every design with waiters: how long a waiter spins before it blocks (0: never). One
     /// setting, applied the same way to all, so that no design gets a busy-wait the others
     /// lack.
@@ -172,6 +175,7 @@ impl Default for GilParams {
             allotments: default_allotments(&quanta),
             quanta,
             boost_interval: Duration::from_millis(100),
+            boost_all: true,
             spin: Duration::ZERO,
         }
     }

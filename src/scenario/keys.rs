@@ -146,6 +146,18 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
         },
     ),
     (
+        "boost",
+        "mlfq: who a boost returns to the top level: all (OSTEP's rule) or starved (only threads that have not held the GIL for a whole boost_interval)",
+        |s, v| {
+            s.gil.boost_all = match string(v)?.as_str() {
+                "all" => true,
+                "starved" => false,
+                other => return Err(format!("expected all or starved, found '{other}'")),
+            };
+            Ok(())
+        },
+    ),
+    (
         "spin",
         "every design with waiters (tick, timed, fifo, mlfq): how long a waiter spins before it \
          blocks, once per take; 0 (default), a duration, or auto (50us when every GIL thread has \

@@ -434,6 +434,7 @@ impl Scenario {
             "quanta": durs(&self.gil.quanta),
             "allotments": durs(&self.gil.allotments),
             "boost_interval_us": self.gil.boost_interval.as_secs_f64() * 1e6,
+            "boost": if self.gil.boost_all { "all" } else { "starved" },
             "spin_us": self.effective_spin().as_secs_f64() * 1e6,
             "io": self.io,
             "io_threads": self.io_thread_count(),
