@@ -7,6 +7,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use gilbench::gil::mlfq::MlfqThread;
 use gilbench::gil::{FifoGil, Gil, GilParams, MlfqGil, NoGil, Release, TickGil, TimedGil};
 use gilbench::interp::Interp;
 use gilbench::pin;
@@ -669,4 +670,68 @@ fn spin_is_symmetric_and_off_by_default() {
             "{name} spun past its spin (once per take): {spun:?}"
         );
     }
+}
+
+/// How long `low` waits for the GIL while another thread saturates it with 50 us holds and
+/// blocking releases, asking again at once (faster than a parked thread wakes).
+fn wait_under_saturation(gil: &MlfqGil, low: &mut MlfqThread) -> Duration {
+    let stop = AtomicBool::new(false);
+    thread::scope(|s| {
+        let stop = &stop;
+        s.spawn(move || {
+            let mut high = gil.register();
+            while !stop.load(Ordering::Relaxed) {
+                hold(gil, &mut high, Duration::from_micros(50));
+            }
+        });
+        thread::sleep(Duration::from_millis(5));
+        let t0 = Instant::now();
+        gil.take(low);
+        let waited = t0.elapsed();
+        gil.release(low, Release::Exit);
+        stop.store(true, Ordering::Relaxed);
+        waited
+    })
+}
+
+/// mlfq's snatch-back cannot starve a waiter: with both threads at the top level (the boost
+/// resets the saturating thread's allotment before it is used up, so it never sinks), every
+/// hand-off to the waiter would be snatched back if snatching had no bound.
+#[test]
+fn mlfq_snatching_cannot_starve_a_waiter() {
+    let gil = MlfqGil::new(&GilParams {
+        quanta: vec![Duration::from_millis(1), Duration::from_millis(5)],
+        allotments: vec![Duration::from_millis(40), Duration::from_secs(10)],
+        boost_interval: Duration::from_millis(30),
+        ..GilParams::default()
+    });
+    let mut low = gil.register();
+    let waited = wait_under_saturation(&gil, &mut low);
+    assert!(
+        waited < Duration::from_millis(100),
+        "the waiter waited {waited:?}"
+    );
+}
+
+/// mlfq's starvation bound: a thread at the bottom level still gets the GIL while a
+/// higher-level thread saturates it, within about two boost intervals (with `boost =
+/// "starved"` it is lifted once it has not held the GIL for a whole interval).
+#[test]
+fn mlfq_bottom_level_thread_gets_the_gil_under_a_saturating_load() {
+    let gil = MlfqGil::new(&GilParams {
+        quanta: vec![Duration::from_millis(1), Duration::from_millis(5)],
+        allotments: vec![Duration::from_millis(40), Duration::from_secs(10)],
+        boost_interval: Duration::from_millis(60),
+        boost_all: false,
+        ..GilParams::default()
+    });
+    let mut low = gil.register();
+    // 45 ms of holding sinks it below the top level (before the first boost is due).
+    hold(&gil, &mut low, Duration::from_millis(45));
+    assert_eq!(gil.level_of(&low), 1);
+    let waited = wait_under_saturation(&gil, &mut low);
+    assert!(
+        waited < Duration::from_millis(250),
+        "the bottom-level thread waited {waited:?}"
+    );
 }

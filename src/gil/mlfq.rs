@@ -24,7 +24,8 @@
 //! holder runs, not at the grant), and the thread that released for a blocking call may
 //! *snatch* the GIL back if it asks again first and is at least as urgent (the idea of Nir
 //! Aides' BFS scheduler): an I/O call that did not really block then costs no switch, and the
-//! woken thread keeps its place at the head of its queue.
+//! woken thread keeps its place at the head of its queue. A thread overtaken once cannot be
+//! overtaken again before it has run, so snatching cannot starve it.
 //!
 //! Hold time is charged lazily: whenever the scheduler state is touched (take, release, a
 //! waiter's timer) the holder is charged for the time since it was last charged, so a thread
@@ -57,6 +58,9 @@ struct ThreadSched {
     deadline: Option<Instant>,
     /// When it last held the GIL (for `boost = "starved"`).
     last_held: Instant,
+    /// It was handed the GIL and then overtaken by a snatch: until it has run, it cannot be
+    /// overtaken again (so a thread that blocks briefly and often cannot starve it).
+    snatched: bool,
 }
 
 struct Sched {
@@ -160,6 +164,7 @@ impl Sched {
         self.since = now;
         self.charged = now;
         self.threads[who].last_held = now;
+        self.threads[who].snatched = false;
     }
 
     fn pop_best(&mut self) -> Option<usize> {
@@ -212,7 +217,10 @@ impl MlfqGil {
     /// a blocking call, `holder` was handed it and has not started running yet, and `me` is at
     /// least as urgent (the same or a higher level).
     fn may_snatch(&self, s: &Sched, me: usize, holder: usize) -> bool {
-        !s.started && s.prev == Some(me) && s.threads[me].level <= s.threads[holder].level
+        !s.started
+            && s.prev == Some(me)
+            && !s.threads[holder].snatched
+            && s.threads[me].level <= s.threads[holder].level
     }
 
     /// The current level of a registered thread (for tests and diagnostics).
@@ -299,6 +307,7 @@ impl Gil for MlfqGil {
             slot: slot.clone(),
             deadline: None,
             last_held: Instant::now(),
+            snatched: false,
         });
         MlfqThread {
             id: s.threads.len() - 1,
@@ -320,6 +329,7 @@ impl Gil for MlfqGil {
                 // started: take it back; that thread keeps its place at the head of its queue.
                 let level = s.threads[h].level;
                 s.queues[level].push_front(h);
+                s.threads[h].snatched = true;
                 s.snatches += 1;
                 s.start_holding(t.id, now);
                 s.threads[h].slot.poke();
@@ -381,5 +391,88 @@ impl Gil for MlfqGil {
             ("handoffs", s.handoffs),
             ("snatches", s.snatches),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gil(boost_all: bool) -> MlfqGil {
+        MlfqGil::new(&GilParams {
+            quanta: vec![Duration::from_millis(1), Duration::from_millis(5)],
+            allotments: vec![Duration::from_millis(10), Duration::from_millis(50)],
+            boost_interval: Duration::from_millis(100),
+            boost_all,
+            ..GilParams::default()
+        })
+    }
+
+    /// The scheduler, on its own clock: `a` holds, `b` waits in the queue.
+    fn a_holds_b_waits(g: &MlfqGil, t0: Instant) -> (usize, usize) {
+        let (a, b) = (g.register().id, g.register().id);
+        let mut s = lock(&g.sched);
+        s.last_boost = t0;
+        s.start_holding(a, t0);
+        s.queues[0].push_back(b);
+        (a, b)
+    }
+
+    /// Hold time is charged from when the new holder runs, not from the grant: a wake-up of
+    /// 50 ms (far past the 10 ms allotment) followed by 1 ms of holding keeps it at the top.
+    #[test]
+    fn hold_time_is_charged_from_running_not_from_the_grant() {
+        let g = gil(true);
+        let t0 = Instant::now();
+        let (a, b) = a_holds_b_waits(&g, t0);
+        let mut s = lock(&g.sched);
+        // a releases at t0 + 1 ms: b is handed the GIL but has not started.
+        s.charge(t0 + Duration::from_millis(1), &g.allotments);
+        s.holder = s.pop_best();
+        s.started = false;
+        s.since = t0 + Duration::from_millis(1);
+        s.charged = s.since;
+        assert_eq!(s.holder, Some(b));
+        // It is still waking 50 ms later: nothing is charged.
+        s.charge(t0 + Duration::from_millis(51), &g.allotments);
+        assert_eq!(s.threads[b].used, Duration::ZERO);
+        // It runs from then on, for 1 ms.
+        s.start_holding(b, t0 + Duration::from_millis(51));
+        s.charge(t0 + Duration::from_millis(52), &g.allotments);
+        assert_eq!(s.threads[b].used, Duration::from_millis(1));
+        assert_eq!((s.threads[a].level, s.threads[b].level), (0, 0));
+    }
+
+    /// `boost = "starved"` returns to the top only threads that have not held the GIL for a
+    /// whole boost interval; `boost = "all"` returns everyone.
+    #[test]
+    fn the_boost_policy_decides_who_returns_to_the_top() {
+        for boost_all in [false, true] {
+            let g = gil(boost_all);
+            let t0 = Instant::now();
+            let (a, b) = a_holds_b_waits(&g, t0);
+            let mut s = lock(&g.sched);
+            for t in [a, b] {
+                s.threads[t].level = 1;
+            }
+            s.queues[0].clear();
+            s.queues[1].push_back(b);
+            // a held the GIL until recently; b last held it at t0.
+            s.threads[a].last_held = t0 + Duration::from_millis(90);
+            s.threads[b].last_held = t0;
+            s.holder = None;
+            s.maybe_boost(t0 + Duration::from_millis(101), &g);
+            let levels = (s.threads[a].level, s.threads[b].level);
+            if boost_all {
+                assert_eq!(levels, (0, 0));
+            } else {
+                assert_eq!(levels, (1, 0), "only the starved thread is boosted");
+            }
+            assert_eq!(
+                s.queues[0].front(),
+                Some(&b),
+                "the boosted waiter is requeued"
+            );
+        }
     }
 }
