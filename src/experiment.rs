@@ -26,7 +26,7 @@ pub fn compare_rows(base: &Scenario, locks: &[LockKind]) -> Result<Vec<Row>, Str
             s.lock = l;
             s.validate()?;
             Ok(Row {
-                label: l.name().to_owned(),
+                label: s.design_label(),
                 scenario: s,
             })
         })

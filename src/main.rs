@@ -434,7 +434,9 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             }
             if out.csv == Some(None) || out.markdown == Some(None) {
                 // The export printed on stdout replaces the table.
-            } else if file.runs.len() == 1 && file.runs[0].label == file.runs[0].lock {
+            } else if file.runs.len() == 1
+                && file.runs[0].label.split(' ').next() == Some(file.runs[0].lock.as_str())
+            {
                 say(&report::run_table(&file.runs[0]));
             } else {
                 say(&report::summary_text(&file.runs));

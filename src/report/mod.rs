@@ -42,7 +42,7 @@ pub fn run_table(r: &RunResult) -> String {
         o,
         "{} on {} ({:.2}s measured, pin {})",
         r.scenario,
-        r.lock,
+        r.row_label(),
         r.measured_s,
         r.params["pin"].as_str().unwrap_or("?")
     );

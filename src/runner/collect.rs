@@ -238,7 +238,7 @@ pub(super) fn assemble<G: Gil>(
         notes,
         partial: interrupted.is_some() || failure.is_some(),
         failure,
-        label: G::NAME.to_owned(),
+        label: sc.design_label(),
         repeat: 0,
         hists,
         intervals,

@@ -417,6 +417,59 @@ impl Scenario {
     }
 
     /// The parameters as reported in results (`params`).
+    /// The design's own parameters that differ from their defaults, as `key=value` (e.g.
+    /// `spin=50us`, `interval=1ms`): they go into the row label, so that no design runs with a
+    /// setting a table does not show.
+    pub fn design_settings(&self) -> Vec<String> {
+        let d = GilParams::default();
+        let g = &self.gil;
+        let durs = |v: &[Duration]| {
+            let v: Vec<_> = v.iter().map(|x| format_duration(*x)).collect();
+            format!("[{}]", v.join(","))
+        };
+        let mut out = Vec::new();
+        let name = self.lock.name();
+        let uses_interval = matches!(name, "timed" | "fifo");
+        if name == "tick" && g.check_interval != d.check_interval {
+            out.push(format!("check_interval={}", g.check_interval));
+        }
+        if uses_interval && g.interval != d.interval {
+            out.push(format!("interval={}", format_duration(g.interval)));
+        }
+        if uses_interval && g.force_switching != d.force_switching {
+            out.push(format!("force_switching={}", g.force_switching));
+        }
+        if name == "mlfq" {
+            if g.quanta != d.quanta {
+                out.push(format!("quanta={}", durs(&g.quanta)));
+            }
+            if g.allotments != default_allotments(&g.quanta) {
+                out.push(format!("allotments={}", durs(&g.allotments)));
+            }
+            if g.boost_interval != d.boost_interval {
+                out.push(format!(
+                    "boost_interval={}",
+                    format_duration(g.boost_interval)
+                ));
+            }
+            if g.boost_all != d.boost_all {
+                out.push("boost=starved".to_owned());
+            }
+        }
+        let spin = self.effective_spin();
+        if name != "none" && !spin.is_zero() {
+            out.push(format!("spin={}", format_duration(spin)));
+        }
+        out
+    }
+
+    /// The design's name followed by its [`Scenario::design_settings`]: how a run is labelled.
+    pub fn design_label(&self) -> String {
+        let mut parts = vec![self.lock.name().to_owned()];
+        parts.extend(self.design_settings());
+        parts.join(" ")
+    }
+
     pub fn params_json(&self) -> serde_json::Value {
         let durs = |v: &[Duration]| v.iter().map(|d| format_duration(*d)).collect::<Vec<_>>();
         serde_json::json!({
@@ -674,5 +727,24 @@ mod tests {
         assert!(e.contains("'none' is named twice"), "{e}");
         let e = Scenario::from_toml("locks = \"tick,tick\"", "x.toml").unwrap_err();
         assert!(e.contains("'locks'") && e.contains("twice"), "{e}");
+    }
+
+    #[test]
+    fn labels_show_every_design_setting_that_differs_from_its_default() {
+        let mut s = Scenario::from_toml("lock = \"fifo\"\n", "x.toml").unwrap();
+        assert_eq!(s.design_label(), "fifo");
+        s.set_kv("spin=20us").unwrap();
+        s.set_kv("interval=1ms").unwrap();
+        s.set_kv("quanta=[2ms,4ms]").unwrap();
+        // quanta are mlfq's, not fifo's.
+        assert_eq!(s.design_label(), "fifo interval=1ms spin=20us");
+        s.set_kv("lock=mlfq").unwrap();
+        s.set_kv("boost=starved").unwrap();
+        assert_eq!(
+            s.design_label(),
+            "mlfq quanta=[2ms,4ms] boost=starved spin=20us"
+        );
+        s.set_kv("lock=none").unwrap();
+        assert_eq!(s.design_label(), "none");
     }
 }
