@@ -103,6 +103,39 @@ pub fn expected(sc: &Scenario) -> Duration {
     }
 }
 
+/// Whether baselines make sense for `sc`: it has both CPU and I/O threads.
+pub fn has_baselines(sc: &Scenario) -> bool {
+    sc.cpu_threads > 0 && sc.io != crate::scenario::IoWork::None
+}
+
+/// The two baselines of a row: its I/O threads without the CPU threads, and its CPU threads
+/// without the I/O threads.
+fn baseline_scenarios(sc: &Scenario) -> (Scenario, Scenario) {
+    let mut io_alone = sc.clone();
+    io_alone.cpu_threads = 0;
+    let mut cpu_alone = sc.clone();
+    cpu_alone.io = crate::scenario::IoWork::None;
+    (io_alone, cpu_alone)
+}
+
+/// Runs the baselines of `row` and sets `res` beside them. A baseline cut short (a signal)
+/// leaves `res` without one and marks it partial.
+fn add_baseline(row: &Row, inst: &Instrument, res: &mut RunResult) -> Result<(), RunError> {
+    let (io_sc, cpu_sc) = baseline_scenarios(&row.scenario);
+    let io_alone = runner::run_mode(&io_sc, Mode::Run, inst, &|_| {})?;
+    if io_alone.partial {
+        res.partial = true;
+        return Ok(());
+    }
+    let cpu_alone = runner::run_mode(&cpu_sc, Mode::Run, inst, &|_| {})?;
+    if cpu_alone.partial {
+        res.partial = true;
+        return Ok(());
+    }
+    res.baseline = Some(crate::result::Baseline::of(res, &io_alone, &cpu_alone));
+    Ok(())
+}
+
 /// What an experiment reports as it goes.
 pub enum Progress<'a> {
     /// Run `index` of `total` (label, repetition) starts and should take about `expected`.
@@ -117,11 +150,13 @@ pub enum Progress<'a> {
     Done,
 }
 
-/// Runs every row `repeat` times. Stops early (returning what it has, the last run marked
-/// partial) when a signal arrives.
+/// Runs every row `repeat` times, each repetition followed by its two baselines when
+/// `baselines` is set (for rows that have both CPU and I/O threads). Stops early (returning
+/// what it has, the last run marked partial) when a signal arrives.
 pub fn execute(
     rows: &[Row],
     repeat: u32,
+    baselines: bool,
     inst: &Instrument,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<Vec<RunResult>, RunError> {
@@ -144,6 +179,9 @@ pub fn execute(
             let mut res = runner::run_mode(&row.scenario, Mode::Run, inst, &|_| {})?;
             res.label = row.label.clone();
             res.repeat = r;
+            if baselines && has_baselines(&row.scenario) && !res.partial {
+                add_baseline(row, inst, &mut res)?;
+            }
             let partial = res.partial;
             runs.push(res);
             if partial {

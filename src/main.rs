@@ -88,6 +88,13 @@ struct ExperimentArgs {
     /// Run each row N times; the table shows the median and the min-max spread.
     #[arg(long, value_name = "N", default_value = "1")]
     repeat: String,
+    /// Also run each row with I/O alone and with CPU alone, and show it against them (the
+    /// default for scenarios with both CPU and I/O threads).
+    #[arg(long, overrides_with = "no_baseline")]
+    baseline: bool,
+    /// No baseline runs.
+    #[arg(long, overrides_with = "baseline")]
+    no_baseline: bool,
     #[command(flatten)]
     opts: RunOpts,
     #[command(flatten)]
@@ -382,6 +389,8 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             scenario,
             locks,
             repeat,
+            baseline: _,
+            no_baseline,
             opts,
             out,
         }) => {
@@ -390,7 +399,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             let repeat = positive("--repeat", &repeat, 1000)? as u32;
             let locks = locks_arg(&locks)?.unwrap_or_else(|| sc.compare_locks.clone());
             let rows = experiment::compare_rows(&sc, &locks).map_err(Failure::Input)?;
-            let runs = run_rows(rows, repeat, &out)?;
+            let runs = run_rows(rows, repeat, !no_baseline, &out)?;
             say(&report::summary_text(&runs));
             finish(&runs, &out, None)?;
         }
@@ -398,6 +407,8 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             scenario,
             locks,
             repeat,
+            baseline: _,
+            no_baseline,
             opts,
             out,
         }) => {
@@ -413,7 +424,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             let locks = locks_arg(&locks)?.unwrap_or_default();
             let rows = experiment::sweep_rows(&sc, &sweep.spec, &sweep.origin, &locks)
                 .map_err(Failure::Input)?;
-            let runs = run_rows(rows, repeat, &out)?;
+            let runs = run_rows(rows, repeat, !no_baseline, &out)?;
             say(&report::summary_text(&runs));
             finish(&runs, &out, Some(&sweep.key))?;
         }

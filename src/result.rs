@@ -111,6 +111,10 @@ pub struct RunResult {
     /// exits 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
+    /// In an experiment with baselines: the same row run with I/O alone and with CPU alone
+    /// (same repetition), and this run as fractions / multiples of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<Baseline>,
     /// The full histograms (not in the JSON; for `--hgrm`), by metric name.
     #[serde(skip)]
     pub hists: BTreeMap<String, Hist>,
@@ -120,6 +124,54 @@ pub struct RunResult {
     /// The GIL timeline (not in the result JSON; for `--trace`).
     #[serde(skip)]
     pub trace: Option<crate::trace::Timeline>,
+}
+
+/// A run beside its two baselines: its I/O threads without the CPU threads, and its CPU
+/// threads without the I/O threads.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Baseline {
+    /// Echo requests/s with no CPU thread.
+    pub io_alone_requests_per_sec: f64,
+    /// Echo latency p99 (µs) with no CPU thread.
+    pub io_alone_p99_us: f64,
+    /// Bulk transfer time (s) with no CPU thread, for bulk scenarios.
+    pub io_alone_transfer_s: Option<f64>,
+    /// CPU ticks/s with no I/O thread.
+    pub cpu_alone_ticks_per_sec: f64,
+    /// This run's requests/s as a fraction of alone.
+    pub requests_vs_alone: f64,
+    /// This run's p99 as a multiple of alone.
+    pub p99_vs_alone: f64,
+    /// This run's bulk transfer time as a multiple of alone.
+    pub transfer_vs_alone: Option<f64>,
+    /// This run's CPU ticks/s as a fraction of alone.
+    pub cpu_kept: f64,
+}
+
+impl Baseline {
+    /// `run` set beside `io_alone` (same row, no CPU thread) and `cpu_alone` (no I/O).
+    pub fn of(run: &RunResult, io_alone: &RunResult, cpu_alone: &RunResult) -> Self {
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+        let (io, alone) = (
+            run.io.clone().unwrap_or_default(),
+            io_alone.io.clone().unwrap_or_default(),
+        );
+        let cpu = run.cpu.as_ref().map_or(0.0, |c| c.ticks_per_sec);
+        let cpu_alone_tps = cpu_alone.cpu.as_ref().map_or(0.0, |c| c.ticks_per_sec);
+        Baseline {
+            io_alone_requests_per_sec: alone.requests_per_sec,
+            io_alone_p99_us: alone.latency_us.p99,
+            io_alone_transfer_s: alone.transfer_s,
+            cpu_alone_ticks_per_sec: cpu_alone_tps,
+            requests_vs_alone: ratio(io.requests_per_sec, alone.requests_per_sec),
+            p99_vs_alone: ratio(io.latency_us.p99, alone.latency_us.p99),
+            transfer_vs_alone: io
+                .transfer_s
+                .zip(alone.transfer_s)
+                .map(|(a, b)| ratio(a, b)),
+            cpu_kept: ratio(cpu, cpu_alone_tps),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

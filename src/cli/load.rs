@@ -144,6 +144,7 @@ pub fn run(o: &LoadOpts) -> Result<RunResult, Failure> {
         notes,
         partial,
         failure: None,
+        baseline: None,
         label: "load".into(),
         repeat: 0,
         hists: [("io-latency".to_owned(), res.latency.clone())]

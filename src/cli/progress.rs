@@ -67,11 +67,23 @@ impl Bar {
     }
 }
 
-pub fn run_rows(rows: Vec<Row>, repeat: u32, out: &OutputOpts) -> Result<Vec<RunResult>, Failure> {
+pub fn run_rows(
+    rows: Vec<Row>,
+    repeat: u32,
+    baselines: bool,
+    out: &OutputOpts,
+) -> Result<Vec<RunResult>, Failure> {
     let inst = instrument(out)?;
     let total: Duration = rows
         .iter()
-        .map(|r| experiment::expected(&r.scenario))
+        .map(|r| {
+            let one = experiment::expected(&r.scenario);
+            if baselines && experiment::has_baselines(&r.scenario) {
+                one * 3
+            } else {
+                one
+            }
+        })
         .sum::<Duration>()
         * repeat;
     let bar = Bar::new(total, out.quiet);
@@ -86,7 +98,7 @@ pub fn run_rows(rows: Vec<Row>, repeat: u32, out: &OutputOpts) -> Result<Vec<Run
                 }
             });
         }
-        let r = experiment::execute(&rows, repeat, &inst, &mut |p| {
+        let r = experiment::execute(&rows, repeat, baselines, &inst, &mut |p| {
             if let Some(b) = &bar {
                 b.update(p);
             }

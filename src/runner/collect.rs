@@ -238,6 +238,7 @@ pub(super) fn assemble<G: Gil>(
         notes,
         partial: interrupted.is_some() || failure.is_some(),
         failure,
+        baseline: None,
         label: sc.design_label(),
         repeat: 0,
         hists,

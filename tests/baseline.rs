@@ -1,0 +1,70 @@
+//! `compare` and `sweep` set each row beside its baselines: the same row with I/O alone and
+//! with CPU alone, run right after it, so that every row reads as fractions of alone.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn compare(scenario: &str, extra: &[&str]) -> serde_json::Value {
+    let dir = std::env::temp_dir().join(format!("gilbench-baseline-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join(format!("{}.json", extra.len()));
+    let w = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("workloads")
+        .join(scenario);
+    let o = Command::new(env!("CARGO_BIN_EXE_gilbench"))
+        .arg("compare")
+        .arg(&w)
+        .args([
+            "--locks",
+            "timed,none",
+            "--duration",
+            "300ms",
+            "--quiet",
+            "--force",
+        ])
+        .args(["--set", "warmup=100ms", "--json"])
+        .arg(&json)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
+}
+
+#[test]
+fn rows_with_cpu_and_io_threads_get_baselines_by_default() {
+    let v = compare("convoy-echo.toml", &[]);
+    for r in v["runs"].as_array().unwrap() {
+        let b = &r["baseline"];
+        let alone = b["io_alone_requests_per_sec"].as_f64().unwrap();
+        let cpu_alone = b["cpu_alone_ticks_per_sec"].as_f64().unwrap();
+        assert!(alone > 0.0 && cpu_alone > 0.0, "{b}");
+        let rps = r["io"]["requests_per_sec"].as_f64().unwrap();
+        let tps = r["cpu"]["ticks_per_sec"].as_f64().unwrap();
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+        assert!(
+            close(b["requests_vs_alone"].as_f64().unwrap(), rps / alone),
+            "{b}"
+        );
+        assert!(
+            close(b["cpu_kept"].as_f64().unwrap(), tps / cpu_alone),
+            "{b}"
+        );
+    }
+}
+
+#[test]
+fn no_baseline_turns_them_off_and_cpu_only_scenarios_have_none() {
+    let v = compare("convoy-echo.toml", &["--no-baseline"]);
+    assert!(v["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["baseline"].is_null()));
+    let v = compare("cpu-scaling.toml", &[]);
+    assert!(v["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["baseline"].is_null()));
+}
