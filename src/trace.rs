@@ -103,7 +103,7 @@ impl TraceBuf {
         } else if len == self.events.capacity() {
             // Grow by doubling, but never past the bound (a plain doubling would reserve up
             // to twice the events ever kept).
-            let want = (len * 2).clamp(1024, self.capacity);
+            let want = (len * 2).max(1024).min(self.capacity);
             self.events.reserve_exact(want - len);
         }
         let ns = at.saturating_duration_since(self.epoch).as_nanos() as u64;
@@ -283,6 +283,15 @@ mod tests {
             end_ns: events as u64 * 1000,
             meta: json!({"scenario": "s", "lock": "timed"}),
         }
+    }
+
+    #[test]
+    fn a_bound_below_the_first_allocation_is_kept() {
+        let mut b = TraceBuf::new(Instant::now(), 100);
+        for _ in 0..1000 {
+            b.push(Instant::now(), Ev::HoldBegin);
+        }
+        assert_eq!(b.len(), 100);
     }
 
     #[test]

@@ -400,6 +400,13 @@ fn join_by_deadline(
         End::Signal(_) | End::Hung(_) => (Instant::now() + Duration::from_secs(1)).min(hard),
     };
     let mut signalled = matches!(end, End::Signal(_));
+    // Progress at the start of the join phase: a thread left behind that moved since was
+    // still working (deaf to the stop), one that did not was blocked.
+    let progress_then: Vec<u64> = shared
+        .beacons
+        .iter()
+        .map(|b| b.progress.load(Ordering::Relaxed))
+        .collect();
     while !threads.iter().all(Started::is_finished) && Instant::now() < until {
         if !signalled && signals::caught().is_some() {
             signalled = true;
@@ -415,7 +422,8 @@ fn join_by_deadline(
     };
     for t in threads {
         if !t.is_finished() {
-            j.abandoned.push(describe_unfinished(&t, shared));
+            j.abandoned
+                .push(describe_unfinished(&t, shared, &progress_then));
             continue;
         }
         let name = t.name();
@@ -439,14 +447,24 @@ fn join_by_deadline(
     j
 }
 
-/// One line on where an unfinished thread is, from its beacon.
-fn describe_unfinished(t: &Started, shared: &Shared) -> String {
+/// One line on where an unfinished thread is, from its beacon, and whether it made progress
+/// since `progress_then` (the join phase's start).
+fn describe_unfinished(t: &Started, shared: &Shared, progress_then: &[u64]) -> String {
     let name = t.name();
     match shared.names.iter().position(|n| *n == name) {
-        Some(i) => format!(
-            "{name} is {}",
-            Beacon::describe(shared.beacons[i].state.load(Ordering::Relaxed))
-        ),
+        Some(i) => {
+            let b = &shared.beacons[i];
+            let moved = b.progress.load(Ordering::Relaxed) != progress_then[i];
+            format!(
+                "{name} is {} ({} since the stop)",
+                Beacon::describe(b.state.load(Ordering::Relaxed)),
+                if moved {
+                    "still progressing"
+                } else {
+                    "no progress"
+                }
+            )
+        }
         None => format!("{name} is still running"),
     }
 }
