@@ -189,18 +189,39 @@ fn err_line(o: &Output) -> String {
 
 /// Starts `gilbench serve` and returns it with the address it listens on.
 fn serve(extra: &[&str]) -> (std::process::Child, String) {
+    serve_limited(extra, None)
+}
+
+/// `serve`, with at most `nofile` open file descriptors if given.
+fn serve_limited(extra: &[&str], nofile: Option<u64>) -> (std::process::Child, String) {
     let w = workload("convoy-echo.toml");
     let mut args = vec!["serve", w.to_str().unwrap(), "--cpu-threads", "0"];
     if !extra.contains(&"--duration") {
         args.extend_from_slice(&["--duration", "4s"]);
     }
     args.extend_from_slice(extra);
-    let mut child = bin()
-        .args(&args)
+    let mut cmd = bin();
+    cmd.args(&args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    if let Some(n) = nofile {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: the closure runs in the child between fork and exec and only calls
+        // setrlimit, which is async-signal-safe, on a struct on its own stack.
+        unsafe {
+            cmd.pre_exec(move || {
+                let l = libc::rlimit {
+                    rlim_cur: n as libc::rlim_t,
+                    rlim_max: n as libc::rlim_t,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd.spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.as_mut().unwrap())
         .read_line(&mut line)
@@ -621,4 +642,47 @@ fn the_watchdog_ends_a_hung_run_with_a_diagnosis() {
             && e.contains("echo-0 is waiting for the GIL"),
         "{e}"
     );
+}
+
+#[test]
+fn serve_keeps_accepting_after_running_out_of_file_descriptors() {
+    let _t = timing();
+    let json = tmp("serve-nofile.json");
+    let (child, addr) = serve_limited(
+        &["--duration", "3s", "--json", json.to_str().unwrap()],
+        Some(64),
+    );
+    // Far more connections than the server has descriptors, more than its backlog holds
+    // too: the surplus must be turned away, not left to fill the backlog for good.
+    let target: std::net::SocketAddr = addr.parse().unwrap();
+    let mut flood = Vec::new();
+    for _ in 0..1500 {
+        match mio::net::TcpStream::connect(target) {
+            Ok(s) => flood.push(s),
+            Err(e) => panic!("connect #{}: {e}", flood.len()),
+        }
+    }
+    std::thread::sleep(Duration::from_millis(700));
+    drop(flood);
+    // A well-behaved client is served once descriptors are free again.
+    let io = &load_io(
+        &addr,
+        "after-nofile.json",
+        &["--duration", "500ms", "--warmup", "100ms"],
+    );
+    assert!(io["requests"].as_u64().unwrap() > 10, "{io}");
+    assert_eq!(io["failed"], 0, "{io}");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("turned away"), "{text}");
+    let v = json_of(&json);
+    let turned = v["runs"][0]["io"]["server"]["turned_away"]
+        .as_u64()
+        .unwrap();
+    assert!(turned > 0, "turned_away = {turned}");
 }

@@ -314,6 +314,15 @@ fn io_summary(
             server.dropped_peers
         ));
     }
+    if server.turned_away > 0 {
+        notes.push(format!(
+            "the server turned away {} connections: it was out of file descriptors{}",
+            server.turned_away,
+            crate::workload::limits::nofile()
+                .map(|l| format!(" (limit {l}, ulimit -n)"))
+                .unwrap_or_default()
+        ));
+    }
     io.server = server;
     Ok(io)
 }

@@ -17,8 +17,9 @@ use crate::pin;
 use crate::result::RunResult;
 use crate::scenario::{IoWork, Scenario};
 use crate::workload::calibrate_tick_ns;
+use crate::workload::limits;
 use crate::workload::loadgen::{self, LoadConfig};
-use crate::workload::server::{io_reason, Listener};
+use crate::workload::server::{io_reason, Listener, Transport};
 
 use collect::{assemble, Finished, LoadOut, Setup};
 use control::{monitor, Shared, StartGate};
@@ -44,6 +45,10 @@ pub enum Mode {
     /// Server threads only, for an outside client (`gilbench serve`).
     Serve,
 }
+
+/// Descriptors a run needs besides its connections (standard streams, pollers, timers,
+/// listeners, reserve descriptors, /proc reads, output files).
+const FD_MARGIN: u64 = 64;
 
 /// Runs a scenario on the design it names.
 pub fn run(sc: &Scenario) -> Result<RunResult, RunError> {
@@ -137,6 +142,16 @@ fn run_with<G: Gil>(
         gate: StartGate::new(),
     };
     let mut notes = plan.notes.clone();
+    if mode == Mode::Serve && sc.io == IoWork::Echo && sc.transport == Transport::Tcp {
+        // Each connection is a descriptor; beyond the limit the servers turn peers away.
+        let needed = (sc.io_thread_count() * sc.max_connections) as u64 + FD_MARGIN;
+        if let Some(limit) = limits::ensure_nofile(needed).filter(|&l| l < needed) {
+            notes.push(format!(
+                "the file descriptor limit ({limit}, ulimit -n) is below the {needed} that max_connections = {} needs: connections beyond it are turned away",
+                sc.max_connections
+            ));
+        }
+    }
     let loadgen_place = match (with_load, plan.spare, sc.pin == pin::PinMode::None) {
         (false, _, _) => String::new(),
         (true, Some(c), false) => format!("core {c}"),

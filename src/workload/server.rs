@@ -69,6 +69,10 @@ pub struct ServerStats {
     pub dropped_peers: u64,
     /// Peers that reset or failed mid-connection.
     pub peer_errors: u64,
+    /// Connections accepted only to be closed at once: the server was out of file
+    /// descriptors (RLIMIT_NOFILE, or the system's limit).
+    #[serde(default)]
+    pub turned_away: u64,
     /// bulk: seconds from the first byte to the last, if the transfer completed.
     pub transfer_s: Option<f64>,
 }
@@ -172,45 +176,20 @@ pub fn echo_tcp<G: Gil>(
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
     let mut conns: Vec<Option<Conn>> = Vec::new();
+    let mut free_slots: Vec<usize> = Vec::new();
+    let mut live = 0usize;
     let mut buf = vec![0u8; 64 << 10];
+    let mut reserve = Reserve::open();
+    // Connections may be waiting in the backlog: set by a listener event, cleared only when
+    // `accept` says the backlog is empty. Edge-triggered polling raises no new event for
+    // connections already queued, so a drain cut short (out of descriptors) is retried at
+    // the next poll slice instead of waiting for an event that may never come.
+    let mut backlog = false;
     while !ctx.stop.load(Ordering::Relaxed) {
         poll_released(interp, h, ctx, &mut poll, &mut events)?;
         for ev in events.iter() {
             if ev.token() == LISTENER {
-                loop {
-                    match call(interp, h, ctx, || listener.accept()) {
-                        Ok((mut s, _)) => {
-                            let live = conns.iter().filter(|c| c.is_some()).count();
-                            if live >= cfg.max_connections {
-                                st.dropped_peers += 1;
-                                continue; // dropping `s` closes it
-                            }
-                            let _ = s.set_nodelay(true);
-                            let slot = conns
-                                .iter()
-                                .position(Option::is_none)
-                                .unwrap_or(conns.len());
-                            poll.registry()
-                                .register(&mut s, Token(slot), Interest::READABLE)?;
-                            let c = Conn {
-                                stream: s,
-                                out: Vec::new(),
-                                partial: 0,
-                                writable_interest: false,
-                            };
-                            if slot == conns.len() {
-                                conns.push(Some(c));
-                            } else {
-                                conns[slot] = Some(c);
-                            }
-                            st.accepted += 1;
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        // Out of file descriptors and the like: the listener stays usable.
-                        Err(_) => break,
-                    }
-                }
+                backlog = true;
                 continue;
             }
             let slot = ev.token().0;
@@ -291,11 +270,94 @@ pub fn echo_tcp<G: Gil>(
             if close {
                 if let Some(mut c) = conns[slot].take() {
                     let _ = poll.registry().deregister(&mut c.stream);
+                    free_slots.push(slot);
+                    live -= 1;
                 }
+            }
+        }
+        while backlog {
+            match call(interp, h, ctx, || listener.accept()) {
+                Ok((mut s, _)) => {
+                    if live >= cfg.max_connections {
+                        st.dropped_peers += 1;
+                        continue; // dropping `s` closes it
+                    }
+                    let _ = s.set_nodelay(true);
+                    let slot = free_slots.pop().unwrap_or(conns.len());
+                    poll.registry()
+                        .register(&mut s, Token(slot), Interest::READABLE)?;
+                    let c = Conn {
+                        stream: s,
+                        out: Vec::new(),
+                        partial: 0,
+                        writable_interest: false,
+                    };
+                    if slot == conns.len() {
+                        conns.push(Some(c));
+                    } else {
+                        conns[slot] = Some(c);
+                    }
+                    live += 1;
+                    st.accepted += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => backlog = false,
+                Err(e) if is_out_of_fds(&e) => {
+                    // Free the reserve descriptor, take the oldest waiting connection with
+                    // it and close it at once: the peer learns it was turned away instead
+                    // of waiting in a backlog that would otherwise fill for good.
+                    let turned = call(interp, h, ctx, || reserve.turn_away(&listener));
+                    if turned {
+                        st.turned_away += 1;
+                    } else {
+                        break; // retried at the next poll slice
+                    }
+                }
+                // Gone before it was accepted, or interrupted: the next one may be fine.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) => {}
+                // Out of buffers or memory, and the like: retried at the next poll slice.
+                Err(_) => break,
             }
         }
     }
     Ok(st)
+}
+
+/// `accept` failed for want of a file descriptor (this process's or the system's).
+fn is_out_of_fds(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// A descriptor held back (on /dev/null) so that, out of descriptors, the server can still
+/// accept one connection at a time to close it.
+struct Reserve(Option<std::fs::File>);
+
+impl Reserve {
+    fn open() -> Self {
+        Reserve(std::fs::File::open("/dev/null").ok())
+    }
+
+    /// Closes the reserve, accepts one waiting connection and closes it, and takes the
+    /// reserve back. False if no connection could be turned away this way (the reserve was
+    /// already gone, or another thread took the freed descriptor first).
+    fn turn_away(&mut self, listener: &TcpListener) -> bool {
+        if self.0.take().is_none() {
+            *self = Reserve::open();
+            return false;
+        }
+        let turned = loop {
+            match listener.accept() {
+                Ok(_) => break true, // the stream is dropped, so closed, here
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break false,
+            }
+        };
+        *self = Reserve::open();
+        turned
+    }
 }
 
 /// Serves echo over UDP until the run stops: each datagram is one request, answered with
@@ -407,6 +469,7 @@ impl ServerStats {
         self.accepted += o.accepted;
         self.dropped_peers += o.dropped_peers;
         self.peer_errors += o.peer_errors;
+        self.turned_away += o.turned_away;
         self.transfer_s = self.transfer_s.or(o.transfer_s);
     }
 }
