@@ -108,9 +108,11 @@ pub fn execute(
             let mut res = runner::run_mode(&row.scenario, Mode::Run, inst, &|_| {})?;
             res.label = row.label.clone();
             res.repeat = r;
-            let partial = res.partial;
+            // A run cut short by a signal ends the experiment; one whose load generator lost
+            // every connection is kept (marked partial) and the experiment goes on.
+            let interrupted = res.partial && signals::caught().is_some();
             runs.push(res);
-            if partial {
+            if interrupted {
                 break 'outer;
             }
         }

@@ -160,6 +160,33 @@ fn open_loop_records_lateness_and_latency_from_the_intended_time() {
     );
 }
 
+#[test]
+fn a_run_in_which_no_request_succeeds_says_so() {
+    let _t = timing();
+    // 2e6 ticks of work per request (some 80 ms): longer than the 50 ms timeout.
+    let r = run(
+        "convoy-echo.toml",
+        &[
+            "duration=500ms",
+            "warmup=0s",
+            "cpu_threads=0",
+            "lock=none",
+            "work_ticks=2000000",
+            "timeout=50ms",
+        ],
+    );
+    let io = r.io.as_ref().unwrap();
+    assert_eq!(io.requests, 0, "{io:?}");
+    assert!(io.failed > 0, "{io:?}");
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("no request succeeded") && n.contains("no reply within")),
+        "{:?}",
+        r.notes
+    );
+}
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_gilbench"))
 }
@@ -373,35 +400,250 @@ fn a_peer_that_resets_is_counted_not_fatal() {
 }
 
 #[test]
-fn a_silent_server_times_requests_out() {
+fn a_silent_server_fails_the_load() {
     let _t = timing();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap().to_string();
     let server = std::thread::spawn(move || {
-        // Accept and read, never answer.
-        let (mut s, _) = l.accept().unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        let mut b = [0u8; 1024];
-        while let Ok(n) = s.read(&mut b) {
-            if n == 0 {
-                break;
+        // Accept every connection, never answer.
+        l.set_nonblocking(true).unwrap();
+        let mut held = Vec::new();
+        let end = Instant::now() + Duration::from_millis(2500);
+        while Instant::now() < end {
+            match l.accept() {
+                Ok((s, _)) => held.push(s),
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
             }
         }
     });
     let t0 = Instant::now();
-    let io = &load_io(
+    let o = output(&[
+        "load",
+        "--connect",
         &addr,
-        "silent.json",
-        &["--duration", "1s", "--warmup", "0s", "--timeout", "200ms"],
-    );
+        "--duration",
+        "1s",
+        "--warmup",
+        "0s",
+        "--timeout",
+        "200ms",
+    ]);
     assert!(
         t0.elapsed() < Duration::from_secs(4),
         "took {:?}",
         t0.elapsed()
     );
-    assert_eq!(io["requests"], 0);
-    assert!(io["failed"].as_u64().unwrap() >= 1, "{io}");
+    assert_eq!(o.status.code(), Some(1));
+    let e = err_line(&o);
+    assert!(
+        e.contains("no request succeeded") && e.contains("no reply within the timeout (200ms)"),
+        "{e}"
+    );
     server.join().unwrap();
+}
+
+/// A TCP echo server that answers every request with its last byte changed.
+fn corrupting_server(requests: usize) -> (String, std::thread::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let h = std::thread::spawn(move || {
+        l.set_nonblocking(true).unwrap();
+        let end = Instant::now() + Duration::from_secs(3);
+        let mut served = 0;
+        while Instant::now() < end && served < requests {
+            let Ok((mut s, _)) = l.accept() else {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            };
+            s.set_nonblocking(false).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+            let mut b = [0u8; 64];
+            while served < requests && s.read_exact(&mut b).is_ok() {
+                b[63] ^= 0x5a;
+                if s.write_all(&b).is_err() {
+                    break;
+                }
+                served += 1;
+            }
+        }
+    });
+    (addr, h)
+}
+
+#[test]
+fn replies_with_wrong_bytes_are_not_successes() {
+    let _t = timing();
+    let (addr, server) = corrupting_server(50);
+    let o = output(&[
+        "load",
+        "--connect",
+        &addr,
+        "--duration",
+        "500ms",
+        "--warmup",
+        "0s",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let e = err_line(&o);
+    assert!(
+        e.contains("no request succeeded") && e.contains("does not match its request"),
+        "{e}"
+    );
+    server.join().unwrap();
+}
+
+#[test]
+fn udp_load_against_a_closed_port_never_answers_itself() {
+    let _t = timing();
+    // A closed port in the ephemeral range: the kernel may hand the very same port to a
+    // client socket, which would then answer its own requests. Before the fix this reported
+    // tens of thousands of req/s within a second or two.
+    let closed = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let o = output(&[
+        "load",
+        "--connect",
+        &closed.to_string(),
+        "--transport",
+        "udp",
+        "--duration",
+        "2s",
+        "--warmup",
+        "0s",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let e = err_line(&o);
+    assert!(
+        e.contains("no request succeeded") && e.contains("connection refused"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_server_that_dies_mid_run_makes_the_load_partial() {
+    let _t = timing();
+    let (child, addr) = serve(&["--duration", "1s"]);
+    let json = tmp("load-server-died.json");
+    let t0 = Instant::now();
+    let o = output(&[
+        "load",
+        "--connect",
+        &addr,
+        "--duration",
+        "4s",
+        "--warmup",
+        "0s",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let took = t0.elapsed();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    child.wait_with_output().unwrap();
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    let run = &json_of(&json)["runs"][0];
+    assert_eq!(run["partial"], true, "notes: {}", run["notes"]);
+    let measured = run["measured_s"].as_f64().unwrap();
+    assert!(measured < 2.0, "measured {measured}s");
+    let io = &run["io"];
+    let requests = io["requests"].as_u64().unwrap() as f64;
+    assert!(requests > 0.0, "{io}");
+    let rps = io["requests_per_sec"].as_f64().unwrap();
+    assert!(
+        (rps - requests / measured).abs() <= 1e-6 * rps,
+        "{rps} req/s is not {requests} over {measured}s"
+    );
+    let notes = run["notes"].to_string();
+    assert!(notes.contains("every connection had failed"), "{notes}");
+}
+
+/// A listener that never accepts, with the shortest backlog: connects beyond the first
+/// one or two get no answer.
+fn never_accepting() -> (socket2::Socket, String) {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    s.listen(0).unwrap();
+    let addr = s.local_addr().unwrap().as_socket().unwrap().to_string();
+    (s, addr)
+}
+
+#[test]
+fn the_connect_phase_ends_with_the_duration_and_with_ctrl_c() {
+    let _t = timing();
+    let (_l, addr) = never_accepting();
+    // --duration bounds the whole run, connecting included.
+    let t0 = Instant::now();
+    let o = output(&[
+        "load",
+        "--connect",
+        &addr,
+        "--connections",
+        "300",
+        "--timeout",
+        "20s",
+        "--duration",
+        "1s",
+        "--warmup",
+        "0s",
+    ]);
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err_line(&o).contains("no request succeeded"));
+    // Ctrl-C while connecting: out within a second, with what was measured.
+    let json = tmp("load-connect-int.json");
+    let child = bin()
+        .args([
+            "load",
+            "--connect",
+            &addr,
+            "--connections",
+            "300",
+            "--timeout",
+            "20s",
+            "--duration",
+            "30s",
+            "--json",
+            json.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let t0 = Instant::now();
+    // SAFETY: sends SIGINT to our own child process, whose pid we hold.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let out = child.wait_with_output().unwrap();
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(1), "took {took:?} to stop");
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json_of(&json)["runs"][0]["partial"], true);
 }
 
 #[test]

@@ -168,6 +168,11 @@ pub(super) fn assemble<G: Gil>(
     if sc.io != IoWork::None {
         hists.insert("io-reacquire".to_owned(), io_reacq.clone());
     }
+    // The load generator ended before its window did (every connection failed).
+    let cut_short = match &load {
+        Some(LoadOut::Echo(r)) => r.as_ref().as_ref().is_ok_and(|l| l.cut_short.is_some()),
+        _ => false,
+    };
     let io = match sc.io {
         IoWork::None => None,
         _ => Some(io_summary(
@@ -178,6 +183,7 @@ pub(super) fn assemble<G: Gil>(
             &io_reacq,
             secs,
             loadgen_place,
+            interrupted.is_some(),
             &mut notes,
         )?),
     };
@@ -210,7 +216,7 @@ pub(super) fn assemble<G: Gil>(
         },
         threads: outs.into_iter().map(|o| o.result).collect(),
         notes,
-        partial: interrupted.is_some(),
+        partial: interrupted.is_some() || cut_short,
         label: G::NAME.to_owned(),
         repeat: 0,
         hists,
@@ -246,6 +252,7 @@ fn io_summary(
     reacq: &Hist,
     secs: f64,
     loadgen: String,
+    interrupted: bool,
     notes: &mut Vec<String>,
 ) -> Result<IoSummary, RunError> {
     let mut io = IoSummary {
@@ -281,7 +288,20 @@ fn io_summary(
                     l.errors
                 ));
             }
-            io.first_error = l.first_error;
+            io.first_error = l.first_error.clone();
+            notes.extend(l.notes.iter().map(|n| format!("load generator: {n}")));
+            if let Some(c) = &l.cut_short {
+                notes.push(format!(
+                    "load generator: {c}; rates cover the {:.2}s measured",
+                    l.measured_s
+                ));
+            }
+            if l.requests == 0 && !interrupted {
+                notes.push(format!(
+                    "load generator: no request succeeded: {}",
+                    l.why_none_succeeded(sc.timeout)
+                ));
+            }
         }
         Some(LoadOut::Bulk(r)) => {
             let client_s = r.map_err(RunError::Failed)?;

@@ -215,7 +215,6 @@ fn run_with<G: Gil>(
                             IoWork::Bulk => LoadOut::Bulk(loadgen::run_bulk_send(
                                 addrs[0],
                                 sc.bulk_mib << 20,
-                                sc.timeout,
                                 &shared.stop,
                             )),
                             _ => {
