@@ -214,6 +214,25 @@ fn err_line(o: &Output) -> String {
     e
 }
 
+/// Runs `cmd` with at most `n` open file descriptors (soft and hard limit).
+fn limit_nofile(cmd: &mut Command, n: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec and only calls setrlimit,
+    // which is async-signal-safe, on a struct on its own stack.
+    unsafe {
+        cmd.pre_exec(move || {
+            let l = libc::rlimit {
+                rlim_cur: n as libc::rlim_t,
+                rlim_max: n as libc::rlim_t,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Starts `gilbench serve` and returns it with the address it listens on.
 fn serve(extra: &[&str]) -> (std::process::Child, String) {
     serve_limited(extra, None)
@@ -232,21 +251,7 @@ fn serve_limited(extra: &[&str], nofile: Option<u64>) -> (std::process::Child, S
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     if let Some(n) = nofile {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: the closure runs in the child between fork and exec and only calls
-        // setrlimit, which is async-signal-safe, on a struct on its own stack.
-        unsafe {
-            cmd.pre_exec(move || {
-                let l = libc::rlimit {
-                    rlim_cur: n as libc::rlim_t,
-                    rlim_max: n as libc::rlim_t,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        limit_nofile(&mut cmd, n);
     }
     let mut child = cmd.spawn().unwrap();
     let mut line = String::new();
@@ -927,4 +932,55 @@ fn serve_keeps_accepting_after_running_out_of_file_descriptors() {
         .as_u64()
         .unwrap();
     assert!(turned > 0, "turned_away = {turned}");
+}
+
+#[test]
+fn hundreds_of_connections_open_against_a_convoyed_server() {
+    let _t = timing();
+    // The bundled scenario (timed GIL, a CPU thread): its server accepts about one
+    // connection per switch interval, so the connects lean on the listen backlog.
+    for n in [200, 1000] {
+        let r = run(
+            "convoy-echo.toml",
+            &[&format!("connections={n}"), "duration=1s"],
+        );
+        let io = r.io.as_ref().unwrap();
+        assert_eq!(io.errors, 0, "{n} connections: {:?}", io.first_error);
+        assert!(
+            !r.notes.iter().any(|n| n.contains("never opened")),
+            "{n} connections: {:?}",
+            r.notes
+        );
+        assert_eq!(io.server.dropped_peers, 0);
+    }
+}
+
+#[test]
+fn connections_the_servers_or_the_descriptors_cannot_hold_are_bad_input() {
+    let _t = timing();
+    let w = workload("convoy-echo.toml");
+    let w = w.to_str().unwrap();
+    let o = output(&["run", w, "--set", "connections=2000", "--duration", "300ms"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err_line(&o).contains("max_connections"));
+    // 200 connections need some 400 descriptors in one process; allow 128.
+    let mut cmd = bin();
+    cmd.args(["run", w, "--set", "connections=200", "--duration", "300ms"]);
+    limit_nofile(&mut cmd, 128);
+    let o = cmd.output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let e = err_line(&o);
+    assert!(e.contains("file descriptors") && e.contains("128"), "{e}");
+    let mut cmd = bin();
+    cmd.args(["load", "--connect", "127.0.0.1:9", "--connections", "200"]);
+    limit_nofile(&mut cmd, 128);
+    let o = cmd.output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let e = err_line(&o);
+    assert!(e.contains("file descriptors") && e.contains("128"), "{e}");
 }

@@ -91,9 +91,13 @@ fn bind_listeners(sc: &Scenario) -> Result<Vec<Listener>, RunError> {
                 sc.port.checked_add(i as u16).unwrap_or(0)
             };
             let addr = SocketAddr::new(sc.listen, port);
-            Listener::bind(sc.transport, addr, sc.io == IoWork::Bulk).map_err(|e| {
-                RunError::BadInput(format!("cannot listen on {addr}: {}", io_reason(&e)))
-            })
+            Listener::bind(
+                sc.transport,
+                addr,
+                sc.io == IoWork::Bulk,
+                sc.listen_backlog(),
+            )
+            .map_err(|e| RunError::BadInput(format!("cannot listen on {addr}: {}", io_reason(&e))))
         })
         .collect()
 }
@@ -142,6 +146,25 @@ fn run_with<G: Gil>(
         gate: StartGate::new(),
     };
     let mut notes = plan.notes.clone();
+    if mode == Mode::Run && sc.io == IoWork::Echo {
+        // The load generator's sockets, and over TCP the servers' ends of them too.
+        let per_conn = if sc.transport == Transport::Tcp { 2 } else { 1 };
+        let needed = (sc.connections * per_conn) as u64 + FD_MARGIN;
+        if let Some(limit) = limits::ensure_nofile(needed).filter(|&l| l < needed) {
+            return Err(RunError::BadInput(format!(
+                "connections = {}: the run needs about {needed} open file descriptors; the limit here is {limit} (ulimit -n)",
+                sc.connections
+            )));
+        }
+        let per_server = sc.connections.div_ceil(sc.io_threads.max(1));
+        if let Some(cap) = limits::somaxconn()
+            .filter(|&c| sc.transport == Transport::Tcp && (c as usize) < per_server)
+        {
+            notes.push(format!(
+                "the listen backlog is capped at {cap} (net.core.somaxconn): of the {per_server} connections per server, those beyond it open only as the server accepts"
+            ));
+        }
+    }
     if mode == Mode::Serve && sc.io == IoWork::Echo && sc.transport == Transport::Tcp {
         // Each connection is a descriptor; beyond the limit the servers turn peers away.
         let needed = (sc.io_thread_count() * sc.max_connections) as u64 + FD_MARGIN;

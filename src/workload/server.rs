@@ -86,11 +86,17 @@ pub enum Listener {
 }
 
 impl Listener {
-    /// Binds `addr` for `transport` (or a blocking TCP listener for bulk).
-    pub fn bind(transport: Transport, addr: SocketAddr, bulk: bool) -> io::Result<Self> {
+    /// Binds `addr` for `transport` (or a blocking TCP listener for bulk); a TCP echo
+    /// listener asks for a backlog of `backlog` (the kernel caps it at somaxconn).
+    pub fn bind(
+        transport: Transport,
+        addr: SocketAddr,
+        bulk: bool,
+        backlog: u32,
+    ) -> io::Result<Self> {
         Ok(match (bulk, transport) {
             (true, _) => Listener::Bulk(StdTcpListener::bind(addr)?),
-            (false, Transport::Tcp) => Listener::Tcp(TcpListener::bind(addr)?),
+            (false, Transport::Tcp) => Listener::Tcp(tcp_listener(addr, backlog)?),
             (false, Transport::Udp) => Listener::Udp(UdpSocket::bind(addr)?),
         })
     }
@@ -102,6 +108,19 @@ impl Listener {
             Listener::Bulk(l) => l.local_addr(),
         }
     }
+}
+
+/// A non-blocking TCP listener on `addr` with the given backlog (mio's own `bind` asks
+/// for 128, too few for a load generator that opens hundreds of connections at once while
+/// a convoyed server accepts one per switch interval).
+fn tcp_listener(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.listen(backlog.min(i32::MAX as u32) as i32)?;
+    s.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(s.into()))
 }
 
 /// One blocking-call-shaped step: the GIL is released around `f`, then `call_work` ticks run.
