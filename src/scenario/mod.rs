@@ -307,10 +307,10 @@ impl Scenario {
             let per_server = self.connections.div_ceil(self.io_threads.max(1));
             if per_server > self.max_connections {
                 return Err(format!(
-                    "{}: key 'connections' ({}) is more than the echo servers take ({} per server thread, max_connections = {}): raise max_connections or io_threads",
+                    "{}: key 'connections' ({}) is more than the echo servers take (io_threads {} x max_connections {}): raise max_connections or io_threads",
                     self.origin_of("connections"),
                     self.connections,
-                    self.max_connections,
+                    self.io_threads,
                     self.max_connections
                 ));
             }

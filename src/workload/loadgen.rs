@@ -90,7 +90,7 @@ impl LoadResult {
         let mut why = Vec::new();
         if self.failed > 0 {
             why.push(format!(
-                "{} requests got no reply within the timeout ({})",
+                "{} requests went unanswered (timeout {})",
                 self.failed,
                 crate::units::format_duration(timeout)
             ));

@@ -207,6 +207,11 @@ pub fn echo_tcp<G: Gil>(
     while !ctx.stop.load(Ordering::Relaxed) {
         poll_released(interp, h, ctx, &mut poll, &mut events)?;
         for ev in events.iter() {
+            // Under a convoy every socket call can cost a switch interval: a stop is seen
+            // between events, not only after a whole batch.
+            if ctx.stop.load(Ordering::Relaxed) {
+                break;
+            }
             if ev.token() == LISTENER {
                 backlog = true;
                 continue;
@@ -294,7 +299,7 @@ pub fn echo_tcp<G: Gil>(
                 }
             }
         }
-        while backlog {
+        while backlog && !ctx.stop.load(Ordering::Relaxed) {
             match call(interp, h, ctx, || listener.accept()) {
                 Ok((mut s, _)) => {
                     if live >= cfg.max_connections {
@@ -399,8 +404,8 @@ pub fn echo_udp<G: Gil>(
         if events.is_empty() {
             continue;
         }
-        // Edge-triggered: drain every queued datagram.
-        loop {
+        // Edge-triggered: drain every queued datagram (unless the run is over).
+        while !ctx.stop.load(Ordering::Relaxed) {
             match call(interp, h, ctx, || sock.recv_from(&mut buf)) {
                 Ok((n, peer)) => {
                     st.bytes_in += n as u64;
