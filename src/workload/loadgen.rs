@@ -38,6 +38,8 @@ const SPIN_WINDOW: Duration = Duration::from_micros(200);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection that could not be (re)opened is tried again this long after.
 const RETRY_AFTER: Duration = Duration::from_millis(100);
+/// How often connects in progress are asked where they stand besides their events.
+const RECHECK_CONNECTS: Duration = Duration::from_millis(250);
 
 #[derive(Clone, Debug)]
 pub struct LoadConfig {
@@ -641,8 +643,10 @@ impl Gen<'_> {
 
     /// Every few milliseconds: gives up on requests older than the timeout (replacing their
     /// connection), on connects older than [`CONNECT_TIMEOUT`], and reopens connections that
-    /// have been down for [`RETRY_AFTER`].
-    fn scan(&mut self, now: Instant) {
+    /// have been down for [`RETRY_AFTER`]. With `recheck`, also asks every connect in
+    /// progress where it stands, so none waits for ever on an edge it missed (two system
+    /// calls each, hence not at every scan).
+    fn scan(&mut self, now: Instant, recheck: bool) {
         for i in 0..self.conns.len() {
             match self.conns[i].link {
                 Link::Open => {
@@ -654,8 +658,9 @@ impl Gen<'_> {
                     }
                 }
                 Link::Connecting { since } => {
-                    // Not only on events: a connect is never left waiting on an edge.
-                    self.connecting(i);
+                    if recheck {
+                        self.connecting(i);
+                    }
                     if self.conns[i].link == (Link::Connecting { since })
                         && now.saturating_duration_since(since) > CONNECT_TIMEOUT
                     {
@@ -761,6 +766,7 @@ pub fn run_echo_load(cfg: &LoadConfig, stop: &AtomicBool) -> Result<LoadResult, 
     let mut rr = 0usize;
     let mut events = Events::with_capacity(256);
     let mut last_scan = start;
+    let mut last_recheck = start;
     // Wake-ups from sleeps as precise as the kernel allows (the default slack is 50 us).
     // SAFETY: PR_SET_TIMERSLACK only changes this thread's timer slack; no pointers involved.
     unsafe {
@@ -804,7 +810,11 @@ pub fn run_echo_load(cfg: &LoadConfig, stop: &AtomicBool) -> Result<LoadResult, 
         }
         if now.duration_since(last_scan) >= Duration::from_millis(5) {
             last_scan = now;
-            g.scan(now);
+            let recheck = now.duration_since(last_recheck) >= RECHECK_CONNECTS;
+            if recheck {
+                last_recheck = now;
+            }
+            g.scan(now, recheck);
         }
         // Closed loop: a first request on each connection that just opened.
         for i in std::mem::take(&mut g.to_send) {

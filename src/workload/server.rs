@@ -509,3 +509,25 @@ pub fn io_reason(e: &io::Error) -> String {
         _ => e.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Connections the server has not accepted yet wait in the backlog; a load generator that
+    /// opens hundreds at once against a convoyed server needs room for all of them.
+    #[test]
+    fn the_listen_backlog_holds_hundreds_of_unaccepted_connections() {
+        let n = crate::workload::limits::somaxconn().map_or(600, |c| c.min(600) as usize);
+        let l = tcp_listener("127.0.0.1:0".parse().unwrap(), 1024).unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut held = Vec::with_capacity(n);
+        for i in 0..n {
+            // A connect whose SYN finds the backlog full gets no answer for a second.
+            match StdTcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+                Ok(s) => held.push(s),
+                Err(e) => panic!("connect #{i} of {n}, none accepted: {e}"),
+            }
+        }
+    }
+}
