@@ -367,7 +367,6 @@ impl Scenario {
         }
     }
 
-    /// Interpreter threads serving sockets.
     /// The listen backlog each TCP echo server asks for: room for every connection the load
     /// generator opens at once, and for `max_connections`, at least 1024. The kernel caps it
     /// at net.core.somaxconn.
@@ -376,6 +375,7 @@ impl Scenario {
         per_server.max(self.max_connections).max(1024) as u32
     }
 
+    /// Interpreter threads serving sockets.
     pub fn io_thread_count(&self) -> usize {
         match self.io {
             IoWork::None => 0,
