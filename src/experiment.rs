@@ -182,9 +182,12 @@ pub fn execute(
             if baselines && has_baselines(&row.scenario) && !res.partial {
                 add_baseline(row, inst, &mut res)?;
             }
-            let partial = res.partial;
+            // A run cut short by a signal, or one that left hung threads behind, ends the
+            // experiment; one whose load generator lost every connection is kept (marked
+            // partial) and the experiment goes on.
+            let interrupted = (res.partial && signals::caught().is_some()) || res.failure.is_some();
             runs.push(res);
-            if partial {
+            if interrupted {
                 break 'outer;
             }
         }

@@ -359,12 +359,14 @@ fn hold<G: Gil>(gil: &G, t: &mut G::Thread, d: Duration) {
 
 #[test]
 fn mlfq_demotes_after_the_allotment_and_keeps_short_holders_up() {
-    let gil = mlfq(&[1, 5, 20], &[10, 50, 200], 100_000);
+    // Level 1's allotment is far above what the holds below take, so that a hold stretched by
+    // preemption on a busy machine cannot sink the thread two levels.
+    let gil = mlfq(&[1, 5, 20], &[10, 500, 2000], 100_000);
     let mut cpu = gil.register();
     let mut io = gil.register();
-    // 30 ms in three holds: past level 0's 10 ms allotment, within level 1's 50 ms.
+    // 15 ms in three holds: past level 0's 10 ms allotment, far within level 1's 500 ms.
     for _ in 0..3 {
-        hold(&gil, &mut cpu, Duration::from_millis(10));
+        hold(&gil, &mut cpu, Duration::from_millis(5));
     }
     assert_eq!(gil.level_of(&cpu), 1);
     // 50 short holds of 20 us: 1 ms in all, well within the allotment.

@@ -8,6 +8,7 @@ use gilbench::metrics::Percentiles;
 use gilbench::result::{GilSummary, IoSummary, RunResult};
 use gilbench::scenario::{cli_value, Scenario};
 use gilbench::signals;
+use gilbench::workload::limits;
 use gilbench::workload::loadgen::{run_echo_load, LoadConfig};
 
 use crate::{Failure, LoadOpts};
@@ -62,6 +63,14 @@ fn resolve(target: &str) -> Result<SocketAddr, Failure> {
 pub fn run(o: &LoadOpts) -> Result<RunResult, Failure> {
     let s = scenario_of(o)?;
     let addr = resolve(&o.connect)?;
+    // One descriptor per connection, and a few more.
+    let needed = s.connections as u64 + 32;
+    if let Some(limit) = limits::ensure_nofile(needed).filter(|&l| l < needed) {
+        return Err(Failure::Input(format!(
+            "--connections {}: needs about {needed} open file descriptors; the limit here is {limit} (ulimit -n)",
+            s.connections
+        )));
+    }
     let cfg = LoadConfig {
         transport: s.transport,
         targets: vec![addr],
@@ -92,11 +101,24 @@ pub fn run(o: &LoadOpts) -> Result<RunResult, Failure> {
         r
     })
     .map_err(Failure::Run)?;
-    let mut notes = Vec::new();
+    let interrupted = signals::caught().is_some();
+    if res.requests == 0 && !interrupted {
+        return Err(Failure::Run(format!(
+            "no request succeeded: {}",
+            res.why_none_succeeded(s.timeout)
+        )));
+    }
+    let mut notes = res.notes.clone();
     if let Some(e) = &res.first_error {
         notes.push(format!("{} connection errors, the first: {e}", res.errors));
     }
-    let partial = signals::caught().is_some();
+    if let Some(c) = &res.cut_short {
+        notes.push(format!(
+            "{c}; rates cover the {:.2}s measured",
+            res.measured_s
+        ));
+    }
+    let partial = interrupted || res.cut_short.is_some();
     Ok(RunResult {
         scenario: "load".into(),
         lock: "external".into(),

@@ -186,6 +186,11 @@ pub(super) fn assemble<G: Gil>(
     if sc.io != IoWork::None {
         hists.insert("io-reacquire".to_owned(), io_reacq.clone());
     }
+    // The load generator ended before its window did (every connection failed).
+    let cut_short = match &load {
+        Some(LoadOut::Echo(r)) => r.as_ref().as_ref().is_ok_and(|l| l.cut_short.is_some()),
+        _ => false,
+    };
     let io = match sc.io {
         IoWork::None => None,
         _ => Some(io_summary(
@@ -196,6 +201,7 @@ pub(super) fn assemble<G: Gil>(
             &io_reacq,
             secs,
             loadgen_place,
+            interrupted.is_some(),
             &mut notes,
         )?),
     };
@@ -236,7 +242,7 @@ pub(super) fn assemble<G: Gil>(
         },
         threads: outs.into_iter().map(|o| o.result).collect(),
         notes,
-        partial: interrupted.is_some() || failure.is_some(),
+        partial: interrupted.is_some() || failure.is_some() || cut_short,
         failure,
         baseline: None,
         label: sc.design_label(),
@@ -295,6 +301,7 @@ fn io_summary(
     reacq: &Hist,
     secs: f64,
     loadgen: String,
+    interrupted: bool,
     notes: &mut Vec<String>,
 ) -> Result<IoSummary, RunError> {
     let mut io = IoSummary {
@@ -330,7 +337,20 @@ fn io_summary(
                     l.errors
                 ));
             }
-            io.first_error = l.first_error;
+            io.first_error = l.first_error.clone();
+            notes.extend(l.notes.iter().map(|n| format!("load generator: {n}")));
+            if let Some(c) = &l.cut_short {
+                notes.push(format!(
+                    "load generator: {c}; rates cover the {:.2}s measured",
+                    l.measured_s
+                ));
+            }
+            if l.requests == 0 && !interrupted {
+                notes.push(format!(
+                    "load generator: no request succeeded: {}",
+                    l.why_none_succeeded(sc.timeout)
+                ));
+            }
         }
         Some(LoadOut::Bulk(r)) => {
             let client_s = r.map_err(RunError::Failed)?;
@@ -361,6 +381,15 @@ fn io_summary(
         notes.push(format!(
             "the server dropped {} peers that broke its limits",
             server.dropped_peers
+        ));
+    }
+    if server.turned_away > 0 {
+        notes.push(format!(
+            "the server turned away {} connections: it was out of file descriptors{}",
+            server.turned_away,
+            crate::workload::limits::nofile()
+                .map(|l| format!(" (limit {l}, ulimit -n)"))
+                .unwrap_or_default()
         ));
     }
     io.server = server;

@@ -22,8 +22,9 @@ use crate::scenario::{IoWork, Scenario};
 use crate::signals;
 use crate::units::format_duration;
 use crate::workload::calibrate_tick_ns;
+use crate::workload::limits;
 use crate::workload::loadgen::{self, LoadConfig};
-use crate::workload::server::{io_reason, Listener};
+use crate::workload::server::{io_reason, Listener, Transport};
 
 use collect::{assemble, Finished, LoadOut, Setup};
 pub use control::Timing;
@@ -50,6 +51,10 @@ pub enum Mode {
     /// Server threads only, for an outside client (`gilbench serve`).
     Serve,
 }
+
+/// Descriptors a run needs besides its connections (standard streams, pollers, timers,
+/// listeners, reserve descriptors, /proc reads, output files).
+const FD_MARGIN: u64 = 64;
 
 /// Runs a scenario on the design it names.
 pub fn run(sc: &Scenario) -> Result<RunResult, RunError> {
@@ -92,9 +97,13 @@ fn bind_listeners(sc: &Scenario) -> Result<Vec<Listener>, RunError> {
                 sc.port.checked_add(i as u16).unwrap_or(0)
             };
             let addr = SocketAddr::new(sc.listen, port);
-            Listener::bind(sc.transport, addr, sc.io == IoWork::Bulk).map_err(|e| {
-                RunError::BadInput(format!("cannot listen on {addr}: {}", io_reason(&e)))
-            })
+            Listener::bind(
+                sc.transport,
+                addr,
+                sc.io == IoWork::Bulk,
+                sc.listen_backlog(),
+            )
+            .map_err(|e| RunError::BadInput(format!("cannot listen on {addr}: {}", io_reason(&e))))
         })
         .collect()
 }
@@ -133,6 +142,7 @@ fn plan(sc: &Scenario, mode: Mode) -> Result<Plan, RunError> {
         .map_err(|e| RunError::BadInput(format!("--pin {}: {e}", sc.pin)))?;
     let with_load = mode == Mode::Run && sc.io != IoWork::None;
     let mut notes = pins.notes.clone();
+    check_descriptors(sc, mode, &mut notes)?;
     let unpinned = sc.pin == pin::PinMode::None;
     let loadgen_place = match (with_load, pins.spare, unpinned) {
         (false, _, _) => String::new(),
@@ -161,6 +171,44 @@ fn plan(sc: &Scenario, mode: Mode) -> Result<Plan, RunError> {
         call_work_ticks,
         timing: Timing::of(sc, mode),
     })
+}
+
+/// Makes sure the descriptor limit holds the run's connections (raising the soft limit where
+/// the hard one allows): a `run` that cannot is bad input; a `serve` that cannot turns peers
+/// away, which a note says. Notes a listen backlog capped by the kernel.
+fn check_descriptors(sc: &Scenario, mode: Mode, notes: &mut Vec<String>) -> Result<(), RunError> {
+    if sc.io != IoWork::Echo {
+        return Ok(());
+    }
+    if mode == Mode::Run {
+        // The load generator's sockets, and over TCP the servers' ends of them too.
+        let per_conn = if sc.transport == Transport::Tcp { 2 } else { 1 };
+        let needed = (sc.connections * per_conn) as u64 + FD_MARGIN;
+        if let Some(limit) = limits::ensure_nofile(needed).filter(|&l| l < needed) {
+            return Err(RunError::BadInput(format!(
+                "connections = {}: the run needs about {needed} open file descriptors; the limit here is {limit} (ulimit -n)",
+                sc.connections
+            )));
+        }
+        let per_server = sc.connections.div_ceil(sc.io_threads.max(1));
+        if let Some(cap) = limits::somaxconn()
+            .filter(|&c| sc.transport == Transport::Tcp && (c as usize) < per_server)
+        {
+            notes.push(format!(
+                "the listen backlog is capped at {cap} (net.core.somaxconn): of the {per_server} connections per server, those beyond it open only as the server accepts"
+            ));
+        }
+    } else if sc.transport == Transport::Tcp {
+        // Each connection is a descriptor; beyond the limit the servers turn peers away.
+        let needed = (sc.io_thread_count() * sc.max_connections) as u64 + FD_MARGIN;
+        if let Some(limit) = limits::ensure_nofile(needed).filter(|&l| l < needed) {
+            notes.push(format!(
+                "the file descriptor limit ({limit}, ulimit -n) is below the {needed} that max_connections = {} needs: connections beyond it are turned away",
+                sc.max_connections
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses work that one request or one `call_work` could not finish within the run: such a
@@ -354,7 +402,6 @@ fn load_thread(
         IoWork::Bulk => LoadOut::Bulk(loadgen::run_bulk_send(
             addrs[0],
             sc.bulk_mib << 20,
-            sc.timeout,
             &shared.stop,
         )),
         _ => {

@@ -346,6 +346,19 @@ impl Scenario {
                 ));
             }
         }
+        if self.io == IoWork::Echo && self.transport == Transport::Tcp {
+            // The load generator spreads its connections over the servers, round-robin.
+            let per_server = self.connections.div_ceil(self.io_threads.max(1));
+            if per_server > self.max_connections {
+                return Err(format!(
+                    "{}: key 'connections' ({}) is more than the echo servers take (io_threads {} x max_connections {}): raise max_connections or io_threads",
+                    self.origin_of("connections"),
+                    self.connections,
+                    self.io_threads,
+                    self.max_connections
+                ));
+            }
+        }
         if self.io == IoWork::Bulk && self.transport == Transport::Udp {
             return Err(format!(
                 "{}: key 'transport': bulk runs over tcp only",
@@ -405,6 +418,14 @@ impl Scenario {
             spin: self.effective_spin(),
             ..self.gil.clone()
         }
+    }
+
+    /// The listen backlog each TCP echo server asks for: room for every connection the load
+    /// generator opens at once, and for `max_connections`, at least 1024. The kernel caps it
+    /// at net.core.somaxconn.
+    pub fn listen_backlog(&self) -> u32 {
+        let per_server = self.connections.div_ceil(self.io_threads.max(1));
+        per_server.max(self.max_connections).max(1024) as u32
     }
 
     /// Interpreter threads serving sockets.

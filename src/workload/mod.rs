@@ -2,6 +2,7 @@
 //! (later) sockets and the load generator.
 
 pub mod cpu;
+pub mod limits;
 pub mod loadgen;
 pub mod server;
 

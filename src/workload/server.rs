@@ -69,6 +69,10 @@ pub struct ServerStats {
     pub dropped_peers: u64,
     /// Peers that reset or failed mid-connection.
     pub peer_errors: u64,
+    /// Connections accepted only to be closed at once: the server was out of file
+    /// descriptors (RLIMIT_NOFILE, or the system's limit).
+    #[serde(default)]
+    pub turned_away: u64,
     /// bulk: seconds from the first byte to the last, if the transfer completed.
     pub transfer_s: Option<f64>,
 }
@@ -82,11 +86,17 @@ pub enum Listener {
 }
 
 impl Listener {
-    /// Binds `addr` for `transport` (or a blocking TCP listener for bulk).
-    pub fn bind(transport: Transport, addr: SocketAddr, bulk: bool) -> io::Result<Self> {
+    /// Binds `addr` for `transport` (or a blocking TCP listener for bulk); a TCP echo
+    /// listener asks for a backlog of `backlog` (the kernel caps it at somaxconn).
+    pub fn bind(
+        transport: Transport,
+        addr: SocketAddr,
+        bulk: bool,
+        backlog: u32,
+    ) -> io::Result<Self> {
         Ok(match (bulk, transport) {
             (true, _) => Listener::Bulk(StdTcpListener::bind(addr)?),
-            (false, Transport::Tcp) => Listener::Tcp(TcpListener::bind(addr)?),
+            (false, Transport::Tcp) => Listener::Tcp(tcp_listener(addr, backlog)?),
             (false, Transport::Udp) => Listener::Udp(UdpSocket::bind(addr)?),
         })
     }
@@ -98,6 +108,19 @@ impl Listener {
             Listener::Bulk(l) => l.local_addr(),
         }
     }
+}
+
+/// A non-blocking TCP listener on `addr` with the given backlog (mio's own `bind` asks
+/// for 128, too few for a load generator that opens hundreds of connections at once while
+/// a convoyed server accepts one per switch interval).
+fn tcp_listener(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.listen(backlog.min(i32::MAX as u32) as i32)?;
+    s.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(s.into()))
 }
 
 /// One blocking-call-shaped step: the GIL is released around `f`, then `call_work` ticks run.
@@ -172,45 +195,25 @@ pub fn echo_tcp<G: Gil>(
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
     let mut conns: Vec<Option<Conn>> = Vec::new();
+    let mut free_slots: Vec<usize> = Vec::new();
+    let mut live = 0usize;
     let mut buf = vec![0u8; 64 << 10];
+    let mut reserve = Reserve::open();
+    // Connections may be waiting in the backlog: set by a listener event, cleared only when
+    // `accept` says the backlog is empty. Edge-triggered polling raises no new event for
+    // connections already queued, so a drain cut short (out of descriptors) is retried at
+    // the next poll slice instead of waiting for an event that may never come.
+    let mut backlog = false;
     while !ctx.stop.load(Ordering::Relaxed) {
         poll_released(interp, h, ctx, &mut poll, &mut events)?;
         for ev in events.iter() {
+            // Under a convoy every socket call can cost a switch interval: a stop is seen
+            // between events, not only after a whole batch.
+            if ctx.stop.load(Ordering::Relaxed) {
+                break;
+            }
             if ev.token() == LISTENER {
-                loop {
-                    match call(interp, h, ctx, || listener.accept()) {
-                        Ok((mut s, _)) => {
-                            let live = conns.iter().filter(|c| c.is_some()).count();
-                            if live >= cfg.max_connections {
-                                st.dropped_peers += 1;
-                                continue; // dropping `s` closes it
-                            }
-                            let _ = s.set_nodelay(true);
-                            let slot = conns
-                                .iter()
-                                .position(Option::is_none)
-                                .unwrap_or(conns.len());
-                            poll.registry()
-                                .register(&mut s, Token(slot), Interest::READABLE)?;
-                            let c = Conn {
-                                stream: s,
-                                out: Vec::new(),
-                                partial: 0,
-                                writable_interest: false,
-                            };
-                            if slot == conns.len() {
-                                conns.push(Some(c));
-                            } else {
-                                conns[slot] = Some(c);
-                            }
-                            st.accepted += 1;
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        // Out of file descriptors and the like: the listener stays usable.
-                        Err(_) => break,
-                    }
-                }
+                backlog = true;
                 continue;
             }
             let slot = ev.token().0;
@@ -291,11 +294,94 @@ pub fn echo_tcp<G: Gil>(
             if close {
                 if let Some(mut c) = conns[slot].take() {
                     let _ = poll.registry().deregister(&mut c.stream);
+                    free_slots.push(slot);
+                    live -= 1;
                 }
+            }
+        }
+        while backlog && !ctx.stop.load(Ordering::Relaxed) {
+            match call(interp, h, ctx, || listener.accept()) {
+                Ok((mut s, _)) => {
+                    if live >= cfg.max_connections {
+                        st.dropped_peers += 1;
+                        continue; // dropping `s` closes it
+                    }
+                    let _ = s.set_nodelay(true);
+                    let slot = free_slots.pop().unwrap_or(conns.len());
+                    poll.registry()
+                        .register(&mut s, Token(slot), Interest::READABLE)?;
+                    let c = Conn {
+                        stream: s,
+                        out: Vec::new(),
+                        partial: 0,
+                        writable_interest: false,
+                    };
+                    if slot == conns.len() {
+                        conns.push(Some(c));
+                    } else {
+                        conns[slot] = Some(c);
+                    }
+                    live += 1;
+                    st.accepted += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => backlog = false,
+                Err(e) if is_out_of_fds(&e) => {
+                    // Free the reserve descriptor, take the oldest waiting connection with
+                    // it and close it at once: the peer learns it was turned away instead
+                    // of waiting in a backlog that would otherwise fill for good.
+                    let turned = call(interp, h, ctx, || reserve.turn_away(&listener));
+                    if turned {
+                        st.turned_away += 1;
+                    } else {
+                        break; // retried at the next poll slice
+                    }
+                }
+                // Gone before it was accepted, or interrupted: the next one may be fine.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) => {}
+                // Out of buffers or memory, and the like: retried at the next poll slice.
+                Err(_) => break,
             }
         }
     }
     Ok(st)
+}
+
+/// `accept` failed for want of a file descriptor (this process's or the system's).
+fn is_out_of_fds(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// A descriptor held back (on /dev/null) so that, out of descriptors, the server can still
+/// accept one connection at a time to close it.
+struct Reserve(Option<std::fs::File>);
+
+impl Reserve {
+    fn open() -> Self {
+        Reserve(std::fs::File::open("/dev/null").ok())
+    }
+
+    /// Closes the reserve, accepts one waiting connection and closes it, and takes the
+    /// reserve back. False if no connection could be turned away this way (the reserve was
+    /// already gone, or another thread took the freed descriptor first).
+    fn turn_away(&mut self, listener: &TcpListener) -> bool {
+        if self.0.take().is_none() {
+            *self = Reserve::open();
+            return false;
+        }
+        let turned = loop {
+            match listener.accept() {
+                Ok(_) => break true, // the stream is dropped, so closed, here
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break false,
+            }
+        };
+        *self = Reserve::open();
+        turned
+    }
 }
 
 /// Serves echo over UDP until the run stops: each datagram is one request, answered with
@@ -318,8 +404,8 @@ pub fn echo_udp<G: Gil>(
         if events.is_empty() {
             continue;
         }
-        // Edge-triggered: drain every queued datagram.
-        loop {
+        // Edge-triggered: drain every queued datagram (unless the run is over).
+        while !ctx.stop.load(Ordering::Relaxed) {
             match call(interp, h, ctx, || sock.recv_from(&mut buf)) {
                 Ok((n, peer)) => {
                     st.bytes_in += n as u64;
@@ -407,6 +493,7 @@ impl ServerStats {
         self.accepted += o.accepted;
         self.dropped_peers += o.dropped_peers;
         self.peer_errors += o.peer_errors;
+        self.turned_away += o.turned_away;
         self.transfer_s = self.transfer_s.or(o.transfer_s);
     }
 }
@@ -420,5 +507,27 @@ pub fn io_reason(e: &io::Error) -> String {
         io::ErrorKind::ConnectionRefused => "connection refused".into(),
         io::ErrorKind::ConnectionReset => "connection reset by peer".into(),
         _ => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Connections the server has not accepted yet wait in the backlog; a load generator that
+    /// opens hundreds at once against a convoyed server needs room for all of them.
+    #[test]
+    fn the_listen_backlog_holds_hundreds_of_unaccepted_connections() {
+        let n = crate::workload::limits::somaxconn().map_or(600, |c| c.min(600) as usize);
+        let l = tcp_listener("127.0.0.1:0".parse().unwrap(), 1024).unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut held = Vec::with_capacity(n);
+        for i in 0..n {
+            // A connect whose SYN finds the backlog full gets no answer for a second.
+            match StdTcpStream::connect_timeout(&addr, Duration::from_millis(300)) {
+                Ok(s) => held.push(s),
+                Err(e) => panic!("connect #{i} of {n}, none accepted: {e}"),
+            }
+        }
     }
 }
