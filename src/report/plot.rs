@@ -178,11 +178,15 @@ pub fn sweep(runs: &[RunResult], key: &str) -> Result<String, String> {
             values.push(v.clone());
         }
     }
-    let panels: [(&str, &[usize]); 4] = [
-        ("requests/s", &[0]),
-        ("latency p50 and p99 (µs, log scale)", &[1, 2]),
-        ("CPU ticks/s", &[4]),
-        ("context switches", &[7]),
+    // Each panel's title and its columns, with the name of each line.
+    let panels: [(&str, &[(&str, &str)]); 4] = [
+        ("requests/s", &[("requests_per_sec", "")]),
+        (
+            "latency p50 and p99 (µs, log scale)",
+            &[("latency_p50_us", "p50"), ("latency_p99_us", "p99")],
+        ),
+        ("CPU ticks/s", &[("cpu_ticks_per_sec", "")]),
+        ("context switches", &[("ctx_switches", "")]),
     ];
     let mut svg = String::new();
     {
@@ -199,20 +203,20 @@ pub fn sweep(runs: &[RunResult], key: &str) -> Result<String, String> {
             .map_err(err)?;
         let areas = root.split_evenly((2, 2));
         for (area, (title, cols)) in areas.iter().zip(panels.iter()) {
-            let pts = |s: &str, c: usize| -> Vec<(f64, f64)> {
+            let pts = |s: &str, c: &str| -> Vec<(f64, f64)> {
                 parsed
                     .iter()
                     .zip(rows.iter())
                     .filter(|((d, _), _)| d == s)
                     .filter_map(|((_, v), r)| {
                         let x = values.iter().position(|x| x == v)? as f64;
-                        r.cells[c].map(|st| (x, st.median))
+                        r.cell(c).map(|st| (x, st.median))
                     })
                     .collect()
             };
             let all: Vec<f64> = series
                 .iter()
-                .flat_map(|s| cols.iter().flat_map(move |&c| pts(s, c)))
+                .flat_map(|s| cols.iter().flat_map(move |&(c, _)| pts(s, c)))
                 .map(|p| p.1)
                 .collect();
             if all.is_empty() {
@@ -232,7 +236,7 @@ pub fn sweep(runs: &[RunResult], key: &str) -> Result<String, String> {
                 .y_label_area_size(70);
             let mut lines = Vec::new();
             for (i, s) in series.iter().enumerate() {
-                for (k, &c) in cols.iter().enumerate() {
+                for (k, &(c, line)) in cols.iter().enumerate() {
                     let color = PALETTE[i % PALETTE.len()];
                     let style = if k == 0 {
                         color.stroke_width(2)
@@ -240,7 +244,7 @@ pub fn sweep(runs: &[RunResult], key: &str) -> Result<String, String> {
                         color.mix(0.6).stroke_width(1)
                     };
                     let name = if cols.len() > 1 {
-                        format!("{s} {}", if c == 1 { "p50" } else { "p99" })
+                        format!("{s} {line}")
                     } else {
                         s.clone()
                     };
