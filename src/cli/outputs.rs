@@ -266,9 +266,12 @@ pub fn finish(
         return Err(Failure::Run(if measured(r) {
             format!("{f}; what it measured was kept (marked partial)")
         } else {
+            let kept = runs.iter().filter(|r| measured(r)).count();
             format!(
-                "{f}; the {} runs finished before it were kept",
-                runs.iter().filter(|r| measured(r)).count()
+                "{}: {f}; the {kept} run{} finished before it {} kept (marked partial)",
+                r.row_label(),
+                if kept == 1 { "" } else { "s" },
+                if kept == 1 { "was" } else { "were" }
             )
         }));
     }

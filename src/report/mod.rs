@@ -317,15 +317,26 @@ pub fn shown(rows: &[SummaryRow]) -> Vec<(usize, &'static Column)> {
         .collect()
 }
 
+/// `3 runs`, or `3 runs, 1 failed` when some failed before they produced results.
+pub fn count_runs(runs: &[RunResult]) -> String {
+    let failed = runs.iter().filter(|r| !columns::measured(r)).count();
+    let n = runs.len() - failed;
+    let mut s = format!("{n} run{}", if n == 1 { "" } else { "s" });
+    if failed > 0 {
+        s += &format!(", {failed} failed");
+    }
+    s
+}
+
 /// The line above a compare/sweep table: what it holds and what the ratio compares.
 pub fn caption(runs: &[RunResult], rows: &[SummaryRow]) -> Option<String> {
     let r = runs.first()?;
     let reps = runs.iter().map(|r| r.repeat + 1).max().unwrap_or(1);
     let base = COLUMNS[columns::index(ratio_base(rows))].name;
     Some(format!(
-        "{}: {} runs{}; latency is client-side; ratio is {base} against the first row",
+        "{}: {}{}; latency is client-side; ratio is {base} against the first row",
         r.scenario,
-        runs.len(),
+        count_runs(runs),
         if reps > 1 {
             format!(", each row the median (min-max) of {reps}")
         } else {
@@ -383,6 +394,9 @@ pub fn summary_text(runs: &[RunResult]) -> String {
             r.row_label(),
             r.failure.as_deref().unwrap_or_default()
         );
+        for n in r.notes.iter().filter(|_| !columns::measured(r)) {
+            let _ = writeln!(o, "  {n}");
+        }
     }
     o
 }

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use super::{text_to, Context, Dest, Exporter, Mark, Outcome, Target};
+use crate::report::columns::measured;
 use crate::report::{shown, summary};
 use crate::result::RunResult;
 
@@ -45,9 +46,9 @@ pub fn markdown(runs: &[RunResult]) -> String {
     if let Some(r) = runs.first() {
         let _ = writeln!(
             o,
-            "**{}**: {} runs; latency in microseconds, client-side\n",
+            "**{}**: {}; latency in microseconds, client-side\n",
             escape(&r.scenario),
-            runs.len()
+            crate::report::count_runs(runs)
         );
     }
     let rows = summary(runs);
@@ -74,6 +75,9 @@ pub fn markdown(runs: &[RunResult]) -> String {
             escape(r.row_label()),
             escape(r.failure.as_deref().unwrap_or_default())
         );
+        for n in r.notes.iter().filter(|_| !measured(r)) {
+            let _ = writeln!(o, "- {}", escape(n));
+        }
     }
     o
 }
