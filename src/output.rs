@@ -338,6 +338,7 @@ mod tests {
                 true,
             ),
             (&format!("{csv}\na,b\n"), true),
+            ("<!-- gilbench 0.1.0 html report -->\n<!DOCTYPE html>\n", true),
             // The header before idle_while_wanted.
             ("scenario,label,lock,repeat,partial,wall_s,requests_per_sec,latency_p50_us,latency_p99_us,latency_p999_us,cpu_ticks_per_sec,switches,forced_drops,ctx_switches,transfer_s\n", true),
             ("<!-- gilbench 0.1.0 -->\n| run |\n", true),
@@ -359,6 +360,8 @@ mod tests {
             ("{\"gilbench\": \"0.1.0\", \"runs\": [", false),
             ("{\"traceEvents\": []}", false),
             (&format!("{csv},extra\n"), false),
+            ("<!DOCTYPE html>\n<!-- gilbench 0.1.0 html report -->\n", false),
+            ("<!-- gilbench 0.1.0 html report and more -->\n", false),
             ("<!-- gilbench is great -->\n", false),
             (&format!("{HGRM_HEADER}\n#[Mean = 1]\n"), false),
             ("", false),

@@ -154,7 +154,7 @@ macro_rules! exporters {
     };
 }
 
-exporters!(json, csv, markdown, hgrm, hlog, plot, trace);
+exporters!(json, csv, markdown, hgrm, hlog, plot, trace, html);
 
 /// The format with flag `flag`.
 pub fn by_flag(flag: &str) -> Option<&'static dyn Exporter> {
