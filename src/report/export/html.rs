@@ -444,40 +444,8 @@ fn trace_process(runs: &[RunResult], i: usize) -> Option<usize> {
     Some(runs[..i].iter().filter(|r| r.trace.is_some()).count() + 1)
 }
 
-fn run_details(o: &mut String, cx: &Context<'_>, i: usize, trace: Option<&str>) {
-    let r = &cx.runs[i];
-    let open = cx.runs.len() == 1 || r.failure.is_some();
-    let _ = write!(
-        o,
-        "<details id=\"run-{i}\"{}><summary>{}{}<span class=\"meta\">{}, repeat {}, {:.2}s measured</span></summary><div class=\"body\">",
-        if open { " open" } else { "" },
-        esc(r.row_label()),
-        tags(r.failure.is_some(), r.partial),
-        esc(&r.lock),
-        r.repeat + 1,
-        r.measured_s
-    );
-    if let Some(f) = &r.failure {
-        let _ = write!(
-            o,
-            "<div class=\"alert failed\"><strong>Failed</strong>{}</div>",
-            esc(f)
-        );
-    }
-    if !measured(r) {
-        list(o, r.notes.iter().map(String::as_str));
-        o.push_str("</div></details>");
-        return;
-    }
-    if let (Some(t), Some(pid)) = (trace, trace_process(cx.runs, i)) {
-        let _ = write!(
-            o,
-            "<p>GIL timeline: process {pid} (“{} {}”) in <a href=\"{t}\">the trace</a>.</p>",
-            esc(&r.scenario),
-            esc(&r.lock)
-        );
-    }
-    threads(o, r);
+/// A run's GIL figures: counters, idle while wanted, design counters, percentiles.
+fn gil(o: &mut String, r: &RunResult) {
     let g = &r.gil;
     o.push_str("<h3>GIL</h3>");
     kv(
@@ -519,68 +487,122 @@ fn run_details(o: &mut String, cx: &Context<'_>, i: usize, trace: Option<&str>) 
             ("switch wait", &g.switch_wait_us),
         ],
     );
+}
+
+/// A run's I/O: what the load generator saw, latency percentiles.
+fn io_section(o: &mut String, io: &crate::result::IoSummary) {
+    o.push_str("<h3>I/O</h3>");
+    let mut items = vec![
+        ("mode", io.mode.clone()),
+        ("requests", io.requests.to_string()),
+        ("requests/s", rate(io.requests_per_sec)),
+        ("failed", io.failed.to_string()),
+    ];
+    if let Some(t) = io.transfer_s {
+        items.push(("transfer", format!("{t:.3}s")));
+    }
+    if io.mode == "open" {
+        items.push(("target rate", rate(io.rate)));
+        items.push(("late sends", io.late_sends.to_string()));
+    }
+    if io.errors > 0 {
+        items.push(("errors", io.errors.to_string()));
+    }
+    if let Some(e) = &io.first_error {
+        items.push(("first error", e.clone()));
+    }
+    if !io.loadgen.is_empty() {
+        items.push(("load generator", io.loadgen.clone()));
+    }
+    kv(o, &items);
+    let mut p: Vec<(&str, &Percentiles)> = vec![("latency", &io.latency_us)];
+    if io.mode == "open" {
+        p.push(("send lateness", &io.lateness_us));
+    }
+    p.push(("server re-acquire", &io.reacquire_us));
+    pct_table(o, &p);
+}
+
+/// A run's CPU work.
+fn cpu_section(o: &mut String, c: &crate::result::CpuSummary) {
+    o.push_str("<h3>CPU</h3>");
+    kv(
+        o,
+        &[
+            ("threads", c.threads.to_string()),
+            ("ticks/s", rate(c.ticks_per_sec)),
+            ("hashed", format!("{}B/s", rate(c.bytes_per_sec))),
+        ],
+    );
+}
+
+/// A run's parameters, as the result records them.
+fn params_section(o: &mut String, params: &serde_json::Map<String, serde_json::Value>) {
+    o.push_str("<h3>Parameters</h3>");
+    let items: Vec<(&str, String)> = params
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str(),
+                match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    v => v.to_string(),
+                },
+            )
+        })
+        .collect();
+    kv(o, &items);
+}
+
+/// Run `i`'s section: closed unless it is the only one or failed; a run without figures
+/// shows its failure and notes only.
+fn run_details(o: &mut String, cx: &Context<'_>, i: usize, trace: Option<&str>) {
+    let r = &cx.runs[i];
+    let open = cx.runs.len() == 1 || r.failure.is_some();
+    let _ = write!(
+        o,
+        "<details id=\"run-{i}\"{}><summary>{}{}<span class=\"meta\">{}, repeat {}, {:.2}s measured</span></summary><div class=\"body\">",
+        if open { " open" } else { "" },
+        esc(r.row_label()),
+        tags(r.failure.is_some(), r.partial),
+        esc(&r.lock),
+        r.repeat + 1,
+        r.measured_s
+    );
+    if let Some(f) = &r.failure {
+        let _ = write!(
+            o,
+            "<div class=\"alert failed\"><strong>Failed</strong>{}</div>",
+            esc(f)
+        );
+    }
+    if !measured(r) {
+        list(o, r.notes.iter().map(String::as_str));
+        o.push_str("</div></details>");
+        return;
+    }
+    if let (Some(t), Some(pid)) = (trace, trace_process(cx.runs, i)) {
+        let _ = write!(
+            o,
+            "<p>GIL timeline: process {pid} (“{} {}”) in <a href=\"{t}\">the trace</a>.</p>",
+            esc(&r.scenario),
+            esc(&r.lock)
+        );
+    }
+    threads(o, r);
+    gil(o, r);
     if let Some(io) = &r.io {
-        o.push_str("<h3>I/O</h3>");
-        let mut items = vec![
-            ("mode", io.mode.clone()),
-            ("requests", io.requests.to_string()),
-            ("requests/s", rate(io.requests_per_sec)),
-            ("failed", io.failed.to_string()),
-        ];
-        if let Some(t) = io.transfer_s {
-            items.push(("transfer", format!("{t:.3}s")));
-        }
-        if io.mode == "open" {
-            items.push(("target rate", rate(io.rate)));
-            items.push(("late sends", io.late_sends.to_string()));
-        }
-        if io.errors > 0 {
-            items.push(("errors", io.errors.to_string()));
-        }
-        if let Some(e) = &io.first_error {
-            items.push(("first error", e.clone()));
-        }
-        if !io.loadgen.is_empty() {
-            items.push(("load generator", io.loadgen.clone()));
-        }
-        kv(o, &items);
-        let mut p: Vec<(&str, &Percentiles)> = vec![("latency", &io.latency_us)];
-        if io.mode == "open" {
-            p.push(("send lateness", &io.lateness_us));
-        }
-        p.push(("server re-acquire", &io.reacquire_us));
-        pct_table(o, &p);
+        io_section(o, io);
     }
     if let Some(c) = &r.cpu {
-        o.push_str("<h3>CPU</h3>");
-        kv(
-            o,
-            &[
-                ("threads", c.threads.to_string()),
-                ("ticks/s", rate(c.ticks_per_sec)),
-                ("hashed", format!("{}B/s", rate(c.bytes_per_sec))),
-            ],
-        );
+        cpu_section(o, c);
     }
     if !r.notes.is_empty() {
         o.push_str("<h3>Notes</h3>");
         list(o, r.notes.iter().map(String::as_str));
     }
     if let Some(params) = r.params.as_object() {
-        o.push_str("<h3>Parameters</h3>");
-        let items: Vec<(&str, String)> = params
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str(),
-                    match v {
-                        serde_json::Value::String(s) => s.clone(),
-                        v => v.to_string(),
-                    },
-                )
-            })
-            .collect();
-        kv(o, &items);
+        params_section(o, params);
     }
     o.push_str("</div></details>");
 }
@@ -710,12 +732,22 @@ mod tests {
         assert!(html.contains("default-src 'none'"));
         assert!(html.contains("<svg role=\"img\""));
         assert!(!html.contains("<i>") && !html.contains("<broke>") && !html.contains("<b>"));
+        assert!(!html.contains("<&>"), "the scenario name, in the plots too");
         assert!(html.contains("b &lt;i&gt;"));
         assert!(html.contains("class=\"alert failed\""));
         // The failure comes before the table.
         assert!(html.find("it &lt;broke&gt;").unwrap() < html.find("id=\"results\"").unwrap());
         assert!(html.contains("data-col=\"requests_per_sec\" data-value=\"5500\">5.5k</td>"));
         assert!(html.contains("data-col=\"idle_while_wanted\" data-value=\"0.0123\">1.2%</td>"));
+    }
+
+    #[test]
+    fn a_page_without_runs_or_with_a_sweep_is_whole() {
+        assert!(render(&[], None).trim_end().ends_with("</html>"));
+        assert!(render(&[], Some("interval")).contains("Sweep of interval"));
+        let runs = [sample_run("interval=1ms"), sample_run("interval=5ms")];
+        let html = render(&runs, Some("interval"));
+        assert_eq!(html.matches("<svg role=\"img\"").count(), 2);
     }
 
     #[test]
