@@ -152,7 +152,10 @@ pub enum Progress<'a> {
 
 /// Runs every row `repeat` times, each repetition followed by its two baselines when
 /// `baselines` is set (for rows that have both CPU and I/O threads). Stops early (returning
-/// what it has, the last run marked partial) when a signal arrives.
+/// what it has, the last run marked partial) when a signal arrives. When a run fails after
+/// others finished, the finished runs are kept and returned with a [`failed_run`] in the
+/// failed one's place that names the failure and the runs left undone: finished work is never
+/// thrown away. Only a first run that fails is an error.
 pub fn execute(
     rows: &[Row],
     repeat: u32,
@@ -163,7 +166,7 @@ pub fn execute(
     let total = rows.len() * repeat as usize;
     let mut runs = Vec::with_capacity(total);
     let mut index = 0;
-    'outer: for row in rows {
+    'outer: for (i, row) in rows.iter().enumerate() {
         for r in 0..repeat {
             if signals::caught().is_some() {
                 break 'outer;
@@ -176,11 +179,27 @@ pub fn execute(
                 repeat: r,
                 expected: expected(&row.scenario),
             });
-            let mut res = runner::run_mode(&row.scenario, Mode::Run, inst, &|_| {})?;
+            let mut res = match runner::run_mode(&row.scenario, Mode::Run, inst, &|_| {}) {
+                Ok(res) => res,
+                Err(e) if runs.is_empty() => {
+                    progress(Progress::Done);
+                    return Err(e);
+                }
+                Err(e) => {
+                    let undone = (
+                        total - index,
+                        rows[i + 1..].iter().map(|r| r.label.as_str()),
+                    );
+                    runs.push(failed_run(row, r, (index, total), &e, undone));
+                    break 'outer;
+                }
+            };
             res.label = row.label.clone();
             res.repeat = r;
             if baselines && has_baselines(&row.scenario) && !res.partial {
-                add_baseline(row, inst, &mut res)?;
+                if let Err(e) = add_baseline(row, inst, &mut res) {
+                    res.notes.push(format!("its baselines could not run: {e}"));
+                }
             }
             // A run cut short by a signal, or one that left hung threads behind, ends the
             // experiment; one whose load generator lost every connection is kept (marked
@@ -194,4 +213,56 @@ pub fn execute(
     }
     progress(Progress::Done);
     Ok(runs)
+}
+
+/// The place of run `index` of `total` (row `row`, repetition `repeat`) that failed
+/// without results (`e`), in an experiment that has some: no figures (see
+/// `report::columns::measured`), marked partial, its `failure` saying what went wrong, and
+/// notes naming the runs left undone (how many, and the rows never started).
+pub fn failed_run<'a>(
+    row: &Row,
+    repeat: u32,
+    (index, total): (usize, usize),
+    e: &RunError,
+    (undone, rows_left): (usize, impl Iterator<Item = &'a str>),
+) -> RunResult {
+    let why = match e {
+        RunError::BadInput(m) | RunError::Failed(m) => m,
+    };
+    let mut notes = vec![format!(
+        "run {index} of {total} failed before it produced results; the {} before it are complete",
+        index - 1
+    )];
+    if undone > 0 {
+        let left: Vec<&str> = rows_left.collect();
+        notes.push(format!(
+            "not run: {undone} run{}{}",
+            if undone == 1 { "" } else { "s" },
+            if left.is_empty() {
+                String::new()
+            } else {
+                format!(" (rows {})", left.join(", "))
+            }
+        ));
+    }
+    RunResult {
+        scenario: row.scenario.name.clone(),
+        lock: row.scenario.lock.name().to_owned(),
+        label: row.label.clone(),
+        repeat,
+        params: row.scenario.params_json(),
+        wall_s: 0.0,
+        measured_s: 0.0,
+        cpu: None,
+        io: None,
+        gil: Default::default(),
+        threads: Vec::new(),
+        notes,
+        partial: true,
+        failure: Some(why.clone()),
+        baseline: None,
+        hists: Default::default(),
+        intervals: Vec::new(),
+        trace: None,
+    }
 }

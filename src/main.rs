@@ -14,11 +14,15 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use cli::outputs::{check_outputs, finish, say, stdout_error, warn, write_outputs};
+use cli::outputs::{
+    check_outputs, finish, provenance, say, stdout_error, warn, write_outputs, OutputOpts,
+};
 use cli::progress::run_rows;
 use gilbench::experiment;
 use gilbench::gil::LockKind;
 use gilbench::report;
+use gilbench::report::about::About;
+use gilbench::report::export;
 use gilbench::result::ResultFile;
 use gilbench::runner::{self, Instrument, Mode, RunError};
 use gilbench::scenario::{parse_locks, shown, split_sweep, IoWork, Scenario, KEYS};
@@ -123,41 +127,6 @@ struct RunOpts {
     /// them takes several values: KEY=V1,V2,...
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
-}
-
-/// Where results go.
-#[derive(Args, Debug, Clone, Default)]
-struct OutputOpts {
-    /// Write the result as JSON to PATH.
-    #[arg(long, value_name = "PATH")]
-    json: Option<PathBuf>,
-    /// Write a CSV line per run to PATH (or print it, without PATH).
-    #[arg(long, value_name = "PATH", num_args = 0..=1)]
-    csv: Option<Option<PathBuf>>,
-    /// Write the table as Markdown to PATH (or print it, without PATH).
-    #[arg(long, value_name = "PATH", num_args = 0..=1)]
-    markdown: Option<Option<PathBuf>>,
-    /// Write an HdrHistogram percentile file (.hgrm) per run and metric into DIR.
-    #[arg(long, value_name = "DIR")]
-    hgrm: Option<PathBuf>,
-    /// Write an HdrHistogram interval log (1 s intervals, a tag per thread and metric).
-    #[arg(long, value_name = "PATH")]
-    hlog: Option<PathBuf>,
-    /// Write SVG plots into DIR.
-    #[arg(long, value_name = "DIR")]
-    plot: Option<PathBuf>,
-    /// Write the GIL timeline as Chrome trace-event JSON (Perfetto, chrome://tracing).
-    #[arg(long, value_name = "PATH")]
-    trace: Option<PathBuf>,
-    /// Events the timeline keeps, the newest, over all threads.
-    #[arg(long, value_name = "N", default_value = "1000000")]
-    trace_events: String,
-    /// No progress bar.
-    #[arg(long, short)]
-    quiet: bool,
-    /// Replace output files that gilbench did not write.
-    #[arg(long)]
-    force: bool,
 }
 
 /// `gilbench load` options.
@@ -275,15 +244,16 @@ fn positive(flag: &str, raw: &str, max: u64) -> Result<u64, Failure> {
 
 fn instrument(out: &OutputOpts) -> Result<Instrument, Failure> {
     Ok(Instrument {
-        trace_events: match &out.trace {
-            Some(_) => Some(positive(
+        trace_events: if out.needs().timeline {
+            Some(positive(
                 "--trace-events",
                 &out.trace_events,
                 gilbench::trace::MAX_EVENTS as u64,
-            )? as usize),
-            None => None,
+            )? as usize)
+        } else {
+            None
         },
-        hlog_interval: out.hlog.as_ref().map(|_| Duration::from_secs(1)),
+        hlog_interval: out.needs().intervals.then_some(Duration::from_secs(1)),
     })
 }
 
@@ -443,7 +413,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
                     result.display()
                 )));
             }
-            if out.csv == Some(None) || out.markdown == Some(None) {
+            if out.prints() {
                 // The export printed on stdout replaces the table.
             } else if file.runs.len() == 1
                 && file.runs[0].label.split(' ').next() == Some(file.runs[0].lock.as_str())
@@ -459,7 +429,11 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
                     .split_once('=')
                     .map(|(k, _)| k.to_owned())
             });
-            write_outputs(&file.runs, &out, sweep_key.as_deref())?;
+            let about = About {
+                recorded: export::json::provenance(&text),
+                current: provenance().clone(),
+            };
+            write_outputs(&file.runs, &out, sweep_key.as_deref(), &about)?;
         }
         Command::Serve {
             scenario,
@@ -519,6 +493,7 @@ fn main() -> ExitCode {
         }
     }));
     signals::install();
+    provenance();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -7,71 +7,17 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
-use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
-use serde::Deserialize;
-
-use crate::report::export::CSV_HEADER;
-use crate::report::hgrm::HGRM_HEADER;
-use crate::report::plot::SVG_MARK;
-
-/// A value that must be a JSON array; its elements are skipped without being kept.
-struct AnyArray;
-
-impl<'de> Deserialize<'de> for AnyArray {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = AnyArray;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an array")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<AnyArray, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(AnyArray)
-            }
-        }
-        d.deserialize_seq(V)
-    }
-}
-
-#[derive(Deserialize)]
-struct TraceMeta {
-    #[allow(dead_code)]
-    gilbench: String,
-}
-
-/// The top-level keys by which gilbench's JSON files (a result, a trace) are recognised.
-#[derive(Deserialize)]
-struct JsonProbe {
-    gilbench: Option<String>,
-    runs: Option<AnyArray>,
-    #[serde(rename = "traceEvents")]
-    trace_events: Option<AnyArray>,
-    #[serde(rename = "otherData")]
-    other_data: Option<TraceMeta>,
-}
-
-/// Whether `line` is `{open}VERSION{close}` with a version of digits and dots (e.g. `0.1.0`).
-fn versioned(line: &str, open: &str, close: &str) -> bool {
-    line.strip_prefix(open)
-        .and_then(|r| r.strip_suffix(close))
-        .is_some_and(|v| {
-            !v.is_empty()
-                && v.split(['-', '+']).next().is_some_and(|core| {
-                    core.split('.')
-                        .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-                })
-                && !v.contains(char::is_whitespace)
-        })
-}
+use crate::report::export::{Probe, Shape, ALL};
 
 /// Whether the regular file at `path` was written by gilbench, judged by content gilbench
-/// controls: a result JSON (a top-level object whose `gilbench` is a string and `runs` an
-/// array) or a trace (`traceEvents` an array and `otherData.gilbench` a string), both parsed
-/// whole; a CSV whose first line is exactly gilbench's header; Markdown, an interval log or an
-/// SVG plot whose first line is gilbench's marker; an `.hgrm` with HdrHistogram's header first
-/// and gilbench's marker last. A file that merely mentions "gilbench" is not ours.
+/// controls: the [`Mark`](crate::report::export::Mark) some format declares, e.g. a result
+/// JSON (a top-level object whose `gilbench` is a string and `runs` an array) or a trace
+/// (`traceEvents` an array and `otherData.gilbench` a string), both parsed whole; a CSV whose
+/// first line is exactly gilbench's header; Markdown, an interval log, an SVG plot or an
+/// HTML page whose first line is gilbench's marker; an `.hgrm` with HdrHistogram's header
+/// first and gilbench's marker last. A file that merely mentions "gilbench" is not ours.
 pub fn ours(path: &Path) -> bool {
     let Ok(f) = std::fs::File::open(path) else {
         return false;
@@ -84,44 +30,38 @@ pub fn ours(path: &Path) -> bool {
     let Ok(first) = std::str::from_utf8(&first) else {
         return false;
     };
-    let line = first.trim_end_matches(['\n', '\r']);
-    if line == CSV_HEADER
-        || line == SVG_MARK
-        || versioned(line, "<!-- gilbench ", " -->")
-        || versioned(line, "#[gilbench ", " interval log; values in nanoseconds]")
-    {
-        return true;
-    }
-    if line == HGRM_HEADER {
-        let mut rest = String::new();
-        if r.take(1 << 20).read_to_string(&mut rest).is_err() {
-            return false;
-        }
-        return rest
-            .lines()
+    let rest = std::cell::RefCell::new(Some(r));
+    // The last non-empty line, reading at most 1 MiB past the first line.
+    let last = || -> Option<String> {
+        let mut text = String::new();
+        rest.borrow_mut()
+            .take()?
+            .take(1 << 20)
+            .read_to_string(&mut text)
+            .ok()?;
+        text.lines()
             .rev()
             .find(|l| !l.trim().is_empty())
-            .is_some_and(|l| {
-                versioned(
-                    l,
-                    "#[gilbench ",
-                    " percentile distribution; values in microseconds]",
-                )
-            });
-    }
-    if !line.trim_start().starts_with('{') {
-        return false;
-    }
-    // A JSON document: parse it whole (the rest of it skipped, never kept).
-    let Ok(f) = std::fs::File::open(path) else {
-        return false;
+            .map(str::to_owned)
     };
-    let Ok(p) = serde_json::from_reader::<_, JsonProbe>(BufReader::with_capacity(1 << 16, f))
-    else {
-        return false;
+    let shape: std::cell::OnceCell<Option<Rc<Shape>>> = std::cell::OnceCell::new();
+    // The whole file as JSON, its arrays skipped, never kept.
+    let json = || -> Option<Rc<Shape>> {
+        shape
+            .get_or_init(|| {
+                let f = std::fs::File::open(path).ok()?;
+                serde_json::from_reader::<_, Shape>(BufReader::with_capacity(1 << 16, f))
+                    .ok()
+                    .map(Rc::new)
+            })
+            .clone()
     };
-    (p.gilbench.is_some() && p.runs.is_some())
-        || (p.trace_events.is_some() && p.other_data.is_some())
+    let probe = Probe {
+        first: first.trim_end_matches(['\n', '\r']),
+        last: &last,
+        json: &json,
+    };
+    ALL.iter().any(|e| e.mark().matches(&probe))
 }
 
 /// What kind of file system object `m` is, for messages.
@@ -358,6 +298,8 @@ pub fn ensure_dir(dir: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::export::csv::header as csv_header;
+    use crate::report::export::hgrm::HGRM_HEADER;
 
     fn tmp_names(dir: &Path) -> Vec<String> {
         std::fs::read_dir(dir)
@@ -388,13 +330,17 @@ mod tests {
     #[test]
     fn recognises_its_files_by_their_content_not_a_mention() {
         let dir = tempfile::tempdir().unwrap();
+        let csv = csv_header();
         let cases: &[(&str, bool)] = &[
             ("{\"gilbench\": \"0.1.0\", \"runs\": [{\"a\": 1}]}\n", true),
             (
                 "{\"otherData\":{\"gilbench\":\"0.1.0\"},\"traceEvents\":[{\"ph\":\"B\"}]}",
                 true,
             ),
-            (&format!("{CSV_HEADER}\na,b\n"), true),
+            (&format!("{csv}\na,b\n"), true),
+            ("<!-- gilbench 0.1.0 html report -->\n<!DOCTYPE html>\n", true),
+            // The header before idle_while_wanted.
+            ("scenario,label,lock,repeat,partial,wall_s,requests_per_sec,latency_p50_us,latency_p99_us,latency_p999_us,cpu_ticks_per_sec,switches,forced_drops,ctx_switches,transfer_s\n", true),
             ("<!-- gilbench 0.1.0 -->\n| run |\n", true),
             (
                 "#[gilbench 0.1.0 interval log; values in nanoseconds]\n#[StartTime: 1]\n",
@@ -413,7 +359,9 @@ mod tests {
             ("{\"name\": \"gilbench\", \"runs\": []}", false),
             ("{\"gilbench\": \"0.1.0\", \"runs\": [", false),
             ("{\"traceEvents\": []}", false),
-            (&format!("{CSV_HEADER},extra\n"), false),
+            (&format!("{csv},extra\n"), false),
+            ("<!DOCTYPE html>\n<!-- gilbench 0.1.0 html report -->\n", false),
+            ("<!-- gilbench 0.1.0 html report and more -->\n", false),
             ("<!-- gilbench is great -->\n", false),
             (&format!("{HGRM_HEADER}\n#[Mean = 1]\n"), false),
             ("", false),
@@ -427,20 +375,68 @@ mod tests {
 
     #[test]
     fn every_writer_s_output_is_recognised() {
-        use crate::report::{export, hgrm};
+        use crate::report::export::{self, Context, Dest, Outcome, Target, ALL};
         let dir = tempfile::tempdir().unwrap();
-        let texts = [
-            export::json(&[]).into_bytes(),
-            export::csv(&[]).into_bytes(),
-            export::markdown(&[]).into_bytes(),
-            hgrm::hgrm(&crate::metrics::new_hist()).into_bytes(),
-            hgrm::hlog(&[], std::time::SystemTime::now()).unwrap(),
-            crate::trace::chrome_trace(&[]).into_bytes(),
-        ];
-        for (i, t) in texts.iter().enumerate() {
-            let p = dir.path().join(format!("f{i}"));
-            std::fs::write(&p, t).unwrap();
-            assert!(ours(&p), "{}", String::from_utf8_lossy(t));
+        let mut runs = vec![export::sample_run("a"), export::sample_run("b")];
+        let epoch = std::time::Instant::now();
+        runs[0].trace = Some(crate::trace::Timeline {
+            threads: vec![crate::trace::ThreadTrace {
+                name: "cpu-0".into(),
+                buf: crate::trace::TraceBuf::new(epoch, 16),
+            }],
+            end_ns: 1000,
+            meta: serde_json::json!({"scenario": "s", "lock": "timed"}),
+        });
+        let about = crate::report::about::About::default();
+        let printed = std::cell::RefCell::new(Vec::new());
+        let say = |t: &str| printed.borrow_mut().push(t.to_owned());
+        let cx = Context {
+            runs: &runs,
+            sweep_key: None,
+            force: false,
+            about: &about,
+            written: &[],
+            say: &say,
+            note: &|_| {},
+        };
+        for e in ALL {
+            let to = match e.target() {
+                Target::File | Target::FileOrStdout => Dest::File(dir.path().join(e.flag())),
+                Target::Dir { .. } => Dest::Dir(dir.path().join(e.flag())),
+            };
+            assert_eq!(e.write(&cx, &to).unwrap(), Outcome::Written, "{}", e.flag());
+            let files: Vec<PathBuf> = match &to {
+                Dest::Dir(d) => std::fs::read_dir(d)
+                    .unwrap()
+                    .map(|f| f.unwrap().path())
+                    .collect(),
+                _ => vec![to.path().unwrap().to_owned()],
+            };
+            assert!(!files.is_empty(), "{}", e.flag());
+            for f in files {
+                assert!(ours(&f), "--{} {}", e.flag(), f.display());
+                // And again: its own file is replaced without --force.
+            }
+            assert_eq!(e.write(&cx, &to).unwrap(), Outcome::Written, "{}", e.flag());
+            if e.target() == Target::FileOrStdout {
+                assert_eq!(e.write(&cx, &Dest::Stdout).unwrap(), Outcome::Printed);
+            }
+        }
+        assert_eq!(printed.borrow().len(), 2);
+        // Empty results too.
+        let cx = Context { runs: &[], ..cx };
+        for e in ALL
+            .iter()
+            .filter(|e| e.target() != Target::Dir { ext: "hgrm" })
+        {
+            let p = dir.path().join(format!("empty-{}", e.flag()));
+            let to = match e.target() {
+                Target::Dir { .. } => continue,
+                _ => Dest::File(p.clone()),
+            };
+            if e.write(&cx, &to).unwrap() == Outcome::Written {
+                assert!(ours(&p), "--{} with no runs", e.flag());
+            }
         }
     }
 
@@ -473,7 +469,7 @@ mod tests {
     fn a_symlink_is_followed_and_kept() {
         let dir = tempfile::tempdir().unwrap();
         let real = dir.path().join("real.csv");
-        std::fs::write(&real, format!("{CSV_HEADER}\n")).unwrap();
+        std::fs::write(&real, format!("{}\n", csv_header())).unwrap();
         let link = dir.path().join("link.csv");
         std::os::unix::fs::symlink(&real, &link).unwrap();
         write_file(&link, b"new", false).unwrap();

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use gilbench::report::export::{Target, ALL};
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_gilbench"))
 }
@@ -127,9 +129,13 @@ fn files_that_merely_mention_gilbench_are_refused_and_left_alone() {
     let readme = d.join("README.md");
     let notes = "# My notes\n\n\"gilbench\" writes \"traceEvents\"; <!-- gilbench --> #[gilbench\n";
     std::fs::write(&readme, notes).unwrap();
-    for flag in ["--json", "--csv", "--markdown", "--hlog", "--trace"] {
+    // Every format that writes a file.
+    for e in ALL
+        .iter()
+        .filter(|e| !matches!(e.target(), Target::Dir { .. }))
+    {
         for p in [&cargo, &readme] {
-            assert_refused_before_running(&[flag, s(p)], "--force");
+            assert_refused_before_running(&[&format!("--{}", e.flag()), s(p)], "--force");
         }
     }
     assert_eq!(std::fs::read_to_string(&cargo).unwrap(), manifest);
@@ -146,20 +152,18 @@ fn files_that_merely_mention_gilbench_are_refused_and_left_alone() {
 fn gilbench_replaces_its_own_files_of_every_kind() {
     let d = dir("own");
     let p = |n: &str| d.join(n).display().to_string();
-    let all = [
-        "--json",
-        &p("r.json"),
-        "--csv",
-        &p("r.csv"),
-        "--markdown",
-        &p("r.md"),
-        "--hgrm",
-        &p("h"),
-        "--hlog",
-        &p("r.hlog"),
-        "--trace",
-        &p("t.json"),
-    ];
+    // Every format, each to its own file or directory.
+    let owned: Vec<String> = ALL
+        .iter()
+        .flat_map(|e| {
+            let path = match e.target() {
+                Target::Dir { .. } => p(e.flag()),
+                _ => p(&format!("r.{}", e.flag())),
+            };
+            [format!("--{}", e.flag()), path]
+        })
+        .collect();
+    let all: Vec<&str> = owned.iter().map(String::as_str).collect();
     let o = short_run(&all);
     assert!(o.status.success(), "{}", stderr(&o));
     let first = std::fs::read_to_string(d.join("r.json")).unwrap();
@@ -167,7 +171,7 @@ fn gilbench_replaces_its_own_files_of_every_kind() {
     assert!(o.status.success(), "second run: {}", stderr(&o));
     assert_ne!(std::fs::read_to_string(d.join("r.json")).unwrap(), first);
     // One kind over another is still gilbench's own.
-    let o = short_run(&["--csv", &p("r.json"), "--json", &p("t.json")]);
+    let o = short_run(&["--csv", &p("r.json"), "--json", &p("r.trace")]);
     assert!(o.status.success(), "{}", stderr(&o));
     // Plots: a compare with latency.
     let plots = d.join("plots");

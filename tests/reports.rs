@@ -439,3 +439,60 @@ fn outputs_refuse_to_clobber_foreign_files() {
         .output()
         .unwrap());
 }
+
+#[test]
+fn a_failed_run_keeps_the_rows_finished_before_it() {
+    let d = dir().join("failed");
+    std::fs::create_dir_all(&d).unwrap();
+    let p = |n: &str| d.join(n).display().to_string();
+    // The second of three rows panics; the third never runs.
+    let o = bin()
+        .args([
+            "sweep",
+            &workload("cpu-scaling.toml"),
+            "--set",
+            "fault=none,panic-holding-gil,panic-released",
+            "--duration",
+            "100ms",
+            "--json",
+            &p("r.json"),
+            "--csv",
+            &p("r.csv"),
+            "--markdown",
+            &p("r.md"),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("panicked") && err.contains("the 1 run finished before it was kept"),
+        "{err}"
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    let done = out.lines().find(|l| l.starts_with("fault=none")).unwrap();
+    assert!(done.contains("1.00x"), "{out}");
+    assert!(
+        out.contains("fault=panic-holding-gil (failed)") && out.contains("FAILED:"),
+        "{out}"
+    );
+    assert!(out.contains("rows fault=panic-released"), "{out}");
+    let v = json(&d.join("r.json"));
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0]["partial"], false);
+    assert!(runs[0]["cpu"]["ticks_per_sec"].as_f64().unwrap() > 0.0);
+    assert_eq!(runs[1]["partial"], true);
+    assert!(runs[1]["failure"].as_str().unwrap().contains("panicked"));
+    let csv = std::fs::read_to_string(d.join("r.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    let md = std::fs::read_to_string(d.join("r.md")).unwrap();
+    assert!(md.contains("(failed)") && md.contains("**Failed**"), "{md}");
+    // `report` shows the same.
+    let r = ok(bin()
+        .args(["report", d.join("r.json").to_str().unwrap()])
+        .output()
+        .unwrap());
+    assert_eq!(String::from_utf8_lossy(&r.stdout), out);
+}

@@ -1,17 +1,120 @@
-//! Writing every requested output from one list of runs; checking, before anything runs,
-//! that every output can be written; printing to a stdout that may be gone.
+//! Where results go: the output flags (one per format of `report::export::ALL`), checking,
+//! before anything runs, that every output can be written, writing them all from one list
+//! of runs, and printing to a stdout that may be gone.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::sync::{Mutex, OnceLock};
 
-use gilbench::output::{check_dir, check_file, ensure_dir, write_file, write_with};
-use gilbench::report::{export, file_part, hgrm, plot};
+use clap::builder::ArgAction;
+use clap::parser::ValueSource;
+use clap::{value_parser, Arg, Args};
+
+use gilbench::output::{check_dir, check_file};
+use gilbench::report::about::{About, Provenance};
+use gilbench::report::columns::measured;
+use gilbench::report::export::{Context, Dest, Exporter, Needs, Outcome, Target, ALL};
 use gilbench::result::RunResult;
 use gilbench::signals;
 
-use crate::{Failure, OutputOpts};
+use crate::Failure;
+
+/// Where results go.
+#[derive(Args, Debug, Clone, Default)]
+pub struct OutputOpts {
+    #[command(flatten)]
+    pub formats: Formats,
+    /// Events the timeline keeps, the newest, over all threads.
+    #[arg(long, value_name = "N", default_value = "1000000")]
+    pub trace_events: String,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Replace output files that gilbench did not write.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl OutputOpts {
+    /// What the run must gather for the formats asked for.
+    pub fn needs(&self) -> Needs {
+        self.formats.0.iter().fold(Needs::default(), |a, (e, _)| {
+            let n = e.needs();
+            Needs {
+                timeline: a.timeline || n.timeline,
+                intervals: a.intervals || n.intervals,
+            }
+        })
+    }
+
+    /// Whether some format prints on stdout (`--csv`, `--markdown` without a path).
+    pub fn prints(&self) -> bool {
+        self.formats.0.iter().any(|(_, d)| *d == Dest::Stdout)
+    }
+}
+
+/// The formats asked for, in the order of `ALL`, each with where it goes.
+#[derive(Clone, Default)]
+pub struct Formats(pub Vec<(&'static dyn Exporter, Dest)>);
+
+impl std::fmt::Debug for Formats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(e, d)| (e.flag(), d)))
+            .finish()
+    }
+}
+
+impl clap::FromArgMatches for Formats {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut v = Vec::new();
+        for &e in ALL {
+            if m.value_source(e.flag()) != Some(ValueSource::CommandLine) {
+                continue;
+            }
+            let dest = match (e.target(), m.get_one::<PathBuf>(e.flag()).cloned()) {
+                (Target::Dir { .. }, Some(p)) => Dest::Dir(p),
+                (_, Some(p)) => Dest::File(p),
+                (_, None) => Dest::Stdout,
+            };
+            v.push((e, dest));
+        }
+        Ok(Formats(v))
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for Formats {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        ALL.iter().fold(cmd, |cmd, e| {
+            let a = Arg::new(e.flag())
+                .long(e.flag())
+                .help(e.help())
+                .action(ArgAction::Set)
+                .value_parser(value_parser!(PathBuf));
+            cmd.arg(match e.target() {
+                Target::File => a.value_name("PATH"),
+                Target::FileOrStdout => a.value_name("PATH").num_args(0..=1),
+                Target::Dir { .. } => a.value_name("DIR"),
+            })
+        })
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+/// This command: its command line, when it started, the machine (fixed at the first call,
+/// which `main` makes at the start).
+pub fn provenance() -> &'static Provenance {
+    static NOW: OnceLock<Provenance> = OnceLock::new();
+    NOW.get_or_init(Provenance::now)
+}
 
 /// The first error writing stdout other than a closed pipe, reported at the end.
 static STDOUT_ERROR: Mutex<Option<String>> = Mutex::new(None);
@@ -47,28 +150,18 @@ pub fn warn(line: &str) {
 /// directory is one or can be created, and no two outputs name the same file. Bad input:
 /// exit status 2.
 pub fn check_outputs(out: &OutputOpts) -> Result<(), Failure> {
-    let mut files: Vec<(&str, PathBuf)> = Vec::new();
-    let named = [
-        ("--json", out.json.as_ref()),
-        ("--csv", out.csv.as_ref().and_then(Option::as_ref)),
-        ("--markdown", out.markdown.as_ref().and_then(Option::as_ref)),
-        ("--hlog", out.hlog.as_ref()),
-        ("--trace", out.trace.as_ref()),
-    ];
-    for (flag, p) in named {
-        if let Some(p) = p {
-            let r = check_file(p, out.force).map_err(Failure::Input)?;
-            files.push((flag, r));
-        }
-    }
-    let mut dirs: Vec<(&str, PathBuf, &str)> = Vec::new();
-    for (flag, p, ext) in [
-        ("--hgrm", out.hgrm.as_ref(), "hgrm"),
-        ("--plot", out.plot.as_ref(), "svg"),
-    ] {
-        if let Some(p) = p {
-            let r = check_dir(p).map_err(Failure::Input)?;
-            dirs.push((flag, r, ext));
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    let mut dirs: Vec<(String, PathBuf, &str)> = Vec::new();
+    for (e, dest) in &out.formats.0 {
+        let flag = format!("--{}", e.flag());
+        match (dest, e.target()) {
+            (Dest::File(p), _) => {
+                files.push((flag, check_file(p, out.force).map_err(Failure::Input)?));
+            }
+            (Dest::Dir(p), Target::Dir { ext }) => {
+                dirs.push((flag, check_dir(p).map_err(Failure::Input)?, ext));
+            }
+            _ => {}
         }
     }
     for (i, (a, pa)) in files.iter().enumerate() {
@@ -97,115 +190,50 @@ pub fn check_outputs(out: &OutputOpts) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Writes every requested output for `runs`.
+/// Writes every requested output for `runs`, each format in turn; one that fails does not
+/// stop the others (the first error is returned). A signal that abandons the trace ends the
+/// process once the others are written.
 pub fn write_outputs(
     runs: &[RunResult],
     out: &OutputOpts,
     sweep_key: Option<&str>,
+    about: &About,
 ) -> Result<(), Failure> {
-    let fail = Failure::Run;
-    if let Some(p) = &out.json {
-        write_file(p, export::json(runs).as_bytes(), out.force).map_err(fail)?;
-    }
-    match &out.csv {
-        Some(Some(p)) => {
-            write_file(p, export::csv(runs).as_bytes(), out.force).map_err(Failure::Run)?
-        }
-        Some(None) => say(&export::csv(runs)),
-        None => {}
-    }
-    match &out.markdown {
-        Some(Some(p)) => {
-            write_file(p, export::markdown(runs).as_bytes(), out.force).map_err(Failure::Run)?
-        }
-        Some(None) => say(&export::markdown(runs)),
-        None => {}
-    }
-    if let Some(dir) = &out.hgrm {
-        ensure_dir(dir).map_err(Failure::Run)?;
-        let mut written = 0;
-        for r in runs {
-            for (metric, h) in &r.hists {
-                let name = format!(
-                    "{}_{}_{}_{}.hgrm",
-                    file_part(&r.scenario),
-                    file_part(r.row_label()),
-                    r.repeat,
-                    metric
-                );
-                write_file(&dir.join(name), hgrm::hgrm(h).as_bytes(), out.force)
-                    .map_err(Failure::Run)?;
-                written += 1;
-            }
-        }
-        if written == 0 {
-            warn(&format!("note: no histograms to write to {} (results loaded from JSON keep only percentiles)", dir.display()));
-        }
-    }
-    if let Some(p) = &out.hlog {
-        let mut series = Vec::new();
-        for r in runs {
-            let prefix = if runs.len() > 1 {
-                format!("{}.{}.", file_part(r.row_label()), r.repeat)
-            } else {
-                String::new()
-            };
-            series.extend(
-                r.intervals
-                    .iter()
-                    .map(|(t, iv)| (format!("{prefix}{t}"), iv.clone())),
-            );
-        }
-        let start =
-            SystemTime::now() - Duration::from_secs_f64(runs.iter().map(|r| r.wall_s).sum::<f64>());
-        let bytes = hgrm::hlog(&series, start).map_err(Failure::Run)?;
-        write_file(p, &bytes, out.force).map_err(Failure::Run)?;
-    }
+    let mut written: Vec<(&'static str, PathBuf)> = Vec::new();
     let mut abandoned: Option<(i32, &Path)> = None;
-    if let Some(p) = &out.trace {
-        let timelines: Vec<&gilbench::trace::Timeline> =
-            runs.iter().filter_map(|r| r.trace.as_ref()).collect();
-        if timelines.is_empty() {
-            warn(&format!(
-                "note: no timeline to write to {} (results loaded from JSON keep no timeline)",
-                p.display()
-            ));
-        } else {
-            // The trace can take seconds to write: a signal that arrives meanwhile abandons
-            // it (a signal that already cut the run short does not: what was gathered is
-            // written).
-            let before = signals::caught();
-            let cancelled = || before.is_none() && signals::caught().is_some();
-            let wrote = write_with(p, out.force, |w| {
-                gilbench::trace::write_chrome_trace(&timelines, w, &cancelled)
-            })
-            .map_err(Failure::Run)?;
-            if !wrote {
-                abandoned = signals::caught().map(|sig| (sig, p.as_path()));
+    let mut first_error = None;
+    for (e, to) in &out.formats.0 {
+        let cx = Context {
+            runs,
+            sweep_key,
+            force: out.force,
+            about,
+            written: &written,
+            say: &say,
+            note: &warn,
+        };
+        match e.write(&cx, to) {
+            Ok(Outcome::Written) => {
+                if let Some(p) = to.path() {
+                    written.push((e.flag(), p.to_owned()));
+                }
             }
-        }
-    }
-    if let Some(dir) = &out.plot {
-        ensure_dir(dir).map_err(Failure::Run)?;
-        let scen = file_part(&runs.first().map_or(String::new(), |r| r.scenario.clone()));
-        if let Some(key) = sweep_key {
-            let svg = plot::sweep(runs, key).map_err(Failure::Run)?;
-            let name = format!("{scen}_sweep_{}.svg", file_part(key));
-            write_file(&dir.join(name), svg.as_bytes(), out.force).map_err(Failure::Run)?;
-        }
-        if let Some(svg) = plot::latency_percentiles(runs).map_err(Failure::Run)? {
-            write_file(
-                &dir.join(format!("{scen}_latency.svg")),
-                svg.as_bytes(),
-                out.force,
-            )
-            .map_err(Failure::Run)?;
-        } else if sweep_key.is_none() {
-            warn("note: no client-side latency to plot (a CPU-only scenario)");
+            Ok(Outcome::Abandoned) => {
+                if let (Some(sig), Some(p)) = (signals::caught(), to.path()) {
+                    abandoned.get_or_insert((sig, p));
+                }
+            }
+            Ok(Outcome::Printed | Outcome::Nothing) => {}
+            Err(m) => {
+                first_error.get_or_insert(m);
+            }
         }
     }
     if let Some((sig, p)) = abandoned {
         let _ = std::io::stdout().flush();
+        if let Some(m) = &first_error {
+            warn(m);
+        }
         warn(&format!(
             "interrupted by {} while writing {}, which was not written; the other outputs were",
             signals::name(sig),
@@ -213,7 +241,7 @@ pub fn write_outputs(
         ));
         std::process::exit(i32::from(signals::exit_status(sig)));
     }
-    Ok(())
+    first_error.map_or(Ok(()), |m| Err(Failure::Run(m)))
 }
 
 /// Writes the outputs; then, if a signal cut the run short, exits with 128 + its number.
@@ -222,7 +250,7 @@ pub fn finish(
     out: &OutputOpts,
     sweep_key: Option<&str>,
 ) -> Result<(), Failure> {
-    write_outputs(runs, out, sweep_key)?;
+    write_outputs(runs, out, sweep_key, &About::fresh(provenance().clone()))?;
     if runs.iter().any(|r| r.partial) || runs.is_empty() {
         if let Some(sig) = signals::caught() {
             let _ = std::io::stdout().flush();
@@ -233,10 +261,19 @@ pub fn finish(
             std::process::exit(i32::from(signals::exit_status(sig)));
         }
     }
-    if let Some(f) = runs.iter().find_map(|r| r.failure.as_deref()) {
-        return Err(Failure::Run(format!(
-            "{f}; what it measured was kept (marked partial)"
-        )));
+    if let Some(r) = runs.iter().find(|r| r.failure.is_some()) {
+        let f = r.failure.as_deref().unwrap_or_default();
+        return Err(Failure::Run(if measured(r) {
+            format!("{f}; what it measured was kept (marked partial)")
+        } else {
+            let kept = runs.iter().filter(|r| measured(r)).count();
+            format!(
+                "{}: {f}; the {kept} run{} finished before it {} kept (marked partial)",
+                r.row_label(),
+                if kept == 1 { "" } else { "s" },
+                if kept == 1 { "was" } else { "were" }
+            )
+        }));
     }
     Ok(())
 }

@@ -1,11 +1,20 @@
-//! Human-readable rendering of results.
+//! Human-readable rendering of results: a run's table of threads, the compare/sweep table
+//! (its columns described once, in [`columns`]), and every export behind one trait
+//! ([`export`]).
 
 use std::fmt::Write;
 
-use crate::metrics::Percentiles;
 use crate::result::RunResult;
 
-fn rate(x: f64) -> String {
+pub mod about;
+pub mod columns;
+pub mod export;
+pub mod plot;
+
+use columns::{Column, Source, COLUMNS, RATIO_BASES, THREAD_COLUMNS};
+
+/// A rate, compactly: `5.5k`, `18.53M`.
+pub fn rate(x: f64) -> String {
     if x >= 1e9 {
         format!("{:.2}G", x / 1e9)
     } else if x >= 1e6 {
@@ -28,11 +37,16 @@ pub fn us(x: f64) -> String {
     }
 }
 
-fn pct(p: &Percentiles) -> String {
-    if p.count == 0 {
-        return "-".into();
+/// What a run's row label carries besides its name: `(failed)` when the run failed (its
+/// `failure`), `(partial)` when it was cut short.
+pub fn row_mark(failed: bool, partial: bool) -> &'static str {
+    if failed {
+        " (failed)"
+    } else if partial {
+        " (partial)"
+    } else {
+        ""
     }
-    format!("{}/{}/{}", us(p.p50), us(p.p99), us(p.max))
 }
 
 /// The table `gilbench run` prints for one run.
@@ -46,61 +60,28 @@ pub fn run_table(r: &RunResult) -> String {
         r.measured_s,
         r.params["pin"].as_str().unwrap_or("?")
     );
-    let _ = writeln!(
-        o,
-        "{:<8} {:<10} {:>5} {:>10} {:>8} {:>8} {:>8} {:>26} {:>26} {:>12}",
-        "thread",
-        "work",
-        "core",
-        "ticks/s",
-        "acq",
-        "switch",
-        "forced",
-        "GIL wait p50/p99/max",
-        "GIL hold p50/p99/max",
-        "ctx vol/inv"
-    );
+    let line = |cells: Vec<String>| -> String {
+        let parts: Vec<String> = THREAD_COLUMNS
+            .iter()
+            .filter(|c| c.in_text)
+            .zip(cells)
+            .map(|(c, s)| {
+                if c.left {
+                    format!("{s:<w$}", w = c.width)
+                } else {
+                    format!("{s:>w$}", w = c.width)
+                }
+            })
+            .collect();
+        parts.join(" ")
+    };
+    let text = || THREAD_COLUMNS.iter().filter(|c| c.in_text);
+    let _ = writeln!(o, "{}", line(text().map(|c| c.name.to_owned()).collect()));
     for t in &r.threads {
-        let core = match (t.pinned, t.core) {
-            (_, Some(c)) => c.to_string(),
-            _ => "?".into(),
-        };
-        let _ = writeln!(
-            o,
-            "{:<8} {:<10} {:>5} {:>10} {:>8} {:>8} {:>8} {:>26} {:>26} {:>12}",
-            t.name,
-            t.workload,
-            core,
-            rate(t.ticks_per_sec),
-            t.counters.acquisitions,
-            t.counters.switches,
-            t.counters.forced_drops,
-            pct(&t.wait_us),
-            pct(&t.hold_us),
-            format!(
-                "{}/{}",
-                t.ctx_switches.voluntary, t.ctx_switches.involuntary
-            )
-        );
+        let _ = writeln!(o, "{}", line(text().map(|c| (c.thread)(t)).collect()));
     }
+    let _ = writeln!(o, "{}", line(text().map(|c| (c.total)(r)).collect()));
     let g = &r.gil;
-    let _ = writeln!(
-        o,
-        "{:<8} {:<10} {:>5} {:>10} {:>8} {:>8} {:>8} {:>26} {:>26} {:>12}",
-        "total",
-        "",
-        "",
-        r.cpu.as_ref().map_or("-".into(), |c| rate(c.ticks_per_sec)),
-        g.acquisitions,
-        g.switches,
-        g.forced_drops,
-        pct(&g.wait_us),
-        pct(&g.hold_us),
-        format!(
-            "{}/{}",
-            g.ctx_switches.voluntary, g.ctx_switches.involuntary
-        )
-    );
     if let Some(c) = &r.cpu {
         let _ = writeln!(
             o,
@@ -159,6 +140,15 @@ pub fn run_table(r: &RunResult) -> String {
             let _ = writeln!(o, "io: load generator ran on {}", io.loadgen);
         }
     }
+    if g.acquisitions > 0 && r.lock != "none" {
+        let _ = writeln!(
+            o,
+            "gil: idle while wanted {:.1}% of the measured window ({}); holds with another holder: {}",
+            g.idle_while_wanted * 100.0,
+            us(g.idle_while_wanted_s * 1e6),
+            g.overlaps
+        );
+    }
     if !g.design.is_empty() {
         let parts: Vec<String> = g.design.iter().map(|(k, v)| format!("{k} {v}")).collect();
         let _ = writeln!(o, "{}: {}", r.lock, parts.join(", "));
@@ -166,12 +156,16 @@ pub fn run_table(r: &RunResult) -> String {
     for n in &r.notes {
         let _ = writeln!(o, "note: {n}");
     }
+    if let Some(f) = &r.failure {
+        let _ = writeln!(o, "FAILED: {f}");
+    } else if r.partial {
+        let _ = writeln!(
+            o,
+            "partial: the run was cut short; its numbers cover less than asked"
+        );
+    }
     o
 }
-
-pub mod export;
-pub mod hgrm;
-pub mod plot;
 
 /// The part of an output file name (`--hgrm`, `--plot`) that a scenario name or row label
 /// becomes: ASCII letters, digits, `-` and `.` kept, anything else `_`. Not injective, so an
@@ -186,57 +180,6 @@ pub fn file_part(s: &str) -> String {
             }
         })
         .collect()
-}
-
-/// The columns of a compare/sweep table, after the label.
-pub const COLUMNS: [&str; 9] = [
-    "requests/s",
-    "p50 us",
-    "p99 us",
-    "p99.9 us",
-    "CPU ticks/s",
-    "switches",
-    "forced drops",
-    "ctx switches",
-    "ratio",
-];
-
-/// Shown after the ratio when some run has it (bulk transfers).
-pub const TRANSFER_COLUMN: &str = "transfer s";
-
-/// The columns a table of `runs` shows: [`COLUMNS`], and the transfer time when any run has
-/// one.
-pub fn columns(runs: &[RunResult]) -> Vec<&'static str> {
-    let mut c = COLUMNS.to_vec();
-    if runs
-        .iter()
-        .any(|r| r.io.as_ref().is_some_and(|io| io.transfer_s.is_some()))
-    {
-        c.push(TRANSFER_COLUMN);
-    }
-    c
-}
-
-/// Column `c` (0..8, not the ratio) of a run, if it has one.
-pub fn metric(r: &RunResult, c: usize) -> Option<f64> {
-    let io = r.io.as_ref().filter(|io| io.mode != "bulk" || c == 0);
-    match c {
-        0 => io.map(|io| io.requests_per_sec),
-        1 => io
-            .filter(|io| io.latency_us.count > 0)
-            .map(|io| io.latency_us.p50),
-        2 => io
-            .filter(|io| io.latency_us.count > 0)
-            .map(|io| io.latency_us.p99),
-        3 => io
-            .filter(|io| io.latency_us.count > 0)
-            .map(|io| io.latency_us.p999),
-        4 => r.cpu.as_ref().map(|c| c.ticks_per_sec),
-        5 => Some(r.gil.switches as f64),
-        6 => Some(r.gil.forced_drops as f64),
-        7 => Some((r.gil.ctx_switches.voluntary + r.gil.ctx_switches.involuntary) as f64),
-        _ => None,
-    }
 }
 
 /// The median and the spread of one cell over repeated runs.
@@ -267,14 +210,43 @@ impl Stat {
             n,
         })
     }
+
+    /// The cell as `form` writes numbers: the median, with `(min<sep>max)` over repeats.
+    pub fn show(&self, form: fn(f64) -> String, sep: &str) -> String {
+        if self.n > 1 {
+            format!(
+                "{} ({}{sep}{})",
+                form(self.median),
+                form(self.min),
+                form(self.max)
+            )
+        } else {
+            form(self.median)
+        }
+    }
 }
 
 /// One row of a compare/sweep table.
 #[derive(Clone, Debug)]
 pub struct SummaryRow {
     pub label: String,
+    /// A cell per entry of [`COLUMNS`].
     pub cells: Vec<Option<Stat>>,
     pub partial: bool,
+    /// Some run of the row failed (its `failure`).
+    pub failed: bool,
+}
+
+impl SummaryRow {
+    /// The cell of the column `key`.
+    pub fn cell(&self, key: &str) -> Option<Stat> {
+        self.cells[columns::index(key)]
+    }
+
+    /// The label with its mark: `timed (partial)`.
+    pub fn marked_label(&self) -> String {
+        format!("{}{}", self.label, row_mark(self.failed, self.partial))
+    }
 }
 
 /// Groups runs by label (in order of first appearance) into table rows; the ratio column is
@@ -291,27 +263,25 @@ pub fn summary(runs: &[RunResult]) -> Vec<SummaryRow> {
         .iter()
         .map(|&l| {
             let group: Vec<&RunResult> = runs.iter().filter(|r| r.row_label() == l).collect();
-            let cells = (0..COLUMNS.len() - 1)
-                .map(|c| Stat::of(group.iter().filter_map(|r| metric(r, c)).collect()))
+            let cells = COLUMNS
+                .iter()
+                .map(|c| Stat::of(group.iter().filter_map(|r| columns::value(c, r)).collect()))
                 .collect();
             SummaryRow {
                 label: l.to_owned(),
                 cells,
                 partial: group.iter().any(|r| r.partial),
+                failed: group.iter().any(|r| r.failure.is_some()),
             }
         })
         .collect();
-    let base_col = if rows.first().is_some_and(|r| r.cells[0].is_some()) {
-        0
-    } else {
-        4
-    };
+    let base_key = ratio_base(&rows);
     let base = rows
         .first()
-        .and_then(|r| r.cells[base_col])
+        .and_then(|r| r.cell(base_key))
         .map(|s| s.median);
     for row in &mut rows {
-        let ratio = match (row.cells[base_col], base) {
+        let ratio = match (row.cell(base_key), base) {
             (Some(s), Some(b)) if b > 0.0 => Some(Stat {
                 median: s.median / b,
                 min: s.min / b,
@@ -320,59 +290,73 @@ pub fn summary(runs: &[RunResult]) -> Vec<SummaryRow> {
             }),
             _ => None,
         };
-        row.cells.push(ratio);
-    }
-    // The transfer time (bulk) goes last; renderers show it when `columns` lists it.
-    for row in &mut rows {
-        let group = runs.iter().filter(|r| r.row_label() == row.label);
-        row.cells.push(Stat::of(
-            group
-                .filter_map(|r| r.io.as_ref().and_then(|io| io.transfer_s))
-                .collect(),
-        ));
+        for (c, cell) in COLUMNS.iter().zip(row.cells.iter_mut()) {
+            if matches!(c.source, Source::Ratio) {
+                *cell = ratio;
+            }
+        }
     }
     rows
 }
 
-fn human(c: usize, x: f64) -> String {
-    match c {
-        0 | 4 => rate(x),
-        1..=3 => us(x),
-        8 => format!("{x:.2}x"),
-        9 => format!("{x:.3}s"),
-        _ => format!("{x:.0}"),
+/// The column the ratio compares: the first of [`RATIO_BASES`] the first row has.
+fn ratio_base(rows: &[SummaryRow]) -> &'static str {
+    RATIO_BASES
+        .iter()
+        .copied()
+        .find(|k| rows.first().is_some_and(|r| r.cell(k).is_some()))
+        .unwrap_or(RATIO_BASES[RATIO_BASES.len() - 1])
+}
+
+/// The columns a table of `rows` shows: every column but the optional ones no row has.
+pub fn shown(rows: &[SummaryRow]) -> Vec<(usize, &'static Column)> {
+    COLUMNS
+        .iter()
+        .enumerate()
+        .filter(|(i, c)| !c.optional || rows.iter().any(|r| r.cells[*i].is_some()))
+        .collect()
+}
+
+/// `3 runs`, or `3 runs, 1 failed` when some failed before they produced results.
+pub fn count_runs(runs: &[RunResult]) -> String {
+    let failed = runs.iter().filter(|r| !columns::measured(r)).count();
+    let n = runs.len() - failed;
+    let mut s = format!("{n} run{}", if n == 1 { "" } else { "s" });
+    if failed > 0 {
+        s += &format!(", {failed} failed");
     }
+    s
+}
+
+/// The line above a compare/sweep table: what it holds and what the ratio compares.
+pub fn caption(runs: &[RunResult], rows: &[SummaryRow]) -> Option<String> {
+    let r = runs.first()?;
+    let reps = runs.iter().map(|r| r.repeat + 1).max().unwrap_or(1);
+    let base = COLUMNS[columns::index(ratio_base(rows))].name;
+    Some(format!(
+        "{}: {}{}; latency is client-side; ratio is {base} against the first row",
+        r.scenario,
+        count_runs(runs),
+        if reps > 1 {
+            format!(", each row the median (min-max) of {reps}")
+        } else {
+            String::new()
+        },
+    ))
 }
 
 /// The compare/sweep table for a terminal.
 pub fn summary_text(runs: &[RunResult]) -> String {
     let rows = summary(runs);
-    let cell = |c: usize, s: &Option<Stat>| match s {
-        None => "-".to_owned(),
-        Some(s) if s.n > 1 => format!(
-            "{} ({}-{})",
-            human(c, s.median),
-            human(c, s.min),
-            human(c, s.max)
-        ),
-        Some(s) => human(c, s.median),
-    };
-    let cols = columns(runs);
+    let cols = shown(&rows);
     let mut table: Vec<Vec<String>> = vec![std::iter::once("run".to_owned())
-        .chain(cols.iter().map(|c| c.to_string()))
+        .chain(cols.iter().map(|(_, c)| c.name.to_owned()))
         .collect()];
     for r in &rows {
-        let mut line = vec![if r.partial {
-            format!("{} (partial)", r.label)
-        } else {
-            r.label.clone()
-        }];
+        let mut line = vec![r.marked_label()];
         line.extend(
-            r.cells
-                .iter()
-                .take(cols.len())
-                .enumerate()
-                .map(|(c, s)| cell(c, s)),
+            cols.iter()
+                .map(|&(i, c)| r.cells[i].map_or("-".into(), |s| s.show(c.human, "-"))),
         );
         table.push(line);
     }
@@ -386,24 +370,8 @@ pub fn summary_text(runs: &[RunResult]) -> String {
         })
         .collect();
     let mut o = String::new();
-    if let Some(r) = runs.first() {
-        let reps = runs.iter().map(|r| r.repeat + 1).max().unwrap_or(1);
-        let _ = writeln!(
-            o,
-            "{}: {} runs{}; latency is client-side; ratio is {} against the first row",
-            r.scenario,
-            runs.len(),
-            if reps > 1 {
-                format!(", each row the median (min-max) of {reps}")
-            } else {
-                String::new()
-            },
-            if rows.first().is_some_and(|r| r.cells[0].is_some()) {
-                "requests/s"
-            } else {
-                "CPU ticks/s"
-            }
-        );
+    if let Some(c) = caption(runs, &rows) {
+        let _ = writeln!(o, "{c}");
     }
     for l in &table {
         let parts: Vec<String> = l
@@ -418,6 +386,17 @@ pub fn summary_text(runs: &[RunResult]) -> String {
             })
             .collect();
         let _ = writeln!(o, "{}", parts.join("  ").trim_end());
+    }
+    for r in runs.iter().filter(|r| r.failure.is_some()) {
+        let _ = writeln!(
+            o,
+            "FAILED: {}: {}",
+            r.row_label(),
+            r.failure.as_deref().unwrap_or_default()
+        );
+        for n in r.notes.iter().filter(|_| !columns::measured(r)) {
+            let _ = writeln!(o, "  {n}");
+        }
     }
     o
 }

@@ -141,6 +141,14 @@ fn draw_lines<Y: Ranged<ValueType = f64>>(
     Ok(())
 }
 
+/// Whether the positive values among `v` span more than a decade (the largest over ten
+/// times the smallest): then a sweep panel plots them on a log axis.
+pub fn spans_a_decade(v: &[f64]) -> bool {
+    let pos = v.iter().copied().filter(|&x| x > 0.0);
+    let (lo, hi) = pos.fold((f64::MAX, 0.0f64), |(lo, hi), x| (lo.min(x), hi.max(x)));
+    hi > 0.0 && hi > 10.0 * lo
+}
+
 /// 1/(1-p) as a percentile: 2 -> "50%", 10 -> "90%", 1000 -> "99.9%".
 fn percentile_label(x: f64) -> String {
     let p = 100.0 * (1.0 - 1.0 / x);
@@ -178,11 +186,15 @@ pub fn sweep(runs: &[RunResult], key: &str) -> Result<String, String> {
             values.push(v.clone());
         }
     }
-    let panels: [(&str, &[usize]); 4] = [
-        ("requests/s", &[0]),
-        ("latency p50 and p99 (µs, log scale)", &[1, 2]),
-        ("CPU ticks/s", &[4]),
-        ("context switches", &[7]),
+    // Each panel's title and its columns, with the name of each line.
+    let panels: [(&str, &[(&str, &str)]); 4] = [
+        ("requests/s", &[("requests_per_sec", "")]),
+        (
+            "latency p50 and p99 (µs, log scale)",
+            &[("latency_p50_us", "p50"), ("latency_p99_us", "p99")],
+        ),
+        ("CPU ticks/s", &[("cpu_ticks_per_sec", "")]),
+        ("context switches", &[("ctx_switches", "")]),
     ];
     let mut svg = String::new();
     {
@@ -199,20 +211,20 @@ pub fn sweep(runs: &[RunResult], key: &str) -> Result<String, String> {
             .map_err(err)?;
         let areas = root.split_evenly((2, 2));
         for (area, (title, cols)) in areas.iter().zip(panels.iter()) {
-            let pts = |s: &str, c: usize| -> Vec<(f64, f64)> {
+            let pts = |s: &str, c: &str| -> Vec<(f64, f64)> {
                 parsed
                     .iter()
                     .zip(rows.iter())
                     .filter(|((d, _), _)| d == s)
                     .filter_map(|((_, v), r)| {
                         let x = values.iter().position(|x| x == v)? as f64;
-                        r.cells[c].map(|st| (x, st.median))
+                        r.cell(c).map(|st| (x, st.median))
                     })
                     .collect()
             };
             let all: Vec<f64> = series
                 .iter()
-                .flat_map(|s| cols.iter().flat_map(move |&c| pts(s, c)))
+                .flat_map(|s| cols.iter().flat_map(move |&(c, _)| pts(s, c)))
                 .map(|p| p.1)
                 .collect();
             if all.is_empty() {
@@ -220,19 +232,31 @@ pub fn sweep(runs: &[RunResult], key: &str) -> Result<String, String> {
                     .map_err(err)?;
                 continue;
             }
-            let log = cols.len() > 1;
+            // Latency always; any other metric when its values span more than a decade
+            // (32 req/s beside 5.5k would read as zero on a linear axis).
+            let latency = cols.len() > 1;
+            let log = latency || spans_a_decade(&all);
             let hi = all.iter().copied().fold(0.0f64, f64::max) * 1.15 + 1e-9;
-            let lo = all.iter().copied().fold(f64::MAX, f64::min);
+            let lo = all
+                .iter()
+                .copied()
+                .filter(|&v| v > 0.0)
+                .fold(f64::MAX, f64::min);
             let n = values.len().max(2) as f64 - 1.0;
+            let caption = if log && !latency {
+                format!("{title} (log scale)")
+            } else {
+                (*title).to_owned()
+            };
             let mut builder = ChartBuilder::on(area);
             builder
-                .caption(*title, ("sans-serif", 18))
+                .caption(caption, ("sans-serif", 18))
                 .margin(15)
                 .x_label_area_size(40)
                 .y_label_area_size(70);
             let mut lines = Vec::new();
             for (i, s) in series.iter().enumerate() {
-                for (k, &c) in cols.iter().enumerate() {
+                for (k, &(c, line)) in cols.iter().enumerate() {
                     let color = PALETTE[i % PALETTE.len()];
                     let style = if k == 0 {
                         color.stroke_width(2)
@@ -240,13 +264,17 @@ pub fn sweep(runs: &[RunResult], key: &str) -> Result<String, String> {
                         color.mix(0.6).stroke_width(1)
                     };
                     let name = if cols.len() > 1 {
-                        format!("{s} {}", if c == 1 { "p50" } else { "p99" })
+                        format!("{s} {line}")
                     } else {
                         s.clone()
                     };
                     lines.push(Line {
                         name,
-                        pts: pts(s, c),
+                        // A log axis has no place for zero.
+                        pts: pts(s, c)
+                            .into_iter()
+                            .filter(|&(_, y)| !log || y > 0.0)
+                            .collect(),
                         style,
                         color,
                     });
@@ -280,7 +308,7 @@ pub fn sweep(runs: &[RunResult], key: &str) -> Result<String, String> {
                         .map_err(err)?;
                 };
             }
-            let ylabels: &dyn Fn(&f64) -> String = if log {
+            let ylabels: &dyn Fn(&f64) -> String = if latency {
                 &|y| format!("{y:.0}")
             } else {
                 &|y| super::rate(*y)
@@ -305,7 +333,38 @@ pub fn sweep(runs: &[RunResult], key: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::percentile_label;
+    use super::{percentile_label, spans_a_decade, sweep};
+    use crate::report::export::sample_run;
+
+    #[test]
+    fn a_metric_over_a_decade_is_plotted_on_a_log_axis() {
+        assert!(spans_a_decade(&[32.0, 5500.0]));
+        assert!(spans_a_decade(&[0.0, 32.0, 5500.0]));
+        assert!(!spans_a_decade(&[3000.0, 5500.0, 29_000.0]));
+        assert!(!spans_a_decade(&[0.0, 0.0]));
+        assert!(!spans_a_decade(&[]));
+        let mut runs = Vec::new();
+        for (v, rps) in [("1ms", 5500.0), ("5ms", 32.0), ("20ms", 0.0)] {
+            let mut r = sample_run(&format!("interval={v}"));
+            r.io.as_mut().unwrap().requests_per_sec = rps;
+            runs.push(r);
+        }
+        let svg = sweep(&runs, "interval").unwrap();
+        assert!(svg.contains("requests/s (log scale)"), "no log axis");
+        // The other panels' values are equal: linear.
+        assert!(!svg.contains("CPU ticks/s (log scale)"));
+        // Log-axis labels: 100 and 1.0k are both there, 32 does not sit on zero.
+        assert!(
+            svg.contains(">\n100\n<") || svg.contains(">100<"),
+            "no 100 label"
+        );
+        let mut close = runs.clone();
+        close[1].io.as_mut().unwrap().requests_per_sec = 3000.0;
+        close[2].io.as_mut().unwrap().requests_per_sec = 4000.0;
+        assert!(!sweep(&close, "interval")
+            .unwrap()
+            .contains("requests/s (log scale)"));
+    }
 
     #[test]
     fn percentile_labels() {

@@ -1,18 +1,70 @@
-//! HdrHistogram's own file formats: the percentile distribution (`.hgrm`, as
-//! `outputPercentileDistribution` prints it, read by HdrHistogram's plotter) and the interval
-//! histogram log (written with the hdrhistogram crate's interval log writer).
+//! `--hgrm DIR`: HdrHistogram's percentile distribution (`.hgrm`, as
+//! `outputPercentileDistribution` prints it, read by HdrHistogram's plotter), a file per run
+//! and metric.
 
 use std::fmt::Write;
-use std::time::{Duration, SystemTime};
 
-use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
-use hdrhistogram::serialization::V2DeflateSerializer;
-
-use crate::metrics::{Hist, Interval};
+use super::{Context, Dest, Exporter, Mark, Outcome, Target};
+use crate::metrics::Hist;
+use crate::output::{ensure_dir, write_file};
+use crate::report::file_part;
 
 /// Values are nanoseconds; files show microseconds (HdrHistogram's "value unit scaling
 /// ratio" of 1000).
-const SCALE: f64 = 1000.0;
+pub(crate) const SCALE: f64 = 1000.0;
+
+/// The format.
+pub struct Hgrm;
+
+/// The format's entry in `ALL`.
+pub const FORMAT: Hgrm = Hgrm;
+
+const MARK_OPEN: &str = "#[gilbench ";
+const MARK_CLOSE: &str = " percentile distribution; values in microseconds]";
+
+impl Exporter for Hgrm {
+    fn flag(&self) -> &'static str {
+        "hgrm"
+    }
+    fn help(&self) -> &'static str {
+        "Write an HdrHistogram percentile file (.hgrm) per run and metric into DIR"
+    }
+    fn target(&self) -> Target {
+        Target::Dir { ext: "hgrm" }
+    }
+    fn mark(&self) -> Mark {
+        Mark::HeadAndTail {
+            first: HGRM_HEADER,
+            open: MARK_OPEN,
+            close: MARK_CLOSE,
+        }
+    }
+    fn write(&self, cx: &Context<'_>, to: &Dest) -> Result<Outcome, String> {
+        let Dest::Dir(dir) = to else {
+            return Err("--hgrm writes into a directory".into());
+        };
+        ensure_dir(dir)?;
+        let mut written = 0;
+        for r in cx.runs {
+            for (metric, h) in &r.hists {
+                let name = format!(
+                    "{}_{}_{}_{}.hgrm",
+                    file_part(&r.scenario),
+                    file_part(r.row_label()),
+                    r.repeat,
+                    metric
+                );
+                write_file(&dir.join(name), hgrm(h).as_bytes(), cx.force)?;
+                written += 1;
+            }
+        }
+        if written == 0 {
+            (cx.note)(&format!("note: no histograms to write to {} (results loaded from JSON keep only percentiles)", dir.display()));
+            return Ok(Outcome::Nothing);
+        }
+        Ok(Outcome::Written)
+    }
+}
 
 /// The first line of a `.hgrm` file (HdrHistogram's standard layout).
 pub const HGRM_HEADER: &str = "       Value     Percentile TotalCount 1/(1-Percentile)";
@@ -20,10 +72,7 @@ pub const HGRM_HEADER: &str = "       Value     Percentile TotalCount 1/(1-Perce
 /// The last line of a `.hgrm` file written by gilbench: how gilbench recognises its own (see
 /// `output`); a `#[` line, which HdrHistogram's readers skip like the footer above it.
 pub fn hgrm_mark() -> String {
-    format!(
-        "#[gilbench {} percentile distribution; values in microseconds]",
-        env!("CARGO_PKG_VERSION")
-    )
+    format!("{MARK_OPEN}{}{MARK_CLOSE}", env!("CARGO_PKG_VERSION"))
 }
 
 /// The percentile distribution of `h` in HdrHistogram's standard text layout.
@@ -71,34 +120,6 @@ pub fn hgrm(h: &Hist) -> String {
     );
     let _ = writeln!(o, "{}", hgrm_mark());
     o
-}
-
-/// An interval histogram log: every interval of every tagged series, in start order.
-pub fn hlog(series: &[(String, Interval)], start: SystemTime) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    let mut ser = V2DeflateSerializer::new();
-    {
-        let mut w = IntervalLogWriterBuilder::new()
-            .add_comment(&format!(
-                "[gilbench {} interval log; values in nanoseconds]",
-                env!("CARGO_PKG_VERSION")
-            ))
-            .with_start_time(start)
-            .with_base_time(start)
-            .with_max_value_divisor(SCALE)
-            .begin_log_with(&mut out, &mut ser)
-            .map_err(|e| format!("cannot start the interval log: {e}"))?;
-        for (tag, iv) in series {
-            let tag = tag.replace([' ', ',', '\n'], "_");
-            let t =
-                Tag::new(&tag).ok_or_else(|| format!("'{tag}' cannot be an interval log tag"))?;
-            for h in &iv.hists {
-                w.write_histogram(h, iv.start, iv.len.max(Duration::from_nanos(1)), Some(t))
-                    .map_err(|e| format!("cannot write the interval log: {e:?}"))?;
-            }
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

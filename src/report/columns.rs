@@ -1,0 +1,372 @@
+//! The columns of gilbench's tables, as data: each one's header, key, where its value
+//! comes from and how it is written. The text table, Markdown, CSV and HTML all render from
+//! [`COLUMNS`] (and a run's thread table from [`THREAD_COLUMNS`]), so they cannot drift
+//! apart: a new column is one entry.
+
+use super::{rate, us};
+use crate::metrics::Percentiles;
+use crate::result::{RunResult, ThreadResult};
+
+/// Where a column's value comes from.
+#[derive(Clone, Copy)]
+pub enum Source {
+    /// A figure of each run (`None`: the run has no such figure).
+    Run(fn(&RunResult) -> Option<f64>),
+    /// A row's [`RATIO_BASES`] figure against the first row's: a table column, not a figure
+    /// of one run (so not in the CSV).
+    Ratio,
+}
+
+/// One column of the compare/sweep table.
+pub struct Column {
+    /// The header of the text table, Markdown and HTML.
+    pub name: &'static str,
+    /// The CSV header field and the HTML cells' `data-col`.
+    pub key: &'static str,
+    /// Where the value comes from.
+    pub source: Source,
+    /// The value for a person (text table, HTML): `5.5k`, `120.0us`.
+    pub human: fn(f64) -> String,
+    /// The value as a plain number (Markdown), its unit in the header.
+    pub plain: fn(f64) -> String,
+    /// Shown only when some run has a value (e.g. the transfer time of bulk scenarios).
+    pub optional: bool,
+}
+
+/// The run's I/O figures, when it has client-side ones: bulk transfers have requests/s
+/// only.
+fn io(r: &RunResult) -> Option<&crate::result::IoSummary> {
+    r.io.as_ref().filter(|io| io.mode != "bulk")
+}
+
+fn latency(r: &RunResult, p: fn(&Percentiles) -> f64) -> Option<f64> {
+    io(r)
+        .filter(|io| io.latency_us.count > 0)
+        .map(|io| p(&io.latency_us))
+}
+
+fn one_decimal(x: f64) -> String {
+    format!("{x:.1}")
+}
+
+fn whole(x: f64) -> String {
+    format!("{x:.0}")
+}
+
+fn three_decimals(x: f64) -> String {
+    format!("{x:.3}")
+}
+
+fn percent(x: f64) -> String {
+    format!("{:.1}%", x * 100.0)
+}
+
+fn percent_plain(x: f64) -> String {
+    format!("{:.2}%", x * 100.0)
+}
+
+/// The compare/sweep table's columns after the row label, in order.
+pub const COLUMNS: &[Column] = &[
+    Column {
+        name: "requests/s",
+        key: "requests_per_sec",
+        source: Source::Run(|r| r.io.as_ref().map(|io| io.requests_per_sec)),
+        human: rate,
+        plain: one_decimal,
+        optional: false,
+    },
+    Column {
+        name: "vs alone",
+        key: "requests_vs_alone",
+        source: Source::Run(|r| r.baseline.as_ref().map(|b| b.requests_vs_alone)),
+        human: |x| format!("{x:.2}x"),
+        plain: three_decimals,
+        optional: true,
+    },
+    Column {
+        name: "p50 us",
+        key: "latency_p50_us",
+        source: Source::Run(|r| latency(r, |p| p.p50)),
+        human: us,
+        plain: one_decimal,
+        optional: false,
+    },
+    Column {
+        name: "p99 us",
+        key: "latency_p99_us",
+        source: Source::Run(|r| latency(r, |p| p.p99)),
+        human: us,
+        plain: one_decimal,
+        optional: false,
+    },
+    Column {
+        name: "p99 vs alone",
+        key: "p99_vs_alone",
+        source: Source::Run(|r| r.baseline.as_ref().map(|b| b.p99_vs_alone)),
+        human: |x| format!("{x:.2}x"),
+        plain: three_decimals,
+        optional: true,
+    },
+    Column {
+        name: "p99.9 us",
+        key: "latency_p999_us",
+        source: Source::Run(|r| latency(r, |p| p.p999)),
+        human: us,
+        plain: one_decimal,
+        optional: false,
+    },
+    Column {
+        name: "CPU ticks/s",
+        key: "cpu_ticks_per_sec",
+        source: Source::Run(|r| r.cpu.as_ref().map(|c| c.ticks_per_sec)),
+        human: rate,
+        plain: whole,
+        optional: false,
+    },
+    Column {
+        name: "CPU kept",
+        key: "cpu_kept",
+        source: Source::Run(|r| r.baseline.as_ref().map(|b| b.cpu_kept)),
+        human: percent,
+        plain: percent_plain,
+        optional: true,
+    },
+    Column {
+        name: "switches",
+        key: "switches",
+        source: Source::Run(|r| Some(r.gil.switches as f64)),
+        human: whole,
+        plain: whole,
+        optional: false,
+    },
+    Column {
+        name: "forced drops",
+        key: "forced_drops",
+        source: Source::Run(|r| Some(r.gil.forced_drops as f64)),
+        human: whole,
+        plain: whole,
+        optional: false,
+    },
+    Column {
+        name: "ctx switches",
+        key: "ctx_switches",
+        source: Source::Run(|r| {
+            Some((r.gil.ctx_switches.voluntary + r.gil.ctx_switches.involuntary) as f64)
+        }),
+        human: whole,
+        plain: whole,
+        optional: false,
+    },
+    Column {
+        name: "idle/wanted",
+        key: "idle_while_wanted",
+        source: Source::Run(|r| Some(r.gil.idle_while_wanted)),
+        human: percent,
+        plain: percent_plain,
+        optional: false,
+    },
+    Column {
+        name: "ratio",
+        key: "ratio",
+        source: Source::Ratio,
+        human: |x| format!("{x:.2}x"),
+        plain: three_decimals,
+        optional: false,
+    },
+    Column {
+        name: "transfer s",
+        key: "transfer_s",
+        source: Source::Run(|r| r.io.as_ref().and_then(|io| io.transfer_s)),
+        human: |x| format!("{x:.3}s"),
+        plain: three_decimals,
+        optional: true,
+    },
+    Column {
+        name: "transfer vs alone",
+        key: "transfer_vs_alone",
+        source: Source::Run(|r| r.baseline.as_ref().and_then(|b| b.transfer_vs_alone)),
+        human: |x| format!("{x:.2}x"),
+        plain: three_decimals,
+        optional: true,
+    },
+];
+
+/// The columns the ratio compares, the first the first row has: requests/s, else CPU
+/// ticks/s.
+pub const RATIO_BASES: [&str; 2] = ["requests_per_sec", "cpu_ticks_per_sec"];
+
+/// The index in [`COLUMNS`] of the column `key`.
+///
+/// # Panics
+/// When no column has that key (a bug).
+pub fn index(key: &str) -> usize {
+    COLUMNS
+        .iter()
+        .position(|c| c.key == key)
+        .unwrap_or_else(|| panic!("no column {key}"))
+}
+
+/// Whether `r` has figures at all: a run that failed before it produced any (kept to name
+/// the failure, see `experiment::execute`) has none.
+pub fn measured(r: &RunResult) -> bool {
+    !(r.failure.is_some() && r.threads.is_empty() && r.measured_s == 0.0)
+}
+
+/// Column `c`'s figure of run `r` (`None` for the ratio, or when the run has none).
+pub fn value(c: &Column, r: &RunResult) -> Option<f64> {
+    match c.source {
+        Source::Run(get) if measured(r) => get(r),
+        _ => None,
+    }
+}
+
+fn core(t: &ThreadResult) -> String {
+    t.core.map_or("?".into(), |c| c.to_string())
+}
+
+fn pct(p: &Percentiles) -> String {
+    if p.count == 0 {
+        return "-".into();
+    }
+    format!("{}/{}/{}", us(p.p50), us(p.p99), us(p.max))
+}
+
+fn ctx(c: &crate::metrics::CtxSwitches) -> String {
+    format!("{}/{}", c.voluntary, c.involuntary)
+}
+
+/// One column of a run's table of threads (with a total row).
+pub struct ThreadColumn {
+    /// The header.
+    pub name: &'static str,
+    /// Its width in the text table, and whether it is aligned left there.
+    pub width: usize,
+    pub left: bool,
+    /// Whether the text table shows it (the HTML page shows every column).
+    pub in_text: bool,
+    /// The cell of one thread.
+    pub thread: fn(&ThreadResult) -> String,
+    /// The cell of the total row.
+    pub total: fn(&RunResult) -> String,
+}
+
+/// A run's table of threads, in order.
+pub const THREAD_COLUMNS: &[ThreadColumn] = &[
+    ThreadColumn {
+        name: "thread",
+        width: 8,
+        left: true,
+        in_text: true,
+        thread: |t| t.name.clone(),
+        total: |_| "total".into(),
+    },
+    ThreadColumn {
+        name: "work",
+        width: 10,
+        left: true,
+        in_text: true,
+        thread: |t| t.workload.clone(),
+        total: |_| String::new(),
+    },
+    ThreadColumn {
+        name: "core",
+        width: 5,
+        left: false,
+        in_text: true,
+        thread: core,
+        total: |_| String::new(),
+    },
+    ThreadColumn {
+        name: "cores seen",
+        width: 10,
+        left: false,
+        in_text: false,
+        thread: |t| {
+            let c: Vec<String> = t.cores.iter().map(usize::to_string).collect();
+            if c.is_empty() {
+                "-".into()
+            } else {
+                c.join(",")
+            }
+        },
+        total: |_| String::new(),
+    },
+    ThreadColumn {
+        name: "migrations",
+        width: 10,
+        left: false,
+        in_text: false,
+        thread: |t| t.migrations.to_string(),
+        total: |r| {
+            r.threads
+                .iter()
+                .map(|t| t.migrations)
+                .sum::<u64>()
+                .to_string()
+        },
+    },
+    ThreadColumn {
+        name: "ticks/s",
+        width: 10,
+        left: false,
+        in_text: true,
+        thread: |t| rate(t.ticks_per_sec),
+        total: |r| r.cpu.as_ref().map_or("-".into(), |c| rate(c.ticks_per_sec)),
+    },
+    ThreadColumn {
+        name: "acq",
+        width: 8,
+        left: false,
+        in_text: true,
+        thread: |t| t.counters.acquisitions.to_string(),
+        total: |r| r.gil.acquisitions.to_string(),
+    },
+    ThreadColumn {
+        name: "switch",
+        width: 8,
+        left: false,
+        in_text: true,
+        thread: |t| t.counters.switches.to_string(),
+        total: |r| r.gil.switches.to_string(),
+    },
+    ThreadColumn {
+        name: "forced",
+        width: 8,
+        left: false,
+        in_text: true,
+        thread: |t| t.counters.forced_drops.to_string(),
+        total: |r| r.gil.forced_drops.to_string(),
+    },
+    ThreadColumn {
+        name: "GIL wait p50/p99/max",
+        width: 26,
+        left: false,
+        in_text: true,
+        thread: |t| pct(&t.wait_us),
+        total: |r| pct(&r.gil.wait_us),
+    },
+    ThreadColumn {
+        name: "GIL hold p50/p99/max",
+        width: 26,
+        left: false,
+        in_text: true,
+        thread: |t| pct(&t.hold_us),
+        total: |r| pct(&r.gil.hold_us),
+    },
+    ThreadColumn {
+        name: "switch wait p50/p99/max",
+        width: 26,
+        left: false,
+        in_text: false,
+        thread: |t| pct(&t.switch_wait_us),
+        total: |r| pct(&r.gil.switch_wait_us),
+    },
+    ThreadColumn {
+        name: "ctx vol/inv",
+        width: 12,
+        left: false,
+        in_text: true,
+        thread: |t| ctx(&t.ctx_switches),
+        total: |r| ctx(&r.gil.ctx_switches),
+    },
+];

@@ -1,0 +1,83 @@
+//! `--csv [PATH]`: a line per run, numbers at full precision, the columns of
+//! [`COLUMNS`](crate::report::columns::COLUMNS) that are figures of one run.
+
+use super::{text_to, Context, Dest, Exporter, Mark, Outcome, Target};
+use crate::report::columns::{value, Source, COLUMNS};
+use crate::result::RunResult;
+
+/// The format.
+pub struct Csv;
+
+/// The format's entry in `ALL`.
+pub const FORMAT: Csv = Csv;
+
+/// The fields before the columns.
+const LEAD: &str = "scenario,label,lock,repeat,partial,wall_s";
+
+/// The header of gilbench 0.1.0 before `idle_while_wanted`: files with it are gilbench's too.
+const OLD_HEADERS: [&str; 1] = ["scenario,label,lock,repeat,partial,wall_s,requests_per_sec,latency_p50_us,latency_p99_us,latency_p999_us,cpu_ticks_per_sec,switches,forced_drops,ctx_switches,transfer_s"];
+
+impl Exporter for Csv {
+    fn flag(&self) -> &'static str {
+        "csv"
+    }
+    fn help(&self) -> &'static str {
+        "Write a CSV line per run to PATH (or print it, without PATH)"
+    }
+    fn target(&self) -> Target {
+        Target::FileOrStdout
+    }
+    fn mark(&self) -> Mark {
+        Mark::FirstLine(
+            std::iter::once(header())
+                .chain(OLD_HEADERS.map(String::from))
+                .collect(),
+        )
+    }
+    fn write(&self, cx: &Context<'_>, to: &Dest) -> Result<Outcome, String> {
+        text_to(cx, to, &csv(cx.runs))
+    }
+}
+
+/// The columns a CSV line has after [`LEAD`]: the figures of one run.
+fn per_run() -> impl Iterator<Item = &'static crate::report::columns::Column> {
+    COLUMNS
+        .iter()
+        .filter(|c| matches!(c.source, Source::Run(_)))
+}
+
+/// The CSV header; gilbench recognises its own CSV files by it.
+pub fn header() -> String {
+    std::iter::once(LEAD)
+        .chain(per_run().map(|c| c.key))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// A line per run, numbers at full precision.
+pub fn csv(runs: &[RunResult]) -> String {
+    let mut o = header();
+    o.push('\n');
+    for r in runs {
+        let mut f = vec![
+            field(&r.scenario),
+            field(r.row_label()),
+            field(&r.lock),
+            r.repeat.to_string(),
+            r.partial.to_string(),
+            format!("{}", r.wall_s),
+        ];
+        f.extend(per_run().map(|c| value(c, r).map_or(String::new(), |v| format!("{v}"))));
+        o.push_str(&f.join(","));
+        o.push('\n');
+    }
+    o
+}

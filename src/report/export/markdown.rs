@@ -1,0 +1,83 @@
+//! `--markdown [PATH]`: the compare/sweep table in Markdown, the columns of
+//! [`COLUMNS`](crate::report::columns::COLUMNS) as plain numbers.
+
+use std::fmt::Write;
+
+use super::{text_to, Context, Dest, Exporter, Mark, Outcome, Target};
+use crate::report::columns::measured;
+use crate::report::{shown, summary};
+use crate::result::RunResult;
+
+/// The format.
+pub struct Markdown;
+
+/// The format's entry in `ALL`.
+pub const FORMAT: Markdown = Markdown;
+
+impl Exporter for Markdown {
+    fn flag(&self) -> &'static str {
+        "markdown"
+    }
+    fn help(&self) -> &'static str {
+        "Write the table as Markdown to PATH (or print it, without PATH)"
+    }
+    fn target(&self) -> Target {
+        Target::FileOrStdout
+    }
+    fn mark(&self) -> Mark {
+        Mark::Versioned {
+            open: "<!-- gilbench ",
+            close: " -->",
+        }
+    }
+    fn write(&self, cx: &Context<'_>, to: &Dest) -> Result<Outcome, String> {
+        text_to(cx, to, &markdown(cx.runs))
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('|', "\\|")
+}
+
+/// The compare/sweep table in Markdown; each cell is the median, with (min–max) when rows
+/// were repeated.
+pub fn markdown(runs: &[RunResult]) -> String {
+    let mut o = format!("<!-- gilbench {} -->\n", env!("CARGO_PKG_VERSION"));
+    if let Some(r) = runs.first() {
+        let _ = writeln!(
+            o,
+            "**{}**: {}; latency in microseconds, client-side\n",
+            escape(&r.scenario),
+            crate::report::count_runs(runs)
+        );
+    }
+    let rows = summary(runs);
+    let cols = shown(&rows);
+    let names: Vec<&str> = cols.iter().map(|(_, c)| c.name).collect();
+    let _ = writeln!(o, "| run | {} |", names.join(" | "));
+    let _ = writeln!(o, "|---|{}", "---:|".repeat(cols.len()));
+    for row in &rows {
+        let cells: Vec<String> = cols
+            .iter()
+            .map(|&(i, c)| row.cells[i].map_or("-".into(), |s| s.show(c.plain, "–")))
+            .collect();
+        let _ = writeln!(
+            o,
+            "| {} | {} |",
+            escape(&row.marked_label()),
+            cells.join(" | ")
+        );
+    }
+    for r in runs.iter().filter(|r| r.failure.is_some()) {
+        let _ = writeln!(
+            o,
+            "\n**Failed**: {}: {}",
+            escape(r.row_label()),
+            escape(r.failure.as_deref().unwrap_or_default())
+        );
+        for n in r.notes.iter().filter(|_| !measured(r)) {
+            let _ = writeln!(o, "- {}", escape(n));
+        }
+    }
+    o
+}

@@ -1,0 +1,342 @@
+//! Every output format behind one trait, as hyperfine's `src/export/`: each format is one
+//! file implementing [`Exporter`], which declares its flag, whether it writes a file, a
+//! directory or stdout ([`Target`]), how gilbench recognises a file it wrote ([`Mark`]) and
+//! what the run must gather for it ([`Needs`]). The command line, the checks before a run,
+//! the writing after it and `output::ours` all go through [`ALL`]: adding a format is one
+//! file plus its name in the `exporters!` line below.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+
+use crate::output::write_file;
+use crate::result::RunResult;
+
+/// Where a format writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// One file: `--flag PATH`.
+    File,
+    /// One file, or stdout when the flag is given without a path: `--flag [PATH]`.
+    FileOrStdout,
+    /// Files ending in `.{ext}` in a directory: `--flag DIR`.
+    Dir {
+        /// The extension of the files it writes there.
+        ext: &'static str,
+    },
+}
+
+/// How gilbench recognises a file it wrote in a format, by content it controls (never by a
+/// mention of its name); see `output::ours`.
+#[derive(Clone, Debug)]
+pub enum Mark {
+    /// The first line is exactly one of these (the current form first, then older ones).
+    FirstLine(Vec<String>),
+    /// The first line is `{open}VERSION{close}`, VERSION digits and dots.
+    Versioned {
+        open: &'static str,
+        close: &'static str,
+    },
+    /// The first line is exactly `first`, the last non-empty one `{open}VERSION{close}`.
+    HeadAndTail {
+        first: &'static str,
+        open: &'static str,
+        close: &'static str,
+    },
+    /// A JSON document, parsed whole, with a string at each of `strings` and an array at
+    /// each of `arrays` (paths of object keys joined by `.`).
+    Json {
+        strings: &'static [&'static str],
+        arrays: &'static [&'static str],
+    },
+}
+
+/// What a format needs the run to gather beyond the result.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// The GIL timeline (`--trace-events` bounds it).
+    pub timeline: bool,
+    /// Interval histograms (1 s).
+    pub intervals: bool,
+}
+
+/// Where the user asked a format to go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dest {
+    File(PathBuf),
+    Dir(PathBuf),
+    Stdout,
+}
+
+impl Dest {
+    /// The path, unless stdout.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Dest::File(p) | Dest::Dir(p) => Some(p),
+            Dest::Stdout => None,
+        }
+    }
+}
+
+/// What writing a format did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Written to its file or directory.
+    Written,
+    /// Printed on stdout.
+    Printed,
+    /// Nothing to write (a note said why).
+    Nothing,
+    /// Stopped by a signal: nothing was written.
+    Abandoned,
+}
+
+/// What every format is written from.
+pub struct Context<'a> {
+    /// The runs, in order.
+    pub runs: &'a [RunResult],
+    /// The swept key, for a sweep.
+    pub sweep_key: Option<&'a str>,
+    /// Replace files gilbench did not write.
+    pub force: bool,
+    /// How the results were made (command, machine, date) and how they are being written.
+    pub about: &'a crate::report::about::About,
+    /// Outputs already written, by flag: the HTML page links them.
+    pub written: &'a [(&'static str, PathBuf)],
+    /// Prints on stdout.
+    pub say: &'a dyn Fn(&str),
+    /// Prints a note on stderr.
+    pub note: &'a dyn Fn(&str),
+}
+
+/// One output format.
+pub trait Exporter: Sync {
+    /// Its flag, without the dashes: `json` for `--json`.
+    fn flag(&self) -> &'static str;
+    /// The flag's help.
+    fn help(&self) -> &'static str;
+    /// Where it writes.
+    fn target(&self) -> Target;
+    /// How gilbench knows a file it wrote in this format.
+    fn mark(&self) -> Mark;
+    /// What the run must gather for it.
+    fn needs(&self) -> Needs {
+        Needs::default()
+    }
+    /// Writes `cx.runs` to `to` (of the kind [`Exporter::target`] says).
+    fn write(&self, cx: &Context<'_>, to: &Dest) -> Result<Outcome, String>;
+}
+
+/// Writes `text` to the file `to` names (safely, see `output`), or prints it.
+pub fn text_to(cx: &Context<'_>, to: &Dest, text: &str) -> Result<Outcome, String> {
+    match to {
+        Dest::File(p) => write_file(p, text.as_bytes(), cx.force).map(|()| Outcome::Written),
+        Dest::Dir(p) => Err(format!(
+            "{}: a one-file format given a directory",
+            p.display()
+        )),
+        Dest::Stdout => {
+            (cx.say)(text);
+            Ok(Outcome::Printed)
+        }
+    }
+}
+
+/// Declares the format modules and [`ALL`], in the order they are listed in `--help` and
+/// written (the HTML page last: it links what the others wrote).
+macro_rules! exporters {
+    ($($m:ident),* $(,)?) => {
+        $(pub mod $m;)*
+        /// Every format.
+        pub static ALL: &[&dyn Exporter] = &[$(&$m::FORMAT),*];
+    };
+}
+
+exporters!(json, csv, markdown, hgrm, hlog, plot, trace, html);
+
+/// The format with flag `flag`.
+pub fn by_flag(flag: &str) -> Option<&'static dyn Exporter> {
+    ALL.iter().copied().find(|e| e.flag() == flag)
+}
+
+/// The shape of a JSON value as far as marks look: strings and arrays (elements skipped,
+/// never kept), objects with their keys.
+#[derive(Debug)]
+pub(crate) enum Shape {
+    Str,
+    Array,
+    Object(BTreeMap<String, Shape>),
+    Other,
+}
+
+impl Shape {
+    /// The value at `path` (object keys joined by `.`).
+    fn at(&self, path: &str) -> Option<&Shape> {
+        path.split('.').try_fold(self, |s, k| match s {
+            Shape::Object(m) => m.get(k),
+            _ => None,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Shape {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Shape;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Shape, E> {
+                Ok(Shape::Str)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
+                Ok(Shape::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
+                Ok(Shape::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
+                Ok(Shape::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Shape, E> {
+                Ok(Shape::Other)
+            }
+            fn visit_unit<E>(self) -> Result<Shape, E> {
+                Ok(Shape::Other)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Shape::Array)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
+                let mut m = BTreeMap::new();
+                while let Some(k) = map.next_key::<String>()? {
+                    let v = map.next_value::<Shape>()?;
+                    m.insert(k, v);
+                }
+                Ok(Shape::Object(m))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Whether `line` is `{open}VERSION{close}` with a version of digits and dots (e.g. `0.1.0`,
+/// a `-pre` or `+build` suffix allowed).
+pub fn versioned(line: &str, open: &str, close: &str) -> bool {
+    line.strip_prefix(open)
+        .and_then(|r| r.strip_suffix(close))
+        .is_some_and(|v| {
+            !v.is_empty()
+                && v.split(['-', '+']).next().is_some_and(|core| {
+                    core.split('.')
+                        .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                })
+                && !v.contains(char::is_whitespace)
+        })
+}
+
+/// What [`Mark`]s are checked against: a file's first line, and on demand its last
+/// non-empty line and its JSON shape (each read at most once).
+pub(crate) struct Probe<'a> {
+    pub first: &'a str,
+    pub last: &'a dyn Fn() -> Option<String>,
+    pub json: &'a dyn Fn() -> Option<std::rc::Rc<Shape>>,
+}
+
+impl Mark {
+    /// Whether the file `p` shows describes carries this mark.
+    pub(crate) fn matches(&self, p: &Probe<'_>) -> bool {
+        match self {
+            Mark::FirstLine(lines) => lines.iter().any(|l| l == p.first),
+            Mark::Versioned { open, close } => versioned(p.first, open, close),
+            Mark::HeadAndTail { first, open, close } => {
+                p.first == *first && (p.last)().is_some_and(|l| versioned(&l, open, close))
+            }
+            Mark::Json { strings, arrays } => {
+                p.first.trim_start().starts_with('{')
+                    && (p.json)().is_some_and(|s| {
+                        strings.iter().all(|k| matches!(s.at(k), Some(Shape::Str)))
+                            && arrays.iter().all(|k| matches!(s.at(k), Some(Shape::Array)))
+                    })
+            }
+        }
+    }
+}
+
+/// A run for tests: two threads, I/O with a latency distribution, histograms.
+#[cfg(test)]
+pub(crate) fn sample_run(label: &str) -> RunResult {
+    use crate::metrics::{new_hist, Percentiles};
+    use crate::result::{CpuSummary, GilSummary, IoSummary, ThreadResult};
+    let pct = |base: f64| Percentiles {
+        p50: base,
+        p90: base * 2.0,
+        p99: base * 4.0,
+        p999: base * 8.0,
+        max: base * 10.0,
+        mean: base * 1.5,
+        count: 1000,
+    };
+    let mut h = new_hist();
+    for v in 1..=1000u64 {
+        h.record(v * 1000).unwrap();
+    }
+    let thread = |name: &str, work: &str| ThreadResult {
+        name: name.into(),
+        role: work.into(),
+        workload: work.into(),
+        core: Some(0),
+        cores: vec![0, 1],
+        migrations: 1,
+        ticks_per_sec: 1e6,
+        wait_us: pct(10.0),
+        hold_us: pct(100.0),
+        ..Default::default()
+    };
+    RunResult {
+        scenario: "sample <&> \"s\"".into(),
+        lock: "timed".into(),
+        label: label.into(),
+        repeat: 0,
+        params: serde_json::json!({"pin": "spread", "interval": "5ms"}),
+        wall_s: 1.1,
+        measured_s: 1.0,
+        cpu: Some(CpuSummary {
+            threads: 1,
+            ticks: 1_000_000,
+            ticks_per_sec: 1e6,
+            bytes: 64_000_000,
+            bytes_per_sec: 64e6,
+        }),
+        io: Some(IoSummary {
+            requests: 5500,
+            requests_per_sec: 5500.0,
+            latency_us: pct(150.0),
+            latency_dist: vec![[50.0, 150.0], [90.0, 300.0], [99.0, 600.0], [99.9, 1200.0]],
+            mode: "closed".into(),
+            ..Default::default()
+        }),
+        gil: GilSummary {
+            acquisitions: 2000,
+            switches: 1500,
+            forced_drops: 200,
+            idle_while_wanted: 0.0123,
+            idle_while_wanted_s: 0.0123,
+            wait_us: pct(10.0),
+            hold_us: pct(100.0),
+            ..Default::default()
+        },
+        threads: vec![thread("echo-0", "echo"), thread("cpu-0", "cpu-hash")],
+        notes: vec!["a note <b>".into()],
+        partial: false,
+        failure: None,
+        baseline: None,
+        hists: [("io-latency".to_owned(), h)].into_iter().collect(),
+        intervals: Vec::new(),
+        trace: None,
+    }
+}
