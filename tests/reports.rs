@@ -183,7 +183,9 @@ fn hgrm_files_parse_and_agree_with_the_json() {
             )
         })
         .collect();
-    assert!(rows.len() > 10);
+    // How many rows depends on how many requests the run managed (few under `timed` on a
+    // busy machine); what must hold is below: monotonic, and ending at the JSON's count.
+    assert!(rows.len() >= 3, "{text}");
     assert!(
         rows.windows(2)
             .all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1 && w[0].2 <= w[1].2),
