@@ -7,7 +7,9 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use gilbench::gil::{FifoGil, Gil, GilParams, MlfqGil, NoGil, Release, TickGil, TimedGil};
+use gilbench::gil::{
+    FifoGil, Gil, GilParams, LockKind, MlfqGil, NoGil, Release, TickGil, TimedGil, WithGil,
+};
 use gilbench::interp::Interp;
 use gilbench::pin;
 use gilbench::workload::TickHasher;
@@ -86,6 +88,12 @@ struct Pretend(NoGil);
 impl Gil for Pretend {
     type Thread = <NoGil as Gil>::Thread;
     const NAME: &'static str = "pretend";
+    const MODELS: &'static str = "no GIL that claims to be one";
+    const SOURCE: &'static str = "tests/gil_designs.rs";
+    const YEAR: &'static str = "-";
+    fn new(_p: &GilParams) -> Self {
+        Pretend(NoGil)
+    }
     fn register(&self) -> Self::Thread {
         self.0.register()
     }
@@ -111,6 +119,24 @@ fn fast_params() -> GilParams {
     }
 }
 
+/// Runs `f` on every design with the GIL, built from `p`, and returns (name, result).
+fn on_every_design<T>(p: &GilParams, f: impl WithGil<Out = T> + Clone) -> Vec<(&'static str, T)> {
+    LockKind::ALL
+        .into_iter()
+        .filter(|k| *k != LockKind::None)
+        .map(|k| (k.name(), k.with_design(p, f.clone())))
+        .collect()
+}
+
+#[derive(Clone)]
+struct Exclusion;
+impl WithGil for Exclusion {
+    type Out = (u64, u64);
+    fn run<G: Gil>(self, gil: G) -> (u64, u64) {
+        exclusion(gil)
+    }
+}
+
 #[test]
 fn every_gil_excludes_other_holders() {
     let p = fast_params();
@@ -122,61 +148,29 @@ fn every_gil_excludes_other_holders() {
         spin: Duration::from_micros(20),
         ..fast_params()
     };
-    assert_eq!(lost_updates(TickGil::new(&p)), 0, "tick");
-    assert_eq!(lost_updates(TimedGil::new(&p)), 0, "timed");
-    assert_eq!(
-        lost_updates(TimedGil::new(&no_fs)),
-        0,
-        "timed, no forced switching"
-    );
-    assert_eq!(lost_updates(MlfqGil::new(&p)), 0, "mlfq");
-    assert_eq!(
-        lost_updates(MlfqGil::new(&spin)),
-        0,
-        "mlfq, spinning waiters"
-    );
-    assert_eq!(lost_updates(FifoGil::new(&p)), 0, "fifo");
-    assert_eq!(
-        lost_updates(FifoGil::new(&no_fs)),
-        0,
-        "fifo, no forced switching"
-    );
-    assert_eq!(
-        lost_updates(FifoGil::new(&spin)),
-        0,
-        "fifo, spinning waiters"
-    );
-    assert_eq!(
-        lost_updates(TickGil::new(&spin)),
-        0,
-        "tick, spinning waiters"
-    );
-    assert_eq!(
-        lost_updates(TimedGil::new(&spin)),
-        0,
-        "timed, spinning waiters"
-    );
+    for (what, params) in [
+        ("", &p),
+        (", no forced switching", &no_fs),
+        (", spinning waiters", &spin),
+    ] {
+        for (name, (lost, overlaps)) in on_every_design(params, Exclusion) {
+            assert_eq!(lost, 0, "{name}{what}: lost updates");
+            // Interp's per-hold check (reported as `overlaps` by every run).
+            assert_eq!(overlaps, 0, "{name}{what}: overlapping holds");
+        }
+    }
 }
 
 #[test]
 fn the_exclusion_check_detects_a_missing_gil() {
     // The same check on `none` must see lost updates, or it could not fail at all.
     assert!(
-        lost_updates(NoGil::new()) > 0,
+        lost_updates(NoGil) > 0,
         "no lost updates without a GIL: the check is blind"
     );
     // Interp's per-hold check (reported as `overlaps` by every run) sees it too.
-    let (lost, overlaps) = exclusion(Pretend(NoGil::new()));
+    let (lost, overlaps) = exclusion(Pretend(NoGil));
     assert!(lost > 0 && overlaps > 0, "lost {lost}, overlaps {overlaps}");
-}
-
-#[test]
-fn every_gil_passes_the_per_hold_exclusion_check() {
-    let p = fast_params();
-    assert_eq!(exclusion(TickGil::new(&p)).1, 0, "tick");
-    assert_eq!(exclusion(TimedGil::new(&p)).1, 0, "timed");
-    assert_eq!(exclusion(MlfqGil::new(&p)).1, 0, "mlfq");
-    assert_eq!(exclusion(FifoGil::new(&p)).1, 0, "fifo");
 }
 
 #[test]
@@ -516,10 +510,11 @@ fn mlfq_and_fifo_hand_off_directly() {
     assert_eq!(barging(&gil, || gil.queued_len()), 0, "fifo");
 }
 
-#[test]
-fn a_thread_that_panics_holding_the_gil_releases_it() {
-    let p = fast_params();
-    fn check<G: Gil>(gil: G) {
+#[derive(Clone)]
+struct PanicsRelease;
+impl WithGil for PanicsRelease {
+    type Out = ();
+    fn run<G: Gil>(self, gil: G) {
         let gil = Arc::new(gil);
         let last = Arc::new(AtomicUsize::new(usize::MAX));
         let (g, l) = (gil.clone(), last.clone());
@@ -543,10 +538,11 @@ fn a_thread_that_panics_holding_the_gil_releases_it() {
         it.take();
         assert!(it.holds());
     }
-    check(TickGil::new(&p));
-    check(TimedGil::new(&p));
-    check(MlfqGil::new(&p));
-    check(FifoGil::new(&p));
+}
+
+#[test]
+fn a_thread_that_panics_holding_the_gil_releases_it() {
+    on_every_design(&fast_params(), PanicsRelease);
 }
 
 /// CPU time the calling thread has used.
@@ -600,28 +596,18 @@ fn spin_is_symmetric_and_off_by_default() {
         ..GilParams::default()
     };
     assert_eq!(off.spin, Duration::ZERO, "spin must be off by default");
-    let cases: [(&str, Duration, Duration); 4] = [
-        (
-            "tick",
-            waiter_cpu(TickGil::new(&off), hold),
-            waiter_cpu(TickGil::new(&on), hold),
-        ),
-        (
-            "timed",
-            waiter_cpu(TimedGil::new(&off), hold),
-            waiter_cpu(TimedGil::new(&on), hold),
-        ),
-        (
-            "fifo",
-            waiter_cpu(FifoGil::new(&off), hold),
-            waiter_cpu(FifoGil::new(&on), hold),
-        ),
-        (
-            "mlfq",
-            waiter_cpu(MlfqGil::new(&off), hold),
-            waiter_cpu(MlfqGil::new(&on), hold),
-        ),
-    ];
+    #[derive(Clone)]
+    struct WaiterCpu(Duration);
+    impl WithGil for WaiterCpu {
+        type Out = Duration;
+        fn run<G: Gil>(self, gil: G) -> Duration {
+            waiter_cpu(gil, self.0)
+        }
+    }
+    let cases = on_every_design(&off, WaiterCpu(hold))
+        .into_iter()
+        .zip(on_every_design(&on, WaiterCpu(hold)))
+        .map(|((name, idle), (_, spun))| (name, idle, spun));
     for (name, idle, spun) in cases {
         eprintln!("{name}: waiter CPU {idle:?} without spin, {spun:?} with spin = {spin:?}");
         assert!(

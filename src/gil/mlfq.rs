@@ -122,38 +122,6 @@ impl Sched {
 }
 
 impl MlfqGil {
-    pub fn new(p: &GilParams) -> Self {
-        let now = Instant::now();
-        let levels = p.quanta.len().max(1);
-        let quanta = if p.quanta.is_empty() {
-            vec![Duration::from_millis(1)]
-        } else {
-            p.quanta.clone()
-        };
-        let allotments = if p.allotments.len() == levels {
-            p.allotments.clone()
-        } else {
-            super::default_allotments(&quanta)
-        };
-        MlfqGil {
-            sched: Mutex::new(Sched {
-                threads: Vec::new(),
-                queues: (0..levels).map(|_| VecDeque::new()).collect(),
-                holder: None,
-                since: now,
-                charged: now,
-                last_boost: now,
-                boosts: 0,
-                handoffs: 0,
-            }),
-            drop_request: AtomicBool::new(false),
-            quanta,
-            allotments,
-            boost_interval: p.boost_interval,
-            spin: p.spin,
-        }
-    }
-
     /// The current level of a registered thread (for tests and diagnostics).
     pub fn level_of(&self, t: &MlfqThread) -> usize {
         lock(&self.sched).threads[t.id].level
@@ -209,6 +177,45 @@ impl MlfqGil {
 impl Gil for MlfqGil {
     type Thread = MlfqThread;
     const NAME: &'static str = "mlfq";
+    const MODELS: &'static str = "multilevel feedback queue scheduler: short holders (I/O) first, direct hand-off, periodic boost";
+    const SOURCE: &'static str = "the source article's proposal; Arpaci-Dusseau, OSTEP ch. 8 (MLFQ)";
+    const YEAR: &'static str = "2026";
+
+    fn new(p: &GilParams) -> Self {
+        let now = Instant::now();
+        let levels = p.quanta.len().max(1);
+        let quanta = if p.quanta.is_empty() {
+            vec![Duration::from_millis(1)]
+        } else {
+            p.quanta.clone()
+        };
+        let allotments = if p.allotments.len() == levels {
+            p.allotments.clone()
+        } else {
+            super::default_allotments(&quanta)
+        };
+        MlfqGil {
+            sched: Mutex::new(Sched {
+                threads: Vec::new(),
+                queues: (0..levels).map(|_| VecDeque::new()).collect(),
+                holder: None,
+                since: now,
+                charged: now,
+                last_boost: now,
+                boosts: 0,
+                handoffs: 0,
+            }),
+            drop_request: AtomicBool::new(false),
+            quanta,
+            allotments,
+            boost_interval: p.boost_interval,
+            spin: p.spin,
+        }
+    }
+
+    fn preemption_period(p: &GilParams) -> Option<(Duration, &'static str)> {
+        Some((p.quanta[0], "quanta"))
+    }
 
     fn register(&self) -> MlfqThread {
         let mut s = lock(&self.sched);

@@ -1,30 +1,100 @@
 //! The GIL designs. Each lives in its own module and implements [`Gil`], so workloads and
 //! the runner never know which design they run on.
 //!
-//! | design | module | what it models |
-//! |---|---|---|
-//! | `tick`  | [`tick`]  | CPython 2.x: release and re-take an unfair semaphore every `check_interval` ticks |
-//! | `timed` | [`timed`] | CPython 3.2+: timed condvar wait, `gil_drop_request`, forced switching |
-//! | `mlfq`  | [`mlfq`]  | a multilevel feedback queue scheduler with direct hand-off |
-//! | `fifo`  | [`fifo`]  | a fair FIFO hand-off lock with `timed`'s tick-check cadence |
-//! | `none`  | [`none`]  | no GIL at all (free-threaded Python) |
-
-pub mod fifo;
-pub(crate) mod handoff;
-pub mod mlfq;
-pub mod none;
-pub mod tick;
-pub mod timed;
+//! The designs are listed once, in the [`designs!`] invocation below: that one line per
+//! design declares its module and generates [`LockKind`] (its variants, [`LockKind::ALL`],
+//! names, descriptions, parsing) and the dispatcher [`LockKind::with_design`] that builds the
+//! design a scenario names and hands it to generic code (the runner, tests, benches). What a
+//! design is (its name, what it models, its source and year) comes from its own `Gil` impl.
+//! `gilbench locks` prints the list.
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-pub use fifo::FifoGil;
-pub use mlfq::MlfqGil;
-pub use none::NoGil;
-pub use tick::TickGil;
-pub use timed::TimedGil;
+pub(crate) mod handoff;
+
+/// Declares every design: `module::Type => Variant`. Adding a design is one new module and
+/// one line here.
+macro_rules! designs {
+    ($($module:ident :: $ty:ident => $variant:ident,)+) => {
+        $(
+            pub mod $module;
+            pub use $module::$ty;
+        )+
+
+        /// The designs gilbench ships, in the order `gilbench locks` lists them.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum LockKind {
+            $(
+                #[doc = concat!("[`", stringify!($ty), "`]")]
+                $variant,
+            )+
+        }
+
+        impl LockKind {
+            /// Every design.
+            pub const ALL: [LockKind; [$(stringify!($variant)),+].len()] =
+                [$(LockKind::$variant),+];
+
+            /// What the design is, from its `Gil` impl.
+            pub fn about(self) -> About {
+                match self {
+                    $(LockKind::$variant => About::of::<$ty>(),)+
+                }
+            }
+
+            /// Builds the design with `p` and runs `w` on it.
+            pub fn with_design<W: WithGil>(self, p: &GilParams, w: W) -> W::Out {
+                match self {
+                    $(LockKind::$variant => w.run(<$ty as Gil>::new(p)),)+
+                }
+            }
+
+            /// See [`Gil::preemption_period`].
+            pub fn preemption_period(self, p: &GilParams) -> Option<(Duration, &'static str)> {
+                match self {
+                    $(LockKind::$variant => <$ty as Gil>::preemption_period(p),)+
+                }
+            }
+        }
+    };
+}
+
+designs! {
+    tick::TickGil => Tick,
+    timed::TimedGil => Timed,
+    mlfq::MlfqGil => Mlfq,
+    fifo::FifoGil => Fifo,
+    none::NoGil => None,
+}
+
+/// Code that runs on any design: what [`LockKind::with_design`] calls with the design built.
+/// (A generic closure cannot be passed as a value; a type with a generic method can.)
+pub trait WithGil {
+    type Out;
+    fn run<G: Gil>(self, gil: G) -> Self::Out;
+}
+
+/// What a design is, for `gilbench locks` and the docs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct About {
+    pub name: &'static str,
+    pub models: &'static str,
+    pub source: &'static str,
+    pub year: &'static str,
+}
+
+impl About {
+    fn of<G: Gil>() -> About {
+        About {
+            name: G::NAME,
+            models: G::MODELS,
+            source: G::SOURCE,
+            year: G::YEAR,
+        }
+    }
+}
 
 /// Why the holder gives the GIL up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,8 +119,33 @@ pub trait Gil: Send + Sync + 'static {
     /// The design's name as the CLI spells it.
     const NAME: &'static str;
 
+    /// What the design models and how it decides who runs, in one line.
+    const MODELS: &'static str;
+
+    /// The source it follows (file, issue, paper).
+    const SOURCE: &'static str;
+
+    /// The year of that source ("-" where gilbench could not verify one).
+    const YEAR: &'static str;
+
     /// Whether holding the GIL excludes other holders (false only for `none`).
     const EXCLUSIVE: bool = true;
+
+    /// Builds the design from the scenario's parameters (each design reads the fields that
+    /// concern it).
+    fn new(p: &GilParams) -> Self
+    where
+        Self: Sized;
+
+    /// How long a waiter waits before *it* asks the holder to drop, and the key that sets it;
+    /// None for designs whose preemption does not depend on waiters timing out. A `spin` at
+    /// least this long would keep waiters spinning past the moment they should ask.
+    fn preemption_period(_p: &GilParams) -> Option<(Duration, &'static str)>
+    where
+        Self: Sized,
+    {
+        None
+    }
 
     /// Registers the calling interpreter thread.
     fn register(&self) -> Self::Thread;
@@ -76,51 +171,16 @@ pub trait Gil: Send + Sync + 'static {
     }
 }
 
-/// The designs gilbench ships.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LockKind {
-    Tick,
-    Timed,
-    Mlfq,
-    Fifo,
-    None,
-}
-
-impl LockKind {
-    pub const ALL: [LockKind; 5] = [
-        LockKind::Tick,
-        LockKind::Timed,
-        LockKind::Mlfq,
-        LockKind::Fifo,
-        LockKind::None,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            LockKind::Tick => TickGil::NAME,
-            LockKind::Timed => TimedGil::NAME,
-            LockKind::Mlfq => MlfqGil::NAME,
-            LockKind::Fifo => FifoGil::NAME,
-            LockKind::None => NoGil::NAME,
-        }
-    }
-
-    /// One line for `gilbench locks`.
-    pub fn summary(self) -> &'static str {
-        match self {
-            LockKind::Tick => "Python 2.x: every check_interval ticks release and re-take an unfair POSIX semaphore (no hand-off)",
-            LockKind::Timed => "Python 3.2+: waiters time out after `interval`, set gil_drop_request; forced switching",
-            LockKind::Mlfq => "multilevel feedback queue scheduler: short holders (I/O) first, direct hand-off, periodic boost",
-            LockKind::Fifo => "fair FIFO lock: direct hand-off to the oldest waiter, drop requests after `interval`",
-            LockKind::None => "no GIL at all (free-threaded Python): take and release are no-ops",
-        }
-    }
-}
-
 impl fmt::Display for LockKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+impl LockKind {
+    /// The design's name as the CLI spells it.
+    pub fn name(self) -> &'static str {
+        self.about().name
     }
 }
 
@@ -134,6 +194,19 @@ impl FromStr for LockKind {
                 let names: Vec<_> = LockKind::ALL.iter().map(|k| k.name()).collect();
                 format!("unknown lock '{s}' (known: {})", names.join(", "))
             })
+    }
+}
+
+impl serde::Serialize for LockKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for LockKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 

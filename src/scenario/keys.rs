@@ -38,7 +38,7 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
     ),
     (
         "lock",
-        "the GIL design: tick, timed, mlfq, fifo, none",
+        "the GIL design (`gilbench locks` lists them)",
         |s, v| {
             s.lock = string(v)?.parse()?;
             Ok(())

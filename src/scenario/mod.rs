@@ -358,11 +358,7 @@ impl Scenario {
     /// How long a waiter of this design waits before it requests a drop, and the key that
     /// sets it; None for designs without a timed preemption (tick preempts by tick count).
     fn preemption_period(&self) -> Option<(Duration, &'static str)> {
-        match self.lock {
-            LockKind::Timed | LockKind::Fifo => Some((self.gil.interval, "interval")),
-            LockKind::Mlfq => Some((self.gil.quanta[0], "quanta")),
-            _ => None,
-        }
+        self.lock.preemption_period(&self.gil)
     }
 
     /// The spin of every design's waiters: as set (0 by default), or with `auto` 50 us (at most
