@@ -8,7 +8,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use gilbench::gil::{
-    FifoGil, Gil, GilParams, LockKind, MlfqGil, NoGil, Release, TickGil, TimedGil, WithGil,
+    FifoGil, Gil, GilParams, LockKind, MlfqGil, NoGil, OcamlGil, Release, TickGil, TimedGil,
+    WithGil,
 };
 use gilbench::interp::Interp;
 use gilbench::pin;
@@ -115,6 +116,7 @@ fn fast_params() -> GilParams {
         quanta: vec![Duration::from_micros(100), Duration::from_micros(300)],
         allotments: vec![Duration::from_millis(1), Duration::from_millis(3)],
         boost_interval: Duration::from_millis(10),
+        ocaml_tick: Duration::from_micros(300),
         ..GilParams::default()
     }
 }
@@ -624,4 +626,141 @@ fn spin_is_symmetric_and_off_by_default() {
             "{name} spun past its spin (once per take): {spun:?}"
         );
     }
+}
+
+// ---- The historical designs (HISTORY.md): the behaviour each is known for. ----
+
+/// A holder runs eval-breaker checks (with a tick of work between them) until `check` says
+/// yield or `limit` passes; returns how long that took, or None.
+fn checks_until_yield<G: Gil>(gil: &G, t: &mut G::Thread, limit: Duration) -> Option<Duration> {
+    let mut h = TickHasher::new(64, 7);
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        h.tick();
+        if gil.check(t) {
+            return Some(t0.elapsed());
+        }
+    }
+    None
+}
+
+/// A CPU-bound holder and a thread that keeps coming back for the GIL (take, release, sleep
+/// 100 us: a short blocking call) share it; the holder yields whenever its `check` says so.
+/// Returns (yields, times the yielder got the GIL back before the other thread).
+fn yields_won_by_the_yielder<G: Gil>(gil: &G, wanted: usize) -> (u64, u64) {
+    // Log: 0 = holder took back, 1 = the other thread took, 2 = the holder yielded.
+    let log = Mutex::new(Vec::<u8>::new());
+    let done = AtomicBool::new(false);
+    let cores = pin::available_cores().unwrap_or_default();
+    thread::scope(|s| {
+        let (log, done, cores) = (&log, &done, &cores);
+        s.spawn(move || {
+            if let Some(c) = cores.first() {
+                pin::pin_current(*c);
+            }
+            let mut me = gil.register();
+            let mut h = TickHasher::new(64, 1);
+            gil.take(&mut me);
+            let t0 = Instant::now();
+            let mut yields = 0;
+            while yields < wanted && t0.elapsed() < Duration::from_secs(5) {
+                h.tick();
+                if gil.check(&mut me) {
+                    log.lock().unwrap().push(2);
+                    yields += 1;
+                    gil.release(&mut me, Release::Forced);
+                    gil.take(&mut me);
+                    log.lock().unwrap().push(0);
+                }
+            }
+            done.store(true, Ordering::SeqCst);
+            gil.release(&mut me, Release::Exit);
+        });
+        s.spawn(move || {
+            if let Some(c) = cores.get(1) {
+                pin::pin_current(*c);
+            }
+            let mut me = gil.register();
+            while !done.load(Ordering::SeqCst) {
+                gil.take(&mut me);
+                log.lock().unwrap().push(1);
+                gil.release(&mut me, Release::Blocking);
+                thread::sleep(Duration::from_micros(100));
+            }
+        });
+    });
+    let log = log.into_inner().unwrap();
+    let yields = log.iter().filter(|&&e| e == 2).count() as u64;
+    let won = log.windows(2).filter(|w| w[0] == 2 && w[1] == 0).count() as u64;
+    (yields, won)
+}
+
+fn ocaml(tick: Duration) -> OcamlGil {
+    OcamlGil::new(&GilParams {
+        ocaml_tick: tick,
+        ..GilParams::default()
+    })
+}
+
+/// OCaml: the tick thread fires whether or not anyone waits, but the holder yields at a tick
+/// only when someone waits. (Yielding at every tick, or never, fails.)
+#[test]
+fn ocaml_tick_makes_the_holder_yield_only_when_someone_waits() {
+    let tick = Duration::from_millis(5);
+    let gil = ocaml(tick);
+    let mut holder = gil.register();
+    gil.take(&mut holder);
+    // Alone: ticks fire, no yield.
+    assert_eq!(
+        checks_until_yield(&gil, &mut holder, tick * 20),
+        None,
+        "yielded with nobody waiting"
+    );
+    let ticks: std::collections::HashMap<_, _> = gil.stats().into_iter().collect();
+    assert!(
+        ticks["ticks"] >= 5,
+        "the tick thread fired {} times",
+        ticks["ticks"]
+    );
+    thread::scope(|s| {
+        let g = &gil;
+        s.spawn(move || {
+            let mut w = g.register();
+            g.take(&mut w);
+            g.release(&mut w, Release::Exit);
+        });
+        while gil.waiters() == 0 {
+            thread::yield_now();
+        }
+        let after = checks_until_yield(&gil, &mut holder, Duration::from_secs(5))
+            .expect("no yield with a waiter in 5 s");
+        assert!(
+            after < tick * 10,
+            "yielded only after {after:?} (tick {tick:?})"
+        );
+        gil.release(&mut holder, Release::Forced);
+        gil.take(&mut holder);
+    });
+    gil.release(&mut holder, Release::Exit);
+}
+
+/// OCaml: a yielder counts itself as a waiter before the lock is free, so the thread it
+/// signalled gets in first, every time (GPR #2112). A plain release + take (the pre-#2112
+/// yield) lets the yielder, still running, re-take first most times on two cores.
+#[test]
+fn ocaml_yielder_never_wins_its_own_yield() {
+    let gil = ocaml(Duration::from_millis(1));
+    let (yields, won) = yields_won_by_the_yielder(&gil, 30);
+    assert!(yields >= 10, "only {yields} yields");
+    assert_eq!(won, 0, "the yielder re-took first {won} of {yields} times");
+}
+
+/// OCaml: no queue. A thread that releases around a blocking call that returns at once and
+/// takes the lock again gets it before a waiter that was already there, at least sometimes
+/// (the waiter must first be woken). `fifo` (direct hand-off) never lets it.
+#[test]
+fn ocaml_returning_thread_may_barge() {
+    let gil = ocaml(Duration::from_secs(10));
+    let barged = barging(&gil, || gil.waiters());
+    assert!(barged > 0, "the returning thread never barged in 50 tries");
 }

@@ -8,7 +8,9 @@ use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
 
-use gilbench::gil::{FifoGil, Gil, GilParams, MlfqGil, Release, TickGil, TimedGil};
+use loom::sync::atomic::{AtomicBool, Ordering};
+
+use gilbench::gil::{FifoGil, Gil, GilParams, MlfqGil, OcamlGil, Release, TickGil, TimedGil};
 
 /// `n` threads each take the GIL, update an unsynchronised cell, and release it; loom checks
 /// every interleaving for a data race on the cell (mutual exclusion), a deadlock or a lost
@@ -153,4 +155,58 @@ fn timed_two_droppers_three_threads() {
 #[test]
 fn timed_three_holders() {
     holders(3, || TimedGil::new(&params()), Release::Blocking);
+}
+
+/// A yield while another thread waits: the holder's check says yield (after `prepare`, e.g. a
+/// tick), it releases with `Release::Forced` and takes again. In every interleaving: mutual
+/// exclusion, no deadlock or lost wake-up, and, once the waiter is known to wait, the yielder
+/// gets the GIL back only after the waiter has had it (it never wins its own yield).
+fn yield_to_waiter<G: Gil>(make: fn() -> G, waiting: fn(&G) -> bool, prepare: fn(&G)) {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(2);
+    b.check(move || {
+        let gil = Arc::new(make());
+        let had_it = Arc::new(AtomicBool::new(false));
+        let mut me = gil.register();
+        gil.take(&mut me);
+        let (g, h) = (gil.clone(), had_it.clone());
+        let waiter = thread::spawn(move || {
+            let mut w = g.register();
+            g.take(&mut w);
+            h.store(true, Ordering::Relaxed);
+            g.release(&mut w, Release::Blocking);
+        });
+        while !waiting(&gil) {
+            thread::yield_now();
+        }
+        prepare(&gil);
+        assert!(gil.check(&mut me), "no yield with a waiter");
+        gil.release(&mut me, Release::Forced);
+        gil.take(&mut me);
+        assert!(
+            had_it.load(Ordering::Relaxed),
+            "the yielder won its own yield"
+        );
+        gil.release(&mut me, Release::Blocking);
+        waiter.join().unwrap();
+    });
+}
+
+#[test]
+fn ocaml_two_holders() {
+    two_holders(|| OcamlGil::new(&params()), Release::Blocking);
+}
+
+#[test]
+fn ocaml_three_holders() {
+    holders(3, || OcamlGil::new(&params()), Release::Blocking);
+}
+
+#[test]
+fn ocaml_yield_goes_to_the_waiter() {
+    yield_to_waiter(
+        || OcamlGil::new(&params()),
+        |g| g.waiters() > 0,
+        OcamlGil::tick,
+    );
 }

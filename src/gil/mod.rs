@@ -13,6 +13,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub(crate) mod handoff;
+pub(crate) mod ticker;
 
 /// Declares every design: `module::Type => Variant`. Adding a design is one new module and
 /// one line here.
@@ -51,6 +52,13 @@ macro_rules! designs {
                 }
             }
 
+            /// See [`Gil::SLICE_KEY`].
+            pub fn slice_key(self) -> Option<&'static str> {
+                match self {
+                    $(LockKind::$variant => <$ty as Gil>::SLICE_KEY,)+
+                }
+            }
+
             /// See [`Gil::preemption_period`].
             pub fn preemption_period(self, p: &GilParams) -> Option<(Duration, &'static str)> {
                 match self {
@@ -67,6 +75,7 @@ designs! {
     mlfq::MlfqGil => Mlfq,
     fifo::FifoGil => Fifo,
     none::NoGil => None,
+    ocaml::OcamlGil => Ocaml,
 }
 
 /// Code that runs on any design: what [`LockKind::with_design`] calls with the design built.
@@ -130,6 +139,12 @@ pub trait Gil: Send + Sync + 'static {
 
     /// Whether holding the GIL excludes other holders (false only for `none`).
     const EXCLUSIVE: bool = true;
+
+    /// The scenario key (a duration) that sets this design's time slice: how long a CPU-bound
+    /// holder keeps the GIL while others wait, or the period of the timer that decides it.
+    /// The stress matrix runs every design with short and long slices through it. None for
+    /// designs that slice by tick count or not at all.
+    const SLICE_KEY: Option<&'static str> = None;
 
     /// Builds the design from the scenario's parameters (each design reads the fields that
     /// concern it).
@@ -229,6 +244,8 @@ pub struct GilParams {
     /// setting, applied the same way to all, so that no design gets a busy-wait the others
     /// lack.
     pub spin: Duration,
+    /// ocaml: period of the tick thread (OCaml's `Thread_timeout`, 50 ms).
+    pub ocaml_tick: Duration,
 }
 
 impl Default for GilParams {
@@ -246,6 +263,7 @@ impl Default for GilParams {
             quanta,
             boost_interval: Duration::from_millis(100),
             spin: Duration::ZERO,
+            ocaml_tick: Duration::from_millis(50),
         }
     }
 }

@@ -147,7 +147,7 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
     ),
     (
         "spin",
-        "every design with waiters (tick, timed, fifo, mlfq): how long a waiter spins before it \
+        "every design with waiters (all but none): how long a waiter spins before it \
          blocks, once per take; 0 (default), a duration, or auto (50us when every GIL thread has \
          a core of its own); at most 1ms, and less than interval (timed, fifo) or the top \
          quantum (mlfq)",
@@ -156,6 +156,14 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
                 Some("auto") => None,
                 _ => Some(duration_at_most(v, MAX_SPIN)?),
             };
+            Ok(())
+        },
+    ),
+    (
+        "ocaml_tick",
+        "ocaml: period of the tick thread (50ms)",
+        |s, v| {
+            s.gil.ocaml_tick = timer_period(v)?;
             Ok(())
         },
     ),
@@ -344,6 +352,9 @@ const MAX_CALL_WORK: Duration = Duration::from_millis(100);
 const MAX_WORK_TICKS: u64 = 1_000_000;
 /// Longest `warmup`.
 const MAX_WARMUP: Duration = Duration::from_secs(60);
+/// Shortest and longest period of a design's timer or tick thread.
+const MIN_TIMER: Duration = Duration::from_micros(10);
+const MAX_TIMER: Duration = Duration::from_secs(10);
 /// Longest `spin`: a spinning waiter burns a core.
 const MAX_SPIN: Duration = Duration::from_millis(1);
 
@@ -488,6 +499,21 @@ fn positive_duration(v: &Value) -> Result<Duration, String> {
     let d = duration(v)?;
     if d.is_zero() {
         return Err("must be longer than zero".into());
+    }
+    Ok(d)
+}
+
+/// A timer thread's period: a thread that fires more often than every 10 us would only burn
+/// a core, and one slower than 10 s never fires in a run.
+fn timer_period(v: &Value) -> Result<Duration, String> {
+    let d = duration(v)?;
+    if d < MIN_TIMER || d > MAX_TIMER {
+        return Err(format!(
+            "'{}' is not between {} and {}",
+            v.as_str().unwrap_or_default().trim(),
+            format_duration(MIN_TIMER),
+            format_duration(MAX_TIMER)
+        ));
     }
     Ok(d)
 }
