@@ -8,8 +8,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use gilbench::gil::{
-    FifoGil, Gil, GilParams, LockKind, MlfqGil, NoGil, OcamlGil, Release, TickGil, TimedGil,
-    WithGil,
+    FastcondGil, FifoGil, Gil, GilParams, LockKind, MlfqGil, NoGil, OcamlGil, Release, TickGil,
+    TimedGil, WithGil,
 };
 use gilbench::interp::Interp;
 use gilbench::pin;
@@ -763,4 +763,72 @@ fn ocaml_returning_thread_may_barge() {
     let gil = ocaml(Duration::from_secs(10));
     let barged = barging(&gil, || gil.waiters());
     assert!(barged > 0, "the returning thread never barged in 50 tries");
+}
+
+fn fastcond(interval: Duration) -> FastcondGil {
+    FastcondGil::new(&GilParams {
+        interval,
+        ..GilParams::default()
+    })
+}
+
+/// fastcond: the fair yield. The yielder waits while it was the last owner and others wait,
+/// so the waiter gets in first every time; a greedy yield (release + take) lets the
+/// yielder, still running, re-take first most times on two cores.
+#[test]
+fn fastcond_yielder_does_not_retake_before_a_waiter() {
+    let gil = fastcond(Duration::from_millis(1));
+    let (yields, won) = yields_won_by_the_yielder(&gil, 30);
+    assert!(yields >= 10, "only {yields} yields");
+    assert_eq!(won, 0, "the yielder re-took first {won} of {yields} times");
+}
+
+/// fastcond: the holder yields once it has held the GIL for `interval` while someone waits,
+/// not before, and never while nobody waits.
+#[test]
+fn fastcond_yields_after_interval_only_when_someone_waits() {
+    let interval = Duration::from_millis(20);
+    let gil = fastcond(interval);
+    let mut holder = gil.register();
+    gil.take(&mut holder);
+    assert_eq!(
+        checks_until_yield(&gil, &mut holder, interval * 3),
+        None,
+        "yielded with nobody waiting"
+    );
+    gil.release(&mut holder, Release::Blocking);
+    gil.take(&mut holder);
+    let t0 = Instant::now();
+    thread::scope(|s| {
+        let g = &gil;
+        s.spawn(move || {
+            let mut w = g.register();
+            g.take(&mut w);
+            g.release(&mut w, Release::Exit);
+        });
+        while gil.waiting() == 0 {
+            thread::yield_now();
+        }
+        checks_until_yield(&gil, &mut holder, Duration::from_secs(5))
+            .expect("no yield with a waiter in 5 s");
+        let after = t0.elapsed();
+        assert!(
+            after >= interval && after < interval * 5,
+            "yielded {after:?} into the hold (interval {interval:?})"
+        );
+        gil.release(&mut holder, Release::Forced);
+        gil.take(&mut holder);
+    });
+    gil.release(&mut holder, Release::Exit);
+}
+
+/// fastcond: takes are greedy. A thread back from a blocking call that returned at once takes
+/// the free GIL before a waiter that was there first, at least sometimes.
+#[test]
+fn fastcond_take_is_greedy() {
+    let gil = fastcond(Duration::from_secs(60));
+    assert!(
+        barging(&gil, || gil.waiting()) > 0,
+        "the returning thread never barged in 50 tries"
+    );
 }

@@ -10,7 +10,9 @@ use loom::thread;
 
 use loom::sync::atomic::{AtomicBool, Ordering};
 
-use gilbench::gil::{FifoGil, Gil, GilParams, MlfqGil, OcamlGil, Release, TickGil, TimedGil};
+use gilbench::gil::{
+    FastcondGil, FifoGil, Gil, GilParams, MlfqGil, OcamlGil, Release, TickGil, TimedGil,
+};
 
 /// `n` threads each take the GIL, update an unsynchronised cell, and release it; loom checks
 /// every interleaving for a data race on the cell (mutual exclusion), a deadlock or a lost
@@ -208,5 +210,29 @@ fn ocaml_yield_goes_to_the_waiter() {
         || OcamlGil::new(&params()),
         |g| g.waiters() > 0,
         OcamlGil::tick,
+    );
+}
+
+#[test]
+fn fastcond_two_holders() {
+    two_holders(|| FastcondGil::new(&params()), Release::Blocking);
+}
+
+#[test]
+fn fastcond_three_holders() {
+    holders(3, || FastcondGil::new(&params()), Release::Blocking);
+}
+
+#[test]
+fn fastcond_yield_goes_to_the_waiter() {
+    yield_to_waiter(
+        || {
+            FastcondGil::new(&GilParams {
+                interval: std::time::Duration::ZERO,
+                ..params()
+            })
+        },
+        |g| g.waiting() > 0,
+        |_| {},
     );
 }

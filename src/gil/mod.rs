@@ -76,6 +76,7 @@ designs! {
     fifo::FifoGil => Fifo,
     none::NoGil => None,
     ocaml::OcamlGil => Ocaml,
+    fastcond::FastcondGil => Fastcond,
 }
 
 /// Code that runs on any design: what [`LockKind::with_design`] calls with the design built.
