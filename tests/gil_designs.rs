@@ -8,8 +8,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use gilbench::gil::{
-    FastcondGil, FifoGil, Gil, GilParams, LockKind, MlfqGil, NoGil, OcamlGil, Release, TickGil,
-    TimedGil, WithGil,
+    FastcondGil, FifoGil, Gil, GilParams, LockKind, MlfqGil, NoGil, OcamlGil, Release, RubyGil,
+    TickGil, TimedGil, WithGil,
 };
 use gilbench::interp::Interp;
 use gilbench::pin;
@@ -117,6 +117,8 @@ fn fast_params() -> GilParams {
         allotments: vec![Duration::from_millis(1), Duration::from_millis(3)],
         boost_interval: Duration::from_millis(10),
         ocaml_tick: Duration::from_micros(300),
+        ruby_quantum: Duration::from_micros(200),
+        ruby_tick: Duration::from_micros(100),
         ..GilParams::default()
     }
 }
@@ -644,6 +646,31 @@ fn checks_until_yield<G: Gil>(gil: &G, t: &mut G::Thread, limit: Duration) -> Op
     None
 }
 
+/// The holder (holding the GIL) runs checks until a yield while another thread waits
+/// (`waiting` says when it does); then `after` looks at the GIL, the holder leaves and the
+/// waiter gets in. Returns how long the checks took after the waiter was seen, or None.
+fn with_a_waiter<G: Gil>(
+    gil: &G,
+    holder: &mut G::Thread,
+    waiting: impl Fn(&G) -> bool,
+    after: impl FnOnce(&G),
+) -> Option<Duration> {
+    thread::scope(|s| {
+        s.spawn(move || {
+            let mut w = gil.register();
+            gil.take(&mut w);
+            gil.release(&mut w, Release::Exit);
+        });
+        while !waiting(gil) {
+            thread::yield_now();
+        }
+        let r = checks_until_yield(gil, holder, Duration::from_secs(5));
+        after(gil);
+        gil.release(holder, Release::Exit);
+        r
+    })
+}
+
 /// A CPU-bound holder and a thread that keeps coming back for the GIL (take, release, sleep
 /// 100 us: a short blocking call) share it; the holder yields whenever its `check` says so.
 /// Returns (yields, times the yielder got the GIL back before the other thread).
@@ -722,26 +749,14 @@ fn ocaml_tick_makes_the_holder_yield_only_when_someone_waits() {
         "the tick thread fired {} times",
         ticks["ticks"]
     );
-    thread::scope(|s| {
-        let g = &gil;
-        s.spawn(move || {
-            let mut w = g.register();
-            g.take(&mut w);
-            g.release(&mut w, Release::Exit);
-        });
-        while gil.waiters() == 0 {
-            thread::yield_now();
-        }
-        let after = checks_until_yield(&gil, &mut holder, Duration::from_secs(5))
-            .expect("no yield with a waiter in 5 s");
-        assert!(
-            after < tick * 10,
-            "yielded only after {after:?} (tick {tick:?})"
-        );
-        gil.release(&mut holder, Release::Forced);
-        gil.take(&mut holder);
-    });
-    gil.release(&mut holder, Release::Exit);
+    // (Asserting only after the scope: a failed assertion inside it would leave the waiter
+    // waiting for a GIL the holder never gives up.)
+    let after = with_a_waiter(&gil, &mut holder, |g| g.waiters() > 0, |_| {})
+        .expect("no yield with a waiter in 5 s");
+    assert!(
+        after < tick * 10,
+        "yielded only after {after:?} (tick {tick:?})"
+    );
 }
 
 /// OCaml: a yielder counts itself as a waiter before the lock is free, so the thread it
@@ -799,27 +814,13 @@ fn fastcond_yields_after_interval_only_when_someone_waits() {
     gil.release(&mut holder, Release::Blocking);
     gil.take(&mut holder);
     let t0 = Instant::now();
-    thread::scope(|s| {
-        let g = &gil;
-        s.spawn(move || {
-            let mut w = g.register();
-            g.take(&mut w);
-            g.release(&mut w, Release::Exit);
-        });
-        while gil.waiting() == 0 {
-            thread::yield_now();
-        }
-        checks_until_yield(&gil, &mut holder, Duration::from_secs(5))
-            .expect("no yield with a waiter in 5 s");
-        let after = t0.elapsed();
-        assert!(
-            after >= interval && after < interval * 5,
-            "yielded {after:?} into the hold (interval {interval:?})"
-        );
-        gil.release(&mut holder, Release::Forced);
-        gil.take(&mut holder);
-    });
-    gil.release(&mut holder, Release::Exit);
+    with_a_waiter(&gil, &mut holder, |g| g.waiting() > 0, |_| {})
+        .expect("no yield with a waiter in 5 s");
+    let after = t0.elapsed();
+    assert!(
+        after >= interval && after < interval * 5,
+        "yielded {after:?} into the hold (interval {interval:?})"
+    );
 }
 
 /// fastcond: takes are greedy. A thread back from a blocking call that returned at once takes
@@ -831,4 +832,95 @@ fn fastcond_take_is_greedy() {
         barging(&gil, || gil.waiting()) > 0,
         "the returning thread never barged in 50 tries"
     );
+}
+
+fn ruby(quantum: Duration, tick: Duration) -> RubyGil {
+    RubyGil::new(&GilParams {
+        ruby_quantum: quantum,
+        ruby_tick: tick,
+        ..GilParams::default()
+    })
+}
+
+/// Ruby: a thread back from a blocking call (release + take) goes to the back of the ready
+/// queue, behind the waiters already there, every time. A lock that lets the returning
+/// thread barge (ocaml, fastcond, timed, tick) puts it first, at least sometimes.
+#[test]
+fn ruby_returning_thread_queues_behind_the_waiters() {
+    let gil = ruby(Duration::from_secs(60), Duration::from_secs(1));
+    for round in 0..20 {
+        let order = Mutex::new(Vec::new());
+        let mut me = gil.register();
+        gil.take(&mut me);
+        thread::scope(|s| {
+            for i in 0..2 {
+                let (g, order) = (&gil, &order);
+                s.spawn(move || {
+                    let mut w = g.register();
+                    g.take(&mut w);
+                    order.lock().unwrap().push(i);
+                    g.release(&mut w, Release::Blocking);
+                });
+                while gil.queued_len() < i + 1 {
+                    thread::yield_now();
+                }
+            }
+            // A blocking call that returns at once.
+            gil.release(&mut me, Release::Blocking);
+            gil.take(&mut me);
+            order.lock().unwrap().push(9);
+            gil.release(&mut me, Release::Exit);
+        });
+        assert_eq!(
+            order.into_inner().unwrap(),
+            vec![0, 1, 9],
+            "round {round}: the returning thread did not queue behind the waiters"
+        );
+    }
+}
+
+/// Ruby: the timer ticks only while someone waits, and a CPU-bound holder yields once its
+/// running time reaches the quantum: not at the first tick, not never.
+#[test]
+fn ruby_holder_yields_after_its_quantum_not_before() {
+    let (quantum, tick) = (Duration::from_millis(60), Duration::from_millis(5));
+    let gil = ruby(quantum, tick);
+    let ticks = |g: &RubyGil| -> u64 {
+        g.stats()
+            .into_iter()
+            .find(|(k, _)| *k == "ticks")
+            .unwrap()
+            .1
+    };
+    let mut holder = gil.register();
+    gil.take(&mut holder);
+    assert_eq!(
+        checks_until_yield(&gil, &mut holder, quantum * 2),
+        None,
+        "yielded with nobody waiting"
+    );
+    assert_eq!(ticks(&gil), 0, "the timer ticked while nobody waited");
+    let mut ticked = 0;
+    let after = with_a_waiter(
+        &gil,
+        &mut holder,
+        |g| g.queued_len() > 0,
+        |g| ticked = ticks(g),
+    )
+    .expect("no yield with a waiter in 5 s");
+    assert!(
+        after >= quantum * 9 / 10,
+        "yielded after {after:?}, before the {quantum:?} quantum"
+    );
+    assert!(after < quantum * 4, "yielded only after {after:?}");
+    assert!(ticked >= 10, "{ticked} ticks");
+}
+
+/// Ruby: the yielder hands off to the head of the queue and waits at the tail.
+#[test]
+fn ruby_yielder_goes_to_the_back() {
+    let gil = ruby(Duration::from_millis(1), Duration::from_micros(500));
+    let (yields, won) = yields_won_by_the_yielder(&gil, 30);
+    assert!(yields >= 10, "only {yields} yields");
+    assert_eq!(won, 0, "the yielder re-took first {won} of {yields} times");
 }

@@ -11,7 +11,7 @@ use loom::thread;
 use loom::sync::atomic::{AtomicBool, Ordering};
 
 use gilbench::gil::{
-    FastcondGil, FifoGil, Gil, GilParams, MlfqGil, OcamlGil, Release, TickGil, TimedGil,
+    FastcondGil, FifoGil, Gil, GilParams, MlfqGil, OcamlGil, Release, RubyGil, TickGil, TimedGil,
 };
 
 /// `n` threads each take the GIL, update an unsynchronised cell, and release it; loom checks
@@ -234,5 +234,31 @@ fn fastcond_yield_goes_to_the_waiter() {
         },
         |g| g.waiting() > 0,
         |_| {},
+    );
+}
+
+#[test]
+fn ruby_two_holders() {
+    two_holders(|| RubyGil::new(&params()), Release::Blocking);
+}
+
+#[test]
+fn ruby_three_holders() {
+    holders(3, || RubyGil::new(&params()), Release::Blocking);
+}
+
+#[test]
+fn ruby_yield_goes_to_the_waiter() {
+    yield_to_waiter(
+        || {
+            // One tick uses up the quantum.
+            RubyGil::new(&GilParams {
+                ruby_quantum: std::time::Duration::from_millis(10),
+                ruby_tick: std::time::Duration::from_millis(10),
+                ..params()
+            })
+        },
+        |g| g.queued_len() > 0,
+        RubyGil::tick,
     );
 }

@@ -1,6 +1,6 @@
 //! The stress matrix: every design x {3, 8} CPU threads plus an echo thread and its load
 //! generator x switch intervals {50us, 1ms} x pinning {spread, single}, short runs, repeated.
-//! The interval is each design's time slice ([`gilbench::gil::LockKind::slice_key`]).
+//! The interval is each design's time slice ([`gilbench::gil::LockKind::slice_keys`]).
 //! Each run must end within its own deadline (warm-up + duration + grace) with exit status 0,
 //! a complete (not partial) result, and no broken exclusion (`overlaps`, counted by every
 //! holder at release). Each run is a child process killed if it outlives its deadline by more
@@ -51,15 +51,16 @@ struct Outcome {
 /// Runs one cell of the matrix; kills it once it is past its deadline plus `SLACK`.
 fn run_cell(lock: &str, threads: u32, interval: &str, pin: &str, json: &PathBuf) -> Outcome {
     let _ = std::fs::remove_file(json);
-    // The matrix's interval is every design's time slice: a design whose slice is a key of
-    // its own (ruby's quantum, ocaml's tick, ...) gets the interval through that key too.
-    let slice: Vec<String> = lock
+    // The matrix's interval is every design's time slice: a design whose slice is set by keys
+    // of its own (ruby's quantum and timer, ocaml's tick, ...) gets the interval through them.
+    let keys = lock
         .parse::<gilbench::gil::LockKind>()
-        .ok()
-        .and_then(|k| k.slice_key())
-        .filter(|k| *k != "interval")
-        .map(|k| vec!["--set".to_owned(), format!("{k}={interval}")])
-        .unwrap_or_default();
+        .map_or(&[][..], |k| k.slice_keys());
+    let slice: Vec<String> = keys
+        .iter()
+        .filter(|k| **k != "interval")
+        .flat_map(|k| ["--set".to_owned(), format!("{k}={interval}")])
+        .collect();
     let scenario = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("workloads/convoy-echo.toml");
     let mut child = Command::new(bin())
         .arg("run")

@@ -110,7 +110,7 @@ impl Gil for FastcondGil {
     const MODELS: &'static str = "a fair-yield GIL over a condvar whose wake-ups newcomers cannot steal: greedy take, fair yield (the yielder waits until a waiter has run), yield every interval (5ms)";
     const SOURCE: &'static str = "kristjanvalur/fastcond fastcond/gil.c (cf. bpo-8299)";
     const YEAR: &'static str = "2025";
-    const SLICE_KEY: Option<&'static str> = Some("interval");
+    const SLICE_KEYS: &'static [&'static str] = &["interval"];
 
     fn new(p: &GilParams) -> Self {
         FastcondGil {

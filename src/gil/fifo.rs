@@ -164,7 +164,7 @@ impl Gil for FifoGil {
     const MODELS: &'static str = "a fair baseline: direct FIFO hand-off to the oldest waiter, drop requests after interval";
     const SOURCE: &'static str = "gilbench (DESIGN.md §2)";
     const YEAR: &'static str = "2026";
-    const SLICE_KEY: Option<&'static str> = Some("interval");
+    const SLICE_KEYS: &'static [&'static str] = &["interval"];
 
     fn new(p: &GilParams) -> Self {
         FifoGil {

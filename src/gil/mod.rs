@@ -52,10 +52,10 @@ macro_rules! designs {
                 }
             }
 
-            /// See [`Gil::SLICE_KEY`].
-            pub fn slice_key(self) -> Option<&'static str> {
+            /// See [`Gil::SLICE_KEYS`].
+            pub fn slice_keys(self) -> &'static [&'static str] {
                 match self {
-                    $(LockKind::$variant => <$ty as Gil>::SLICE_KEY,)+
+                    $(LockKind::$variant => <$ty as Gil>::SLICE_KEYS,)+
                 }
             }
 
@@ -77,6 +77,7 @@ designs! {
     none::NoGil => None,
     ocaml::OcamlGil => Ocaml,
     fastcond::FastcondGil => Fastcond,
+    ruby::RubyGil => Ruby,
 }
 
 /// Code that runs on any design: what [`LockKind::with_design`] calls with the design built.
@@ -141,11 +142,11 @@ pub trait Gil: Send + Sync + 'static {
     /// Whether holding the GIL excludes other holders (false only for `none`).
     const EXCLUSIVE: bool = true;
 
-    /// The scenario key (a duration) that sets this design's time slice: how long a CPU-bound
-    /// holder keeps the GIL while others wait, or the period of the timer that decides it.
-    /// The stress matrix runs every design with short and long slices through it. None for
+    /// The scenario keys (durations) that set this design's time slice: how long a CPU-bound
+    /// holder keeps the GIL while others wait, and the period of the timer that decides it.
+    /// The stress matrix runs every design with short and long slices through them. Empty for
     /// designs that slice by tick count or not at all.
-    const SLICE_KEY: Option<&'static str> = None;
+    const SLICE_KEYS: &'static [&'static str] = &[];
 
     /// Builds the design from the scenario's parameters (each design reads the fields that
     /// concern it).
@@ -247,6 +248,10 @@ pub struct GilParams {
     pub spin: Duration,
     /// ocaml: period of the tick thread (OCaml's `Thread_timeout`, 50 ms).
     pub ocaml_tick: Duration,
+    /// ruby: the time slice (`RUBY_THREAD_TIMESLICE`, 100 ms).
+    pub ruby_quantum: Duration,
+    /// ruby: period of the timer thread while someone waits (10 ms).
+    pub ruby_tick: Duration,
 }
 
 impl Default for GilParams {
@@ -265,6 +270,8 @@ impl Default for GilParams {
             boost_interval: Duration::from_millis(100),
             spin: Duration::ZERO,
             ocaml_tick: Duration::from_millis(50),
+            ruby_quantum: Duration::from_millis(100),
+            ruby_tick: Duration::from_millis(10),
         }
     }
 }

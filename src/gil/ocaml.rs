@@ -152,7 +152,7 @@ impl Gil for OcamlGil {
     const SOURCE: &'static str =
         "ocaml/ocaml otherlibs/systhreads/st_posix.h, st_stubs.c; fair yield GPR #2112";
     const YEAR: &'static str = "2022";
-    const SLICE_KEY: Option<&'static str> = Some("ocaml_tick");
+    const SLICE_KEYS: &'static [&'static str] = &["ocaml_tick"];
 
     fn new(p: &GilParams) -> Self {
         let inner = Arc::new(Inner {

@@ -128,7 +128,7 @@ impl Gil for TimedGil {
     const MODELS: &'static str = "CPython 3.2+: waiters time out after interval and set gil_drop_request; forced switching";
     const SOURCE: &'static str = "CPython Python/ceval_gil.c (new GIL of 3.2)";
     const YEAR: &'static str = "2011";
-    const SLICE_KEY: Option<&'static str> = Some("interval");
+    const SLICE_KEYS: &'static [&'static str] = &["interval"];
 
     fn new(p: &GilParams) -> Self {
         TimedGil {

@@ -168,6 +168,22 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
         },
     ),
     (
+        "ruby_quantum",
+        "ruby: running time after which the holder yields to the queue (100ms)",
+        |s, v| {
+            s.gil.ruby_quantum = positive_duration(v)?;
+            Ok(())
+        },
+    ),
+    (
+        "ruby_tick",
+        "ruby: period of the timer thread while someone waits; each tick charges this much running time (10ms)",
+        |s, v| {
+            s.gil.ruby_tick = timer_period(v)?;
+            Ok(())
+        },
+    ),
+    (
         "locks",
         "compare: the designs to run by default, e.g. \"tick,timed,mlfq\"",
         |s, v| {

@@ -432,6 +432,8 @@ impl Scenario {
             "boost_interval_us": self.gil.boost_interval.as_secs_f64() * 1e6,
             "spin_us": self.effective_spin().as_secs_f64() * 1e6,
             "ocaml_tick": format_duration(self.gil.ocaml_tick),
+            "ruby_quantum": format_duration(self.gil.ruby_quantum),
+            "ruby_tick": format_duration(self.gil.ruby_tick),
             "io": self.io,
             "io_threads": self.io_thread_count(),
             "transport": self.transport,
