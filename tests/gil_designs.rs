@@ -8,8 +8,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use gilbench::gil::{
-    FastcondGil, FifoGil, Gil, GilParams, LockKind, MlfqGil, NoGil, OcamlGil, Release, RubyGil,
-    TickGil, TimedGil, WithGil,
+    FastcondGil, FifoGil, Gil, GilParams, LockKind, MlfqGil, NoGil, OcamlGil, PypyGil, Release,
+    RubyGil, TickGil, TimedGil, WithGil,
 };
 use gilbench::interp::Interp;
 use gilbench::pin;
@@ -594,12 +594,22 @@ fn waiter_cpu<G: Gil>(gil: G, hold: Duration) -> Duration {
 fn spin_is_symmetric_and_off_by_default() {
     let hold = Duration::from_millis(150);
     let spin = Duration::from_millis(60);
-    let off = GilParams::default();
-    let on = GilParams {
-        spin,
+    assert_eq!(
+        GilParams::default().spin,
+        Duration::ZERO,
+        "spin must be off by default"
+    );
+    // PyPy's stealer is a loop of timed waits of pypy_steal_timeout (100 us: some 10% of a
+    // core in wake-ups, its source's own cost, see pypy.rs); at 1 ms it stays out of the way
+    // of what this test measures, `spin`.
+    let off = GilParams {
+        pypy_steal_timeout: Duration::from_millis(1),
         ..GilParams::default()
     };
-    assert_eq!(off.spin, Duration::ZERO, "spin must be off by default");
+    let on = GilParams {
+        spin,
+        ..off.clone()
+    };
     #[derive(Clone)]
     struct WaiterCpu(Duration);
     impl WithGil for WaiterCpu {
@@ -923,4 +933,186 @@ fn ruby_yielder_goes_to_the_back() {
     let (yields, won) = yields_won_by_the_yielder(&gil, 30);
     assert!(yields >= 10, "only {yields} yields");
     assert_eq!(won, 0, "the yielder re-took first {won} of {yields} times");
+}
+
+/// System calls `f` makes, counted in a forked child under a seccomp filter that traps every
+/// system call but the two the counting needs (`rt_sigreturn`, `exit_group`) into a SIGSYS
+/// handler. `f` must not allocate (the child of a threaded parent runs only `f`).
+fn syscalls_in(f: impl FnOnce()) -> u32 {
+    use std::sync::atomic::AtomicU32;
+    static TRAPPED: AtomicU32 = AtomicU32::new(0);
+    extern "C" fn on_sigsys(_: libc::c_int) {
+        TRAPPED.fetch_add(1, Ordering::Relaxed);
+    }
+    // Classic BPF: load the syscall number; allow rt_sigreturn and exit_group; trap the rest.
+    const LD_W_ABS: u16 = 0x20;
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    const ALLOW: u32 = 0x7fff_0000;
+    const TRAP: u32 = 0x0003_0000;
+    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let filter = [
+        op(LD_W_ABS, 0, 0, 0),
+        op(JEQ_K, 0, 1, libc::SYS_rt_sigreturn as u32),
+        op(RET_K, 0, 0, ALLOW),
+        op(JEQ_K, 0, 1, libc::SYS_exit_group as u32),
+        op(RET_K, 0, 0, ALLOW),
+        op(RET_K, 0, 0, TRAP),
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut _,
+    };
+    // SAFETY: fork in a threaded process: the child only installs a signal handler and the
+    // filter (plain system calls, no allocation), runs `f` (which must not allocate) and
+    // leaves with exit_group, never returning into the test harness.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        // SAFETY: in the child; a zeroed sigaction with a valid handler address, and a
+        // filter program that outlives the prctl call.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_sigsys as extern "C" fn(libc::c_int) as usize;
+            libc::sigaction(libc::SIGSYS, &sa, std::ptr::null_mut());
+            libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+            if libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog) != 0 {
+                libc::syscall(libc::SYS_exit_group, 255);
+            }
+        }
+        f();
+        let n = TRAPPED.load(Ordering::Relaxed).min(200);
+        // SAFETY: ends the child at once; allowed by the filter.
+        unsafe { libc::syscall(libc::SYS_exit_group, n as libc::c_long) };
+        unreachable!();
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child just forked.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(
+        libc::WIFEXITED(status),
+        "the child died: status {status:#x}"
+    );
+    let code = libc::WEXITSTATUS(status) as u32;
+    assert_ne!(code, 255, "seccomp is not available");
+    code
+}
+
+fn pypy(checkinterval: u32, steal_timeout: Duration) -> PypyGil {
+    PypyGil::new(&GilParams {
+        pypy_checkinterval: checkinterval,
+        pypy_steal_timeout: steal_timeout,
+        ..GilParams::default()
+    })
+}
+
+/// PyPy: release around an external call is one store and an uncontended take one CAS: a
+/// thousand of each make no system call. (The counter does see one: a `getpid` does.)
+#[test]
+fn pypy_uncontended_release_and_take_make_no_system_call() {
+    let gil = pypy(10_000, Duration::from_micros(100));
+    let mut t = gil.register();
+    gil.take(&mut t);
+    let n = syscalls_in(|| {
+        for _ in 0..1000 {
+            gil.release(&mut t, Release::Blocking);
+            gil.take(&mut t);
+        }
+    });
+    assert_eq!(n, 0, "{n} system calls in 1000 release+take");
+    // SAFETY: getpid has no preconditions.
+    let control = syscalls_in(|| unsafe {
+        libc::syscall(libc::SYS_getpid);
+    });
+    assert_eq!(control, 1, "the counter missed a system call");
+}
+
+/// PyPy: a release wakes nobody. A waiter (the stealer, in its timed lock) finds the word free
+/// when its timed lock next times out: within about one `pypy_steal_timeout`, spread over it,
+/// not at once. (A release that woke the waiter would average microseconds; a stealer that
+/// never looked at the word would never get in.)
+#[test]
+fn pypy_released_word_is_stolen_within_the_steal_timeout() {
+    let timeout = Duration::from_millis(20);
+    let gil = pypy(u32::MAX, timeout);
+    let mut delays = Vec::new();
+    for _ in 0..8 {
+        let mut holder = gil.register();
+        gil.take(&mut holder);
+        let released = thread::scope(|s| {
+            let g = &gil;
+            let w = s.spawn(move || {
+                let mut me = g.register();
+                g.take(&mut me);
+                let got = Instant::now();
+                g.release(&mut me, Release::Exit);
+                got
+            });
+            while gil.waiting() == 0 {
+                thread::yield_now();
+            }
+            // Let the waiter get past its polling into the stealer's timed lock.
+            thread::sleep(Duration::from_millis(3));
+            let released = Instant::now();
+            gil.release(&mut holder, Release::Blocking);
+            w.join().unwrap() - released
+        });
+        delays.push(released);
+    }
+    let mean = delays.iter().sum::<Duration>() / delays.len() as u32;
+    let max = *delays.iter().max().unwrap();
+    assert!(
+        max < timeout * 3,
+        "stolen only after {max:?} (steal timeout {timeout:?}): {delays:?}"
+    );
+    assert!(
+        mean > timeout / 8,
+        "stolen on average {mean:?} after the release: woken, not stolen? {delays:?}"
+    );
+}
+
+/// PyPy: the holder's periodic action comes every `pypy_checkinterval` ticks; it yields there
+/// when someone waits, and only then. After the yield the stealer holds the GIL.
+#[test]
+fn pypy_holder_yields_every_checkinterval_ticks() {
+    let every = 5_000u32;
+    let gil = pypy(every, Duration::from_micros(100));
+    let mut holder = gil.register();
+    gil.take(&mut holder);
+    for _ in 0..(every * 3) {
+        assert!(!gil.check(&mut holder), "yielded with nobody waiting");
+    }
+    let done = AtomicBool::new(false);
+    let counts = thread::scope(|s| {
+        let (g, done) = (&gil, &done);
+        s.spawn(move || {
+            let mut me = g.register();
+            while !done.load(Ordering::SeqCst) {
+                g.take(&mut me);
+                g.release(&mut me, Release::Blocking);
+            }
+        });
+        let mut counts = Vec::new();
+        for _ in 0..4 {
+            while gil.waiting() == 0 {
+                thread::yield_now();
+            }
+            let mut n = 1u32;
+            while !gil.check(&mut holder) {
+                n += 1;
+            }
+            counts.push(n);
+            gil.release(&mut holder, Release::Forced);
+            gil.take(&mut holder);
+        }
+        done.store(true, Ordering::SeqCst);
+        gil.release(&mut holder, Release::Exit);
+        counts
+    });
+    // The first count starts mid-period; every later one is a whole period.
+    assert!(counts[0] <= every, "{counts:?}");
+    assert!(
+        counts[1..].iter().all(|&n| n == every),
+        "yields not every {every} ticks: {counts:?}"
+    );
 }

@@ -78,6 +78,7 @@ designs! {
     ocaml::OcamlGil => Ocaml,
     fastcond::FastcondGil => Fastcond,
     ruby::RubyGil => Ruby,
+    pypy::PypyGil => Pypy,
 }
 
 /// Code that runs on any design: what [`LockKind::with_design`] calls with the design built.
@@ -252,6 +253,12 @@ pub struct GilParams {
     pub ruby_quantum: Duration,
     /// ruby: period of the timer thread while someone waits (10 ms).
     pub ruby_tick: Duration,
+    /// pypy: ticks between the holder's periodic actions, at which it yields if someone waits
+    /// (`sys.setcheckinterval`, 10,000).
+    pub pypy_checkinterval: u32,
+    /// pypy: how long the stealer's timed lock on `mutex_gil` waits before it looks at the
+    /// fast word again (100 us).
+    pub pypy_steal_timeout: Duration,
 }
 
 impl Default for GilParams {
@@ -272,6 +279,8 @@ impl Default for GilParams {
             ocaml_tick: Duration::from_millis(50),
             ruby_quantum: Duration::from_millis(100),
             ruby_tick: Duration::from_millis(10),
+            pypy_checkinterval: 10_000,
+            pypy_steal_timeout: Duration::from_micros(100),
         }
     }
 }

@@ -184,6 +184,26 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
         },
     ),
     (
+        "pypy_checkinterval",
+        "pypy: ticks between periodic actions, each a yield if someone waits (10000)",
+        |s, v| {
+            s.gil.pypy_checkinterval = count(v, 1, u32::MAX as u64)? as u32;
+            Ok(())
+        },
+    ),
+    (
+        "pypy_steal_timeout",
+        "pypy: the stealer's timed lock before it looks at the fast word again (100us, at most 1s)",
+        |s, v| {
+            let d = duration_at_most(v, Duration::from_secs(1))?;
+            if d.is_zero() {
+                return Err("must be longer than zero".into());
+            }
+            s.gil.pypy_steal_timeout = d;
+            Ok(())
+        },
+    ),
+    (
         "locks",
         "compare: the designs to run by default, e.g. \"tick,timed,mlfq\"",
         |s, v| {

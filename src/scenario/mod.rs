@@ -434,6 +434,8 @@ impl Scenario {
             "ocaml_tick": format_duration(self.gil.ocaml_tick),
             "ruby_quantum": format_duration(self.gil.ruby_quantum),
             "ruby_tick": format_duration(self.gil.ruby_tick),
+            "pypy_checkinterval": self.gil.pypy_checkinterval,
+            "pypy_steal_timeout": format_duration(self.gil.pypy_steal_timeout),
             "io": self.io,
             "io_threads": self.io_thread_count(),
             "transport": self.transport,
