@@ -8,8 +8,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use gilbench::gil::{
-    FastcondGil, FifoGil, Gil, GilParams, LockKind, MlfqGil, NoGil, OcamlGil, PypyGil, Release,
-    RubyGil, TickGil, TimedGil, WithGil,
+    BfsGil, FastcondGil, FifoGil, Gil, GilParams, LockKind, MlfqGil, NoGil, OcamlGil, PypyGil,
+    Release, RubyGil, TickGil, TimedGil, WithGil,
 };
 use gilbench::interp::Interp;
 use gilbench::pin;
@@ -119,6 +119,7 @@ fn fast_params() -> GilParams {
         ocaml_tick: Duration::from_micros(300),
         ruby_quantum: Duration::from_micros(200),
         ruby_tick: Duration::from_micros(100),
+        bfs_rr: Duration::from_micros(200),
         ..GilParams::default()
     }
 }
@@ -1115,4 +1116,67 @@ fn pypy_holder_yields_every_checkinterval_ticks() {
         counts[1..].iter().all(|&n| n == every),
         "yields not every {every} ticks: {counts:?}"
     );
+}
+
+fn bfs(rr: Duration) -> BfsGil {
+    BfsGil::new(&GilParams {
+        bfs_rr: rr,
+        ..GilParams::default()
+    })
+}
+
+/// BFS: a thread back from I/O whose deadline is earlier than the CPU-bound holder's is
+/// urgent: it sets `preempt` and the holder hands over at its next check, long before its
+/// slice is used up. (Without the preemption it would wait for the holder's slice, `rr`.)
+#[test]
+fn bfs_io_thread_with_an_earlier_deadline_preempts() {
+    let rr = Duration::from_millis(50);
+    let gil = bfs(rr);
+    let mut io = gil.register();
+    let mut cpu = gil.register();
+    // The I/O thread takes first (deadline python_time + 8 rr) and blocks almost at once; the
+    // CPU thread then gets a later deadline.
+    gil.take(&mut io);
+    gil.release(&mut io, Release::Blocking);
+    gil.take(&mut cpu);
+    let waits = thread::scope(|s| {
+        let g = &gil;
+        let io_thread = s.spawn(move || {
+            let mut waits = Vec::new();
+            for _ in 0..5 {
+                thread::sleep(Duration::from_millis(2));
+                let t0 = Instant::now();
+                g.take(&mut io);
+                waits.push(t0.elapsed());
+                g.release(&mut io, Release::Blocking);
+            }
+            waits
+        });
+        let mut h = TickHasher::new(64, 3);
+        while !io_thread.is_finished() {
+            h.tick();
+            if gil.check(&mut cpu) {
+                gil.release(&mut cpu, Release::Forced);
+                gil.take(&mut cpu);
+            }
+        }
+        gil.release(&mut cpu, Release::Exit);
+        io_thread.join().unwrap()
+    });
+    let worst = *waits.iter().max().unwrap();
+    assert!(
+        worst < rr / 5,
+        "the I/O thread waited up to {worst:?} for a CPU-bound holder (rr {rr:?}): {waits:?}"
+    );
+}
+
+/// BFS: a thread that releases for I/O and comes straight back, while the thread designated
+/// to run next has not started, snatches the GIL back (and the designated thread waits on).
+/// Without snatching it would always queue behind the designated thread.
+#[test]
+fn bfs_snatches_when_the_designated_thread_has_not_started() {
+    let gil = bfs(Duration::from_secs(1));
+    let barged = barging(&gil, || gil.queued_len());
+    assert!(barged > 0, "no snatch in 50 tries");
+    assert_eq!(gil.snatches(), barged as u64);
 }

@@ -11,8 +11,8 @@ use loom::thread;
 use loom::sync::atomic::{AtomicBool, Ordering};
 
 use gilbench::gil::{
-    FastcondGil, FifoGil, Gil, GilParams, MlfqGil, OcamlGil, PypyGil, Release, RubyGil, TickGil,
-    TimedGil,
+    BfsGil, FastcondGil, FifoGil, Gil, GilParams, MlfqGil, OcamlGil, PypyGil, Release, RubyGil,
+    TickGil, TimedGil,
 };
 
 /// `n` threads each take the GIL, update an unsynchronised cell, and release it; loom checks
@@ -296,5 +296,34 @@ fn pypy_yield() {
         |g| g.waiting() > 0,
         |_| {},
         false,
+    );
+}
+
+fn bfs_params() -> GilParams {
+    GilParams {
+        // A slice used up at the first check, so the model's yield is due.
+        bfs_rr: std::time::Duration::from_nanos(1),
+        ..params()
+    }
+}
+
+#[test]
+fn bfs_two_holders() {
+    two_holders(|| BfsGil::new(&bfs_params()), Release::Blocking);
+}
+
+#[test]
+fn bfs_three_holders() {
+    holders(3, || BfsGil::new(&bfs_params()), Release::Blocking);
+}
+
+/// BFS's forced switch: the yielder whose slice is used up waits until the waiter has taken
+/// over, so it never wins its own yield.
+#[test]
+fn bfs_yield_goes_to_the_waiter() {
+    yield_to_waiter(
+        || BfsGil::new(&bfs_params()),
+        |g| g.queued_len() > 0,
+        |_| {},
     );
 }

@@ -79,6 +79,7 @@ designs! {
     fastcond::FastcondGil => Fastcond,
     ruby::RubyGil => Ruby,
     pypy::PypyGil => Pypy,
+    bfs::BfsGil => Bfs,
 }
 
 /// Code that runs on any design: what [`LockKind::with_design`] calls with the design built.
@@ -259,6 +260,15 @@ pub struct GilParams {
     /// pypy: how long the stealer's timed lock on `mutex_gil` waits before it looks at the
     /// fast word again (100 us).
     pub pypy_steal_timeout: Duration,
+    /// bfs: the slice `rr` (10 ms).
+    pub bfs_rr: Duration,
+    /// bfs: a refilled slice's deadline is this many slices ahead of the virtual clock (8).
+    pub bfs_deadline_factor: u32,
+    /// bfs: a waiter wakes to set `check_depleted` every this x `rr` x waiters (0.55).
+    pub bfs_wait_factor: f64,
+    /// bfs: how long a thread chosen while the I/O releaser is more urgent spins so that it
+    /// can snatch the GIL back (12 us).
+    pub bfs_switch_back_spin: Duration,
 }
 
 impl Default for GilParams {
@@ -281,6 +291,10 @@ impl Default for GilParams {
             ruby_tick: Duration::from_millis(10),
             pypy_checkinterval: 10_000,
             pypy_steal_timeout: Duration::from_micros(100),
+            bfs_rr: Duration::from_millis(10),
+            bfs_deadline_factor: 8,
+            bfs_wait_factor: 0.55,
+            bfs_switch_back_spin: Duration::from_micros(12),
         }
     }
 }

@@ -203,6 +203,41 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
             Ok(())
         },
     ),
+    ("bfs_rr", "bfs: the time slice rr (10ms)", |s, v| {
+        s.gil.bfs_rr = positive_duration(v)?;
+        Ok(())
+    }),
+    (
+        "bfs_deadline_factor",
+        "bfs: a new slice's deadline is this many slices ahead (8)",
+        |s, v| {
+            s.gil.bfs_deadline_factor = count(v, 1, 1000)? as u32;
+            Ok(())
+        },
+    ),
+    (
+        "bfs_wait_factor",
+        "bfs: waiters time out after this x rr x waiters and ask the holder to check its slice (0.55)",
+        |s, v| {
+            let f = v
+                .as_float()
+                .or_else(|| v.as_integer().map(|i| i as f64))
+                .ok_or_else(|| expected("a number", v))?;
+            if !(0.01..=100.0).contains(&f) {
+                return Err(format!("{f} is not between 0.01 and 100"));
+            }
+            s.gil.bfs_wait_factor = f;
+            Ok(())
+        },
+    ),
+    (
+        "bfs_switch_back_spin",
+        "bfs: a thread chosen while the I/O releaser is more urgent spins this long so it can snatch back (12us, at most 1ms)",
+        |s, v| {
+            s.gil.bfs_switch_back_spin = duration_at_most(v, MAX_SPIN)?;
+            Ok(())
+        },
+    ),
     (
         "locks",
         "compare: the designs to run by default, e.g. \"tick,timed,mlfq\"",
