@@ -679,4 +679,26 @@ mod tests {
         let e = Scenario::from_toml("locks = \"tick,tick\"", "x.toml").unwrap_err();
         assert!(e.contains("'locks'") && e.contains("twice"), "{e}");
     }
+
+    #[test]
+    fn the_bundled_scenarios_accept_every_design() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads");
+        for f in [
+            "history",
+            "convoy-echo",
+            "cpu-scaling",
+            "starvation",
+            "convoy-bulk",
+            "interval-sweep",
+        ] {
+            let base = Scenario::from_file(&dir.join(format!("{f}.toml"))).unwrap();
+            for k in LockKind::ALL {
+                let mut s = base.clone();
+                s.set_kv(&format!("lock={k}")).unwrap();
+                s.validate().unwrap_or_else(|e| panic!("{f} under {k}: {e}"));
+            }
+        }
+        let h = Scenario::from_file(&dir.join("history.toml")).unwrap();
+        assert_eq!(h.compare_locks, LockKind::ALL.to_vec(), "history runs every design");
+    }
 }
