@@ -12,29 +12,33 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
-use gilbench::gil::{FifoGil, Gil, GilParams, MlfqGil, NoGil, Release, TickGil, TimedGil};
+use gilbench::gil::{Gil, GilParams, LockKind, Release, TimedGil, WithGil};
 use gilbench::interp::Interp;
 use gilbench::metrics::{new_hist, record, ThreadMetrics};
 use gilbench::pin;
 use gilbench::workload::TickHasher;
 
-fn take_release<G: Gil>(c: &mut Criterion, gil: G) {
-    let mut t = gil.register();
-    c.bench_function(&format!("uncontended take+release/{}", G::NAME), |b| {
-        b.iter(|| {
-            gil.take(&mut t);
-            gil.release(&mut t, Release::Blocking);
-        })
-    });
+/// Uncontended take+release of one design.
+struct TakeRelease<'a>(&'a mut Criterion);
+impl WithGil for TakeRelease<'_> {
+    type Out = ();
+    fn run<G: Gil>(self, gil: G) {
+        let mut t = gil.register();
+        self.0
+            .bench_function(&format!("uncontended take+release/{}", G::NAME), |b| {
+                b.iter(|| {
+                    gil.take(&mut t);
+                    gil.release(&mut t, Release::Blocking);
+                })
+            });
+    }
 }
 
 fn uncontended(c: &mut Criterion) {
     let p = GilParams::default();
-    take_release(c, TickGil::new(&p));
-    take_release(c, TimedGil::new(&p));
-    take_release(c, MlfqGil::new(&p));
-    take_release(c, FifoGil::new(&p));
-    take_release(c, NoGil::new());
+    for k in LockKind::ALL {
+        k.with_design(&p, TakeRelease(c));
+    }
     let m = parking_lot::Mutex::new(0u64);
     c.bench_function("uncontended take+release/parking_lot::Mutex", |b| {
         b.iter(|| *black_box(&m).lock() += 1)
@@ -105,24 +109,24 @@ fn handoff(c: &mut Criterion) {
         spin: Duration::from_micros(50),
         ..GilParams::default()
     };
-    g.bench_function("tick", |b| {
-        b.iter_custom(|n| gil_ping_pong(&TickGil::new(&p), n))
-    });
-    g.bench_function("timed", |b| {
-        b.iter_custom(|n| gil_ping_pong(&TimedGil::new(&p), n))
-    });
-    g.bench_function("fifo", |b| {
-        b.iter_custom(|n| gil_ping_pong(&FifoGil::new(&p), n))
-    });
-    g.bench_function("fifo, spin 50us", |b| {
-        b.iter_custom(|n| gil_ping_pong(&FifoGil::new(&spin), n))
-    });
-    g.bench_function("mlfq", |b| {
-        b.iter_custom(|n| gil_ping_pong(&MlfqGil::new(&p), n))
-    });
-    g.bench_function("mlfq, spin 50us", |b| {
-        b.iter_custom(|n| gil_ping_pong(&MlfqGil::new(&spin), n))
-    });
+    /// The ping-pong on one design, built afresh for each sample.
+    struct PingPong(u64);
+    impl WithGil for PingPong {
+        type Out = Duration;
+        fn run<G: Gil>(self, gil: G) -> Duration {
+            gil_ping_pong(&gil, self.0)
+        }
+    }
+    for k in LockKind::ALL.into_iter().filter(|k| *k != LockKind::None) {
+        g.bench_function(k.name(), |b| {
+            b.iter_custom(|n| k.with_design(&p, PingPong(n)))
+        });
+    }
+    for k in [LockKind::Fifo, LockKind::Mlfq] {
+        g.bench_function(format!("{k}, spin 50us"), |b| {
+            b.iter_custom(|n| k.with_design(&spin, PingPong(n)))
+        });
+    }
     g.bench_function("parking_lot Mutex+Condvar", |b| {
         b.iter_custom(|rounds| {
             let m = parking_lot::Mutex::new(0usize);

@@ -86,7 +86,7 @@ enum Command {
 struct ExperimentArgs {
     /// The scenario file (TOML).
     scenario: PathBuf,
-    /// The designs, e.g. tick,timed,mlfq,fifo,none.
+    /// The designs, e.g. tick,timed,mlfq (`gilbench locks` lists them).
     #[arg(long, value_name = "A,B,..")]
     locks: Option<String>,
     /// Run each row N times; the table shows the median and the min-max spread.
@@ -108,7 +108,7 @@ struct ExperimentArgs {
 /// Options that override the scenario file.
 #[derive(Args, Debug, Clone, Default)]
 struct RunOpts {
-    /// The GIL design: tick, timed, mlfq, fifo, none.
+    /// The GIL design (`gilbench locks` lists them).
     #[arg(long, value_name = "NAME")]
     lock: Option<String>,
     /// CPU-bound interpreter threads.
@@ -336,7 +336,11 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Locks => {
             for k in LockKind::ALL {
-                say(&format!("{:<6} {}\n", k.name(), k.summary()));
+                let a = k.about();
+                say(&format!(
+                    "{:<8} {:<4}  {}  [{}]\n",
+                    a.name, a.year, a.models, a.source
+                ));
             }
         }
         Command::Keys => {

@@ -240,11 +240,16 @@ fn locks_lists_every_design() {
     let o = run(&["locks"]);
     assert!(o.status.success());
     let out = String::from_utf8_lossy(&o.stdout);
-    for name in ["tick", "timed", "mlfq", "fifo", "none"] {
-        assert!(
-            out.lines().any(|l| l.starts_with(name)),
-            "{name} missing from:\n{out}"
-        );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), gilbench::gil::LockKind::ALL.len(), "{out}");
+    // One line per design, in the registry's order: name first (the stress matrix reads it),
+    // then its year, what it models and its source.
+    for (k, line) in gilbench::gil::LockKind::ALL.into_iter().zip(&lines) {
+        let a = k.about();
+        assert_eq!(line.split_whitespace().next(), Some(a.name), "{line}");
+        for part in [a.year, a.models, a.source] {
+            assert!(line.contains(part), "{part:?} missing from {line:?}");
+        }
     }
 }
 

@@ -8,7 +8,12 @@ use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
 
-use gilbench::gil::{FifoGil, Gil, GilParams, MlfqGil, Release, TickGil, TimedGil};
+use loom::sync::atomic::{AtomicBool, Ordering};
+
+use gilbench::gil::{
+    BfsGil, FastcondGil, FifoGil, Gil, GilParams, MlfqGil, OcamlGil, PypyGil, Release, RubyGil,
+    TickGil, TimedGil,
+};
 
 /// `n` threads each take the GIL, update an unsynchronised cell, and release it; loom checks
 /// every interleaving for a data race on the cell (mutual exclusion), a deadlock or a lost
@@ -194,4 +199,171 @@ fn mlfq_snatch_back_three_threads() {
         // SAFETY: every thread was joined.
         assert_eq!(cell.with(|v| unsafe { *v }), 4);
     });
+}
+/// A yield while another thread waits: the holder's check says yield (after `prepare`, e.g. a
+/// tick), it releases with `Release::Forced` and takes again. In every interleaving: mutual
+/// exclusion, no deadlock or lost wake-up, and, once the waiter is known to wait, the yielder
+/// gets the GIL back only after the waiter has had it (it never wins its own yield).
+fn yield_to_waiter<G: Gil>(make: fn() -> G, waiting: fn(&G) -> bool, prepare: fn(&G)) {
+    yield_model(make, waiting, prepare, true);
+}
+
+/// As [`yield_to_waiter`]; `fair` says whether the yielder must never win its own yield.
+fn yield_model<G: Gil>(make: fn() -> G, waiting: fn(&G) -> bool, prepare: fn(&G), fair: bool) {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(2);
+    b.check(move || {
+        let gil = Arc::new(make());
+        let had_it = Arc::new(AtomicBool::new(false));
+        let mut me = gil.register();
+        gil.take(&mut me);
+        let (g, h) = (gil.clone(), had_it.clone());
+        let waiter = thread::spawn(move || {
+            let mut w = g.register();
+            g.take(&mut w);
+            h.store(true, Ordering::Relaxed);
+            g.release(&mut w, Release::Blocking);
+        });
+        while !waiting(&gil) {
+            thread::yield_now();
+        }
+        prepare(&gil);
+        assert!(gil.check(&mut me), "no yield with a waiter");
+        gil.release(&mut me, Release::Forced);
+        gil.take(&mut me);
+        assert!(
+            !fair || had_it.load(Ordering::Relaxed),
+            "the yielder won its own yield"
+        );
+        gil.release(&mut me, Release::Blocking);
+        waiter.join().unwrap();
+    });
+}
+
+#[test]
+fn ocaml_two_holders() {
+    two_holders(|| OcamlGil::new(&params()), Release::Blocking);
+}
+
+#[test]
+fn ocaml_three_holders() {
+    holders(3, || OcamlGil::new(&params()), Release::Blocking);
+}
+
+#[test]
+fn ocaml_yield_goes_to_the_waiter() {
+    yield_to_waiter(
+        || OcamlGil::new(&params()),
+        |g| g.waiters() > 0,
+        OcamlGil::tick,
+    );
+}
+
+#[test]
+fn fastcond_two_holders() {
+    two_holders(|| FastcondGil::new(&params()), Release::Blocking);
+}
+
+#[test]
+fn fastcond_three_holders() {
+    holders(3, || FastcondGil::new(&params()), Release::Blocking);
+}
+
+#[test]
+fn fastcond_yield_goes_to_the_waiter() {
+    yield_to_waiter(
+        || {
+            FastcondGil::new(&GilParams {
+                interval: std::time::Duration::ZERO,
+                ..params()
+            })
+        },
+        |g| g.waiting() > 0,
+        |_| {},
+    );
+}
+
+#[test]
+fn ruby_two_holders() {
+    two_holders(|| RubyGil::new(&params()), Release::Blocking);
+}
+
+#[test]
+fn ruby_three_holders() {
+    holders(3, || RubyGil::new(&params()), Release::Blocking);
+}
+
+#[test]
+fn ruby_yield_goes_to_the_waiter() {
+    yield_to_waiter(
+        || {
+            // One tick uses up the quantum.
+            RubyGil::new(&GilParams {
+                ruby_quantum: std::time::Duration::from_millis(10),
+                ruby_tick: std::time::Duration::from_millis(10),
+                ..params()
+            })
+        },
+        |g| g.queued_len() > 0,
+        RubyGil::tick,
+    );
+}
+
+fn pypy_params() -> GilParams {
+    GilParams {
+        pypy_checkinterval: 1,
+        ..params()
+    }
+}
+
+#[test]
+fn pypy_two_holders() {
+    two_holders(|| PypyGil::new(&pypy_params()), Release::Blocking);
+}
+
+#[test]
+fn pypy_three_holders() {
+    holders(3, || PypyGil::new(&pypy_params()), Release::Blocking);
+}
+
+/// PyPy's yield leaves the fast word set and unlocks `mutex_gil` for the stealer. The yielder
+/// may still win its own yield when the waiter is not yet the stealer (a race PyPy has), so
+/// the model checks exclusion and progress, not who wins.
+#[test]
+fn pypy_yield() {
+    yield_model(
+        || PypyGil::new(&pypy_params()),
+        |g| g.waiting() > 0,
+        |_| {},
+        false,
+    );
+}
+
+fn bfs_params() -> GilParams {
+    GilParams {
+        // A slice used up at the first check, so the model's yield is due.
+        bfs_rr: std::time::Duration::from_nanos(1),
+        ..params()
+    }
+}
+
+#[test]
+fn bfs_two_holders() {
+    two_holders(|| BfsGil::new(&bfs_params()), Release::Blocking);
+}
+
+#[test]
+fn bfs_three_holders() {
+    holders(3, || BfsGil::new(&bfs_params()), Release::Blocking);
+}
+
+/// BFS's forced switch: the yielder whose slice is used up waits until the waiter has taken
+/// over, so it never wins its own yield.
+#[test]
+fn bfs_yield_goes_to_the_waiter() {
+    yield_to_waiter(
+        || BfsGil::new(&bfs_params()),
+        |g| g.queued_len() > 0,
+        |_| {},
+    );
 }

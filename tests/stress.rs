@@ -1,11 +1,13 @@
 //! The stress matrix: every design x {3, 8} CPU threads plus an echo thread and its load
 //! generator x switch intervals {50us, 1ms} x pinning {spread, single}, short runs, repeated.
+//! The interval is each design's time slice ([`gilbench::gil::LockKind::slice_keys`]).
 //! Each run must end within its own deadline (warm-up + duration + grace) with exit status 0,
 //! a complete (not partial) result, no broken exclusion (`overlaps`, counted by every holder
 //! at release), and the GIL reaching the echo thread in the measured window. Each run is a child process killed if it outlives its deadline by more
 //! than a few seconds, so a regression fails here instead of hanging the suite.
 //!
-//! `GILBENCH_STRESS_REPEATS` (default 2) sets how many times the matrix runs.
+//! `GILBENCH_STRESS_REPEATS` (default 2) sets how many times the matrix runs;
+//! `GILBENCH_STRESS_LOCKS=a,b` runs only those designs.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -51,6 +53,16 @@ struct Outcome {
 /// Runs one cell of the matrix; kills it once it is past its deadline plus `SLACK`.
 fn run_cell(lock: &str, threads: u32, interval: &str, pin: &str, json: &PathBuf) -> Outcome {
     let _ = std::fs::remove_file(json);
+    // The matrix's interval is every design's time slice: a design whose slice is set by keys
+    // of its own (ruby's quantum and timer, ocaml's tick, ...) gets the interval through them.
+    let keys = lock
+        .parse::<gilbench::gil::LockKind>()
+        .map_or(&[][..], |k| k.slice_keys());
+    let slice: Vec<String> = keys
+        .iter()
+        .filter(|k| **k != "interval")
+        .flat_map(|k| ["--set".to_owned(), format!("{k}={interval}")])
+        .collect();
     let scenario = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("workloads/convoy-echo.toml");
     let mut child = Command::new(bin())
         .arg("run")
@@ -59,6 +71,7 @@ fn run_cell(lock: &str, threads: u32, interval: &str, pin: &str, json: &PathBuf)
         .args(["--interval", interval, "--pin", pin, "--quiet", "--force"])
         .args(["--duration", &format!("{}ms", DURATION.as_millis())])
         .args(["--set", &format!("warmup={}ms", WARMUP.as_millis())])
+        .args(&slice)
         .arg("--json")
         .arg(json)
         .stdout(Stdio::null())
@@ -148,8 +161,11 @@ fn every_design_ends_within_its_deadline_with_exclusion_intact() {
     let dir = std::env::temp_dir().join(format!("gilbench-stress-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let json = dir.join("run.json");
-    let designs = designs();
+    let mut designs = designs();
     assert!(designs.len() >= 5, "gilbench locks lists {designs:?}");
+    if let Ok(only) = std::env::var("GILBENCH_STRESS_LOCKS") {
+        designs.retain(|d| only.split(',').any(|o| o.trim() == d));
+    }
     let (mut cells, mut failures, mut retries) = (0, Vec::new(), 0);
     let t0 = Instant::now();
     for _ in 0..repeats {

@@ -54,20 +54,6 @@ pub struct FifoThread {
 }
 
 impl FifoGil {
-    pub fn new(p: &GilParams) -> Self {
-        FifoGil {
-            word: AtomicU8::new(0),
-            state: Mutex::new(State {
-                handoffs: 0,
-                queue: VecDeque::new(),
-            }),
-            drop_request: AtomicBool::new(false),
-            interval: p.interval.max(Duration::from_micros(1)),
-            force_switching: p.force_switching,
-            spin: p.spin,
-        }
-    }
-
     /// How many threads are queued for the GIL (for tests and diagnostics).
     pub fn queued_len(&self) -> usize {
         lock(&self.state).queue.len()
@@ -175,6 +161,28 @@ impl FifoGil {
 impl Gil for FifoGil {
     type Thread = FifoThread;
     const NAME: &'static str = "fifo";
+    const MODELS: &'static str = "a fair baseline: direct FIFO hand-off to the oldest waiter, drop requests after interval";
+    const SOURCE: &'static str = "gilbench (DESIGN.md §2)";
+    const YEAR: &'static str = "2026";
+    const SLICE_KEYS: &'static [&'static str] = &["interval"];
+
+    fn new(p: &GilParams) -> Self {
+        FifoGil {
+            word: AtomicU8::new(0),
+            state: Mutex::new(State {
+                handoffs: 0,
+                queue: VecDeque::new(),
+            }),
+            drop_request: AtomicBool::new(false),
+            interval: p.interval.max(Duration::from_micros(1)),
+            force_switching: p.force_switching,
+            spin: p.spin,
+        }
+    }
+
+    fn preemption_period(p: &GilParams) -> Option<(Duration, &'static str)> {
+        Some((p.interval, "interval"))
+    }
 
     fn register(&self) -> FifoThread {
         FifoThread {

@@ -177,42 +177,6 @@ impl Sched {
 }
 
 impl MlfqGil {
-    pub fn new(p: &GilParams) -> Self {
-        let now = Instant::now();
-        let levels = p.quanta.len().max(1);
-        let quanta = if p.quanta.is_empty() {
-            vec![Duration::from_millis(1)]
-        } else {
-            p.quanta.clone()
-        };
-        let allotments = if p.allotments.len() == levels {
-            p.allotments.clone()
-        } else {
-            super::default_allotments(&quanta)
-        };
-        MlfqGil {
-            sched: Mutex::new(Sched {
-                threads: Vec::new(),
-                queues: (0..levels).map(|_| VecDeque::new()).collect(),
-                holder: None,
-                started: false,
-                prev: None,
-                snatches: 0,
-                since: now,
-                charged: now,
-                last_boost: now,
-                boosts: 0,
-                handoffs: 0,
-            }),
-            drop_request: AtomicBool::new(false),
-            quanta,
-            allotments,
-            boost_interval: p.boost_interval,
-            boost_all: p.boost_all,
-            spin: p.spin,
-        }
-    }
-
     /// Whether `me`, asking for the GIL, may take it back from `holder`: `me` released it for
     /// a blocking call, `holder` was handed it and has not started running yet, and `me` is at
     /// least as urgent (the same or a higher level).
@@ -296,6 +260,49 @@ impl MlfqGil {
 impl Gil for MlfqGil {
     type Thread = MlfqThread;
     const NAME: &'static str = "mlfq";
+    const MODELS: &'static str = "multilevel feedback queue scheduler: short holders (I/O) first, direct hand-off, periodic boost";
+    const SOURCE: &'static str = "the source article's proposal; Arpaci-Dusseau, OSTEP ch. 8 (MLFQ)";
+    const YEAR: &'static str = "2026";
+
+    fn new(p: &GilParams) -> Self {
+        let now = Instant::now();
+        let levels = p.quanta.len().max(1);
+        let quanta = if p.quanta.is_empty() {
+            vec![Duration::from_millis(1)]
+        } else {
+            p.quanta.clone()
+        };
+        let allotments = if p.allotments.len() == levels {
+            p.allotments.clone()
+        } else {
+            super::default_allotments(&quanta)
+        };
+        MlfqGil {
+            sched: Mutex::new(Sched {
+                threads: Vec::new(),
+                queues: (0..levels).map(|_| VecDeque::new()).collect(),
+                holder: None,
+                started: false,
+                prev: None,
+                snatches: 0,
+                since: now,
+                charged: now,
+                last_boost: now,
+                boosts: 0,
+                handoffs: 0,
+            }),
+            drop_request: AtomicBool::new(false),
+            quanta,
+            allotments,
+            boost_interval: p.boost_interval,
+            boost_all: p.boost_all,
+            spin: p.spin,
+        }
+    }
+
+    fn preemption_period(p: &GilParams) -> Option<(Duration, &'static str)> {
+        Some((p.quanta[0], "quanta"))
+    }
 
     fn register(&self) -> MlfqThread {
         let mut s = lock(&self.sched);

@@ -1,30 +1,113 @@
 //! The GIL designs. Each lives in its own module and implements [`Gil`], so workloads and
 //! the runner never know which design they run on.
 //!
-//! | design | module | what it models |
-//! |---|---|---|
-//! | `tick`  | [`tick`]  | CPython 2.x: release and re-take an unfair semaphore every `check_interval` ticks |
-//! | `timed` | [`timed`] | CPython 3.2+: timed condvar wait, `gil_drop_request`, forced switching |
-//! | `mlfq`  | [`mlfq`]  | a multilevel feedback queue scheduler with direct hand-off |
-//! | `fifo`  | [`fifo`]  | a fair FIFO hand-off lock with `timed`'s tick-check cadence |
-//! | `none`  | [`none`]  | no GIL at all (free-threaded Python) |
-
-pub mod fifo;
-pub(crate) mod handoff;
-pub mod mlfq;
-pub mod none;
-pub mod tick;
-pub mod timed;
+//! The designs are listed once, in the [`designs!`] invocation below: that one line per
+//! design declares its module and generates [`LockKind`] (its variants, [`LockKind::ALL`],
+//! names, descriptions, parsing) and the dispatcher [`LockKind::with_design`] that builds the
+//! design a scenario names and hands it to generic code (the runner, tests, benches). What a
+//! design is (its name, what it models, its source and year) comes from its own `Gil` impl.
+//! `gilbench locks` prints the list.
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-pub use fifo::FifoGil;
-pub use mlfq::MlfqGil;
-pub use none::NoGil;
-pub use tick::TickGil;
-pub use timed::TimedGil;
+pub(crate) mod handoff;
+pub(crate) mod ticker;
+
+/// Declares every design: `module::Type => Variant`. Adding a design is one new module and
+/// one line here.
+macro_rules! designs {
+    ($($module:ident :: $ty:ident => $variant:ident,)+) => {
+        $(
+            pub mod $module;
+            pub use $module::$ty;
+        )+
+
+        /// The designs gilbench ships, in the order `gilbench locks` lists them.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum LockKind {
+            $(
+                #[doc = concat!("[`", stringify!($ty), "`]")]
+                $variant,
+            )+
+        }
+
+        impl LockKind {
+            /// Every design.
+            pub const ALL: [LockKind; [$(stringify!($variant)),+].len()] =
+                [$(LockKind::$variant),+];
+
+            /// What the design is, from its `Gil` impl.
+            pub fn about(self) -> About {
+                match self {
+                    $(LockKind::$variant => About::of::<$ty>(),)+
+                }
+            }
+
+            /// Builds the design with `p` and runs `w` on it.
+            pub fn with_design<W: WithGil>(self, p: &GilParams, w: W) -> W::Out {
+                match self {
+                    $(LockKind::$variant => w.run(<$ty as Gil>::new(p)),)+
+                }
+            }
+
+            /// See [`Gil::SLICE_KEYS`].
+            pub fn slice_keys(self) -> &'static [&'static str] {
+                match self {
+                    $(LockKind::$variant => <$ty as Gil>::SLICE_KEYS,)+
+                }
+            }
+
+            /// See [`Gil::preemption_period`].
+            pub fn preemption_period(self, p: &GilParams) -> Option<(Duration, &'static str)> {
+                match self {
+                    $(LockKind::$variant => <$ty as Gil>::preemption_period(p),)+
+                }
+            }
+        }
+    };
+}
+
+designs! {
+    tick::TickGil => Tick,
+    timed::TimedGil => Timed,
+    mlfq::MlfqGil => Mlfq,
+    fifo::FifoGil => Fifo,
+    none::NoGil => None,
+    ocaml::OcamlGil => Ocaml,
+    fastcond::FastcondGil => Fastcond,
+    ruby::RubyGil => Ruby,
+    pypy::PypyGil => Pypy,
+    bfs::BfsGil => Bfs,
+}
+
+/// Code that runs on any design: what [`LockKind::with_design`] calls with the design built.
+/// (A generic closure cannot be passed as a value; a type with a generic method can.)
+pub trait WithGil {
+    type Out;
+    fn run<G: Gil>(self, gil: G) -> Self::Out;
+}
+
+/// What a design is, for `gilbench locks` and the docs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct About {
+    pub name: &'static str,
+    pub models: &'static str,
+    pub source: &'static str,
+    pub year: &'static str,
+}
+
+impl About {
+    fn of<G: Gil>() -> About {
+        About {
+            name: G::NAME,
+            models: G::MODELS,
+            source: G::SOURCE,
+            year: G::YEAR,
+        }
+    }
+}
 
 /// Why the holder gives the GIL up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,8 +132,39 @@ pub trait Gil: Send + Sync + 'static {
     /// The design's name as the CLI spells it.
     const NAME: &'static str;
 
+    /// What the design models and how it decides who runs, in one line.
+    const MODELS: &'static str;
+
+    /// The source it follows (file, issue, paper).
+    const SOURCE: &'static str;
+
+    /// The year of that source ("-" where gilbench could not verify one).
+    const YEAR: &'static str;
+
     /// Whether holding the GIL excludes other holders (false only for `none`).
     const EXCLUSIVE: bool = true;
+
+    /// The scenario keys (durations) that set this design's time slice: how long a CPU-bound
+    /// holder keeps the GIL while others wait, and the period of the timer that decides it.
+    /// The stress matrix runs every design with short and long slices through them. Empty for
+    /// designs that slice by tick count or not at all.
+    const SLICE_KEYS: &'static [&'static str] = &[];
+
+    /// Builds the design from the scenario's parameters (each design reads the fields that
+    /// concern it).
+    fn new(p: &GilParams) -> Self
+    where
+        Self: Sized;
+
+    /// How long a waiter waits before *it* asks the holder to drop, and the key that sets it;
+    /// None for designs whose preemption does not depend on waiters timing out. A `spin` at
+    /// least this long would keep waiters spinning past the moment they should ask.
+    fn preemption_period(_p: &GilParams) -> Option<(Duration, &'static str)>
+    where
+        Self: Sized,
+    {
+        None
+    }
 
     /// Registers the calling interpreter thread.
     fn register(&self) -> Self::Thread;
@@ -76,51 +190,16 @@ pub trait Gil: Send + Sync + 'static {
     }
 }
 
-/// The designs gilbench ships.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LockKind {
-    Tick,
-    Timed,
-    Mlfq,
-    Fifo,
-    None,
-}
-
-impl LockKind {
-    pub const ALL: [LockKind; 5] = [
-        LockKind::Tick,
-        LockKind::Timed,
-        LockKind::Mlfq,
-        LockKind::Fifo,
-        LockKind::None,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            LockKind::Tick => TickGil::NAME,
-            LockKind::Timed => TimedGil::NAME,
-            LockKind::Mlfq => MlfqGil::NAME,
-            LockKind::Fifo => FifoGil::NAME,
-            LockKind::None => NoGil::NAME,
-        }
-    }
-
-    /// One line for `gilbench locks`.
-    pub fn summary(self) -> &'static str {
-        match self {
-            LockKind::Tick => "Python 2.x: every check_interval ticks release and re-take an unfair POSIX semaphore (no hand-off)",
-            LockKind::Timed => "Python 3.2+: waiters time out after `interval`, set gil_drop_request; forced switching",
-            LockKind::Mlfq => "multilevel feedback queue scheduler: short holders (I/O) first, direct hand-off, periodic boost",
-            LockKind::Fifo => "fair FIFO lock: direct hand-off to the oldest waiter, drop requests after `interval`",
-            LockKind::None => "no GIL at all (free-threaded Python): take and release are no-ops",
-        }
-    }
-}
-
 impl fmt::Display for LockKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+impl LockKind {
+    /// The design's name as the CLI spells it.
+    pub fn name(self) -> &'static str {
+        self.about().name
     }
 }
 
@@ -134,6 +213,19 @@ impl FromStr for LockKind {
                 let names: Vec<_> = LockKind::ALL.iter().map(|k| k.name()).collect();
                 format!("unknown lock '{s}' (known: {})", names.join(", "))
             })
+    }
+}
+
+impl serde::Serialize for LockKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for LockKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -159,6 +251,27 @@ pub struct GilParams {
     /// setting, applied the same way to all, so that no design gets a busy-wait the others
     /// lack.
     pub spin: Duration,
+    /// ocaml: period of the tick thread (OCaml's `Thread_timeout`, 50 ms).
+    pub ocaml_tick: Duration,
+    /// ruby: the time slice (`RUBY_THREAD_TIMESLICE`, 100 ms).
+    pub ruby_quantum: Duration,
+    /// ruby: period of the timer thread while someone waits (10 ms).
+    pub ruby_tick: Duration,
+    /// pypy: ticks between the holder's periodic actions, at which it yields if someone waits
+    /// (`sys.setcheckinterval`, 10,000).
+    pub pypy_checkinterval: u32,
+    /// pypy: how long the stealer's timed lock on `mutex_gil` waits before it looks at the
+    /// fast word again (100 us).
+    pub pypy_steal_timeout: Duration,
+    /// bfs: the slice `rr` (10 ms).
+    pub bfs_rr: Duration,
+    /// bfs: a refilled slice's deadline is this many slices ahead of the virtual clock (8).
+    pub bfs_deadline_factor: u32,
+    /// bfs: a waiter wakes to set `check_depleted` every this x `rr` x waiters (0.55).
+    pub bfs_wait_factor: f64,
+    /// bfs: how long a thread chosen while the I/O releaser is more urgent spins so that it
+    /// can snatch the GIL back (12 us).
+    pub bfs_switch_back_spin: Duration,
 }
 
 impl Default for GilParams {
@@ -177,6 +290,15 @@ impl Default for GilParams {
             boost_interval: Duration::from_millis(100),
             boost_all: true,
             spin: Duration::ZERO,
+            ocaml_tick: Duration::from_millis(50),
+            ruby_quantum: Duration::from_millis(100),
+            ruby_tick: Duration::from_millis(10),
+            pypy_checkinterval: 10_000,
+            pypy_steal_timeout: Duration::from_micros(100),
+            bfs_rr: Duration::from_millis(10),
+            bfs_deadline_factor: 8,
+            bfs_wait_factor: 0.55,
+            bfs_switch_back_spin: Duration::from_micros(12),
         }
     }
 }

@@ -4,22 +4,24 @@
 //! Nothing to be fair about: every thread runs whenever the OS schedules it. Take and
 //! release are no-ops and the eval-breaker check always says "carry on".
 
-use super::{Gil, Release};
+use super::{Gil, GilParams, Release};
 
 /// The absent GIL.
 #[derive(Debug, Default)]
 pub struct NoGil;
 
-impl NoGil {
-    pub fn new() -> Self {
-        NoGil
-    }
-}
-
 impl Gil for NoGil {
     type Thread = ();
     const NAME: &'static str = "none";
     const EXCLUSIVE: bool = false;
+    const MODELS: &'static str =
+        "free-threaded Python: no GIL at all, take and release are no-ops";
+    const SOURCE: &'static str = "PEP 703 (CPython's free-threaded build)";
+    const YEAR: &'static str = "2023";
+
+    fn new(_p: &GilParams) -> Self {
+        NoGil
+    }
 
     fn register(&self) {}
 

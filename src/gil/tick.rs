@@ -32,8 +32,14 @@ pub struct TickGil {
     spin: Duration,
 }
 
-impl TickGil {
-    pub fn new(p: &GilParams) -> Self {
+impl Gil for TickGil {
+    type Thread = ();
+    const NAME: &'static str = "tick";
+    const MODELS: &'static str = "CPython 2.x: every check_interval ticks the holder releases and re-takes an unfair POSIX semaphore (no hand-off)";
+    const SOURCE: &'static str = "CPython 2.7 Python/ceval.c, Python/thread_pthread.h";
+    const YEAR: &'static str = "2010";
+
+    fn new(p: &GilParams) -> Self {
         let check_interval = p.check_interval.max(1) as usize;
         TickGil {
             sem: Semaphore::new(1),
@@ -42,11 +48,6 @@ impl TickGil {
             spin: p.spin,
         }
     }
-}
-
-impl Gil for TickGil {
-    type Thread = ();
-    const NAME: &'static str = "tick";
 
     fn register(&self) {}
 

@@ -70,26 +70,6 @@ pub struct TimedThread {
 const NOBODY: usize = 0;
 
 impl TimedGil {
-    pub fn new(p: &GilParams) -> Self {
-        TimedGil {
-            mutex: Mutex::new(State {
-                locked: false,
-                switch_number: 0,
-                waiters: 0,
-            }),
-            cond: Condvar::new(),
-            last_holder: AtomicUsize::new(NOBODY),
-            switch_mutex: Mutex::new(0),
-            switch_cond: Condvar::new(),
-            drop_request: AtomicBool::new(false),
-            locked_hint: AtomicBool::new(false),
-            next_id: AtomicUsize::new(1),
-            interval: p.interval.max(Duration::from_micros(1)),
-            force_switching: p.force_switching,
-            spin: p.spin,
-        }
-    }
-
     /// Whether a drop request is pending (for tests and diagnostics).
     pub fn drop_requested(&self) -> bool {
         self.drop_request.load(Ordering::Relaxed)
@@ -145,6 +125,34 @@ impl TimedGil {
 impl Gil for TimedGil {
     type Thread = TimedThread;
     const NAME: &'static str = "timed";
+    const MODELS: &'static str = "CPython 3.2+: waiters time out after interval and set gil_drop_request; forced switching";
+    const SOURCE: &'static str = "CPython Python/ceval_gil.c (new GIL of 3.2)";
+    const YEAR: &'static str = "2011";
+    const SLICE_KEYS: &'static [&'static str] = &["interval"];
+
+    fn new(p: &GilParams) -> Self {
+        TimedGil {
+            mutex: Mutex::new(State {
+                locked: false,
+                switch_number: 0,
+                waiters: 0,
+            }),
+            cond: Condvar::new(),
+            last_holder: AtomicUsize::new(NOBODY),
+            switch_mutex: Mutex::new(0),
+            switch_cond: Condvar::new(),
+            drop_request: AtomicBool::new(false),
+            locked_hint: AtomicBool::new(false),
+            next_id: AtomicUsize::new(1),
+            interval: p.interval.max(Duration::from_micros(1)),
+            force_switching: p.force_switching,
+            spin: p.spin,
+        }
+    }
+
+    fn preemption_period(p: &GilParams) -> Option<(Duration, &'static str)> {
+        Some((p.interval, "interval"))
+    }
 
     fn register(&self) -> TimedThread {
         TimedThread {

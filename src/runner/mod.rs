@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::thread as std_thread;
 use std::time::{Duration, Instant};
 
-use crate::gil::{FifoGil, Gil, LockKind, MlfqGil, NoGil, TickGil, TimedGil};
+use crate::gil::{Gil, WithGil};
 use crate::interp::Beacon;
 use crate::metrics::IdleClock;
 use crate::pin;
@@ -78,14 +78,25 @@ pub fn run_mode(
     on_listening: &dyn Fn(&[SocketAddr]),
 ) -> Result<RunResult, RunError> {
     sc.validate().map_err(RunError::BadInput)?;
-    let p = &sc.gil_params();
-    match sc.lock {
-        LockKind::Tick => run_with(TickGil::new(p), sc, mode, inst, on_listening),
-        LockKind::Timed => run_with(TimedGil::new(p), sc, mode, inst, on_listening),
-        LockKind::Mlfq => run_with(MlfqGil::new(p), sc, mode, inst, on_listening),
-        LockKind::Fifo => run_with(FifoGil::new(p), sc, mode, inst, on_listening),
-        LockKind::None => run_with(NoGil::new(), sc, mode, inst, on_listening),
+    struct Run<'a> {
+        sc: &'a Scenario,
+        mode: Mode,
+        inst: &'a Instrument,
+        on_listening: &'a dyn Fn(&[SocketAddr]),
     }
+    impl WithGil for Run<'_> {
+        type Out = Result<RunResult, RunError>;
+        fn run<G: Gil>(self, gil: G) -> Self::Out {
+            run_with(gil, self.sc, self.mode, self.inst, self.on_listening)
+        }
+    }
+    let run = Run {
+        sc,
+        mode,
+        inst,
+        on_listening,
+    };
+    sc.lock.with_design(&sc.gil_params(), run)
 }
 
 fn bind_listeners(sc: &Scenario) -> Result<Vec<Listener>, RunError> {

@@ -38,7 +38,7 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
     ),
     (
         "lock",
-        "the GIL design: tick, timed, mlfq, fifo, none",
+        "the GIL design (`gilbench locks` lists them)",
         |s, v| {
             s.lock = string(v)?.parse()?;
             Ok(())
@@ -159,7 +159,7 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
     ),
     (
         "spin",
-        "every design with waiters (tick, timed, fifo, mlfq): how long a waiter spins before it \
+        "every design with waiters (all but none): how long a waiter spins before it \
          blocks, once per take; 0 (default), a duration, or auto (50us when every GIL thread has \
          a core of its own); at most 1ms, and less than interval (timed, fifo) or the top \
          quantum (mlfq)",
@@ -168,6 +168,85 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
                 Some("auto") => None,
                 _ => Some(duration_at_most(v, MAX_SPIN)?),
             };
+            Ok(())
+        },
+    ),
+    (
+        "ocaml_tick",
+        "ocaml: period of the tick thread (50ms)",
+        |s, v| {
+            s.gil.ocaml_tick = timer_period(v)?;
+            Ok(())
+        },
+    ),
+    (
+        "ruby_quantum",
+        "ruby: running time after which the holder yields to the queue (100ms)",
+        |s, v| {
+            s.gil.ruby_quantum = positive_duration(v)?;
+            Ok(())
+        },
+    ),
+    (
+        "ruby_tick",
+        "ruby: period of the timer thread while someone waits; each tick charges this much running time (10ms)",
+        |s, v| {
+            s.gil.ruby_tick = timer_period(v)?;
+            Ok(())
+        },
+    ),
+    (
+        "pypy_checkinterval",
+        "pypy: ticks between periodic actions, each a yield if someone waits (10000)",
+        |s, v| {
+            s.gil.pypy_checkinterval = count(v, 1, u32::MAX as u64)? as u32;
+            Ok(())
+        },
+    ),
+    (
+        "pypy_steal_timeout",
+        "pypy: the stealer's timed lock before it looks at the fast word again (100us, at most 1s)",
+        |s, v| {
+            let d = duration_at_most(v, Duration::from_secs(1))?;
+            if d.is_zero() {
+                return Err("must be longer than zero".into());
+            }
+            s.gil.pypy_steal_timeout = d;
+            Ok(())
+        },
+    ),
+    ("bfs_rr", "bfs: the time slice rr (10ms)", |s, v| {
+        s.gil.bfs_rr = positive_duration(v)?;
+        Ok(())
+    }),
+    (
+        "bfs_deadline_factor",
+        "bfs: a new slice's deadline is this many slices ahead (8)",
+        |s, v| {
+            s.gil.bfs_deadline_factor = count(v, 1, 1000)? as u32;
+            Ok(())
+        },
+    ),
+    (
+        "bfs_wait_factor",
+        "bfs: waiters time out after this x rr x waiters and ask the holder to check its slice (0.55)",
+        |s, v| {
+            let f = v
+                .as_float()
+                .or_else(|| v.as_integer().map(|i| i as f64))
+                .ok_or_else(|| expected("a number", v))?;
+            if !(0.01..=100.0).contains(&f) {
+                return Err(format!("{f} is not between 0.01 and 100"));
+            }
+            s.gil.bfs_wait_factor = f;
+            Ok(())
+        },
+    ),
+    (
+        "bfs_switch_back_spin",
+        "bfs: a thread chosen while the I/O releaser is more urgent spins this long so it can snatch back (12us, at most 1ms)",
+        |s, v| {
+            s.gil.bfs_switch_back_spin = duration_at_most(v, MAX_SPIN)?;
             Ok(())
         },
     ),
@@ -356,6 +435,9 @@ const MAX_CALL_WORK: Duration = Duration::from_millis(100);
 const MAX_WORK_TICKS: u64 = 1_000_000;
 /// Longest `warmup`.
 const MAX_WARMUP: Duration = Duration::from_secs(60);
+/// Shortest and longest period of a design's timer or tick thread.
+const MIN_TIMER: Duration = Duration::from_micros(10);
+const MAX_TIMER: Duration = Duration::from_secs(10);
 /// Longest `spin`: a spinning waiter burns a core.
 const MAX_SPIN: Duration = Duration::from_millis(1);
 
@@ -500,6 +582,21 @@ fn positive_duration(v: &Value) -> Result<Duration, String> {
     let d = duration(v)?;
     if d.is_zero() {
         return Err("must be longer than zero".into());
+    }
+    Ok(d)
+}
+
+/// A timer thread's period: a thread that fires more often than every 10 us would only burn
+/// a core, and one slower than 10 s never fires in a run.
+fn timer_period(v: &Value) -> Result<Duration, String> {
+    let d = duration(v)?;
+    if d < MIN_TIMER || d > MAX_TIMER {
+        return Err(format!(
+            "'{}' is not between {} and {}",
+            v.as_str().unwrap_or_default().trim(),
+            format_duration(MIN_TIMER),
+            format_duration(MAX_TIMER)
+        ));
     }
     Ok(d)
 }

@@ -371,11 +371,7 @@ impl Scenario {
     /// How long a waiter of this design waits before it requests a drop, and the key that
     /// sets it; None for designs without a timed preemption (tick preempts by tick count).
     fn preemption_period(&self) -> Option<(Duration, &'static str)> {
-        match self.lock {
-            LockKind::Timed | LockKind::Fifo => Some((self.gil.interval, "interval")),
-            LockKind::Mlfq => Some((self.gil.quanta[0], "quanta")),
-            _ => None,
-        }
+        self.lock.preemption_period(&self.gil)
     }
 
     /// The spin of every design's waiters: as set (0 by default), or with `auto` 50 us (at most
@@ -510,6 +506,15 @@ impl Scenario {
             "boost_interval_us": self.gil.boost_interval.as_secs_f64() * 1e6,
             "boost": if self.gil.boost_all { "all" } else { "starved" },
             "spin_us": self.effective_spin().as_secs_f64() * 1e6,
+            "ocaml_tick": format_duration(self.gil.ocaml_tick),
+            "ruby_quantum": format_duration(self.gil.ruby_quantum),
+            "ruby_tick": format_duration(self.gil.ruby_tick),
+            "pypy_checkinterval": self.gil.pypy_checkinterval,
+            "pypy_steal_timeout": format_duration(self.gil.pypy_steal_timeout),
+            "bfs_rr": format_duration(self.gil.bfs_rr),
+            "bfs_deadline_factor": self.gil.bfs_deadline_factor,
+            "bfs_wait_factor": self.gil.bfs_wait_factor,
+            "bfs_switch_back_spin": format_duration(self.gil.bfs_switch_back_spin),
             "io": self.io,
             "io_threads": self.io_thread_count(),
             "transport": self.transport,
@@ -767,5 +772,32 @@ mod tests {
         );
         s.set_kv("lock=none").unwrap();
         assert_eq!(s.design_label(), "none");
+    }
+
+    #[test]
+    fn the_bundled_scenarios_accept_every_design() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads");
+        for f in [
+            "history",
+            "convoy-echo",
+            "cpu-scaling",
+            "starvation",
+            "convoy-bulk",
+            "interval-sweep",
+        ] {
+            let base = Scenario::from_file(&dir.join(format!("{f}.toml"))).unwrap();
+            for k in LockKind::ALL {
+                let mut s = base.clone();
+                s.set_kv(&format!("lock={k}")).unwrap();
+                s.validate()
+                    .unwrap_or_else(|e| panic!("{f} under {k}: {e}"));
+            }
+        }
+        let h = Scenario::from_file(&dir.join("history.toml")).unwrap();
+        assert_eq!(
+            h.compare_locks,
+            LockKind::ALL.to_vec(),
+            "history runs every design"
+        );
     }
 }

@@ -1,0 +1,249 @@
+//! `pypy`: PyPy's GIL (`rpython/translator/c/src/thread_gil.c`).
+//!
+//! The GIL is two locks, held together:
+//! * `fastgil`, one word: 0 when free, else the holder's id;
+//! * `mutex_gil`, a lock (flag, mutex, condvar) that stays locked while anyone holds the GIL;
+//!   only a yield unlocks it.
+//!
+//! * release around an external call: store 0 into `fastgil`. That single store is the whole
+//!   release: no wake-up, no system call.
+//! * take, fast path: compare-and-swap `fastgil` 0 -> me (also no system call).
+//! * take, slow path: count self as waiting; poll a bounded, randomised number of times
+//!   (40-400), pausing the CPU and retrying the CAS; then lock `mutex_gil_stealer` (the thread
+//!   that holds it is *the* stealer; the others queue there, roughly FIFO) and loop: if
+//!   `fastgil` is 0 try the CAS, else try to lock `mutex_gil` for `pypy_steal_timeout`
+//!   (100 us); if that succeeds the holder has yielded, and the stealer sets `fastgil` to
+//!   itself. Then stop counting as waiting and unlock the stealer mutex.
+//! * yield: every `pypy_checkinterval` ticks (10,000), if someone waits, unlock `mutex_gil`
+//!   while leaving `fastgil` set to the holder (so every CAS fails), and take again through
+//!   the slow path: the stealer's timed lock succeeds and the yielder queues behind it.
+//!
+//! So a waiting thread notices a released GIL by polling: it steals a `fastgil` that nobody
+//! re-took within about one `pypy_steal_timeout` of the release. A thread that releases around
+//! a call and returns before then takes it straight back with one CAS (barging).
+//!
+//! The bounded polling is PyPy's own busy-wait (a few microseconds at most); the `spin` key
+//! adds, as for every design with waiters, up to `spin` of polling after it (0 by default).
+//! The stealer's loop is a sequence of timed waits, not a busy-wait, but it wakes every
+//! `pypy_steal_timeout`: at 100 us that costs the waiting stealer about a tenth of a core
+//! (measured here: 16 ms of CPU in 150 ms of waiting), PyPy's own price for a release that
+//! wakes nobody. Only the stealer pays it; the other waiters sleep on the stealer mutex.
+//! Under loom (which does
+//! not model time) each timed lock is one attempt: a timeout that expired at once.
+//!
+//! # Fairness
+//! Little. (Its own busy-waits, both from the source and bounded: the 40-400 polls before the
+//! stealer mutex, and the stealer's wake-up every `pypy_steal_timeout`.) A free GIL goes to whoever CASes first: a thread returning from an external call
+//! usually beats the stealer, which only looks every `pypy_steal_timeout`; the stealer mutex
+//! orders the waiters only roughly. The yield is the one fair step: it keeps `fastgil` set, so
+//! the stealer, already waiting on `mutex_gil`, gets the GIL, and the yielder queues behind it.
+//! A CPU-bound holder thus hands over every `pypy_checkinterval` ticks (about half a
+//! millisecond of hashing here) while someone waits.
+
+use std::time::Duration;
+
+use super::{Gil, GilParams, Release};
+use crate::sync::{lock, spin_hint, spin_until, AtomicUsize, Condvar, Mutex, Ordering};
+
+const FREE: usize = 0;
+/// Bounds of PyPy's randomised polling before the stealer mutex.
+const POLLS: (u32, u32) = if cfg!(loom) { (1, 1) } else { (40, 400) };
+
+/// `mutex_gil`: a lock with a timed acquire (a flag and the waiters on it, under a mutex).
+struct TimedLock {
+    m: Mutex<(bool, usize)>,
+    cv: Condvar,
+}
+
+impl TimedLock {
+    fn new(locked: bool) -> Self {
+        TimedLock {
+            m: Mutex::new((locked, 0)),
+            cv: Condvar::new(),
+        }
+    }
+
+    /// Tries to lock within `timeout`; whether it did.
+    fn lock_timeout(&self, timeout: Duration) -> bool {
+        let mut g = lock(&self.m);
+        if !g.0 {
+            g.0 = true;
+            return true;
+        }
+        if cfg!(loom) {
+            // One attempt: the timeout expired.
+            drop(g);
+            #[cfg(loom)]
+            loom::thread::yield_now();
+            return false;
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        g.1 += 1;
+        while g.0 {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                g.1 -= 1;
+                return false;
+            }
+            g = crate::sync::wait_timeout(&self.cv, g, deadline - now).0;
+        }
+        g.1 -= 1;
+        g.0 = true;
+        true
+    }
+
+    fn unlock(&self) {
+        let mut g = lock(&self.m);
+        g.0 = false;
+        if g.1 > 0 {
+            self.cv.notify_one();
+        }
+    }
+}
+
+/// PyPy's GIL.
+pub struct PypyGil {
+    fastgil: AtomicUsize,
+    mutex_gil: TimedLock,
+    mutex_gil_stealer: Mutex<()>,
+    /// `rpy_waiting_threads`.
+    waiting: AtomicUsize,
+    /// The holder's countdown to its next periodic action (touched by the holder only).
+    ticker: AtomicUsize,
+    checkinterval: usize,
+    steal_timeout: Duration,
+    spin: Duration,
+    next_id: AtomicUsize,
+}
+
+/// A registered thread.
+pub struct PypyThread {
+    id: usize,
+    /// After a yield: `mutex_gil` is unlocked and `fastgil` still names us.
+    yielded: bool,
+    rng: u32,
+    yields: u64,
+    steals: u64,
+}
+
+impl PypyGil {
+    /// Threads in the slow path of take (for tests).
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    fn try_fast(&self, t: &PypyThread) -> bool {
+        self.fastgil
+            .compare_exchange(FREE, t.id, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    #[cold]
+    fn take_slow(&self, t: &mut PypyThread) {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        // PyPy's bounded, randomised polling.
+        t.rng ^= t.rng << 13;
+        t.rng ^= t.rng >> 17;
+        t.rng ^= t.rng << 5;
+        let polls = POLLS.0 + t.rng % (POLLS.1 - POLLS.0 + 1);
+        for _ in 0..polls {
+            spin_hint();
+            if self.fastgil.load(Ordering::Relaxed) == FREE && self.try_fast(t) {
+                self.waiting.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        if spin_until(self.spin, || {
+            self.fastgil.load(Ordering::Relaxed) == FREE && self.try_fast(t)
+        }) {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+        let stealer = lock(&self.mutex_gil_stealer);
+        loop {
+            if self.fastgil.load(Ordering::Relaxed) == FREE {
+                if self.try_fast(t) {
+                    break;
+                }
+            } else if self.mutex_gil.lock_timeout(self.steal_timeout) {
+                // The holder yielded: `mutex_gil` is ours, and so is the GIL.
+                self.fastgil.store(t.id, Ordering::Release);
+                t.steals += 1;
+                break;
+            }
+        }
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        drop(stealer);
+    }
+}
+
+impl Gil for PypyGil {
+    type Thread = PypyThread;
+    const NAME: &'static str = "pypy";
+    const MODELS: &'static str = "PyPy's GIL: one-word CAS fast path (release around a call is one store), stealers queued on a mutex poll with a 100us timed lock, yield every pypy_checkinterval (10000) ticks keeping the word set so the stealer wins";
+    const SOURCE: &'static str = "pypy rpython/translator/c/src/thread_gil.c";
+    const YEAR: &'static str = "-";
+
+    fn new(p: &GilParams) -> Self {
+        let checkinterval = p.pypy_checkinterval.max(1) as usize;
+        PypyGil {
+            fastgil: AtomicUsize::new(FREE),
+            // Locked from the start: it is unlocked only between a yield and the steal.
+            mutex_gil: TimedLock::new(true),
+            mutex_gil_stealer: Mutex::new(()),
+            waiting: AtomicUsize::new(0),
+            ticker: AtomicUsize::new(checkinterval),
+            checkinterval,
+            steal_timeout: p.pypy_steal_timeout.max(Duration::from_micros(1)),
+            spin: p.spin,
+            next_id: AtomicUsize::new(1),
+        }
+    }
+
+    fn register(&self) -> PypyThread {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        PypyThread {
+            id,
+            yielded: false,
+            rng: (id as u32).wrapping_mul(2_654_435_761) | 1,
+            yields: 0,
+            steals: 0,
+        }
+    }
+
+    #[inline]
+    fn take(&self, t: &mut PypyThread) {
+        if std::mem::take(&mut t.yielded) || !self.try_fast(t) {
+            self.take_slow(t);
+        }
+    }
+
+    #[inline]
+    fn release(&self, t: &mut PypyThread, why: Release) {
+        if why == Release::Forced {
+            // RPyGilYieldThread: keep `fastgil` = me, let the stealer have `mutex_gil`.
+            t.yielded = true;
+            t.yields += 1;
+            self.mutex_gil.unlock();
+        } else {
+            self.fastgil.store(FREE, Ordering::Release);
+        }
+    }
+
+    /// The periodic action: every `pypy_checkinterval` ticks, yield if someone waits.
+    #[inline(always)]
+    fn check(&self, _t: &mut PypyThread) -> bool {
+        let n = self.ticker.load(Ordering::Relaxed);
+        if n > 1 {
+            self.ticker.store(n - 1, Ordering::Relaxed);
+            return false;
+        }
+        self.ticker.store(self.checkinterval, Ordering::Relaxed);
+        self.waiting.load(Ordering::Relaxed) > 0
+    }
+
+    fn thread_stats(&self, t: &PypyThread) -> Vec<(&'static str, u64)> {
+        vec![("yields", t.yields), ("steals", t.steals)]
+    }
+}
