@@ -665,7 +665,7 @@ fn spin_is_symmetric_and_off_by_default() {
         );
         // Thread CPU time: a spinning thread on a busy machine gets only part of a core.
         assert!(
-            spun >= spin / 4 && spun > idle * 10,
+            spun >= spin / 4 && spun > idle * 3,
             "{name} did not spin for spin = {spin:?}: {spun:?}"
         );
         assert!(
