@@ -18,12 +18,12 @@ use crate::interp::Beacon;
 use crate::metrics::IdleClock;
 use crate::pin;
 use crate::result::RunResult;
-use crate::scenario::{IoWork, Scenario};
+use crate::scenario::{IoWork, Scenario, ServerKind};
 use crate::signals;
 use crate::units::format_duration;
 use crate::workload::calibrate_tick_ns;
 use crate::workload::loadgen::{self, LoadConfig};
-use crate::workload::server::{io_reason, Listener};
+use crate::workload::server::{io_reason, Listener, Transport};
 
 use collect::{assemble, Finished, LoadOut, Setup};
 pub use control::Timing;
@@ -92,7 +92,10 @@ fn bind_listeners(sc: &Scenario) -> Result<Vec<Listener>, RunError> {
                 sc.port.checked_add(i as u16).unwrap_or(0)
             };
             let addr = SocketAddr::new(sc.listen, port);
-            Listener::bind(sc.transport, addr, sc.io == IoWork::Bulk).map_err(|e| {
+            // bulk and the threaded TCP echo server take a blocking listener.
+            let blocking = sc.io == IoWork::Bulk
+                || (sc.server == ServerKind::Threaded && sc.transport == Transport::Tcp);
+            Listener::bind(sc.transport, addr, blocking).map_err(|e| {
                 RunError::BadInput(format!("cannot listen on {addr}: {}", io_reason(&e)))
             })
         })
