@@ -69,9 +69,9 @@ fn versioned(line: &str, open: &str, close: &str) -> bool {
 /// Whether the regular file at `path` was written by gilbench, judged by content gilbench
 /// controls: a result JSON (a top-level object whose `gilbench` is a string and `runs` an
 /// array) or a trace (`traceEvents` an array and `otherData.gilbench` a string), both parsed
-/// whole; a CSV whose first line is exactly gilbench's header; Markdown, an interval log or an
-/// SVG plot whose first line is gilbench's marker; an `.hgrm` with HdrHistogram's header first
-/// and gilbench's marker last. A file that merely mentions "gilbench" is not ours.
+/// whole; a CSV whose first line is exactly one of gilbench's headers (results, calibrate);
+/// Markdown, an interval log or an SVG plot whose first line is gilbench's marker; an `.hgrm`
+/// with HdrHistogram's header first and gilbench's marker last. A file that merely mentions "gilbench" is not ours.
 pub fn ours(path: &Path) -> bool {
     let Ok(f) = std::fs::File::open(path) else {
         return false;
@@ -86,6 +86,7 @@ pub fn ours(path: &Path) -> bool {
     };
     let line = first.trim_end_matches(['\n', '\r']);
     if line == CSV_HEADER
+        || line == crate::calibrate::CSV_HEADER
         || line == SVG_MARK
         || versioned(line, "<!-- gilbench ", " -->")
         || versioned(line, "#[gilbench ", " interval log; values in nanoseconds]")
