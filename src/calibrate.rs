@@ -991,7 +991,7 @@ pub fn twin_result(sc: &Scenario, t: &TwinRun, label: &str, repeat: u32) -> RunR
 /// it differs from the one used by more than a microsecond.
 pub fn suggest_call_work(conds: &[Condition], cal: &Calibration) -> Option<String> {
     let mut per_call = Vec::new();
-    let mut used = None;
+    let mut used: Option<Duration> = None;
     for (c, r) in conds.iter().zip(&cal.conditions) {
         let sc = &c.scenario;
         if sc.cpu_threads != 0 || sc.rate > 0.0 || sc.connections != 1 {
@@ -1008,6 +1008,10 @@ pub fn suggest_call_work(conds: &[Condition], cal: &Calibration) -> Option<Strin
         };
         let extra = 1.0 / py - 1.0 / model; // seconds CPython spends more per request
         per_call.push(sc.call_work.as_secs_f64() + extra / calls);
+        if used.is_some_and(|u| u != sc.call_work) {
+            // The conditions vary call_work themselves: the table is the answer.
+            return None;
+        }
         used = Some(sc.call_work);
     }
     let used = used?;

@@ -11,9 +11,10 @@
 //! * bulk under `poll`: a poll before each `recv`, two releases per `recv` (the blocking
 //!   receiver of [`super::server::bulk_recv`] is the `threaded` structure).
 //!
-//! A blocking call here waits in slices of [`SLICE`] with `poll(2)` so that it can notice the
-//! end of the run, but all inside one release: as the GIL sees it, it is one blocking call,
-//! and an idle connection takes no GIL traffic at all. The accepting thread (and the UDP
+//! A blocking call here is one system call on a blocking socket, as in CPython; the socket's
+//! own timeouts of [`SLICE`] only let the thread notice the end of the run, and they are
+//! retried inside the same release: as the GIL sees it, it is one blocking call, and an idle
+//! connection takes no GIL traffic at all. The accepting thread (and the UDP
 //! server) comes back for the GIL every [`ACCEPT_POLL`] when idle, as `serve_forever` does.
 //!
 //! Connection threads are interpreter threads like the others (their own `Interp`, the run's
@@ -22,8 +23,10 @@
 //! them, so `echo-0` reports the whole server.
 
 use std::io::{self, Read, Write};
-use std::net::{TcpListener as StdTcpListener, TcpStream as StdTcpStream};
-use std::os::fd::{AsRawFd, RawFd};
+use std::net::{
+    TcpListener as StdTcpListener, TcpStream as StdTcpStream, UdpSocket as StdUdpSocket,
+};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -117,21 +120,74 @@ enum Blocked<R> {
     Woken,
 }
 
-/// Waits until `fd` is ready for `events`, then does `op` (on a non-blocking socket, so it
-/// cannot block past readiness): one blocking call, as a blocking socket call is in CPython.
-/// The wait is cut into slices only to notice `stop`, and to give up after `stall`.
+/// A blocking socket call, as CPython makes one on a socket without a timeout: `op` runs on a
+/// blocking socket whose own timeouts (`SO_RCVTIMEO`/`SO_SNDTIMEO` of [`SLICE`]) only let the
+/// thread notice `stop`, give up after `stall`, or come back when `wake` becomes true. One
+/// system call when the socket is ready, all inside the caller's release.
 fn blocking<R>(
-    fd: RawFd,
-    events: libc::c_short,
     stop: &AtomicBool,
+    wake: Option<&AtomicBool>,
     stall: Option<Duration>,
-    op: impl FnMut() -> io::Result<R>,
+    mut op: impl FnMut() -> io::Result<R>,
 ) -> Blocked<R> {
-    blocking_until(fd, events, stop, None, stall, op)
+    let since = Instant::now();
+    let woken = || wake.is_some_and(|w| w.load(Ordering::Relaxed));
+    let wake_armed = !woken();
+    loop {
+        match op() {
+            Err(e) if is_timeout(&e) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return Blocked::Done(r),
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Blocked::Stopped;
+        }
+        if wake_armed && woken() {
+            return Blocked::Woken;
+        }
+        if stall.is_some_and(|s| since.elapsed() >= s) {
+            return Blocked::Stalled;
+        }
+    }
 }
 
-/// [`blocking`], which also comes back ([`Blocked::Woken`]) when `wake` becomes true.
-fn blocking_until<R>(
+/// A socket timeout (EAGAIN on a blocking socket with `SO_RCVTIMEO`/`SO_SNDTIMEO`).
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Makes `s` blocking, with [`SLICE`] as its receive and send timeouts.
+fn slice_timeouts(s: &impl SliceTimeouts) -> io::Result<()> {
+    s.blocking_with(SLICE)
+}
+
+trait SliceTimeouts {
+    fn blocking_with(&self, t: Duration) -> io::Result<()>;
+}
+
+impl SliceTimeouts for StdTcpStream {
+    fn blocking_with(&self, t: Duration) -> io::Result<()> {
+        self.set_nonblocking(false)?;
+        self.set_read_timeout(Some(t))?;
+        self.set_write_timeout(Some(t))
+    }
+}
+
+impl SliceTimeouts for StdUdpSocket {
+    fn blocking_with(&self, t: Duration) -> io::Result<()> {
+        self.set_nonblocking(false)?;
+        self.set_read_timeout(Some(t))?;
+        self.set_write_timeout(Some(t))
+    }
+}
+
+/// Waits until `fd` is ready for `events`, then does `op` (on a non-blocking socket, so it
+/// cannot block past readiness), in slices of [`SLICE`] to notice `stop`; comes back when
+/// `wake` becomes true, or after `limit`. For the accepting thread.
+fn polled<R>(
     fd: RawFd,
     events: libc::c_short,
     stop: &AtomicBool,
@@ -199,7 +255,7 @@ pub fn echo_tcp_threaded<G: Gil>(
             let r = call(interp, h, ctx, || {
                 let wake = Some(sp.measuring);
                 let limit = Some(ACCEPT_POLL);
-                blocking_until(fd, libc::POLLIN, ctx.stop, wake, limit, || {
+                polled(fd, libc::POLLIN, ctx.stop, wake, limit, || {
                     listener.accept()
                 })
             });
@@ -221,7 +277,7 @@ pub fn echo_tcp_threaded<G: Gil>(
                 continue; // dropping `stream` closes it
             }
             let _ = stream.set_nodelay(true);
-            if stream.set_nonblocking(true).is_err() {
+            if slice_timeouts(&stream).is_err() {
                 st.peer_errors += 1;
                 continue;
             }
@@ -343,12 +399,11 @@ fn serve_conn<G: Gil>(
     // Never more un-echoed bytes in hand than `max_request_bytes`.
     let mut buf = vec![0u8; cfg.max_request_bytes.clamp(1, 64 << 10)];
     let mut partial = 0usize;
-    let fd = stream.as_raw_fd();
     // A new Python thread starts by taking the GIL.
     interp.take();
     'conn: while !ctx.stop.load(Ordering::Relaxed) {
         let n = match call(&mut interp, &mut h, ctx, || {
-            blocking(fd, libc::POLLIN, ctx.stop, None, || {
+            blocking(ctx.stop, None, None, || {
                 let mut s = stream;
                 s.read(&mut buf)
             })
@@ -371,7 +426,7 @@ fn serve_conn<G: Gil>(
         let mut sent = 0;
         while sent < n {
             let r = call(&mut interp, &mut h, ctx, || {
-                blocking(fd, libc::POLLOUT, ctx.stop, Some(SEND_STALL), || {
+                blocking(ctx.stop, None, Some(SEND_STALL), || {
                     let mut s = stream;
                     s.write(&buf[sent..n])
                 })
@@ -415,13 +470,15 @@ pub fn echo_udp_threaded<G: Gil>(
 ) -> io::Result<ServerStats> {
     let mut st = ServerStats::default();
     let mut buf = vec![0u8; 65_536];
-    let fd = sock.as_raw_fd();
+    // SAFETY: `into_raw_fd` gives up mio's ownership of the open socket, so the std socket
+    // is its only owner and closes it once.
+    let sock = unsafe { StdUdpSocket::from_raw_fd(sock.into_raw_fd()) };
+    slice_timeouts(&sock)?;
     loop {
         // Idle, it takes the GIL again every `ACCEPT_POLL`, as the accepting thread does.
         let r = call(interp, h, ctx, || {
             let wake = Some(sp_measuring);
-            let limit = Some(ACCEPT_POLL);
-            blocking_until(fd, libc::POLLIN, ctx.stop, wake, limit, || {
+            blocking(ctx.stop, wake, Some(ACCEPT_POLL), || {
                 sock.recv_from(&mut buf)
             })
         });
@@ -443,7 +500,7 @@ pub fn echo_udp_threaded<G: Gil>(
         st.requests += 1;
         run_ticks(interp, h, cfg.work_ticks);
         let r = call(interp, h, ctx, || {
-            blocking(fd, libc::POLLOUT, ctx.stop, Some(SEND_STALL), || {
+            blocking(ctx.stop, None, Some(SEND_STALL), || {
                 sock.send_to(&buf[..n], peer)
             })
         });
