@@ -528,6 +528,73 @@ pub struct Sample {
     pub waited: [f64; 4],
     pub requests: u64,
     pub failed: u64,
+    /// CPU time other processes used during this side's run (with a server), as a share of
+    /// the machine (all usable cores), when the OS says: what skews a calibration.
+    #[serde(default)]
+    pub other_load: Option<f64>,
+}
+
+/// CPU time used on the whole machine and by this process and its reaped children, to tell
+/// how much other processes used during a run.
+#[derive(Clone, Copy, Debug)]
+pub struct Usage {
+    at: Instant,
+    /// Busy time of every core (`/proc/stat`), seconds.
+    machine_s: f64,
+    /// This process and its waited-for children (`getrusage`), seconds.
+    own_s: f64,
+}
+
+impl Usage {
+    pub fn now() -> Option<Usage> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let cpu = stat.lines().next()?.strip_prefix("cpu ")?;
+        let f: Vec<u64> = cpu
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+        if f.len() < 8 {
+            return None;
+        }
+        let busy = f[0] + f[1] + f[2] + f[5] + f[6] + f[7];
+        // SAFETY: sysconf has no preconditions.
+        let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        if tck <= 0 {
+            return None;
+        }
+        let own = |who| {
+            // SAFETY: rusage is plain old data, so all-zero is a valid value that getrusage
+            // overwrites; the pointer is to a live local.
+            let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: a valid `who` and out-pointer; no other preconditions.
+            if unsafe { libc::getrusage(who, &mut ru) } != 0 {
+                return 0.0;
+            }
+            let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+            t(ru.ru_utime) + t(ru.ru_stime)
+        };
+        Some(Usage {
+            at: Instant::now(),
+            machine_s: busy as f64 / tck as f64,
+            own_s: own(libc::RUSAGE_SELF) + own(libc::RUSAGE_CHILDREN),
+        })
+    }
+
+    /// The share of the machine other processes used since `self`.
+    pub fn others_since(self, cores: usize) -> Option<f64> {
+        let now = Usage::now()?;
+        let wall = now.at.duration_since(self.at).as_secs_f64() * cores.max(1) as f64;
+        if wall <= 0.0 {
+            return None;
+        }
+        let other = (now.machine_s - self.machine_s) - (now.own_s - self.own_s);
+        Some((other / wall).clamp(0.0, 1.0))
+    }
+}
+
+fn cores() -> usize {
+    pin::available_cores().map_or(1, |c| c.len())
 }
 
 /// Shares of `latency`'s values with `round(value / interval)` = 0, 1, 2, 3 or more.
@@ -577,6 +644,7 @@ pub fn model_sample(r: &RunResult, alone: Option<&RunResult>, interval: Duration
             .map_or([0.0; 4], |h| waited(h, interval)),
         requests: io.requests,
         failed: io.failed,
+        other_load: None,
     }
 }
 
@@ -646,6 +714,7 @@ pub fn median_sample(samples: &[Sample]) -> Sample {
         waited: [0, 1, 2, 3].map(|k| m(&|s| s.waited[k])),
         requests: samples.iter().map(|s| s.requests).sum(),
         failed: samples.iter().map(|s| s.failed).sum(),
+        other_load: mo(&|s| s.other_load),
     }
 }
 
@@ -845,7 +914,10 @@ pub fn execute(
                 break 'conds;
             }
             step("cpython", c, r, sc);
-            let twin = match run_twin(py, sc, true) {
+            let before = Usage::now();
+            let twin = run_twin(py, sc, true);
+            let twin_other = before.and_then(|b| b.others_since(cores()));
+            let twin = match twin {
                 Ok(t) => t,
                 Err(_) if signals::caught().is_some() => {
                     cal.partial = true;
@@ -858,7 +930,9 @@ pub fn execute(
                 cal.machine["twin"] = twin.report.machine.clone();
             }
             step("gilbench", c, r, sc);
+            let before = Usage::now();
             let mut model = runner::run_mode(sc, Mode::Run, &Instrument::default(), &|_| {})?;
+            let model_other = before.and_then(|b| b.others_since(cores()));
             if model.partial {
                 cal.partial = true;
             }
@@ -885,10 +959,14 @@ pub fn execute(
             } else {
                 (None, None)
             };
-            res.cpython_runs
-                .push(twin_sample(&twin, twin_alone.as_ref(), interval));
-            res.gilbench_runs
-                .push(model_sample(&model, model_alone.as_ref(), interval));
+            res.cpython_runs.push(Sample {
+                other_load: twin_other,
+                ..twin_sample(&twin, twin_alone.as_ref(), interval)
+            });
+            res.gilbench_runs.push(Sample {
+                other_load: model_other,
+                ..model_sample(&model, model_alone.as_ref(), interval)
+            });
             model.label = format!("gilbench {}", c.label);
             model.repeat = r;
             runs.push(twin_result(sc, &twin, &c.label, r));
@@ -1054,6 +1132,21 @@ fn times(x: f64) -> String {
     }
 }
 
+/// `median (min-max)` over the repetitions, or the median alone for one.
+fn spread(
+    median: f64,
+    runs: &[Sample],
+    of: impl Fn(&Sample) -> f64,
+    show: impl Fn(f64) -> String,
+) -> String {
+    if runs.len() < 2 {
+        return show(median);
+    }
+    let lo = runs.iter().map(&of).fold(f64::INFINITY, f64::min);
+    let hi = runs.iter().map(&of).fold(f64::NEG_INFINITY, f64::max);
+    format!("{} ({}-{})", show(median), show(lo), show(hi))
+}
+
 fn buckets(w: &[f64; 4]) -> String {
     w.iter()
         .map(|x| format!("{:.0}", x * 100.0))
@@ -1083,7 +1176,10 @@ fn rows(cal: &Calibration) -> Vec<[String; 9]> {
     });
     let mut out = Vec::new();
     for c in &cal.conditions {
-        for (side, s) in [(py.as_str(), &c.cpython), ("gilbench timed", &c.gilbench)] {
+        for (side, s, runs) in [
+            (py.as_str(), &c.cpython, &c.cpython_runs),
+            ("gilbench timed", &c.gilbench, &c.gilbench_runs),
+        ] {
             out.push([
                 if side == py {
                     c.label.clone()
@@ -1091,8 +1187,8 @@ fn rows(cal: &Calibration) -> Vec<[String; 9]> {
                     String::new()
                 },
                 side.to_owned(),
-                rate(s.requests_per_sec),
-                us(s.p50_us),
+                spread(s.requests_per_sec, runs, |x| x.requests_per_sec, rate),
+                spread(s.p50_us, runs, |x| x.p50_us, us),
                 us(s.p99_us),
                 pct(s.cpu_kept),
                 rate(s.ctx_per_sec),
@@ -1135,15 +1231,31 @@ fn header(cal: &Calibration) -> Vec<String> {
     let py = cal.python.as_ref().map_or(String::new(), |p| {
         format!("{} {} ({})", p.implementation, p.version, p.path.display())
     });
+    let others: Vec<f64> = cal
+        .conditions
+        .iter()
+        .flat_map(|c| c.cpython_runs.iter().chain(&c.gilbench_runs))
+        .filter_map(|s| s.other_load)
+        .collect();
+    let other = if others.is_empty() {
+        String::new()
+    } else {
+        let max = others.iter().copied().fold(0.0, f64::max);
+        format!(
+            "; other processes used {:.0}% of the machine during a run (median; at most {:.0}%)",
+            median(others) * 100.0,
+            max * 100.0
+        )
+    };
     vec![
         format!(
-            "calibrate {}: gilbench timed vs {py}, on {} ({cores} cores, Linux {})",
+            "calibrate {}: gilbench timed vs {py}, on {} ({cores} cores, Linux {}){other}",
             cal.scenario,
             m["cpu_model"].as_str().unwrap_or("?"),
             m["kernel"].as_str().unwrap_or("?")
         ),
         format!(
-            "medians of {} repeats; load average {:.2} before, {:.2} after; waited = round(latency / interval) per request; ratio = gilbench / CPython; goals: req/s and p50 within {:.0}%, waited within {:.0} points",
+            "medians of {} repeats (min-max in brackets); load average {:.2} before, {:.2} after; waited = round(latency / interval) per request; ratio = gilbench / CPython; goals: req/s and p50 within {:.0}%, waited within {:.0} points",
             cal.repeat,
             cal.load_average[0],
             cal.load_average[1],
