@@ -804,6 +804,15 @@ pub struct Calibration {
     pub conditions: Vec<CondResult>,
     /// Set when a signal cut the calibration short.
     pub partial: bool,
+    /// The most other processes may use of the machine during a run (0-1), if checked.
+    #[serde(default)]
+    pub max_other_load: Option<f64>,
+    /// Run pairs repeated because other processes used more than that.
+    #[serde(default)]
+    pub retried: u32,
+    /// Run pairs kept although they did, after the last retry.
+    #[serde(default)]
+    pub noisy_kept: u32,
     pub notes: Vec<String>,
 }
 
@@ -867,19 +876,33 @@ fn alone_of(sc: &Scenario) -> Scenario {
 
 /// Runs every condition `repeat` times, twin and model in turn. Stops early (returning what it
 /// has, marked partial) when a signal arrives.
+/// How a calibration runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    /// Runs per condition and side.
+    pub repeat: u32,
+    /// A run pair during which other processes used more than this share of the machine
+    /// (0-1) is run again, ...
+    pub max_other_load: Option<f64>,
+    /// ... at most this many times; then it is kept, and counted.
+    pub retries: u32,
+}
+
 pub fn execute(
     py: &Python,
     scenario: &str,
     conds: &[Condition],
-    repeat: u32,
+    plan: &Plan,
     progress: &mut dyn FnMut(Step<'_>),
 ) -> Result<Outcome, RunError> {
+    let repeat = plan.repeat;
     let mut cal = Calibration {
         scenario: scenario.to_owned(),
         python: Some(py.clone()),
         machine: machine(),
         repeat,
         load_average: [load_average(), f64::NAN],
+        max_other_load: plan.max_other_load,
         ..Default::default()
     };
     let mut runs = Vec::new();
@@ -913,29 +936,46 @@ pub fn execute(
                 cal.partial = true;
                 break 'conds;
             }
-            step("cpython", c, r, sc);
-            let before = Usage::now();
-            let twin = run_twin(py, sc, true);
-            let twin_other = before.and_then(|b| b.others_since(cores()));
-            let twin = match twin {
-                Ok(t) => t,
-                Err(_) if signals::caught().is_some() => {
-                    cal.partial = true;
-                    break 'conds;
+            // The pair again while other processes used more of the machine than allowed.
+            let mut attempt = 0;
+            let (twin, twin_other, mut model, model_other) = loop {
+                step("cpython", c, r, sc);
+                let before = Usage::now();
+                let twin = run_twin(py, sc, true);
+                let twin_other = before.and_then(|b| b.others_since(cores()));
+                let twin = match twin {
+                    Ok(t) => t,
+                    Err(_) if signals::caught().is_some() => {
+                        cal.partial = true;
+                        break 'conds;
+                    }
+                    Err(e) => return Err(e),
+                };
+                if cal.twin_python.is_empty() {
+                    cal.twin_python =
+                        format!("{} {}", twin.report.implementation, twin.report.python);
+                    cal.machine["twin"] = twin.report.machine.clone();
                 }
-                Err(e) => return Err(e),
+                step("gilbench", c, r, sc);
+                let before = Usage::now();
+                let model = runner::run_mode(sc, Mode::Run, &Instrument::default(), &|_| {})?;
+                let model_other = before.and_then(|b| b.others_since(cores()));
+                if model.partial {
+                    cal.partial = true;
+                }
+                let noisy = plan.max_other_load.is_some_and(|max| {
+                    twin_other.is_some_and(|o| o > max) || model_other.is_some_and(|o| o > max)
+                });
+                if !noisy || cal.partial {
+                    break (twin, twin_other, model, model_other);
+                }
+                if attempt == plan.retries {
+                    cal.noisy_kept += 1;
+                    break (twin, twin_other, model, model_other);
+                }
+                attempt += 1;
+                cal.retried += 1;
             };
-            if cal.twin_python.is_empty() {
-                cal.twin_python = format!("{} {}", twin.report.implementation, twin.report.python);
-                cal.machine["twin"] = twin.report.machine.clone();
-            }
-            step("gilbench", c, r, sc);
-            let before = Usage::now();
-            let mut model = runner::run_mode(sc, Mode::Run, &Instrument::default(), &|_| {})?;
-            let model_other = before.and_then(|b| b.others_since(cores()));
-            if model.partial {
-                cal.partial = true;
-            }
             let (twin_alone, model_alone) = if sc.cpu_threads > 0 && !cal.partial {
                 let a = alone_of(sc);
                 step("cpython alone", c, r, &a);
@@ -1064,9 +1104,11 @@ pub fn twin_result(sc: &Scenario, t: &TwinRun, label: &str, repeat: u32) -> RunR
     }
 }
 
-/// From the conditions without CPU threads, where a request's time is the client's round trip
-/// plus the server's own work: the `call_work` that would give the model CPython's req/s, if
-/// it differs from the one used by more than a microsecond.
+/// From the conditions without CPU threads, where a request's round trip is the client's and
+/// the kernel's time plus the server's GIL-held work on its way: the `call_work` that would
+/// give the model CPython's median round trip, if it differs from the one used by a
+/// microsecond or more. On a request's way are one `call_work` in the threaded structure
+/// (after the recv) and two in the poll loop (after the poll and after the recv).
 pub fn suggest_call_work(conds: &[Condition], cal: &Calibration) -> Option<String> {
     let mut per_call = Vec::new();
     let mut used: Option<Duration> = None;
@@ -1075,33 +1117,29 @@ pub fn suggest_call_work(conds: &[Condition], cal: &Calibration) -> Option<Strin
         if sc.cpu_threads != 0 || sc.rate > 0.0 || sc.connections != 1 {
             continue;
         }
-        let (py, model) = (r.cpython.requests_per_sec, r.gilbench.requests_per_sec);
+        let (py, model) = (r.cpython.p50_us, r.gilbench.p50_us);
         if py <= 0.0 || model <= 0.0 {
             continue;
         }
-        // Server-side GIL releases per request: poll, recv, send or recv, send.
-        let calls = match sc.server {
-            ServerKind::Poll => 3.0,
-            ServerKind::Threaded => 2.0,
-        };
-        let extra = 1.0 / py - 1.0 / model; // seconds CPython spends more per request
-        per_call.push(sc.call_work.as_secs_f64() + extra / calls);
         if used.is_some_and(|u| u != sc.call_work) {
             // The conditions vary call_work themselves: the table is the answer.
             return None;
         }
         used = Some(sc.call_work);
+        let on_the_way = match sc.server {
+            ServerKind::Poll => 2.0,
+            ServerKind::Threaded => 1.0,
+        };
+        per_call.push(sc.call_work.as_secs_f64() * 1e6 + (py - model) / on_the_way);
     }
     let used = used?;
-    let best = median(per_call).max(0.0);
-    let best = Duration::from_nanos((best * 1e9).round() as u64);
-    let diff = best.abs_diff(used);
-    (diff > Duration::from_micros(1)).then(|| {
+    let best = Duration::from_micros(median(per_call).max(0.0).round() as u64);
+    (best.abs_diff(used) >= Duration::from_micros(1)).then(|| {
         format!(
-            "the rows without CPU threads fit CPython best with call_work = {} (this run used {}): try --set call_work={}",
-            format_duration(Duration::from_micros(best.as_micros() as u64)),
+            "the rows without CPU threads fit CPython's median round trip best with call_work = {} (this run used {}): try --set call_work={}",
+            format_duration(best),
             format_duration(used),
-            format_duration(Duration::from_micros(best.as_micros() as u64))
+            format_duration(best)
         )
     })
 }
@@ -1247,6 +1285,17 @@ fn header(cal: &Calibration) -> Vec<String> {
             max * 100.0
         )
     };
+    let mut other = other;
+    if let Some(max) = cal.max_other_load {
+        other.push_str(&format!(
+            "; {} run pairs repeated as others used more than {:.0}%",
+            cal.retried,
+            max * 100.0
+        ));
+        if cal.noisy_kept > 0 {
+            other.push_str(&format!(", {} kept so after the last try", cal.noisy_kept));
+        }
+    }
     vec![
         format!(
             "calibrate {}: gilbench timed vs {py}, on {} ({cores} cores, Linux {}){other}",

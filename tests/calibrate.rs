@@ -359,6 +359,11 @@ fn calibrate_says_clearly_what_it_cannot_do() {
         "interval",
     );
     assert_bad_input(&["calibrate", w, "--repeat", "0"], &[], "--repeat");
+    assert_bad_input(
+        &["calibrate", w, "--max-other-load", "120"],
+        &[],
+        "--max-other-load",
+    );
 }
 
 #[test]

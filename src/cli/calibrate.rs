@@ -24,6 +24,10 @@ pub struct CalibrateArgs {
     /// Run each condition N times on each side, in turn; the table shows medians.
     #[arg(long, value_name = "N", default_value = "1")]
     repeat: String,
+    /// Run a CPython/gilbench pair again (at most 3 times) when other processes used more
+    /// than this percentage of the machine during it; `off` keeps every pair.
+    #[arg(long, value_name = "PERCENT", default_value = "10")]
+    max_other_load: String,
     /// Options as for `run`; `--set KEY=V1,V2,...` (any number of keys) runs every
     /// combination of the values.
     #[command(flatten)]
@@ -103,6 +107,22 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
     let mut base = load_scenario(&a.scenario, &opts, None)?;
     base.lock = gilbench::gil::LockKind::Timed;
     let repeat = positive("--repeat", &a.repeat, 1000)? as u32;
+    let max_other_load = match a.max_other_load.trim() {
+        "off" => None,
+        t => match t.trim_end_matches('%').parse::<f64>() {
+            Ok(p) if (0.0..=100.0).contains(&p) => Some(p / 100.0),
+            _ => {
+                return Err(Failure::Input(shown(&format!(
+                    "--max-other-load {t}: expected a percentage from 0 to 100, or off"
+                ))))
+            }
+        },
+    };
+    let plan = calibrate::Plan {
+        repeat,
+        max_other_load,
+        retries: 3,
+    };
     let conds = calibrate::conditions(&base, &lists).map_err(Failure::Input)?;
     let py = calibrate::find_python(a.python.as_deref()).map_err(Failure::Input)?;
     let show = !a.out.quiet && std::io::stderr().is_terminal();
@@ -131,7 +151,7 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
             );
         }
     };
-    let outcome = calibrate::execute(&py, &base.name, &conds, repeat, &mut progress)?;
+    let outcome = calibrate::execute(&py, &base.name, &conds, &plan, &mut progress)?;
     let cal = &outcome.calibration;
     say(&calibrate::text(cal));
     let fail = Failure::Run;
