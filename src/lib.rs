@@ -7,6 +7,7 @@
 //! * [`workload`]: what the threads do.
 //! * [`scenario`], [`runner`], [`result`], [`report`]: scenario files in, results out.
 
+pub mod calibrate;
 pub mod experiment;
 pub mod gil;
 pub mod interp;

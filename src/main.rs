@@ -2,6 +2,7 @@
 //! experiment of several runs) runs, exporters export from one result type.
 
 mod cli {
+    pub mod calibrate;
     pub mod load;
     pub mod outputs;
     pub mod progress;
@@ -79,6 +80,9 @@ enum Command {
     },
     /// Run only the load generator against any echo server.
     Load(LoadOpts),
+    /// Hold the `timed` model against CPython: run the Python twin and gilbench on the same
+    /// conditions, in turn, with the same client, and print one table.
+    Calibrate(cli::calibrate::CalibrateArgs),
 }
 
 /// What `compare` and `sweep` take.
@@ -472,6 +476,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             say(&report::run_table(&r));
             finish(&[r], &out, None)?;
         }
+        Command::Calibrate(a) => cli::calibrate::run(&a)?,
         Command::Load(o) => {
             check_outputs(&o.out)?;
             let r = cli::load::run(&o)?;

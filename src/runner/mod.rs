@@ -18,7 +18,7 @@ use crate::interp::Beacon;
 use crate::metrics::IdleClock;
 use crate::pin;
 use crate::result::RunResult;
-use crate::scenario::{IoWork, Scenario};
+use crate::scenario::{IoWork, Scenario, ServerKind};
 use crate::signals;
 use crate::units::format_duration;
 use crate::workload::calibrate_tick_ns;
@@ -108,13 +108,12 @@ fn bind_listeners(sc: &Scenario) -> Result<Vec<Listener>, RunError> {
                 sc.port.checked_add(i as u16).unwrap_or(0)
             };
             let addr = SocketAddr::new(sc.listen, port);
-            Listener::bind(
-                sc.transport,
-                addr,
-                sc.io == IoWork::Bulk,
-                sc.listen_backlog(),
-            )
-            .map_err(|e| RunError::BadInput(format!("cannot listen on {addr}: {}", io_reason(&e))))
+            // bulk and the threaded TCP echo server take a blocking listener.
+            let blocking = sc.io == IoWork::Bulk
+                || (sc.server == ServerKind::Threaded && sc.transport == Transport::Tcp);
+            Listener::bind(sc.transport, addr, blocking, sc.listen_backlog()).map_err(|e| {
+                RunError::BadInput(format!("cannot listen on {addr}: {}", io_reason(&e)))
+            })
         })
         .collect()
 }

@@ -10,10 +10,10 @@ use crate::interp::Interp;
 use crate::metrics::{IdleClock, Interval, IntervalHists, Percentiles, ThreadMetrics};
 use crate::pin;
 use crate::result::ThreadResult;
-use crate::scenario::{CpuWork, Scenario};
+use crate::scenario::{CpuWork, Scenario, ServerKind};
 use crate::trace::{ThreadTrace, TraceBuf};
 use crate::workload::server::{self, io_reason, EchoConfig, Listener};
-use crate::workload::{cpu, TickHasher, WorkCtx};
+use crate::workload::{cpu, threaded, TickHasher, WorkCtx};
 
 /// What an interpreter thread does.
 pub(super) enum Role {
@@ -86,6 +86,7 @@ pub(super) fn gil_thread<G: Gil>(
     }
     let mut digest = String::new();
     let mut server = None;
+    let mut conns = threaded::ConnTotals::default();
     let mut error = None;
     let (role_name, workload) = match &role {
         Role::Cpu { .. } => (
@@ -114,10 +115,35 @@ pub(super) fn gil_thread<G: Gil>(
             },
             Role::Echo { listener, .. } => {
                 interp.take();
+                let threaded = sc.server == ServerKind::Threaded;
                 let r = match listener {
                     Listener::Tcp(l) => server::echo_tcp(&mut interp, &mut hasher, &ctx, l, &echo),
+                    Listener::Udp(s) if threaded => threaded::echo_udp_threaded(
+                        &mut interp,
+                        &mut hasher,
+                        &ctx,
+                        s,
+                        &echo,
+                        &shared.measuring,
+                    ),
                     Listener::Udp(s) => server::echo_udp(&mut interp, &mut hasher, &ctx, s, &echo),
-                    Listener::Bulk(_) => unreachable!("echo roles get echo listeners"),
+                    // The threaded TCP server: its connection threads' figures are added here.
+                    Listener::Bulk(l) => {
+                        let sp = threaded::Spawner {
+                            last_holder: &shared.last_holder,
+                            measuring: &shared.measuring,
+                            failed: &shared.failed,
+                            occupancy: G::EXCLUSIVE.then_some(&shared.occupancy),
+                            record: sc.record,
+                            tick_bytes: sc.tick_bytes,
+                            name: &name,
+                        };
+                        threaded::echo_tcp_threaded(&mut interp, &mut hasher, &ctx, l, &echo, &sp)
+                            .map(|(s, t)| {
+                                conns = t;
+                                s
+                            })
+                    }
                 };
                 match r {
                     Ok(s) => server = Some(s),
@@ -129,14 +155,16 @@ pub(super) fn gil_thread<G: Gil>(
                 let Listener::Bulk(l) = listener else {
                     unreachable!("bulk roles get bulk listeners")
                 };
-                match server::bulk_recv(
-                    &mut interp,
-                    &mut hasher,
-                    &ctx,
-                    l,
-                    sc.bulk_mib << 20,
-                    sc.recv_bytes,
-                ) {
+                let (total, recv) = (sc.bulk_mib << 20, sc.recv_bytes);
+                let r = match sc.server {
+                    ServerKind::Threaded => {
+                        server::bulk_recv(&mut interp, &mut hasher, &ctx, l, total, recv)
+                    }
+                    ServerKind::Poll => {
+                        threaded::bulk_recv_poll(&mut interp, &mut hasher, &ctx, l, total, recv)
+                    }
+                };
+                match r {
                     Ok(s) => server = Some(s),
                     Err(e) => error = Some(io_reason(&e)),
                 }
@@ -148,7 +176,8 @@ pub(super) fn gil_thread<G: Gil>(
         interp.release(Release::Exit);
     }
     let secs = interp.measured_since().elapsed().as_secs_f64();
-    let ctx_switches = interp.ctx_switches();
+    let mut ctx_switches = interp.ctx_switches();
+    ctx_switches.add(conns.ctx);
     let design: BTreeMap<String, u64> = interp
         .gil_stats()
         .into_iter()
@@ -204,7 +233,11 @@ pub(super) fn gil_thread<G: Gil>(
         error,
         trace,
         intervals,
-        idle: interp.idle_clock(),
+        idle: {
+            let mut idle = interp.idle_clock();
+            idle.add(conns.idle);
+            idle
+        },
     }
 }
 

@@ -290,6 +290,15 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
         Ok(())
     }),
     (
+        "server",
+        "echo, bulk: poll (one thread: poll, recv, send) or threaded (a thread per connection, \
+         blocking recv and send)",
+        |s, v| {
+            s.server = string(v)?.parse()?;
+            Ok(())
+        },
+    ),
+    (
         "request_bytes",
         "echo: bytes per request (and reply)",
         |s, v| {

@@ -16,6 +16,7 @@ use crate::gil::{default_allotments, GilParams, LockKind};
 use crate::pin::PinMode;
 use crate::units::format_duration;
 use crate::workload::server::Transport;
+pub use crate::workload::threaded::ServerKind;
 use std::net::IpAddr;
 
 /// Most interpreter threads of one kind a run may have.
@@ -81,6 +82,8 @@ pub struct Scenario {
     pub io: IoWork,
     pub io_threads: usize,
     pub transport: Transport,
+    /// How the server threads are written: a poll loop or a thread per connection.
+    pub server: ServerKind,
     pub request_bytes: usize,
     pub work_ticks: u64,
     pub connections: usize,
@@ -124,6 +127,7 @@ impl Default for Scenario {
             io: IoWork::None,
             io_threads: 1,
             transport: Transport::Tcp,
+            server: ServerKind::Poll,
             request_bytes: 64,
             work_ticks: 1,
             connections: 1,
@@ -518,6 +522,7 @@ impl Scenario {
             "io": self.io,
             "io_threads": self.io_thread_count(),
             "transport": self.transport,
+            "server": self.server,
             "request_bytes": self.request_bytes,
             "work_ticks": self.work_ticks,
             "connections": self.connections,

@@ -5,6 +5,7 @@ pub mod cpu;
 pub mod limits;
 pub mod loadgen;
 pub mod server;
+pub mod threaded;
 
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;

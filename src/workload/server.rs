@@ -81,7 +81,7 @@ pub struct ServerStats {
 pub enum Listener {
     Tcp(TcpListener),
     Udp(UdpSocket),
-    /// bulk: a blocking listener.
+    /// A blocking listener: bulk, and the `threaded` TCP echo server.
     Bulk(StdTcpListener),
 }
 
@@ -125,7 +125,7 @@ fn tcp_listener(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
 
 /// One blocking-call-shaped step: the GIL is released around `f`, then `call_work` ticks run.
 #[inline]
-fn call<G: Gil, R>(
+pub(super) fn call<G: Gil, R>(
     interp: &mut Interp<'_, G>,
     h: &mut TickHasher,
     ctx: &WorkCtx<'_>,

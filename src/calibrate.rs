@@ -1,0 +1,1451 @@
+//! `gilbench calibrate`: the `timed` model held against CPython on this machine, with the same
+//! client.
+//!
+//! For each condition (the scenario with one value of every listed key), and each repetition,
+//! the Python twin (`workloads/python/twin.py`, embedded in the binary and run with `python
+//! -c`) and gilbench's `timed` model run the same server structure, CPU threads, switch
+//! interval and pinning, one after the other, each driven by gilbench's own load generator
+//! (for the twin: in this process, over loopback, placed as the runner would place it). When
+//! the condition has CPU threads, each side also runs them alone (no server, a second at
+//! most), for the CPU throughput kept.
+//!
+//! Per request, the *intervals waited* is `round(latency / interval)` of its client-side
+//! round trip (0 when it did not wait for a CPU thread at all, 1 for one switch interval,
+//! ...): the same client measures both sides, so the buckets are comparable whatever the
+//! server does inside. The table shows each side's medians over the repetitions, their ratio
+//! (gilbench / CPython), the bucket differences in percentage points, and whether the model
+//! is within the fidelity goals (req/s and p50 within 25%, every bucket within 10 points).
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::gil::LockKind;
+use crate::metrics::{distribution, Hist, Percentiles};
+use crate::pin::{self, PinMode};
+use crate::result::{CpuSummary, GilSummary, IoSummary, RunResult};
+use crate::runner::{self, Instrument, Mode, RunError};
+use crate::scenario::{shown, split_sweep, IoWork, Scenario, ServerKind, KEYS};
+use crate::signals;
+use crate::units::format_duration;
+use crate::workload::loadgen::{run_echo_load, LoadConfig, LoadResult};
+
+/// The twin's source, run with `python -c`.
+pub const TWIN: &str = include_str!("../workloads/python/twin.py");
+
+/// The CSV header of a calibrate table (one line per condition and side).
+pub const CSV_HEADER: &str = "condition,side,repeats,requests_per_sec,latency_p50_us,latency_p99_us,cpu_kept,ctx_switches_per_sec,waited_0,waited_1,waited_2,waited_3_plus,fit";
+
+/// Fidelity goals: req/s and p50 within this factor, ...
+pub const GOAL_RATIO: f64 = 0.25;
+/// ... and every intervals-waited bucket within this many percentage points.
+pub const GOAL_POINTS: f64 = 10.0;
+
+/// Longest CPU-alone run (per side, per condition and repetition).
+const ALONE_MAX: Duration = Duration::from_secs(1);
+
+/// A Python interpreter that can run the twin.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Python {
+    pub path: PathBuf,
+    pub implementation: String,
+    pub version: String,
+}
+
+/// Finds `given`, or `python3` on PATH, and asks it what it is. Bad input when there is none
+/// or it does not work.
+pub fn find_python(given: Option<&Path>) -> Result<Python, String> {
+    let path = match given {
+        Some(p) => p.to_path_buf(),
+        None => on_path("python3").ok_or_else(|| {
+            "no python3 on PATH: calibrate runs the Python twin in a real interpreter; give \
+             one with --python PATH"
+                .to_owned()
+        })?,
+    };
+    let probe = "import platform, sys; print(platform.python_implementation(), \
+                 platform.python_version(), sys.version_info >= (3, 8))";
+    let out = Command::new(&path)
+        .args(["-c", probe])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| {
+            format!(
+                "--python {}: cannot run it ({e})",
+                shown(&path.display().to_string())
+            )
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    match words.as_slice() {
+        [imp, ver, ok] if out.status.success() => {
+            if *ok != "True" {
+                return Err(format!(
+                    "{}: Python {ver} is too old for the twin (3.8 or later)",
+                    shown(&path.display().to_string())
+                ));
+            }
+            Ok(Python {
+                path,
+                implementation: (*imp).to_owned(),
+                version: (*ver).to_owned(),
+            })
+        }
+        _ => Err(format!(
+            "{}: not a working Python interpreter",
+            shown(&path.display().to_string())
+        )),
+    }
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(name))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// One condition: a label and the scenario both sides run.
+#[derive(Clone, Debug)]
+pub struct Condition {
+    pub label: String,
+    pub scenario: Scenario,
+}
+
+/// Keys the twin mirrors; any other key changes the model only (e.g. `call_work`, `spin`).
+pub const MIRRORED: &[&str] = &[
+    "server",
+    "cpu_threads",
+    "interval",
+    "pin",
+    "transport",
+    "request_bytes",
+    "connections",
+    "rate",
+    "warmup",
+    "duration",
+    "timeout",
+];
+
+/// Checks that the twin can run `sc` as the model does.
+pub fn check(sc: &Scenario) -> Result<(), String> {
+    let at = |k: &str| sc.origin_of(k);
+    if sc.io != IoWork::Echo {
+        return Err(format!(
+            "{}: calibrate needs an echo scenario (io = \"echo\"); bulk is not calibrated yet",
+            at("io")
+        ));
+    }
+    if sc.io_threads != 1 {
+        return Err(format!(
+            "{}: calibrate runs one server (io_threads = 1)",
+            at("io_threads")
+        ));
+    }
+    if sc.cpu_work != crate::scenario::CpuWork::CpuHash {
+        return Err(format!(
+            "{}: calibrate's CPU threads are pure-Python loops: cpu_work must be cpu-hash",
+            at("cpu_work")
+        ));
+    }
+    if !sc.listen.is_loopback() {
+        return Err(format!(
+            "{}: calibrate runs both servers on a loopback address, not {}",
+            at("listen"),
+            sc.listen
+        ));
+    }
+    if sc.fault.is_some() {
+        return Err(format!("{}: calibrate runs without faults", at("fault")));
+    }
+    sc.validate()
+}
+
+/// Every combination of the listed values (`KEY=V1,V2,...`, each key once), in the order
+/// given, the last key varying fastest; `base` as it is when there are none. Every scenario
+/// runs `timed`.
+pub fn conditions(base: &Scenario, lists: &[String]) -> Result<Vec<Condition>, String> {
+    let mut axes: Vec<(&'static str, Vec<String>, String)> = Vec::new();
+    for spec in lists {
+        let origin = shown(&format!("--set {spec}"));
+        let (k, vals) = split_sweep(spec).map_err(|e| format!("{origin}: {e}"))?;
+        let Some((key, _, _)) = KEYS.iter().find(|(n, _, _)| *n == k) else {
+            return Err(format!(
+                "{origin}: '{}' is not a key (`gilbench keys` lists them)",
+                shown(k)
+            ));
+        };
+        if *key == "lock" || *key == "locks" || *key == "sweep" {
+            return Err(format!(
+                "{origin}: calibrate always runs timed; '{key}' cannot vary"
+            ));
+        }
+        if axes.iter().any(|(a, _, _)| a == key) {
+            return Err(format!("{origin}: key '{key}' is listed twice"));
+        }
+        let mut seen: Vec<&String> = Vec::new();
+        for v in &vals {
+            if seen.contains(&v) {
+                return Err(format!("{origin}: '{}' is named twice", shown(v)));
+            }
+            seen.push(v);
+        }
+        axes.push((key, vals, origin));
+    }
+    let mut out = vec![(base.clone(), Vec::<String>::new())];
+    for (key, vals, origin) in &axes {
+        let mut next = Vec::new();
+        for (s, parts) in &out {
+            for v in vals {
+                let mut s = s.clone();
+                s.set_swept(key, v, origin)?;
+                let mut parts = parts.clone();
+                parts.push(format!("{key}={v}"));
+                next.push((s, parts));
+            }
+        }
+        out = next;
+    }
+    out.into_iter()
+        .map(|(mut s, parts)| {
+            s.lock = LockKind::Timed;
+            check(&s)?;
+            Ok(Condition {
+                label: label_of(&s, &parts),
+                scenario: s,
+            })
+        })
+        .collect()
+}
+
+/// The condition's label: server structure, CPU threads, interval and pinning, then any other
+/// listed key.
+fn label_of(s: &Scenario, parts: &[String]) -> String {
+    let mut l = format!(
+        "server={} cpu_threads={} interval={} pin={}",
+        s.server,
+        s.cpu_threads,
+        format_duration(s.gil.interval),
+        s.pin
+    );
+    for p in parts {
+        let k = p.split('=').next().unwrap_or_default();
+        if !["server", "cpu_threads", "interval", "pin"].contains(&k) {
+            l.push(' ');
+            l.push_str(p);
+        }
+    }
+    l
+}
+
+/// What the twin prints at the end (the fields calibrate reads; it prints more).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TwinReport {
+    pub twin: u32,
+    pub python: String,
+    pub implementation: String,
+    pub switchinterval_s: f64,
+    pub server: TwinServer,
+    pub window_s: f64,
+    pub cpu: TwinCpu,
+    pub ctx_switches: TwinCtx,
+    #[serde(default)]
+    pub machine: serde_json::Value,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TwinCpu {
+    pub threads: usize,
+    pub iterations: u64,
+    pub iterations_per_sec: f64,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
+pub struct TwinCtxPair {
+    pub voluntary: u64,
+    pub involuntary: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TwinCtx {
+    pub cpu: TwinCtxPair,
+    pub server: TwinCtxPair,
+    pub total: TwinCtxPair,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TwinServer {
+    pub requests: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub accepted: u64,
+}
+
+/// Parses the twin's result line.
+pub fn parse_report(line: &str) -> Result<TwinReport, String> {
+    serde_json::from_str(line)
+        .map_err(|e| format!("the twin's result is not what gilbench reads ({e})"))
+}
+
+/// One twin run: its report and, with a server, what the load generator saw.
+pub struct TwinRun {
+    pub report: TwinReport,
+    pub load: Option<LoadResult>,
+    /// Where the load generator ran.
+    pub loadgen: String,
+}
+
+/// The twin's command-line arguments for `sc`: a server and the load when `with_server`, the
+/// CPU threads alone otherwise.
+pub fn twin_args(sc: &Scenario, with_server: bool) -> Result<Vec<String>, String> {
+    let secs = |d: Duration| format!("{}", d.as_secs_f64());
+    let threads = usize::from(with_server) + sc.cpu_threads;
+    let plan = pin::plan(&sc.pin, threads).map_err(|e| format!("--pin {}: {e}", sc.pin))?;
+    let mut a = vec![
+        "--io".to_owned(),
+        if with_server { "echo" } else { "none" }.to_owned(),
+        "--server".into(),
+        sc.server.to_string(),
+        "--transport".into(),
+        sc.transport.to_string(),
+        "--cpu-threads".into(),
+        sc.cpu_threads.to_string(),
+        "--interval".into(),
+        secs(sc.gil.interval),
+        "--listen".into(),
+        sc.listen.to_string(),
+        "--port".into(),
+        "0".into(),
+        "--warmup".into(),
+        secs(sc.warmup),
+        "--duration".into(),
+        secs(sc.duration),
+        "--linger".into(),
+        secs(sc.timeout + Duration::from_secs(5)),
+        "--request-bytes".into(),
+        sc.request_bytes.to_string(),
+    ];
+    if let Some(cores) = plan.cores.iter().copied().collect::<Option<Vec<usize>>>() {
+        if !cores.is_empty() {
+            a.push("--cores".into());
+            a.push(
+                cores
+                    .iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+        }
+    }
+    Ok(a)
+}
+
+/// Kills the twin if it is still running when dropped.
+struct Reap(Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs the twin for `sc` (with its server and the load generator, or its CPU threads alone).
+pub fn run_twin(py: &Python, sc: &Scenario, with_server: bool) -> Result<TwinRun, RunError> {
+    let args = twin_args(sc, with_server).map_err(RunError::BadInput)?;
+    let child = Command::new(&py.path)
+        .arg("-c")
+        .arg(TWIN)
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| RunError::Failed(format!("cannot start {}: {e}", py.path.display())))?;
+    let mut child = Reap(child);
+    let stdout = child.0.stdout.take().expect("piped");
+    let mut stderr = child.0.stderr.take().expect("piped");
+    let mut stdin = child.0.stdin.take();
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let err_text = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let failed = |what: &str, child: Reap| -> RunError {
+        drop(child);
+        let e = err_text.join().unwrap_or_default();
+        let last = e.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        RunError::Failed(format!(
+            "the Python twin {what}{}",
+            if last.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", shown(last.trim()))
+            }
+        ))
+    };
+    let first = match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(l) => l,
+        Err(_) => return Err(failed("did not start", child)),
+    };
+    let plan = pin::plan(&sc.pin, usize::from(with_server) + sc.cpu_threads)
+        .map_err(|e| RunError::BadInput(format!("--pin {}: {e}", sc.pin)))?;
+    let mut loadgen = String::new();
+    let load = if with_server {
+        let Some(addr) = first
+            .strip_prefix("listening on ")
+            .and_then(|r| r.split_whitespace().last())
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+        else {
+            return Err(failed(
+                &format!("printed {:?} instead of its address", shown(&first)),
+                child,
+            ));
+        };
+        let core = if sc.pin == PinMode::None {
+            None
+        } else {
+            plan.spare
+        };
+        loadgen = match (core, sc.pin == PinMode::None) {
+            (Some(c), _) => format!("core {c}"),
+            (None, true) => "unpinned".into(),
+            (None, false) => "unpinned, shares cores with the twin's threads".into(),
+        };
+        let r = drive(sc, addr, core);
+        drop(stdin.take()); // end of input: the client is done
+        match r {
+            Ok(l) => Some(l),
+            Err(e) => {
+                let _ = failed("", child);
+                return Err(RunError::Failed(format!(
+                    "the load generator against the twin: {e}"
+                )));
+            }
+        }
+    } else {
+        drop(stdin.take());
+        None
+    };
+    if signals::caught().is_some() {
+        return Err(RunError::Failed("interrupted".into()));
+    }
+    let wait = sc.warmup + sc.duration + sc.timeout + Duration::from_secs(15);
+    let deadline = Instant::now() + wait;
+    let line = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left.min(Duration::from_millis(100))) {
+            Ok(l) if l.trim_start().starts_with('{') => break l,
+            Ok(_) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) if !left.is_zero() => {
+                if signals::caught().is_some() {
+                    return Err(RunError::Failed("interrupted".into()));
+                }
+            }
+            Err(_) => return Err(failed("ended without its result", child)),
+        }
+    };
+    let report = parse_report(&line).map_err(RunError::Failed)?;
+    drop(child);
+    Ok(TwinRun {
+        report,
+        load,
+        loadgen,
+    })
+}
+
+/// gilbench's load generator against the twin at `addr`, on `core` if given.
+fn drive(sc: &Scenario, addr: SocketAddr, core: Option<usize>) -> Result<LoadResult, String> {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let stop = &stop;
+        let load = s.spawn(move || {
+            let pinned = core.is_some_and(pin::pin_current);
+            let cfg = LoadConfig {
+                transport: sc.transport,
+                targets: vec![addr],
+                connections: sc.connections,
+                rate: sc.rate,
+                request_bytes: sc.request_bytes,
+                warmup: sc.warmup,
+                duration: sc.duration,
+                timeout: sc.timeout,
+                busy_wait: pinned,
+                intervals: None,
+            };
+            let r = run_echo_load(&cfg, stop);
+            stop.store(true, Ordering::SeqCst);
+            r
+        });
+        while !stop.load(Ordering::SeqCst) {
+            if signals::caught().is_some() {
+                stop.store(true, Ordering::SeqCst);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        load.join()
+            .unwrap_or_else(|_| Err("the load generator panicked".into()))
+    })
+}
+
+/// The figures of one side in one run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Sample {
+    pub requests_per_sec: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    /// CPU throughput with the server under load (ticks/s or pure-Python iterations/s).
+    pub cpu_per_sec: Option<f64>,
+    /// The same CPU threads alone.
+    pub cpu_alone_per_sec: Option<f64>,
+    /// `cpu_per_sec / cpu_alone_per_sec`.
+    pub cpu_kept: Option<f64>,
+    /// Context switches of the GIL threads (server and CPU), per second.
+    pub ctx_per_sec: f64,
+    /// Shares of requests that waited 0, 1, 2, 3+ switch intervals (0-1).
+    pub waited: [f64; 4],
+    pub requests: u64,
+    pub failed: u64,
+    /// CPU time other processes used during this side's run (with a server), as a share of
+    /// the machine (all usable cores), when the OS says: what skews a calibration.
+    #[serde(default)]
+    pub other_load: Option<f64>,
+}
+
+/// CPU time used on the whole machine and by this process and its reaped children, to tell
+/// how much other processes used during a run.
+#[derive(Clone, Copy, Debug)]
+pub struct Usage {
+    at: Instant,
+    /// Busy time of every core (`/proc/stat`), seconds.
+    machine_s: f64,
+    /// This process and its waited-for children (`getrusage`), seconds.
+    own_s: f64,
+}
+
+impl Usage {
+    pub fn now() -> Option<Usage> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let cpu = stat.lines().next()?.strip_prefix("cpu ")?;
+        let f: Vec<u64> = cpu
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+        if f.len() < 8 {
+            return None;
+        }
+        let busy = f[0] + f[1] + f[2] + f[5] + f[6] + f[7];
+        // SAFETY: sysconf has no preconditions.
+        let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        if tck <= 0 {
+            return None;
+        }
+        let own = |who| {
+            // SAFETY: rusage is plain old data, so all-zero is a valid value that getrusage
+            // overwrites; the pointer is to a live local.
+            let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: a valid `who` and out-pointer; no other preconditions.
+            if unsafe { libc::getrusage(who, &mut ru) } != 0 {
+                return 0.0;
+            }
+            let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+            t(ru.ru_utime) + t(ru.ru_stime)
+        };
+        Some(Usage {
+            at: Instant::now(),
+            machine_s: busy as f64 / tck as f64,
+            own_s: own(libc::RUSAGE_SELF) + own(libc::RUSAGE_CHILDREN),
+        })
+    }
+
+    /// The share of the machine other processes used since `self`.
+    pub fn others_since(self, cores: usize) -> Option<f64> {
+        let now = Usage::now()?;
+        let wall = now.at.duration_since(self.at).as_secs_f64() * cores.max(1) as f64;
+        if wall <= 0.0 {
+            return None;
+        }
+        let other = (now.machine_s - self.machine_s) - (now.own_s - self.own_s);
+        Some((other / wall).clamp(0.0, 1.0))
+    }
+}
+
+fn cores() -> usize {
+    pin::available_cores().map_or(1, |c| c.len())
+}
+
+/// Shares of `latency`'s values with `round(value / interval)` = 0, 1, 2, 3 or more.
+pub fn waited(latency: &Hist, interval: Duration) -> [f64; 4] {
+    let iv = interval.as_nanos().max(1) as f64;
+    let mut counts = [0u64; 4];
+    for v in latency.iter_recorded() {
+        let k = ((latency.median_equivalent(v.value_iterated_to()) as f64 / iv).round() as usize)
+            .min(3);
+        counts[k] += v.count_at_value();
+    }
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return [0.0; 4];
+    }
+    counts.map(|c| c as f64 / total as f64)
+}
+
+fn kept(with: Option<f64>, alone: Option<f64>) -> Option<f64> {
+    match (with, alone) {
+        (Some(w), Some(a)) if a > 0.0 => Some(w / a),
+        _ => None,
+    }
+}
+
+/// The model's figures from its run (and its CPU-alone run).
+pub fn model_sample(r: &RunResult, alone: Option<&RunResult>, interval: Duration) -> Sample {
+    let io = r.io.clone().unwrap_or_default();
+    let cpu = r.cpu.as_ref().map(|c| c.ticks_per_sec);
+    let cpu_alone = alone.and_then(|a| a.cpu.as_ref()).map(|c| c.ticks_per_sec);
+    let ctx = r.gil.ctx_switches;
+    Sample {
+        requests_per_sec: io.requests_per_sec,
+        p50_us: io.latency_us.p50,
+        p99_us: io.latency_us.p99,
+        cpu_per_sec: cpu,
+        cpu_alone_per_sec: cpu_alone,
+        cpu_kept: kept(cpu, cpu_alone),
+        ctx_per_sec: if r.measured_s > 0.0 {
+            (ctx.voluntary + ctx.involuntary) as f64 / r.measured_s
+        } else {
+            0.0
+        },
+        waited: r
+            .hists
+            .get("io-latency")
+            .map_or([0.0; 4], |h| waited(h, interval)),
+        requests: io.requests,
+        failed: io.failed,
+        other_load: None,
+    }
+}
+
+/// The twin's figures from its run (and its CPU-alone run).
+pub fn twin_sample(t: &TwinRun, alone: Option<&TwinRun>, interval: Duration) -> Sample {
+    let rep = &t.report;
+    let cpu = (rep.cpu.threads > 0).then_some(rep.cpu.iterations_per_sec);
+    let cpu_alone = alone
+        .filter(|a| a.report.cpu.threads > 0)
+        .map(|a| a.report.cpu.iterations_per_sec);
+    let tot = rep.ctx_switches.total;
+    let mut s = Sample {
+        cpu_per_sec: cpu,
+        cpu_alone_per_sec: cpu_alone,
+        cpu_kept: kept(cpu, cpu_alone),
+        ctx_per_sec: if rep.window_s > 0.0 {
+            (tot.voluntary + tot.involuntary) as f64 / rep.window_s
+        } else {
+            0.0
+        },
+        ..Default::default()
+    };
+    if let Some(l) = &t.load {
+        let p = Percentiles::of(&l.latency);
+        s.requests_per_sec = if l.measured_s > 0.0 {
+            l.requests as f64 / l.measured_s
+        } else {
+            0.0
+        };
+        s.p50_us = p.p50;
+        s.p99_us = p.p99;
+        s.waited = waited(&l.latency, interval);
+        s.requests = l.requests;
+        s.failed = l.failed;
+    }
+    s
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The cell-by-cell median of `samples`.
+pub fn median_sample(samples: &[Sample]) -> Sample {
+    let m = |f: &dyn Fn(&Sample) -> f64| median(samples.iter().map(f).collect());
+    let mo = |f: &dyn Fn(&Sample) -> Option<f64>| {
+        let v: Vec<f64> = samples.iter().filter_map(f).collect();
+        (!v.is_empty()).then(|| median(v))
+    };
+    Sample {
+        requests_per_sec: m(&|s| s.requests_per_sec),
+        p50_us: m(&|s| s.p50_us),
+        p99_us: m(&|s| s.p99_us),
+        cpu_per_sec: mo(&|s| s.cpu_per_sec),
+        cpu_alone_per_sec: mo(&|s| s.cpu_alone_per_sec),
+        cpu_kept: mo(&|s| s.cpu_kept),
+        ctx_per_sec: m(&|s| s.ctx_per_sec),
+        waited: [0, 1, 2, 3].map(|k| m(&|s| s.waited[k])),
+        requests: samples.iter().map(|s| s.requests).sum(),
+        failed: samples.iter().map(|s| s.failed).sum(),
+        other_load: mo(&|s| s.other_load),
+    }
+}
+
+/// How the model compares with CPython in one condition.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Fit {
+    /// gilbench / CPython.
+    pub requests_per_sec: f64,
+    pub p50: f64,
+    pub p99: f64,
+    pub cpu_kept: Option<f64>,
+    pub ctx_per_sec: f64,
+    /// gilbench minus CPython, percentage points per bucket.
+    pub waited_points: [f64; 4],
+    /// Within every fidelity goal.
+    pub ok: bool,
+    /// The goals missed, in words.
+    pub missed: Vec<String>,
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else if a > 0.0 {
+        f64::INFINITY
+    } else {
+        1.0
+    }
+}
+
+/// gilbench against CPython, with the fidelity goals.
+pub fn fit(model: &Sample, cpython: &Sample) -> Fit {
+    let rps = ratio(model.requests_per_sec, cpython.requests_per_sec);
+    let p50 = ratio(model.p50_us, cpython.p50_us);
+    let points = [0, 1, 2, 3].map(|k| (model.waited[k] - cpython.waited[k]) * 100.0);
+    let mut missed = Vec::new();
+    let off = |r: f64| !(1.0 - GOAL_RATIO..=1.0 + GOAL_RATIO).contains(&r);
+    if off(rps) {
+        missed.push("req/s".to_owned());
+    }
+    if off(p50) {
+        missed.push("p50".to_owned());
+    }
+    if points.iter().any(|p| p.abs() > GOAL_POINTS) {
+        missed.push("waited".to_owned());
+    }
+    Fit {
+        requests_per_sec: rps,
+        p50,
+        p99: ratio(model.p99_us, cpython.p99_us),
+        cpu_kept: match (model.cpu_kept, cpython.cpu_kept) {
+            (Some(a), Some(b)) => Some(ratio(a, b)),
+            _ => None,
+        },
+        ctx_per_sec: ratio(model.ctx_per_sec, cpython.ctx_per_sec),
+        waited_points: points,
+        ok: missed.is_empty(),
+        missed,
+    }
+}
+
+/// One condition's outcome.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct CondResult {
+    pub label: String,
+    pub params: serde_json::Value,
+    pub cpython: Sample,
+    pub gilbench: Sample,
+    pub fit: Fit,
+    /// Every repetition, in run order.
+    pub cpython_runs: Vec<Sample>,
+    pub gilbench_runs: Vec<Sample>,
+}
+
+/// A whole calibration.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Calibration {
+    pub scenario: String,
+    pub python: Option<Python>,
+    /// What the twin reported about the interpreter and the machine (first run).
+    pub twin_python: String,
+    pub machine: serde_json::Value,
+    pub repeat: u32,
+    /// The 1-minute load average before and after (other work on the machine skews both
+    /// sides).
+    pub load_average: [f64; 2],
+    pub conditions: Vec<CondResult>,
+    /// Set when a signal cut the calibration short.
+    pub partial: bool,
+    /// The most other processes may use of the machine during a run (0-1), if checked.
+    #[serde(default)]
+    pub max_other_load: Option<f64>,
+    /// Run pairs repeated because other processes used more than that.
+    #[serde(default)]
+    pub retried: u32,
+    /// Run pairs kept although they did, after the last retry.
+    #[serde(default)]
+    pub noisy_kept: u32,
+    pub notes: Vec<String>,
+}
+
+/// The 1-minute load average, if the OS says.
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// This machine, as gilbench sees it.
+pub fn machine() -> serde_json::Value {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    serde_json::json!({
+        "cpu_model": model,
+        "usable_cores": pin::available_cores().unwrap_or_default(),
+        "kernel": kernel,
+    })
+}
+
+/// What a calibration reports as it goes.
+pub enum Step<'a> {
+    /// Run `index` of `total` starts: the side ("cpython", "gilbench", "... alone"), the
+    /// condition, the repetition, and how long it should take.
+    Start {
+        index: usize,
+        total: usize,
+        side: &'a str,
+        label: &'a str,
+        repeat: u32,
+        expected: Duration,
+    },
+    Done,
+}
+
+/// Everything a calibration ran, for the table and the usual outputs.
+pub struct Outcome {
+    pub calibration: Calibration,
+    /// Every run with a server, both sides, as results (CPython's with lock `cpython`).
+    pub runs: Vec<RunResult>,
+}
+
+fn alone_of(sc: &Scenario) -> Scenario {
+    let mut a = sc.clone();
+    a.io = IoWork::None;
+    a.duration = sc.duration.min(ALONE_MAX);
+    a
+}
+
+/// Runs every condition `repeat` times, twin and model in turn. Stops early (returning what it
+/// has, marked partial) when a signal arrives.
+/// How a calibration runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    /// Runs per condition and side.
+    pub repeat: u32,
+    /// A run pair during which other processes used more than this share of the machine
+    /// (0-1) is run again, ...
+    pub max_other_load: Option<f64>,
+    /// ... at most this many times; then it is kept, and counted.
+    pub retries: u32,
+}
+
+pub fn execute(
+    py: &Python,
+    scenario: &str,
+    conds: &[Condition],
+    plan: &Plan,
+    progress: &mut dyn FnMut(Step<'_>),
+) -> Result<Outcome, RunError> {
+    let repeat = plan.repeat;
+    let mut cal = Calibration {
+        scenario: scenario.to_owned(),
+        python: Some(py.clone()),
+        machine: machine(),
+        repeat,
+        load_average: [load_average(), f64::NAN],
+        max_other_load: plan.max_other_load,
+        ..Default::default()
+    };
+    let mut runs = Vec::new();
+    let per_cond: usize = 2 * repeat as usize;
+    let total: usize = conds
+        .iter()
+        .map(|c| per_cond * if c.scenario.cpu_threads > 0 { 2 } else { 1 })
+        .sum();
+    let mut index = 0;
+    let mut step = |side: &str, c: &Condition, r: u32, sc: &Scenario| {
+        index += 1;
+        progress(Step::Start {
+            index,
+            total,
+            side,
+            label: &c.label,
+            repeat: r,
+            expected: sc.warmup + sc.duration,
+        });
+    };
+    'conds: for c in conds {
+        let sc = &c.scenario;
+        let interval = sc.gil.interval;
+        let mut res = CondResult {
+            label: c.label.clone(),
+            params: sc.params_json(),
+            ..Default::default()
+        };
+        for r in 0..repeat {
+            if signals::caught().is_some() {
+                cal.partial = true;
+                break 'conds;
+            }
+            // The pair again while other processes used more of the machine than allowed.
+            let mut attempt = 0;
+            let (twin, twin_other, mut model, model_other) = loop {
+                step("cpython", c, r, sc);
+                let before = Usage::now();
+                let twin = run_twin(py, sc, true);
+                let twin_other = before.and_then(|b| b.others_since(cores()));
+                let twin = match twin {
+                    Ok(t) => t,
+                    Err(_) if signals::caught().is_some() => {
+                        cal.partial = true;
+                        break 'conds;
+                    }
+                    Err(e) => return Err(e),
+                };
+                if cal.twin_python.is_empty() {
+                    cal.twin_python =
+                        format!("{} {}", twin.report.implementation, twin.report.python);
+                    cal.machine["twin"] = twin.report.machine.clone();
+                }
+                step("gilbench", c, r, sc);
+                let before = Usage::now();
+                let model = runner::run_mode(sc, Mode::Run, &Instrument::default(), &|_| {})?;
+                let model_other = before.and_then(|b| b.others_since(cores()));
+                if model.partial {
+                    cal.partial = true;
+                }
+                let noisy = plan.max_other_load.is_some_and(|max| {
+                    twin_other.is_some_and(|o| o > max) || model_other.is_some_and(|o| o > max)
+                });
+                if !noisy || cal.partial {
+                    break (twin, twin_other, model, model_other);
+                }
+                if attempt == plan.retries {
+                    cal.noisy_kept += 1;
+                    break (twin, twin_other, model, model_other);
+                }
+                attempt += 1;
+                cal.retried += 1;
+            };
+            let (twin_alone, model_alone) = if sc.cpu_threads > 0 && !cal.partial {
+                let a = alone_of(sc);
+                step("cpython alone", c, r, &a);
+                let t = match run_twin(py, &a, false) {
+                    Ok(t) => Some(t),
+                    Err(_) if signals::caught().is_some() => {
+                        cal.partial = true;
+                        None
+                    }
+                    Err(e) => return Err(e),
+                };
+                let m = if cal.partial {
+                    None
+                } else {
+                    step("gilbench alone", c, r, &a);
+                    let m = runner::run_mode(&a, Mode::Run, &Instrument::default(), &|_| {})?;
+                    cal.partial |= m.partial;
+                    Some(m)
+                };
+                (t, m)
+            } else {
+                (None, None)
+            };
+            res.cpython_runs.push(Sample {
+                other_load: twin_other,
+                ..twin_sample(&twin, twin_alone.as_ref(), interval)
+            });
+            res.gilbench_runs.push(Sample {
+                other_load: model_other,
+                ..model_sample(&model, model_alone.as_ref(), interval)
+            });
+            model.label = format!("gilbench {}", c.label);
+            model.repeat = r;
+            runs.push(twin_result(sc, &twin, &c.label, r));
+            runs.push(model);
+            if cal.partial {
+                break;
+            }
+        }
+        if res.cpython_runs.is_empty() {
+            break;
+        }
+        res.cpython = median_sample(&res.cpython_runs);
+        res.gilbench = median_sample(&res.gilbench_runs);
+        res.fit = fit(&res.gilbench, &res.cpython);
+        cal.conditions.push(res);
+        if cal.partial {
+            break;
+        }
+    }
+    progress(Step::Done);
+    cal.load_average[1] = load_average();
+    if let Some(s) = suggest_call_work(conds, &cal) {
+        cal.notes.push(s);
+    }
+    Ok(Outcome {
+        calibration: cal,
+        runs,
+    })
+}
+
+/// A twin run as a gilbench result (lock `cpython`), for the usual outputs.
+pub fn twin_result(sc: &Scenario, t: &TwinRun, label: &str, repeat: u32) -> RunResult {
+    let rep = &t.report;
+    let io = t.load.as_ref().map(|l| IoSummary {
+        requests: l.requests,
+        requests_per_sec: if l.measured_s > 0.0 {
+            l.requests as f64 / l.measured_s
+        } else {
+            0.0
+        },
+        bytes: l.bytes,
+        transfer_s: None,
+        latency_us: Percentiles::of(&l.latency),
+        latency_dist: distribution(&l.latency),
+        mode: if sc.rate > 0.0 { "open" } else { "closed" }.into(),
+        rate: sc.rate,
+        failed: l.failed,
+        late_sends: l.late,
+        lateness_us: Percentiles::of(&l.lateness),
+        errors: l.errors,
+        first_error: l.first_error.clone(),
+        loadgen: t.loadgen.clone(),
+        ..Default::default()
+    });
+    let mut params = sc.params_json();
+    params["python"] = serde_json::json!(format!("{} {}", rep.implementation, rep.python));
+    let tot = rep.ctx_switches.total;
+    RunResult {
+        scenario: sc.name.clone(),
+        lock: "cpython".into(),
+        label: format!("cpython {label}"),
+        repeat,
+        params,
+        wall_s: rep.window_s,
+        measured_s: rep.window_s,
+        cpu: (rep.cpu.threads > 0).then_some(CpuSummary {
+            threads: rep.cpu.threads,
+            ticks: rep.cpu.iterations,
+            ticks_per_sec: rep.cpu.iterations_per_sec,
+            bytes: 0,
+            bytes_per_sec: 0.0,
+        }),
+        io,
+        gil: GilSummary {
+            ctx_switches: crate::metrics::CtxSwitches {
+                voluntary: tot.voluntary,
+                involuntary: tot.involuntary,
+            },
+            ..Default::default()
+        },
+        threads: Vec::new(),
+        notes: vec![format!(
+            "the Python twin ({} {}): CPU figures are iterations of a pure-Python loop; the GIL is not instrumented",
+            rep.implementation, rep.python
+        )],
+        partial: false,
+        failure: None,
+        baseline: None,
+        hists: t
+            .load
+            .as_ref()
+            .map(|l| [("io-latency".to_owned(), l.latency.clone())].into_iter().collect())
+            .unwrap_or_default(),
+        intervals: Vec::new(),
+        trace: None,
+    }
+}
+
+/// From the conditions without CPU threads, where a request's round trip is the client's and
+/// the kernel's time plus the server's GIL-held work on its way: the `call_work` that would
+/// give the model CPython's median round trip, if it differs from the one used by a
+/// microsecond or more. On a request's way are one `call_work` in the threaded structure
+/// (after the recv) and two in the poll loop (after the poll and after the recv).
+pub fn suggest_call_work(conds: &[Condition], cal: &Calibration) -> Option<String> {
+    let mut per_call = Vec::new();
+    let mut used: Option<Duration> = None;
+    for (c, r) in conds.iter().zip(&cal.conditions) {
+        let sc = &c.scenario;
+        if sc.cpu_threads != 0 || sc.rate > 0.0 || sc.connections != 1 {
+            continue;
+        }
+        let (py, model) = (r.cpython.p50_us, r.gilbench.p50_us);
+        if py <= 0.0 || model <= 0.0 {
+            continue;
+        }
+        if used.is_some_and(|u| u != sc.call_work) {
+            // The conditions vary call_work themselves: the table is the answer.
+            return None;
+        }
+        used = Some(sc.call_work);
+        let on_the_way = match sc.server {
+            ServerKind::Poll => 2.0,
+            ServerKind::Threaded => 1.0,
+        };
+        per_call.push(sc.call_work.as_secs_f64() * 1e6 + (py - model) / on_the_way);
+    }
+    let used = used?;
+    let best = Duration::from_micros(median(per_call).max(0.0).round() as u64);
+    (best.abs_diff(used) >= Duration::from_micros(1)).then(|| {
+        format!(
+            "the rows without CPU threads fit CPython's median round trip best with call_work = {} (this run used {}): try --set call_work={}",
+            format_duration(best),
+            format_duration(used),
+            format_duration(best)
+        )
+    })
+}
+
+fn rate(x: f64) -> String {
+    if x >= 1e6 {
+        format!("{:.2}M", x / 1e6)
+    } else if x >= 1e4 {
+        format!("{:.1}k", x / 1e3)
+    } else {
+        format!("{x:.0}")
+    }
+}
+
+fn us(x: f64) -> String {
+    crate::report::us(x)
+}
+
+fn pct(x: Option<f64>) -> String {
+    x.map_or("-".into(), |x| format!("{:.0}%", x * 100.0))
+}
+
+fn times(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.2}x")
+    } else {
+        "inf".into()
+    }
+}
+
+/// `median (min-max)` over the repetitions, or the median alone for one.
+fn spread(
+    median: f64,
+    runs: &[Sample],
+    of: impl Fn(&Sample) -> f64,
+    show: impl Fn(f64) -> String,
+) -> String {
+    if runs.len() < 2 {
+        return show(median);
+    }
+    let lo = runs.iter().map(&of).fold(f64::INFINITY, f64::min);
+    let hi = runs.iter().map(&of).fold(f64::NEG_INFINITY, f64::max);
+    format!("{} ({}-{})", show(median), show(lo), show(hi))
+}
+
+fn buckets(w: &[f64; 4]) -> String {
+    w.iter()
+        .map(|x| format!("{:.0}", x * 100.0))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn points(p: &[f64; 4]) -> String {
+    p.iter()
+        .map(|x| format!("{:+.0}", x))
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn verdict(f: &Fit) -> String {
+    if f.ok {
+        "ok".into()
+    } else {
+        format!("MISS ({})", f.missed.join(", "))
+    }
+}
+
+/// The rows of the table: condition, side, then the cells.
+fn rows(cal: &Calibration) -> Vec<[String; 9]> {
+    let py = cal.python.as_ref().map_or("CPython".to_owned(), |p| {
+        format!("{} {}", p.implementation, p.version)
+    });
+    let mut out = Vec::new();
+    for c in &cal.conditions {
+        for (side, s, runs) in [
+            (py.as_str(), &c.cpython, &c.cpython_runs),
+            ("gilbench timed", &c.gilbench, &c.gilbench_runs),
+        ] {
+            out.push([
+                if side == py {
+                    c.label.clone()
+                } else {
+                    String::new()
+                },
+                side.to_owned(),
+                spread(s.requests_per_sec, runs, |x| x.requests_per_sec, rate),
+                spread(s.p50_us, runs, |x| x.p50_us, us),
+                us(s.p99_us),
+                pct(s.cpu_kept),
+                rate(s.ctx_per_sec),
+                buckets(&s.waited),
+                String::new(),
+            ]);
+        }
+        let f = &c.fit;
+        out.push([
+            String::new(),
+            "ratio / points".into(),
+            times(f.requests_per_sec),
+            times(f.p50),
+            times(f.p99),
+            f.cpu_kept.map_or("-".into(), times),
+            times(f.ctx_per_sec),
+            points(&f.waited_points),
+            verdict(f),
+        ]);
+    }
+    out
+}
+
+const HEAD: [&str; 9] = [
+    "condition",
+    "side",
+    "req/s",
+    "p50",
+    "p99",
+    "cpu kept",
+    "ctx/s",
+    "waited 0/1/2/3+ %",
+    "fit",
+];
+
+/// The header lines: what ran where.
+fn header(cal: &Calibration) -> Vec<String> {
+    let m = &cal.machine;
+    let cores = m["usable_cores"].as_array().map_or(0, Vec::len);
+    let py = cal.python.as_ref().map_or(String::new(), |p| {
+        format!("{} {} ({})", p.implementation, p.version, p.path.display())
+    });
+    let others: Vec<f64> = cal
+        .conditions
+        .iter()
+        .flat_map(|c| c.cpython_runs.iter().chain(&c.gilbench_runs))
+        .filter_map(|s| s.other_load)
+        .collect();
+    let other = if others.is_empty() {
+        String::new()
+    } else {
+        let max = others.iter().copied().fold(0.0, f64::max);
+        format!(
+            "; other processes used {:.0}% of the machine during a run (median; at most {:.0}%)",
+            median(others) * 100.0,
+            max * 100.0
+        )
+    };
+    let mut other = other;
+    if let Some(max) = cal.max_other_load {
+        other.push_str(&format!(
+            "; {} run pairs repeated as others used more than {:.0}%",
+            cal.retried,
+            max * 100.0
+        ));
+        if cal.noisy_kept > 0 {
+            other.push_str(&format!(", {} kept so after the last try", cal.noisy_kept));
+        }
+    }
+    vec![
+        format!(
+            "calibrate {}: gilbench timed vs {py}, on {} ({cores} cores, Linux {}){other}",
+            cal.scenario,
+            m["cpu_model"].as_str().unwrap_or("?"),
+            m["kernel"].as_str().unwrap_or("?")
+        ),
+        format!(
+            "medians of {} repeats (min-max in brackets); load average {:.2} before, {:.2} after; waited = round(latency / interval) per request; ratio = gilbench / CPython; goals: req/s and p50 within {:.0}%, waited within {:.0} points",
+            cal.repeat,
+            cal.load_average[0],
+            cal.load_average[1],
+            GOAL_RATIO * 100.0,
+            GOAL_POINTS
+        ),
+    ]
+}
+
+/// The table for a terminal.
+pub fn text(cal: &Calibration) -> String {
+    let rows = rows(cal);
+    let mut w = HEAD.map(str::len);
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let mut o = String::new();
+    for h in header(cal) {
+        o.push_str(&h);
+        o.push('\n');
+    }
+    let line = |cells: &[String]| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            let pad = w[i] - c.chars().count();
+            if (2..=6).contains(&i) {
+                l.push_str(&" ".repeat(pad));
+                l.push_str(c);
+            } else {
+                l.push_str(c);
+                if i + 1 < cells.len() {
+                    l.push_str(&" ".repeat(pad));
+                }
+            }
+            if i + 1 < cells.len() {
+                l.push_str("  ");
+            }
+        }
+        l.trim_end().to_owned() + "\n"
+    };
+    o.push_str(&line(&HEAD.map(str::to_owned)));
+    for r in &rows {
+        o.push_str(&line(r));
+    }
+    for n in &cal.notes {
+        o.push_str(&format!("note: {n}\n"));
+    }
+    if cal.partial {
+        o.push_str("note: interrupted: the table covers the runs finished so far\n");
+    }
+    o
+}
+
+/// The table in Markdown, with gilbench's marker first.
+pub fn markdown(cal: &Calibration) -> String {
+    let mut o = format!("<!-- gilbench {} -->\n", env!("CARGO_PKG_VERSION"));
+    for h in header(cal) {
+        o.push_str(&h);
+        o.push_str("\n\n");
+    }
+    o.push_str(&format!("| {} |\n", HEAD.join(" | ")));
+    o.push_str(&format!(
+        "|{}\n",
+        HEAD.iter()
+            .enumerate()
+            .map(|(i, _)| if (2..=6).contains(&i) {
+                "---:|"
+            } else {
+                "---|"
+            })
+            .collect::<String>()
+    ));
+    for r in rows(cal) {
+        let cells: Vec<String> = r.iter().map(|c| c.replace('|', "\\|")).collect();
+        o.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    for n in &cal.notes {
+        o.push_str(&format!("\n{n}\n"));
+    }
+    o
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// A line per condition and side (`cpython`, `gilbench`, `ratio`), raw numbers.
+pub fn csv(cal: &Calibration) -> String {
+    let mut o = format!("{CSV_HEADER}\n");
+    let opt = |x: Option<f64>| x.map_or(String::new(), |x| format!("{x:.4}"));
+    for c in &cal.conditions {
+        for (side, s) in [("cpython", &c.cpython), ("gilbench", &c.gilbench)] {
+            o.push_str(&format!(
+                "{},{side},{},{:.2},{:.1},{:.1},{},{:.1},{:.4},{:.4},{:.4},{:.4},\n",
+                csv_field(&c.label),
+                c.cpython_runs.len(),
+                s.requests_per_sec,
+                s.p50_us,
+                s.p99_us,
+                opt(s.cpu_kept),
+                s.ctx_per_sec,
+                s.waited[0],
+                s.waited[1],
+                s.waited[2],
+                s.waited[3],
+            ));
+        }
+        let f = &c.fit;
+        o.push_str(&format!(
+            "{},ratio,{},{:.4},{:.4},{:.4},{},{:.4},{:.2},{:.2},{:.2},{:.2},{}\n",
+            csv_field(&c.label),
+            c.cpython_runs.len(),
+            f.requests_per_sec,
+            f.p50,
+            f.p99,
+            opt(f.cpu_kept),
+            f.ctx_per_sec,
+            f.waited_points[0],
+            f.waited_points[1],
+            f.waited_points[2],
+            f.waited_points[3],
+            if f.ok { "ok" } else { "miss" }
+        ));
+    }
+    o
+}
+
+/// The result file: the calibration, and every run with a server (both sides) as `runs`, so
+/// that `gilbench report` reads it too.
+pub fn json(out: &Outcome) -> String {
+    let mut v = serde_json::json!({
+        "gilbench": env!("CARGO_PKG_VERSION"),
+        "calibrate": out.calibration,
+    });
+    v["runs"] = serde_json::to_value(&out.runs).unwrap_or_default();
+    serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+}

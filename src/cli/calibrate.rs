@@ -1,0 +1,201 @@
+//! `gilbench calibrate`: the twin and the `timed` model on the same conditions, one table.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use clap::Args;
+
+use gilbench::calibrate::{self, Step};
+use gilbench::output::write_file;
+use gilbench::scenario::{shown, split_sweep};
+use gilbench::signals;
+
+use gilbench::report::about::About;
+
+use gilbench::report::export::Dest;
+
+use super::outputs::{check_outputs, say, warn, write_outputs, Formats, OutputOpts};
+use crate::{load_scenario, positive, Failure, RunOpts};
+
+/// `gilbench calibrate` options.
+#[derive(Args, Debug)]
+pub struct CalibrateArgs {
+    /// The scenario file (TOML), an echo scenario such as workloads/convoy-echo.toml.
+    scenario: PathBuf,
+    /// The Python interpreter that runs the twin (default: python3 on PATH).
+    #[arg(long, value_name = "PATH")]
+    python: Option<PathBuf>,
+    /// Run each condition N times on each side, in turn; the table shows medians.
+    #[arg(long, value_name = "N", default_value = "1")]
+    repeat: String,
+    /// Run a CPython/gilbench pair again (at most 3 times) when other processes used more
+    /// than this percentage of the machine during it; `off` keeps every pair.
+    #[arg(long, value_name = "PERCENT", default_value = "10")]
+    max_other_load: String,
+    /// Options as for `run`; `--set KEY=V1,V2,...` (any number of keys) runs every
+    /// combination of the values.
+    #[command(flatten)]
+    opts: RunOpts,
+    #[command(flatten)]
+    out: OutputOpts,
+}
+
+/// Flags whose values may be lists (`--interval 1ms,5ms`); `--pin 0,1` is a core list.
+const LIST_FLAGS: [(&str, &str); 3] = [
+    ("cpu_threads", "--cpu-threads"),
+    ("interval", "--interval"),
+    ("duration", "--duration"),
+];
+
+pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
+    if a.out
+        .formats
+        .0
+        .iter()
+        .any(|(e, _)| matches!(e.flag(), "trace" | "hlog"))
+    {
+        return Err(Failure::Input(
+            "calibrate writes --json, --csv, --markdown, --plot, --hgrm and --html; --trace and --hlog belong to run, compare and sweep".into(),
+        ));
+    }
+    check_outputs(&a.out)?;
+    let mut opts = a.opts.clone();
+    if let Some(l) = &opts.lock {
+        if l.trim() != "timed" {
+            return Err(Failure::Input(shown(&format!(
+                "--lock {l}: calibrate holds the timed model against CPython; it runs timed only"
+            ))));
+        }
+    }
+    // Lists (`--set k=a,b`, `--interval 1ms,5ms`) become conditions; single values apply to
+    // all of them.
+    let mut lists = Vec::new();
+    let mut singles = Vec::new();
+    for kv in &opts.set {
+        match split_sweep(kv) {
+            Ok((_, vals)) if vals.len() > 1 => lists.push(kv.clone()),
+            Err(e) if kv.contains(',') => {
+                return Err(Failure::Input(format!(
+                    "{}: {e}",
+                    shown(&format!("--set {kv}"))
+                )))
+            }
+            _ => singles.push(kv.clone()),
+        }
+    }
+    for (key, flag) in LIST_FLAGS {
+        let slot = match key {
+            "cpu_threads" => &mut opts.cpu_threads,
+            "interval" => &mut opts.interval,
+            _ => &mut opts.duration,
+        };
+        if slot.as_ref().is_some_and(|v| v.contains(',')) {
+            let v = slot.take().unwrap_or_default();
+            if lists
+                .iter()
+                .any(|l| l.split('=').next().is_some_and(|k| k.trim() == key))
+            {
+                return Err(Failure::Input(format!(
+                    "{flag} {v}: key '{key}' is listed by --set too"
+                )));
+            }
+            lists.push(format!("{key}={v}"));
+        }
+    }
+    for kv in &singles {
+        if kv
+            .split_once('=')
+            .is_some_and(|(k, v)| k.trim() == "lock" && v.trim() != "timed")
+        {
+            return Err(Failure::Input(shown(&format!(
+                "--set {kv}: calibrate holds the timed model against CPython; it runs timed only"
+            ))));
+        }
+    }
+    opts.set = singles;
+    let mut base = load_scenario(&a.scenario, &opts, None)?;
+    base.lock = gilbench::gil::LockKind::Timed;
+    let repeat = positive("--repeat", &a.repeat, 1000)? as u32;
+    let max_other_load = match a.max_other_load.trim() {
+        "off" => None,
+        t => match t.trim_end_matches('%').parse::<f64>() {
+            Ok(p) if (0.0..=100.0).contains(&p) => Some(p / 100.0),
+            _ => {
+                return Err(Failure::Input(shown(&format!(
+                    "--max-other-load {t}: expected a percentage from 0 to 100, or off"
+                ))))
+            }
+        },
+    };
+    let plan = calibrate::Plan {
+        repeat,
+        max_other_load,
+        retries: 3,
+    };
+    let conds = calibrate::conditions(&base, &lists).map_err(Failure::Input)?;
+    let py = calibrate::find_python(a.python.as_deref()).map_err(Failure::Input)?;
+    let show = !a.out.quiet && std::io::stderr().is_terminal();
+    let mut progress = |s: Step<'_>| {
+        if let (
+            true,
+            Step::Start {
+                index,
+                total,
+                side,
+                label,
+                repeat,
+                expected,
+            },
+        ) = (show, s)
+        {
+            let rep = if repeat > 0 {
+                format!(" (repeat {})", repeat + 1)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "[{index}/{total}] {side}: {label}{rep} ({:.1}s)",
+                expected.as_secs_f64()
+            );
+        }
+    };
+    let outcome = calibrate::execute(&py, &base.name, &conds, &plan, &mut progress)?;
+    let cal = &outcome.calibration;
+    say(&calibrate::text(cal));
+    // calibrate writes its own JSON, CSV and Markdown (one calibration); every other format
+    // (histograms, plots, the page) gets the runs of both sides, as for compare.
+    let mut rest = Vec::new();
+    for (e, dest) in &a.out.formats.0 {
+        let own = match e.flag() {
+            "json" => Some(calibrate::json(&outcome)),
+            "csv" => Some(calibrate::csv(cal)),
+            "markdown" => Some(calibrate::markdown(cal)),
+            _ => None,
+        };
+        match (own, dest) {
+            (Some(text), Dest::File(p)) => {
+                write_file(p, text.as_bytes(), a.out.force).map_err(Failure::Run)?
+            }
+            (Some(text), _) => say(&text),
+            (None, _) => rest.push((*e, dest.clone())),
+        }
+    }
+    let rest = OutputOpts {
+        formats: Formats(rest),
+        ..a.out.clone()
+    };
+    let about = About::fresh(super::outputs::provenance().clone());
+    write_outputs(&outcome.runs, &rest, None, &about)?;
+    if cal.partial {
+        if let Some(sig) = signals::caught() {
+            let _ = std::io::stdout().flush();
+            warn(&format!(
+                "interrupted by {}; the results gathered so far were written",
+                signals::name(sig)
+            ));
+            std::process::exit(i32::from(signals::exit_status(sig)));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,397 @@
+//! The `threaded` server structure (a thread per connection, blocking recv and send) under
+//! every design: request/response correctness, the number of GIL releases per request that
+//! sets it apart from the poll loop, its caps (connections, peers that do not read), UDP,
+//! bulk under both structures, and faults (panics, hangs, signals) as for `poll`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use gilbench::gil::LockKind;
+use gilbench::result::RunResult;
+use gilbench::runner;
+use gilbench::scenario::Scenario;
+
+fn workload(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("workloads")
+        .join(name)
+}
+
+fn run(name: &str, sets: &[&str]) -> RunResult {
+    let mut s = Scenario::from_file(&workload(name)).unwrap();
+    for kv in sets {
+        s.set_kv(kv).unwrap();
+    }
+    runner::run(&s).unwrap_or_else(|e| panic!("{name} {sets:?}: {e}"))
+}
+
+/// One test at a time: they start servers, CPU threads and load generators of their own.
+static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one() -> std::sync::MutexGuard<'static, ()> {
+    ONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_gilbench"))
+}
+
+fn err_line(o: &Output) -> String {
+    let e = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(e.trim_end().lines().count(), 1, "not one line: {e}");
+    assert!(!e.contains("panicked at"), "{e}");
+    e
+}
+
+/// Starts `gilbench serve` on the threaded structure; returns it with its address.
+fn serve(extra: &[&str]) -> (std::process::Child, String) {
+    let w = workload("convoy-echo.toml");
+    let mut args = vec![
+        "serve",
+        w.to_str().unwrap(),
+        "--cpu-threads",
+        "0",
+        "--set",
+        "server=threaded",
+    ];
+    if !extra.contains(&"--duration") {
+        args.extend_from_slice(&["--duration", "3s"]);
+    }
+    args.extend_from_slice(extra);
+    let mut child = bin()
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(
+        line.starts_with("listening on"),
+        "serve {args:?} printed {line:?}"
+    );
+    let addr = line.split_whitespace().last().unwrap().to_owned();
+    (child, addr)
+}
+
+#[test]
+fn every_design_serves_every_connection_correctly() {
+    let _g = one();
+    for lock in LockKind::ALL {
+        let l = format!("lock={lock}");
+        let r = run(
+            "convoy-echo.toml",
+            &[
+                "server=threaded",
+                "duration=400ms",
+                "warmup=0s",
+                "connections=3",
+                "interval=1ms",
+                "quanta=[500us,1ms,4ms]",
+                &l,
+            ],
+        );
+        let io = r.io.as_ref().unwrap();
+        // The load generator checks every reply against its request: a wrong or missing echo
+        // is an error or a failure.
+        assert_eq!(io.errors, 0, "{lock}: {:?}", io.first_error);
+        assert_eq!(io.failed, 0, "{lock}");
+        assert!(io.requests >= 20, "{lock}: {} requests", io.requests);
+        assert_eq!(io.server.accepted, 3, "{lock}: a thread per connection");
+        assert!(io.server.bytes_out <= io.server.bytes_in, "{lock}");
+        assert!(
+            io.server.requests >= io.requests,
+            "{lock}: the server counted {} requests, the client {}",
+            io.server.requests,
+            io.requests
+        );
+        if lock != LockKind::None {
+            assert_eq!(r.gil.overlaps, 0, "{lock}: a hold was broken");
+        }
+        // The connection threads' work is the server thread's: at least two acquisitions per
+        // request (the recv that completes it, the send after it). No warm-up, so that the
+        // server's counters and its request count cover the same window.
+        let echo = r.threads.iter().find(|t| t.name == "echo-0").unwrap();
+        assert!(
+            echo.counters.acquisitions >= 2 * io.server.requests,
+            "{lock}: {} acquisitions for {} requests",
+            echo.counters.acquisitions,
+            io.server.requests
+        );
+        assert!(!r.partial && r.failure.is_none(), "{lock}");
+    }
+}
+
+/// Server-side GIL releases per request of a closed-loop client with one connection.
+fn releases_per_request(server: &str) -> f64 {
+    let s = format!("server={server}");
+    let r = run(
+        "convoy-echo.toml",
+        &["cpu_threads=0", "duration=500ms", "warmup=0s", &s],
+    );
+    let echo = r.threads.iter().find(|t| t.name == "echo-0").unwrap();
+    let requests = r.io.as_ref().unwrap().server.requests;
+    assert!(requests > 100, "{server}: {requests} requests");
+    echo.counters.voluntary_drops as f64 / requests as f64
+}
+
+#[test]
+fn threaded_releases_twice_per_request_and_poll_three_times() {
+    let _g = one();
+    let threaded = releases_per_request("threaded");
+    let poll = releases_per_request("poll");
+    eprintln!("GIL releases per request: threaded {threaded:.3}, poll {poll:.3}");
+    assert!(
+        (1.95..2.1).contains(&threaded),
+        "threaded: {threaded:.3} releases per request"
+    );
+    assert!(
+        (2.95..3.1).contains(&poll),
+        "poll: {poll:.3} releases per request"
+    );
+}
+
+#[test]
+fn echoes_exactly_what_arrives_however_it_is_split() {
+    let _g = one();
+    let (child, addr) = serve(&["--set", "request_bytes=10"]);
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let msg: Vec<u8> = (0..250u32).map(|i| (i * 7) as u8).collect();
+    // Uneven pieces, with pauses so that they arrive as separate segments.
+    for piece in msg.chunks(37) {
+        s.write_all(piece).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut back = vec![0u8; msg.len()];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(back, msg);
+    // Nothing more than was sent.
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut extra = [0u8; 16];
+    assert!(matches!(s.read(&mut extra), Err(_) | Ok(0)));
+    drop(s);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn connections_over_the_cap_are_closed_and_the_others_served() {
+    let _g = one();
+    let (child, addr) = serve(&["--set", "max_connections=2"]);
+    let mut kept: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(&addr).unwrap()).collect();
+    // Let the server accept the first two before the third arrives.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut third = TcpStream::connect(&addr).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let _ = third.write_all(&[1u8; 64]);
+    let mut b = [0u8; 64];
+    assert!(
+        matches!(third.read(&mut b), Ok(0) | Err(_)),
+        "the connection over the cap was served"
+    );
+    for s in &mut kept {
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s.write_all(&[9u8; 64]).unwrap();
+        s.read_exact(&mut b).unwrap();
+        assert_eq!(b, [9u8; 64]);
+    }
+    drop(kept);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("dropped 1 peers"), "{text}");
+}
+
+#[test]
+fn a_peer_that_never_reads_is_dropped_and_the_others_served() {
+    let _g = one();
+    let (child, addr) = serve(&["--duration", "4s", "--set", "max_request_bytes=4096"]);
+    let mut flood = TcpStream::connect(&addr).unwrap();
+    flood
+        .set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let junk = vec![0xAAu8; 64 << 10];
+    let t0 = Instant::now();
+    // Write until the server stops taking bytes (it cannot echo them: we never read).
+    while t0.elapsed() < Duration::from_secs(3) && flood.write_all(&junk).is_ok() {}
+    // Meanwhile another peer is served.
+    let mut ok = TcpStream::connect(&addr).unwrap();
+    ok.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    ok.write_all(&[5u8; 64]).unwrap();
+    let mut b = [0u8; 64];
+    ok.read_exact(&mut b).unwrap();
+    assert_eq!(b, [5u8; 64]);
+    drop((flood, ok));
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("dropped 1 peers"), "{text}");
+}
+
+#[test]
+fn udp_threaded_answers_and_never_amplifies() {
+    let _g = one();
+    let r = run(
+        "convoy-echo.toml",
+        &[
+            "server=threaded",
+            "transport=udp",
+            "cpu_threads=1",
+            "duration=500ms",
+            "warmup=100ms",
+        ],
+    );
+    let io = r.io.unwrap();
+    assert!(io.requests > 20, "{} UDP requests", io.requests);
+    assert_eq!(io.errors, 0);
+    assert!(io.server.bytes_out <= io.server.bytes_in);
+    let (child, addr) = serve(&[
+        "--duration",
+        "1500ms",
+        "--set",
+        "transport=udp",
+        "--set",
+        "max_request_bytes=512",
+    ]);
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut b = [0u8; 4096];
+    s.send(&[7u8; 100]).unwrap();
+    assert_eq!(s.recv(&mut b).unwrap(), 100);
+    s.send(&[7u8; 2000]).unwrap();
+    assert!(
+        s.recv(&mut b).is_err(),
+        "an oversized datagram was answered"
+    );
+    child.wait_with_output().unwrap();
+}
+
+#[test]
+fn bulk_completes_under_both_structures_and_poll_releases_twice_per_recv() {
+    let _g = one();
+    let mut per_recv = Vec::new();
+    for server in ["poll", "threaded"] {
+        let s = format!("server={server}");
+        let r = run("convoy-bulk.toml", &["cpu_threads=0", "bulk_mib=2", &s]);
+        let io = r.io.as_ref().unwrap();
+        assert!(
+            io.transfer_s.is_some(),
+            "{server}: the transfer did not complete"
+        );
+        assert_eq!(io.server.bytes_in, 2 << 20, "{server}");
+        let bulk = r.threads.iter().find(|t| t.name == "bulk-0").unwrap();
+        per_recv.push(bulk.counters.voluntary_drops as f64 / io.server.requests as f64);
+    }
+    eprintln!(
+        "bulk releases per recv: poll {:.2}, threaded {:.2}",
+        per_recv[0], per_recv[1]
+    );
+    assert!(
+        (1.9..2.3).contains(&per_recv[0]),
+        "poll: {:.2}",
+        per_recv[0]
+    );
+    assert!(
+        (0.9..1.3).contains(&per_recv[1]),
+        "threaded: {:.2}",
+        per_recv[1]
+    );
+}
+
+#[test]
+fn faults_end_a_threaded_run_as_they_end_a_poll_run() {
+    let _g = one();
+    let w = workload("convoy-echo.toml");
+    let w = w.to_str().unwrap();
+    // A CPU thread that panics holding the GIL: one line, exit 1, on time.
+    let t0 = Instant::now();
+    let o = bin()
+        .args([
+            "run",
+            w,
+            "--duration",
+            "5s",
+            "--set",
+            "server=threaded",
+            "--set",
+            "fault=panic-holding-gil",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err_line(&o).contains("injected fault"));
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    // A CPU thread that hangs holding the GIL: the watchdog names it.
+    let o = bin()
+        .args([
+            "run",
+            w,
+            "--duration",
+            "30s",
+            "--set",
+            "server=threaded",
+            "--set",
+            "fault=hang-holding-gil",
+            "--set",
+            "watchdog=1s",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let e = err_line(&o);
+    assert!(
+        e.contains("watchdog") && e.contains("cpu-0 holds the GIL"),
+        "{e}"
+    );
+}
+
+#[test]
+fn ctrl_c_stops_a_threaded_server_with_open_connections() {
+    let _g = one();
+    let (child, addr) = serve(&["--duration", "60s"]);
+    // An idle connection: its thread sits in a blocking recv.
+    let _idle = TcpStream::connect(&addr).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    // SAFETY: sends SIGINT to our own child process, whose pid we hold.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let out = child.wait_with_output().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    assert_eq!(out.status.code(), Some(130));
+}
+
+#[test]
+fn the_server_key_is_checked() {
+    let w = workload("convoy-echo.toml");
+    let o = bin()
+        .args(["run", w.to_str().unwrap(), "--set", "server=forked"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let e = err_line(&o);
+    assert!(
+        e.contains("'server'") && e.contains("poll or threaded"),
+        "{e}"
+    );
+    let o = bin().arg("keys").output().unwrap();
+    let keys = String::from_utf8_lossy(&o.stdout);
+    assert!(keys.lines().any(|l| l.starts_with("server ")), "{keys}");
+}
