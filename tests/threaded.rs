@@ -93,6 +93,13 @@ fn every_design_serves_every_connection_correctly() {
                 "connections=3",
                 "interval=1ms",
                 "quanta=[500us,1ms,4ms]",
+                // Short slices for the historical designs too: this test is about correct
+                // echoes, not about their convoys (Ruby's 100 ms quantum allows 3 requests
+                // in 400 ms).
+                "ruby_quantum=2ms",
+                "ruby_tick=1ms",
+                "ocaml_tick=1ms",
+                "bfs_rr=1ms",
                 &l,
             ],
         );
