@@ -401,7 +401,7 @@ impl Gil for MlfqGil {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
