@@ -695,11 +695,16 @@ mod tests {
             for k in LockKind::ALL {
                 let mut s = base.clone();
                 s.set_kv(&format!("lock={k}")).unwrap();
-                s.validate().unwrap_or_else(|e| panic!("{f} under {k}: {e}"));
+                s.validate()
+                    .unwrap_or_else(|e| panic!("{f} under {k}: {e}"));
             }
         }
         let h = Scenario::from_file(&dir.join("history.toml")).unwrap();
-        assert_eq!(h.compare_locks, LockKind::ALL.to_vec(), "history runs every design");
+        assert_eq!(
+            h.compare_locks,
+            LockKind::ALL.to_vec(),
+            "history runs every design"
+        );
     }
 
     #[test]
