@@ -1,7 +1,8 @@
 //! gilbench: interpreter-lock (GIL) designs re-created on real, pinned OS threads, running
 //! real work (SHA-256, sockets), measured with HDR histograms.
 //!
-//! * [`gil`]: the designs (`tick`, `timed`, `mlfq`, `fifo`, `none`) behind one trait.
+//! * [`gil`]: the designs behind one trait, listed once in its `designs!` registry
+//!   (`gilbench locks` prints them).
 //! * [`interp`]: interpreter threads: take/release with measurements, the eval-breaker
 //!   check, the release guard around blocking work.
 //! * [`workload`]: what the threads do.

@@ -118,7 +118,7 @@ struct RunOpts {
     /// CPU-bound interpreter threads.
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     cpu_threads: Option<String>,
-    /// Switch interval of timed and fifo (e.g. 5ms).
+    /// Switch interval of timed, fifo and fastcond (e.g. 5ms).
     #[arg(long, value_name = "DURATION")]
     interval: Option<String>,
     /// How long the measured run lasts (e.g. 3s).

@@ -313,7 +313,7 @@ fn run_writes_the_documented_json() {
 
 #[test]
 fn a_panicking_thread_fails_the_run_without_hanging() {
-    for lock in ["tick", "timed", "mlfq", "fifo", "none"] {
+    for lock in gilbench::gil::LockKind::ALL.map(|k| k.name()) {
         for fault in ["panic-holding-gil", "panic-released"] {
             let t0 = Instant::now();
             let o = run(&[

@@ -1,7 +1,7 @@
 //! The GIL designs. Each lives in its own module and implements [`Gil`], so workloads and
 //! the runner never know which design they run on.
 //!
-//! The designs are listed once, in the [`designs!`] invocation below: that one line per
+//! The designs are listed once, in the `designs!` invocation below: that one line per
 //! design declares its module and generates [`LockKind`] (its variants, [`LockKind::ALL`],
 //! names, descriptions, parsing) and the dispatcher [`LockKind::with_design`] that builds the
 //! design a scenario names and hands it to generic code (the runner, tests, benches). What a
@@ -124,7 +124,9 @@ pub enum Release {
 ///
 /// A thread first calls [`Gil::register`] once, then alternates [`Gil::take`] and
 /// [`Gil::release`]; while it holds the GIL it calls [`Gil::check`] between ticks, and when
-/// that returns `true` it releases with [`Release::Forced`] and takes the GIL again.
+/// that returns `true` it releases with [`Release::Forced`] and takes the GIL again at once.
+/// Designs whose yield is one operation (ocaml, fastcond, ruby, pypy) split it over those two
+/// calls, keeping what the second half needs in the thread's handle.
 pub trait Gil: Send + Sync + 'static {
     /// Per-thread handle (identity, hand-off slot). Owned by its thread.
     type Thread: Send;

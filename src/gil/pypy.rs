@@ -10,10 +10,10 @@
 //! * take, fast path: compare-and-swap `fastgil` 0 -> me (also no system call).
 //! * take, slow path: count self as waiting; poll a bounded, randomised number of times
 //!   (40-400), pausing the CPU and retrying the CAS; then lock `mutex_gil_stealer` (the thread
-//!   that holds it is *the* stealer; the others queue there, roughly FIFO) and loop: if
-//!   `fastgil` is 0 try the CAS, else try to lock `mutex_gil` for `pypy_steal_timeout`
-//!   (100 us); if that succeeds the holder has yielded, and the stealer sets `fastgil` to
-//!   itself. Then stop counting as waiting and unlock the stealer mutex.
+//!   that holds it is *the* stealer; the others queue there: FIFO here, as PyPy means it to
+//!   be roughly) and loop: if `fastgil` is 0 try the CAS, else try to lock `mutex_gil` for
+//!   `pypy_steal_timeout` (100 us); if that succeeds the holder has yielded, and the stealer
+//!   sets `fastgil` to itself. Then stop counting as waiting and unlock the stealer mutex.
 //! * yield: every `pypy_checkinterval` ticks (10,000), if someone waits, unlock `mutex_gil`
 //!   while leaving `fastgil` set to the holder (so every CAS fails), and take again through
 //!   the slow path: the stealer's timed lock succeeds and the yielder queues behind it.
@@ -27,23 +27,26 @@
 //! The stealer's loop is a sequence of timed waits, not a busy-wait, but it wakes every
 //! `pypy_steal_timeout`: at 100 us that costs the waiting stealer about a tenth of a core
 //! (measured here: 16 ms of CPU in 150 ms of waiting), PyPy's own price for a release that
-//! wakes nobody. Only the stealer pays it; the other waiters sleep on the stealer mutex.
-//! Under loom (which does
-//! not model time) each timed lock is one attempt: a timeout that expired at once.
+//! wakes nobody. Only the stealer pays it; the other waiters sleep in the stealer queue.
+//! Under loom (which does not model time) each timed lock is one attempt: a timeout that
+//! expired at once.
 //!
 //! # Fairness
-//! Little. (Its own busy-waits, both from the source and bounded: the 40-400 polls before the
-//! stealer mutex, and the stealer's wake-up every `pypy_steal_timeout`.) A free GIL goes to whoever CASes first: a thread returning from an external call
+//! Little. A free GIL goes to whoever CASes first: a thread returning from an external call
 //! usually beats the stealer, which only looks every `pypy_steal_timeout`; the stealer mutex
-//! orders the waiters only roughly. The yield is the one fair step: it keeps `fastgil` set, so
+//! orders the waiters (FIFO here). The yield is the one fair step: it keeps `fastgil` set, so
 //! the stealer, already waiting on `mutex_gil`, gets the GIL, and the yielder queues behind it.
 //! A CPU-bound holder thus hands over every `pypy_checkinterval` ticks (about half a
-//! millisecond of hashing here) while someone waits.
+//! millisecond of hashing here) while someone waits. Its own busy-waits, both from the source
+//! and bounded: the 40-400 polls before the stealer queue, and the stealer's wake-up every
+//! `pypy_steal_timeout`.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
+use super::handoff::{Slot, Wake};
 use super::{Gil, GilParams, Release};
-use crate::sync::{lock, spin_hint, spin_until, AtomicUsize, Condvar, Mutex, Ordering};
+use crate::sync::{lock, spin_hint, spin_until, Arc, AtomicUsize, Condvar, Mutex, Ordering};
 
 const FREE: usize = 0;
 /// Bounds of PyPy's randomised polling before the stealer mutex.
@@ -101,11 +104,39 @@ impl TimedLock {
     }
 }
 
+/// `mutex_gil_stealer`: the queue of would-be stealers, in arrival order (PyPy means it to be
+/// roughly FIFO; a lock that let a thread that just yielded barge back in front of the
+/// waiters would starve them). Unlocking hands it to the next waiter directly.
+struct StealerQueue {
+    m: Mutex<(bool, VecDeque<Arc<Slot>>)>,
+}
+
+impl StealerQueue {
+    fn lock(&self, me: &Arc<Slot>) {
+        let mut g = lock(&self.m);
+        if !g.0 {
+            g.0 = true;
+            return;
+        }
+        g.1.push_back(me.clone());
+        drop(g);
+        while me.wait(Duration::ZERO, None) != Wake::Granted {}
+    }
+
+    fn unlock(&self) {
+        let mut g = lock(&self.m);
+        match g.1.pop_front() {
+            Some(next) => next.grant(),
+            None => g.0 = false,
+        }
+    }
+}
+
 /// PyPy's GIL.
 pub struct PypyGil {
     fastgil: AtomicUsize,
     mutex_gil: TimedLock,
-    mutex_gil_stealer: Mutex<()>,
+    mutex_gil_stealer: StealerQueue,
     /// `rpy_waiting_threads`.
     waiting: AtomicUsize,
     /// The holder's countdown to its next periodic action (touched by the holder only).
@@ -119,6 +150,8 @@ pub struct PypyGil {
 /// A registered thread.
 pub struct PypyThread {
     id: usize,
+    /// Where this thread waits in the stealer queue.
+    slot: Arc<Slot>,
     /// After a yield: `mutex_gil` is unlocked and `fastgil` still names us.
     yielded: bool,
     rng: u32,
@@ -160,7 +193,7 @@ impl PypyGil {
             self.waiting.fetch_sub(1, Ordering::Relaxed);
             return;
         }
-        let stealer = lock(&self.mutex_gil_stealer);
+        self.mutex_gil_stealer.lock(&t.slot);
         loop {
             if self.fastgil.load(Ordering::Relaxed) == FREE {
                 if self.try_fast(t) {
@@ -174,7 +207,7 @@ impl PypyGil {
             }
         }
         self.waiting.fetch_sub(1, Ordering::Relaxed);
-        drop(stealer);
+        self.mutex_gil_stealer.unlock();
     }
 }
 
@@ -191,7 +224,9 @@ impl Gil for PypyGil {
             fastgil: AtomicUsize::new(FREE),
             // Locked from the start: it is unlocked only between a yield and the steal.
             mutex_gil: TimedLock::new(true),
-            mutex_gil_stealer: Mutex::new(()),
+            mutex_gil_stealer: StealerQueue {
+                m: Mutex::new((false, VecDeque::new())),
+            },
             waiting: AtomicUsize::new(0),
             ticker: AtomicUsize::new(checkinterval),
             checkinterval,
@@ -205,6 +240,7 @@ impl Gil for PypyGil {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         PypyThread {
             id,
+            slot: Arc::new(Slot::new()),
             yielded: false,
             rng: (id as u32).wrapping_mul(2_654_435_761) | 1,
             yields: 0,

@@ -102,7 +102,7 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
     ),
     (
         "interval",
-        "timed, fifo: switch interval before a drop request",
+        "timed, fifo: switch interval before a drop request; fastcond: hold time before a yield",
         |s, v| {
             s.gil.interval = positive_duration(v)?;
             Ok(())

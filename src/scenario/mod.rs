@@ -805,4 +805,40 @@ mod tests {
             "history runs every design"
         );
     }
+
+    #[test]
+    fn the_designs_constants_are_checked_keys_with_the_originals_defaults() {
+        let d = Scenario::default().gil;
+        assert_eq!(d.ocaml_tick, Duration::from_millis(50));
+        assert_eq!(d.ruby_quantum, Duration::from_millis(100));
+        assert_eq!(d.ruby_tick, Duration::from_millis(10));
+        assert_eq!(d.pypy_checkinterval, 10_000);
+        assert_eq!(d.pypy_steal_timeout, Duration::from_micros(100));
+        assert_eq!(d.bfs_rr, Duration::from_millis(10));
+        assert_eq!(d.bfs_deadline_factor, 8);
+        assert_eq!(d.bfs_wait_factor, 0.55);
+        assert_eq!(d.bfs_switch_back_spin, Duration::from_micros(12));
+        for (text, key) in [
+            ("ocaml_tick = \"1us\"", "ocaml_tick"),
+            ("ruby_tick = \"11s\"", "ruby_tick"),
+            ("ruby_quantum = \"0ms\"", "ruby_quantum"),
+            ("pypy_checkinterval = 0", "pypy_checkinterval"),
+            ("pypy_steal_timeout = \"2s\"", "pypy_steal_timeout"),
+            ("bfs_rr = 10", "bfs_rr"),
+            ("bfs_deadline_factor = 0", "bfs_deadline_factor"),
+            ("bfs_wait_factor = 1000.0", "bfs_wait_factor"),
+            ("bfs_switch_back_spin = \"2ms\"", "bfs_switch_back_spin"),
+        ] {
+            let e = Scenario::from_toml(text, "x.toml").unwrap_err();
+            assert!(e.contains("x.toml") && e.contains(key), "{text}: {e}");
+            assert!(!e.contains('\n'), "multi-line error: {e}");
+        }
+        let s = Scenario::from_toml(
+            "ruby_quantum = \"20ms\"\nruby_tick = \"2ms\"\nbfs_wait_factor = 1\n",
+            "x.toml",
+        )
+        .unwrap();
+        assert_eq!(s.gil.ruby_quantum, Duration::from_millis(20));
+        assert_eq!(s.gil.bfs_wait_factor, 1.0);
+    }
 }
