@@ -436,6 +436,9 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
                     result.display()
                 )));
             }
+            if cli::calibrate::report(&text, &file.runs, &out)? {
+                return Ok(());
+            }
             if out.csv == Some(None) || out.markdown == Some(None) {
                 // The export printed on stdout replaces the table.
             } else if file.runs.len() == 1 && file.runs[0].label == file.runs[0].lock {

@@ -153,35 +153,7 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
     };
     let outcome = calibrate::execute(&py, &base.name, &conds, &plan, &mut progress)?;
     let cal = &outcome.calibration;
-    say(&calibrate::text(cal));
-    let fail = Failure::Run;
-    if let Some(p) = &a.out.json {
-        write_file(p, calibrate::json(&outcome).as_bytes(), a.out.force).map_err(fail)?;
-    }
-    match &a.out.csv {
-        Some(Some(p)) => {
-            write_file(p, calibrate::csv(cal).as_bytes(), a.out.force).map_err(Failure::Run)?
-        }
-        Some(None) => say(&calibrate::csv(cal)),
-        None => {}
-    }
-    match &a.out.markdown {
-        Some(Some(p)) => {
-            write_file(p, calibrate::markdown(cal).as_bytes(), a.out.force).map_err(Failure::Run)?
-        }
-        Some(None) => say(&calibrate::markdown(cal)),
-        None => {}
-    }
-    // Histograms and the latency plot of every run, both sides, as for compare.
-    let rest = OutputOpts {
-        json: None,
-        csv: None,
-        markdown: None,
-        hlog: None,
-        trace: None,
-        ..a.out.clone()
-    };
-    write_outputs(&outcome.runs, &rest, None)?;
+    write_all(&outcome, &a.out)?;
     if cal.partial {
         if let Some(sig) = signals::caught() {
             let _ = std::io::stdout().flush();
@@ -193,4 +165,70 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Prints the table (unless CSV or Markdown go to stdout instead) and writes every output.
+fn write_all(outcome: &calibrate::Outcome, out: &OutputOpts) -> Result<(), Failure> {
+    let cal = &outcome.calibration;
+    if out.csv != Some(None) && out.markdown != Some(None) {
+        say(&calibrate::text(cal));
+    }
+    if let Some(p) = &out.json {
+        write_file(p, calibrate::json(outcome).as_bytes(), out.force).map_err(Failure::Run)?;
+    }
+    match &out.csv {
+        Some(Some(p)) => {
+            write_file(p, calibrate::csv(cal).as_bytes(), out.force).map_err(Failure::Run)?
+        }
+        Some(None) => say(&calibrate::csv(cal)),
+        None => {}
+    }
+    match &out.markdown {
+        Some(Some(p)) => {
+            write_file(p, calibrate::markdown(cal).as_bytes(), out.force).map_err(Failure::Run)?
+        }
+        Some(None) => say(&calibrate::markdown(cal)),
+        None => {}
+    }
+    // Histograms and the latency plot of every run, both sides, as for compare.
+    let rest = OutputOpts {
+        json: None,
+        csv: None,
+        markdown: None,
+        hlog: None,
+        trace: None,
+        ..out.clone()
+    };
+    write_outputs(&outcome.runs, &rest, None)
+}
+
+/// `gilbench report` of a calibrate result: the calibrate table again (medians recomputed)
+/// and its outputs. False when `text` is not a calibrate result.
+pub fn report(
+    text: &str,
+    runs: &[gilbench::result::RunResult],
+    out: &OutputOpts,
+) -> Result<bool, Failure> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        calibrate: Option<calibrate::Calibration>,
+    }
+    let Ok(File {
+        calibrate: Some(mut calibration),
+    }) = serde_json::from_str::<File>(text)
+    else {
+        return Ok(false);
+    };
+    if out.trace.is_some() || out.hlog.is_some() {
+        return Err(Failure::Input(
+            "a calibrate result has no timeline or interval log (--trace, --hlog)".into(),
+        ));
+    }
+    calibrate::resummarize(&mut calibration);
+    let outcome = calibrate::Outcome {
+        calibration,
+        runs: runs.to_vec(),
+    };
+    write_all(&outcome, out)?;
+    Ok(true)
 }
