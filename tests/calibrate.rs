@@ -485,3 +485,57 @@ fn medians_come_from_the_quiet_pairs_when_there_are_any() {
     assert!(text.contains("[2 quiet pairs of 3]"), "{text}");
     assert!(text.contains("[no quiet pair of 2]"), "{text}");
 }
+
+#[test]
+fn the_twin_receives_a_bulk_transfer_in_both_structures() {
+    let _g = one();
+    let Some(py) = python("the_twin_receives_a_bulk_transfer_in_both_structures") else {
+        return;
+    };
+    use std::io::{BufRead, BufReader, Write};
+    for server in ["threaded", "poll"] {
+        let mut child = Command::new(&py.path)
+            .arg("-c")
+            .arg(calibrate::TWIN)
+            .args([
+                "--io",
+                "bulk",
+                "--server",
+                server,
+                "--bulk-mib",
+                "1",
+                "--cpu-threads",
+                "0",
+                "--warmup",
+                "50ms",
+                "--duration",
+                "200ms",
+                "--linger",
+                "10s",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on tcp (bulk) ")
+            .unwrap();
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(&vec![7u8; 1 << 20]).unwrap();
+        drop(s);
+        line.clear();
+        out.read_line(&mut line).unwrap();
+        assert!(child.wait().unwrap().success());
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["server"]["bytes_in"], 1 << 20, "{server}: {v}");
+        assert!(
+            v["server"]["transfer_s"].as_f64().unwrap() > 0.0,
+            "{server}: {v}"
+        );
+        assert_eq!(v["server"]["accepted"], 1, "{server}");
+    }
+}
