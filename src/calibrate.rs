@@ -787,6 +787,41 @@ pub struct CondResult {
     /// Every repetition, in run order.
     pub cpython_runs: Vec<Sample>,
     pub gilbench_runs: Vec<Sample>,
+    /// How many pairs ran while other processes stayed within `max_other_load` (all of
+    /// them when it is not checked). The medians are over these pairs when there are any.
+    #[serde(default)]
+    pub quiet_pairs: usize,
+}
+
+/// Recomputes every condition's medians and fit from its runs (e.g. after reading a result
+/// file written by an older gilbench).
+pub fn resummarize(cal: &mut Calibration) {
+    let max = cal.max_other_load;
+    for c in &mut cal.conditions {
+        summarize(c, max);
+    }
+}
+
+/// Whether other processes stayed within `max` during both runs of a pair.
+fn quiet(max: Option<f64>, a: &Sample, b: &Sample) -> bool {
+    max.is_none_or(|m| [a, b].iter().all(|s| s.other_load.is_none_or(|o| o <= m)))
+}
+
+/// The medians of a condition: over its quiet pairs when it has any, else over all.
+fn summarize(res: &mut CondResult, max: Option<f64>) {
+    let pairs: Vec<(&Sample, &Sample)> = res.cpython_runs.iter().zip(&res.gilbench_runs).collect();
+    let calm: Vec<&(&Sample, &Sample)> = pairs.iter().filter(|(a, b)| quiet(max, a, b)).collect();
+    res.quiet_pairs = calm.len();
+    let (py, model): (Vec<Sample>, Vec<Sample>) = if calm.is_empty() {
+        (res.cpython_runs.clone(), res.gilbench_runs.clone())
+    } else {
+        calm.iter()
+            .map(|(a, b)| ((*a).clone(), (*b).clone()))
+            .unzip()
+    };
+    res.cpython = median_sample(&py);
+    res.gilbench = median_sample(&model);
+    res.fit = fit(&res.gilbench, &res.cpython);
 }
 
 /// A whole calibration.
@@ -1018,9 +1053,7 @@ pub fn execute(
         if res.cpython_runs.is_empty() {
             break;
         }
-        res.cpython = median_sample(&res.cpython_runs);
-        res.gilbench = median_sample(&res.gilbench_runs);
-        res.fit = fit(&res.gilbench, &res.cpython);
+        summarize(&mut res, plan.max_other_load);
         cal.conditions.push(res);
         if cal.partial {
             break;
@@ -1236,6 +1269,12 @@ fn rows(cal: &Calibration) -> Vec<[String; 9]> {
             ]);
         }
         let f = &c.fit;
+        let n = c.cpython_runs.len();
+        let verdict = match (cal.max_other_load, c.quiet_pairs) {
+            (Some(_), 0) => format!("{} [no quiet pair of {n}]", verdict(f)),
+            (Some(_), q) if q < n => format!("{} [{q} quiet pairs of {n}]", verdict(f)),
+            _ => verdict(f),
+        };
         out.push([
             String::new(),
             "ratio / points".into(),
@@ -1245,7 +1284,7 @@ fn rows(cal: &Calibration) -> Vec<[String; 9]> {
             f.cpu_kept.map_or("-".into(), times),
             times(f.ctx_per_sec),
             points(&f.waited_points),
-            verdict(f),
+            verdict,
         ]);
     }
     out
@@ -1305,7 +1344,7 @@ fn header(cal: &Calibration) -> Vec<String> {
             m["kernel"].as_str().unwrap_or("?")
         ),
         format!(
-            "medians of {} repeats (min-max in brackets); load average {:.2} before, {:.2} after; waited = round(latency / interval) per request; ratio = gilbench / CPython; goals: req/s and p50 within {:.0}%, waited within {:.0} points",
+            "medians of {} repeats (over the quiet pairs where some were not; min-max of all in brackets); load average {:.2} before, {:.2} after; waited = round(latency / interval) per request; ratio = gilbench / CPython; goals: req/s and p50 within {:.0}%, waited within {:.0} points",
             cal.repeat,
             cal.load_average[0],
             cal.load_average[1],

@@ -421,6 +421,13 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
                     result.display()
                 )));
             }
+            let about = About {
+                recorded: export::json::provenance(&text),
+                current: provenance().clone(),
+            };
+            if cli::calibrate::report(&text, &file.runs, &out, &about)? {
+                return Ok(());
+            }
             if out.prints() {
                 // The export printed on stdout replaces the table.
             } else if file.runs.len() == 1
@@ -437,10 +444,6 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
                     .split_once('=')
                     .map(|(k, _)| k.to_owned())
             });
-            let about = About {
-                recorded: export::json::provenance(&text),
-                current: provenance().clone(),
-            };
             write_outputs(&file.runs, &out, sweep_key.as_deref(), &about)?;
         }
         Command::Serve {

@@ -280,11 +280,14 @@ fn calibrate_end_to_end() {
     assert_eq!(runs.len(), 4);
     assert_eq!(runs[0]["lock"], "cpython");
     assert_eq!(runs[1]["lock"], "timed");
+    // `report` prints the calibrate table again from the file.
     let o = bin()
         .args(["report", json.to_str().unwrap()])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let again = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(again.matches("ratio / points").count(), 2, "{again}");
     let csv = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(csv.lines().next(), Some(calibrate::CSV_HEADER));
     assert_eq!(csv.lines().count(), 1 + 2 * 3);
@@ -443,4 +446,98 @@ fn intervals_waited_are_latency_over_interval_rounded() {
         },
     );
     assert_eq!(f.missed, ["req/s", "waited"]);
+}
+
+#[test]
+fn medians_come_from_the_quiet_pairs_when_there_are_any() {
+    let s = |rps: f64, other: f64| calibrate::Sample {
+        requests_per_sec: rps,
+        p50_us: 1000.0,
+        other_load: Some(other),
+        ..Default::default()
+    };
+    let mut cal = calibrate::Calibration {
+        max_other_load: Some(0.1),
+        conditions: vec![
+            calibrate::CondResult {
+                // Pair 2 is noisy on the model's side: left out.
+                cpython_runs: vec![s(100.0, 0.0), s(900.0, 0.0), s(110.0, 0.05)],
+                gilbench_runs: vec![s(120.0, 0.0), s(50.0, 0.6), s(130.0, 0.0)],
+                ..Default::default()
+            },
+            calibrate::CondResult {
+                // No quiet pair: every pair counts.
+                cpython_runs: vec![s(10.0, 0.5), s(30.0, 0.5)],
+                gilbench_runs: vec![s(20.0, 0.5), s(40.0, 0.5)],
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    };
+    calibrate::resummarize(&mut cal);
+    let (a, b) = (&cal.conditions[0], &cal.conditions[1]);
+    assert_eq!(a.quiet_pairs, 2);
+    assert_eq!(a.cpython.requests_per_sec, 105.0);
+    assert_eq!(a.gilbench.requests_per_sec, 125.0);
+    assert_eq!(b.quiet_pairs, 0);
+    assert_eq!(b.cpython.requests_per_sec, 20.0);
+    assert_eq!(b.gilbench.requests_per_sec, 30.0);
+    assert!((a.fit.requests_per_sec - 125.0 / 105.0).abs() < 1e-9);
+    let text = calibrate::text(&cal);
+    assert!(text.contains("[2 quiet pairs of 3]"), "{text}");
+    assert!(text.contains("[no quiet pair of 2]"), "{text}");
+}
+
+#[test]
+fn the_twin_receives_a_bulk_transfer_in_both_structures() {
+    let _g = one();
+    let Some(py) = python("the_twin_receives_a_bulk_transfer_in_both_structures") else {
+        return;
+    };
+    use std::io::{BufRead, BufReader, Write};
+    for server in ["threaded", "poll"] {
+        let mut child = Command::new(&py.path)
+            .arg("-c")
+            .arg(calibrate::TWIN)
+            .args([
+                "--io",
+                "bulk",
+                "--server",
+                server,
+                "--bulk-mib",
+                "1",
+                "--cpu-threads",
+                "0",
+                "--warmup",
+                "50ms",
+                "--duration",
+                "200ms",
+                "--linger",
+                "10s",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on tcp (bulk) ")
+            .unwrap();
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(&vec![7u8; 1 << 20]).unwrap();
+        drop(s);
+        line.clear();
+        out.read_line(&mut line).unwrap();
+        assert!(child.wait().unwrap().success());
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["server"]["bytes_in"], 1 << 20, "{server}: {v}");
+        assert!(
+            v["server"]["transfer_s"].as_f64().unwrap() > 0.0,
+            "{server}: {v}"
+        );
+        assert_eq!(v["server"]["accepted"], 1, "{server}");
+    }
 }

@@ -162,31 +162,11 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
     };
     let outcome = calibrate::execute(&py, &base.name, &conds, &plan, &mut progress)?;
     let cal = &outcome.calibration;
-    say(&calibrate::text(cal));
-    // calibrate writes its own JSON, CSV and Markdown (one calibration); every other format
-    // (histograms, plots, the page) gets the runs of both sides, as for compare.
-    let mut rest = Vec::new();
-    for (e, dest) in &a.out.formats.0 {
-        let own = match e.flag() {
-            "json" => Some(calibrate::json(&outcome)),
-            "csv" => Some(calibrate::csv(cal)),
-            "markdown" => Some(calibrate::markdown(cal)),
-            _ => None,
-        };
-        match (own, dest) {
-            (Some(text), Dest::File(p)) => {
-                write_file(p, text.as_bytes(), a.out.force).map_err(Failure::Run)?
-            }
-            (Some(text), _) => say(&text),
-            (None, _) => rest.push((*e, dest.clone())),
-        }
-    }
-    let rest = OutputOpts {
-        formats: Formats(rest),
-        ..a.out.clone()
-    };
-    let about = About::fresh(super::outputs::provenance().clone());
-    write_outputs(&outcome.runs, &rest, None, &about)?;
+    write_all(
+        &outcome,
+        &a.out,
+        &About::fresh(super::outputs::provenance().clone()),
+    )?;
     if cal.partial {
         if let Some(sig) = signals::caught() {
             let _ = std::io::stdout().flush();
@@ -198,4 +178,72 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Prints the table (unless an export goes to stdout instead) and writes every output:
+/// calibrate's own JSON, CSV and Markdown (one calibration); every other format (histograms,
+/// plots, the page) gets the runs of both sides, as for compare.
+fn write_all(outcome: &calibrate::Outcome, out: &OutputOpts, about: &About) -> Result<(), Failure> {
+    let cal = &outcome.calibration;
+    if !out.prints() {
+        say(&calibrate::text(cal));
+    }
+    let mut rest = Vec::new();
+    for (e, dest) in &out.formats.0 {
+        let own = match e.flag() {
+            "json" => Some(calibrate::json(outcome)),
+            "csv" => Some(calibrate::csv(cal)),
+            "markdown" => Some(calibrate::markdown(cal)),
+            _ => None,
+        };
+        match (own, dest) {
+            (Some(text), Dest::File(p)) => {
+                write_file(p, text.as_bytes(), out.force).map_err(Failure::Run)?
+            }
+            (Some(text), _) => say(&text),
+            (None, _) => rest.push((*e, dest.clone())),
+        }
+    }
+    let rest = OutputOpts {
+        formats: Formats(rest),
+        ..out.clone()
+    };
+    write_outputs(&outcome.runs, &rest, None, about)
+}
+
+/// `gilbench report` of a calibrate result: the calibrate table again (medians recomputed)
+/// and its outputs. False when `text` is not a calibrate result.
+pub fn report(
+    text: &str,
+    runs: &[gilbench::result::RunResult],
+    out: &OutputOpts,
+    about: &About,
+) -> Result<bool, Failure> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        calibrate: Option<calibrate::Calibration>,
+    }
+    let Ok(File {
+        calibrate: Some(mut calibration),
+    }) = serde_json::from_str::<File>(text)
+    else {
+        return Ok(false);
+    };
+    if out
+        .formats
+        .0
+        .iter()
+        .any(|(e, _)| matches!(e.flag(), "trace" | "hlog"))
+    {
+        return Err(Failure::Input(
+            "a calibrate result has no timeline or interval log (--trace, --hlog)".into(),
+        ));
+    }
+    calibrate::resummarize(&mut calibration);
+    let outcome = calibrate::Outcome {
+        calibration,
+        runs: runs.to_vec(),
+    };
+    write_all(&outcome, out, about)?;
+    Ok(true)
 }

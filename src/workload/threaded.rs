@@ -14,8 +14,8 @@
 //! A blocking call here is one system call on a blocking socket, as in CPython; the socket's
 //! own timeouts of [`SLICE`] only let the thread notice the end of the run, and they are
 //! retried inside the same release: as the GIL sees it, it is one blocking call, and an idle
-//! connection takes no GIL traffic at all. The accepting thread (and the UDP
-//! server) comes back for the GIL every [`ACCEPT_POLL`] when idle, as `serve_forever` does.
+//! connection takes no GIL traffic at all. The accepting thread (and the UDP server) comes
+//! back for the GIL every [`ACCEPT_POLL`] when idle, as `serve_forever` does.
 //!
 //! Connection threads are interpreter threads like the others (their own `Interp`, the run's
 //! warm-up gate, stop flag and GIL occupancy); what they measure (counters, histograms,
@@ -246,9 +246,16 @@ pub fn echo_tcp_threaded<G: Gil>(
     let mut totals = ConnTotals::default();
     let mut panicked = None;
     std::thread::scope(|scope| {
-        let mut handlers = Vec::new();
+        let mut handlers: Vec<std::thread::ScopedJoinHandle<'_, ConnOut>> = Vec::new();
         let fd = listener.as_raw_fd();
         while panicked.is_none() {
+            // Collect the threads of closed connections as we go.
+            let (done, running): (Vec<_>, Vec<_>) =
+                handlers.into_iter().partition(|hd| hd.is_finished());
+            handlers = running;
+            for hd in done {
+                absorb(interp, &mut st, &mut totals, &mut panicked, hd.join());
+            }
             // As `serve_forever` does, the accept waits at most `ACCEPT_POLL` before the
             // thread takes the GIL again; it also comes back once when the warm-up ends, so
             // that this thread starts its measured window on time.
@@ -298,13 +305,6 @@ pub fn echo_tcp_threaded<G: Gil>(
                     live.fetch_sub(1, Ordering::SeqCst);
                     st.dropped_peers += 1;
                 }
-            }
-            // Collect the threads of closed connections as we go.
-            let (done, running): (Vec<_>, Vec<_>) =
-                handlers.into_iter().partition(|hd| hd.is_finished());
-            handlers = running;
-            for hd in done {
-                absorb(interp, &mut st, &mut totals, &mut panicked, hd.join());
             }
         }
         // The run is over (or a connection thread panicked, which stops it): every connection

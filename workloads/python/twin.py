@@ -10,8 +10,8 @@ same client. Standard library only.
 Protocol: it prints `listening on tcp HOST:PORT` (or `ready` without a server) and flushes;
 measures its CPU threads and context switches over [warmup, warmup + duration] from then; keeps
 serving until its standard input reaches end of file (gilbench closes it when its load
-generator is done) or `--linger` has passed after the window; then prints one JSON line with
-its results and exits 0.
+generator is done) and, for bulk, the transfer is complete, or `--linger` has passed after the
+window; then prints one JSON line with its results and exits 0.
 
 Server structures (as gilbench's `server` key):
   poll      one thread: selectors (epoll) select, recv, send; non-blocking sockets
@@ -374,6 +374,7 @@ def bulk(run, lsock):
             if first is None:
                 first = time.perf_counter()
             got += n
+            st["bytes_in"] = got
             st["requests"] += 1
     except OSError:
         st["peer_errors"] += 1
@@ -455,8 +456,9 @@ def main(argv):
     io_threads = 1 if server else 0
     for i in range(a.cpu_threads):
         spawn(cpu_thread, run, i, io_threads + i, name="cpu-%d" % i)
+    server_thread = None
     if server:
-        spawn(server, run, lsock, name="server")
+        server_thread = spawn(server, run, lsock, name="server")
         host, port = lsock.getsockname()[:2]
         shown = "[%s]:%d" % (host, port) if family == socket.AF_INET6 else "%s:%d" % (host, port)
         kind = "tcp (bulk)" if a.io == "bulk" else a.transport
@@ -472,8 +474,12 @@ def main(argv):
     req1 = run.server["bytes_in"]
     with run.lock:
         exited = {tid: v[2] for tid, v in run.threads.items() if v[2] is not None}
-    # Keep serving until the client is done: end of input, or --linger.
+    # Keep serving until the client is done: end of input, or --linger; a bulk transfer
+    # until it is complete, within --linger too.
+    t_end = time.perf_counter() + a.linger
     wait_for_eof(a.linger)
+    if a.io == "bulk" and server_thread is not None:
+        server_thread.join(max(0.0, t_end - time.perf_counter()))
     run.stop = True
     with run.lock:
         roles = {tid: v[0] for tid, v in run.threads.items()}
