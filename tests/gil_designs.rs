@@ -584,17 +584,7 @@ fn a_thread_that_panics_holding_the_gil_releases_it() {
     on_every_design(&fast_params(), PanicsRelease);
 }
 
-/// CPU time the calling thread has used.
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid out-pointer to a live local; CLOCK_THREAD_CPUTIME_ID needs nothing else.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0);
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
+use gilbench::metrics::thread_cpu_time as thread_cpu;
 
 /// The CPU time a waiter burns while a holder keeps the GIL for `hold` (sleeping, so the
 /// holder itself uses no CPU and the waiter has a core of its own).

@@ -22,14 +22,20 @@
 //! A hand-off names the next holder at once, but a parked thread needs tens of microseconds
 //! to wake. Until it runs, nobody is charged (hold time and the quantum start when the new
 //! holder runs, not at the grant), and the thread that released for a blocking call may
-//! *snatch* the GIL back if it asks again first and is at least as urgent (the idea of Nir
-//! Aides' BFS scheduler): an I/O call that did not really block then costs no switch, and the
-//! woken thread keeps its place at the head of its queue. A thread overtaken once cannot be
-//! overtaken again before it has run, so snatching cannot starve it.
+//! *snatch* the GIL back if it asks again first (the idea of Nir Aides' BFS scheduler): an
+//! I/O call that did not really block then costs no switch, and the woken thread keeps its
+//! place at the head of its queue. A more urgent thread may snatch as often as it likes (it
+//! would preempt the woken thread at once anyway); an equally urgent one only once before the
+//! woken thread has run, so snatching cannot starve it.
+//!
+//! A thread preempted by a more urgent one goes back to the head of its queue and finishes
+//! the quantum it had begun (as a preempted process does in an OS scheduler), so CPU-bound
+//! threads that an I/O thread keeps interrupting still take turns by whole quanta.
 //!
 //! Hold time is charged lazily: whenever the scheduler state is touched (take, release, a
 //! waiter's timer) the holder is charged for the time since it was last charged, so a thread
-//! that holds the GIL for a long stretch is demoted as soon as anyone looks.
+//! that holds the GIL for a long stretch is demoted as soon as anyone looks. The clock is
+//! `quanta`'s TSC-based one, a fraction of the cost of `Instant::now` on a VM.
 //!
 //! # Fairness
 //! Priority first, FIFO within a level. Threads that hold the GIL briefly (I/O) stay at the
@@ -37,11 +43,21 @@
 //! quantum at their level. Lower levels could starve behind busy upper levels, which the
 //! periodic boost bounds: a thread that waits is back at the top within `boost_interval`.
 //! Snatching lets a thread returning from a blocking call overtake one that was handed the
-//! GIL but is still waking; the overtaken thread is first in line at the next hand-off. No
-//! waiter busy-waits unless the user sets `spin` (as for every design).
+//! GIL but is still waking; the overtaken thread is first in line at the next hand-off.
+//!
+//! Active waiting: none unless the user sets `spin` (as for every design), with one bounded
+//! exception that is part of this design: a waiter that has just asked the holder to drop
+//! (preemption, or the end of the holder's quantum) and is next in line waits actively for
+//! the hand-off, which follows at the holder's next eval-breaker check, for at most
+//! `mlfq_preempt_spin` (50 us, about one futex wake-up here; 0 turns it off), then parks.
+//! Row labels show it when it is not the default.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// The scheduler charges hold time at every take and release: the TSC-based clock costs a
+// fraction of `std::time::Instant::now` on the VMs gilbench runs on (see README, costs).
+use quanta::Instant;
 
 use super::handoff::Slot;
 use super::{Gil, GilParams, Release};
@@ -58,9 +74,15 @@ struct ThreadSched {
     deadline: Option<Instant>,
     /// When it last held the GIL (for `boost = "starved"`).
     last_held: Instant,
-    /// It was handed the GIL and then overtaken by a snatch: until it has run, it cannot be
-    /// overtaken again (so a thread that blocks briefly and often cannot starve it).
+    /// It was handed the GIL and then overtaken by a snatch of an equally urgent thread:
+    /// until it has run, no equally urgent thread can overtake it again (so a thread that
+    /// blocks briefly and often cannot starve it).
     snatched: bool,
+    /// Preempted by a more urgent waiter: the level it was at and the part of its quantum it
+    /// had used. It goes back to the head of its queue and finishes that quantum, as a
+    /// preempted process does in an OS scheduler, instead of losing its turn to the next
+    /// thread of its level.
+    resume: Option<(usize, Duration)>,
 }
 
 struct Sched {
@@ -75,6 +97,10 @@ struct Sched {
     /// to has not started: it may snatch the GIL back (as in Nir Aides' BFS scheduler).
     prev: Option<usize>,
     snatches: u64,
+    /// The drop request was set by a waiter more urgent than the holder (a preemption, not
+    /// the end of a quantum).
+    priority_preempt: bool,
+    preempt_spins: u64,
     /// When the holder started running: the start of its quantum.
     since: Instant,
     /// Up to when the holder's hold time has been charged.
@@ -95,6 +121,9 @@ pub struct MlfqGil {
     /// threads that have not held the GIL for a whole boost interval).
     boost_all: bool,
     spin: Duration,
+    /// How long a waiter that has just asked the holder to drop, and is first in line, waits
+    /// actively for the hand-off (`mlfq_preempt_spin`).
+    preempt_spin: Duration,
 }
 
 /// A registered thread: its index in the scheduler and its hand-off slot.
@@ -161,7 +190,11 @@ impl Sched {
         self.holder = Some(who);
         self.started = true;
         self.prev = None;
-        self.since = now;
+        // A preempted thread finishes the quantum it had begun.
+        self.since = match self.threads[who].resume.take() {
+            Some((level, used)) if level == self.threads[who].level => now - used,
+            _ => now,
+        };
         self.charged = now;
         self.threads[who].last_held = now;
         self.threads[who].snatched = false;
@@ -174,17 +207,22 @@ impl Sched {
     fn queued(&self) -> impl Iterator<Item = usize> + '_ {
         self.queues.iter().flat_map(|q| q.iter().copied())
     }
+
+    /// The waiter the next hand-off goes to.
+    fn first_in_line(&self) -> Option<usize> {
+        self.queues.iter().find_map(|q| q.front().copied())
+    }
 }
 
 impl MlfqGil {
     /// Whether `me`, asking for the GIL, may take it back from `holder`: `me` released it for
-    /// a blocking call, `holder` was handed it and has not started running yet, and `me` is at
-    /// least as urgent (the same or a higher level).
+    /// a blocking call, `holder` was handed it and has not started running yet, and `me` is
+    /// more urgent (a higher level: it would preempt `holder` at once anyway, so snatching
+    /// only saves the wake-up in between), or equally urgent and `holder` has not been
+    /// overtaken before (the bound that keeps snatching from starving an equal).
     fn may_snatch(&self, s: &Sched, me: usize, holder: usize) -> bool {
-        !s.started
-            && s.prev == Some(me)
-            && !s.threads[holder].snatched
-            && s.threads[me].level <= s.threads[holder].level
+        let (ml, hl) = (s.threads[me].level, s.threads[holder].level);
+        !s.started && s.prev == Some(me) && (ml < hl || (ml == hl && !s.threads[holder].snatched))
     }
 
     /// The current level of a registered thread (for tests and diagnostics).
@@ -205,6 +243,7 @@ impl MlfqGil {
         let (hl, ml) = (s.threads[h].level, s.threads[me].level);
         if ml < hl {
             // Higher priority than the holder: preempt at once.
+            s.priority_preempt = true;
             self.drop_request.store(true, Ordering::Relaxed);
             return None;
         }
@@ -233,15 +272,26 @@ impl MlfqGil {
         Some(sinks.map_or(quantum_end, |t| t.min(quantum_end)))
     }
 
+    /// How long waiter `me` waits actively before it parks: after asking the holder to drop
+    /// while first in line, the hand-off follows at the holder's next eval-breaker check, far
+    /// sooner than a parked thread would wake, so it waits for it (at most `preempt_spin`).
+    fn preempt_spin(&self, s: &mut Sched, me: usize, deadline: Option<Instant>) -> Duration {
+        let asked = deadline.is_none() && self.drop_request.load(Ordering::Relaxed);
+        if asked && !self.preempt_spin.is_zero() && s.first_in_line() == Some(me) {
+            s.preempt_spins += 1;
+            self.preempt_spin
+        } else {
+            Duration::ZERO
+        }
+    }
+
     #[cold]
-    fn wait_for_handoff(&self, t: &MlfqThread, mut deadline: Option<Instant>) {
-        // Spin once per take, before the first park, as every design spins.
-        let mut spin = self.spin;
+    fn wait_for_handoff(&self, t: &MlfqThread, mut deadline: Option<Instant>, mut spin: Duration) {
         loop {
             let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             // A grant is only a hint: the GIL may have been snatched back since, so every
             // wake-up looks at the scheduler's state.
-            let _ = t.slot.wait(std::mem::take(&mut spin), timeout);
+            let _ = t.slot.wait(spin, timeout);
             let mut s = lock(&self.sched);
             let now = Instant::now();
             if s.holder == Some(t.id) {
@@ -253,6 +303,7 @@ impl MlfqGil {
             }
             deadline = self.evaluate(&mut s, t.id, now);
             s.threads[t.id].deadline = deadline;
+            spin = self.preempt_spin(&mut s, t.id, deadline);
         }
     }
 }
@@ -260,7 +311,7 @@ impl MlfqGil {
 impl Gil for MlfqGil {
     type Thread = MlfqThread;
     const NAME: &'static str = "mlfq";
-    const MODELS: &'static str = "multilevel feedback queue scheduler: short holders (I/O) first, direct hand-off, periodic boost";
+    const MODELS: &'static str = "multilevel feedback queue scheduler: short holders (I/O) first, direct hand-off, periodic boost; a waiter that asked the holder to drop waits actively for the hand-off (mlfq_preempt_spin, 50us)";
     const SOURCE: &'static str = "the source article's proposal; Arpaci-Dusseau, OSTEP ch. 8 (MLFQ)";
     const YEAR: &'static str = "2026";
 
@@ -285,6 +336,8 @@ impl Gil for MlfqGil {
                 started: false,
                 prev: None,
                 snatches: 0,
+                priority_preempt: false,
+                preempt_spins: 0,
                 since: now,
                 charged: now,
                 last_boost: now,
@@ -297,6 +350,7 @@ impl Gil for MlfqGil {
             boost_interval: p.boost_interval,
             boost_all: p.boost_all,
             spin: p.spin,
+            preempt_spin: p.mlfq_preempt_spin,
         }
     }
 
@@ -315,6 +369,7 @@ impl Gil for MlfqGil {
             deadline: None,
             last_held: Instant::now(),
             snatched: false,
+            resume: None,
         });
         MlfqThread {
             id: s.threads.len() - 1,
@@ -345,11 +400,18 @@ impl Gil for MlfqGil {
             Some(_) => {}
         }
         let level = s.threads[t.id].level;
-        s.queues[level].push_back(t.id);
+        match s.threads[t.id].resume {
+            // Preempted: back to the head of its level to finish its quantum.
+            Some((l, _)) if l == level => s.queues[level].push_front(t.id),
+            _ => s.queues[level].push_back(t.id),
+        }
         let deadline = self.evaluate(&mut s, t.id, now);
         s.threads[t.id].deadline = deadline;
+        // Spin once per take, before the first park, as every design spins (`spin`), or
+        // longer when this take asked the holder to drop (`mlfq_preempt_spin`).
+        let spin = self.spin.max(self.preempt_spin(&mut s, t.id, deadline));
         drop(s);
-        self.wait_for_handoff(t, deadline);
+        self.wait_for_handoff(t, deadline, spin);
     }
 
     fn release(&self, t: &mut MlfqThread, why: Release) {
@@ -358,6 +420,10 @@ impl Gil for MlfqGil {
         s.maybe_boost(now, self);
         debug_assert_eq!(s.holder, Some(t.id));
         s.threads[t.id].last_held = now;
+        let preempted = why == Release::Forced && s.priority_preempt && s.started;
+        s.threads[t.id].resume =
+            preempted.then(|| (s.threads[t.id].level, now.saturating_duration_since(s.since)));
+        s.priority_preempt = false;
         s.holder = None;
         self.drop_request.store(false, Ordering::Relaxed);
         let Some(next) = s.pop_best() else { return };
@@ -397,6 +463,7 @@ impl Gil for MlfqGil {
             ("boosts", s.boosts),
             ("handoffs", s.handoffs),
             ("snatches", s.snatches),
+            ("preempt_spins", s.preempt_spins),
         ]
     }
 }
@@ -481,5 +548,184 @@ mod tests {
                 "the boosted waiter is requeued"
             );
         }
+    }
+
+    /// A more urgent thread back from a blocking call may snatch the GIL from a woken thread
+    /// as often as it asks first; an equally urgent one only once before that thread has run.
+    #[test]
+    fn only_a_more_urgent_thread_snatches_twice() {
+        for waiter_level in [1, 0] {
+            let g = gil(true);
+            let (mut h, w) = (g.register(), g.register());
+            g.take(&mut h);
+            {
+                // `w` waits at `waiter_level` (no thread behind it: it never wakes to run).
+                let mut s = lock(&g.sched);
+                s.threads[w.id].level = waiter_level;
+                s.queues[waiter_level].push_back(w.id);
+            }
+            g.release(&mut h, Release::Blocking);
+            g.take(&mut h);
+            g.release(&mut h, Release::Blocking);
+            let s = lock(&g.sched);
+            assert_eq!((s.holder, s.started), (Some(w.id), false));
+            assert_eq!(s.snatches, 1);
+            assert_eq!(
+                g.may_snatch(&s, h.id, w.id),
+                waiter_level == 1,
+                "waiter at level {waiter_level}"
+            );
+        }
+    }
+
+    /// A thread preempted by a more urgent one goes back to the head of its level (ahead of
+    /// an equal that was already waiting) and finishes the quantum it had begun.
+    #[test]
+    fn a_preempted_thread_resumes_at_the_head_of_its_level() {
+        let g = Arc::new(gil(true));
+        let (mut a, b, mut e) = (g.register(), g.register(), g.register());
+        g.take(&mut a);
+        let t0 = Instant::now();
+        {
+            let mut s = lock(&g.sched);
+            s.threads[a.id].level = 1;
+            s.threads[b.id].level = 1;
+            s.queues[1].push_back(b.id);
+            // `a` has used 2 ms of its 5 ms quantum.
+            s.since = t0 - Duration::from_millis(2);
+            s.charged = t0;
+        }
+        // `e`, at the top, asks for the GIL (a preemption) and holds it until `a` and `b`
+        // both wait.
+        let g2 = g.clone();
+        let urgent = std::thread::spawn(move || {
+            g2.take(&mut e);
+            while g2.queued_len() < 2 {
+                std::thread::yield_now();
+            }
+            g2.release(&mut e, Release::Exit);
+        });
+        while !g.check(&mut a) {
+            std::thread::yield_now();
+        }
+        g.release(&mut a, Release::Forced);
+        // `a` asks again at once and must get the GIL back before `b` (which, having no
+        // thread, would keep it for ever: hence the watch from here).
+        let (g3, a_id, b_id) = (g.clone(), a.id, b.id);
+        std::thread::spawn(move || g3.take(&mut a));
+        urgent.join().unwrap();
+        let start = std::time::Instant::now();
+        let holder = loop {
+            let s = lock(&g.sched);
+            let settled = s.holder == Some(b_id) || (s.holder == Some(a_id) && s.started);
+            if settled || start.elapsed() > Duration::from_secs(5) {
+                break s.holder;
+            }
+            drop(s);
+            std::thread::yield_now();
+        };
+        assert_eq!(holder, Some(a_id), "b ({b_id}) got the GIL first");
+        let s = lock(&g.sched);
+        assert_eq!(s.queues[1].front(), Some(&b_id), "b still waits");
+        let used = s.charged.saturating_duration_since(s.since);
+        assert!(
+            used >= Duration::from_millis(2),
+            "a resumed its quantum with {used:?} of it used"
+        );
+    }
+
+    /// The one active wait of mlfq's own (after asking the holder to drop, while first in
+    /// line) is bounded by `mlfq_preempt_spin`: a waiter that preempts a holder that never
+    /// checks (it sleeps) burns about that much CPU, then parks.
+    #[test]
+    fn the_preempt_spin_is_bounded() {
+        for (spin, at_most) in [
+            (Duration::ZERO, Duration::from_millis(3)),
+            (Duration::from_millis(20), Duration::from_millis(35)),
+        ] {
+            let g = Arc::new(MlfqGil::new(&GilParams {
+                mlfq_preempt_spin: spin,
+                ..GilParams::default()
+            }));
+            let (mut holder, mut waiter) = (g.register(), g.register());
+            g.take(&mut holder);
+            lock(&g.sched).threads[holder.id].level = 2;
+            let g2 = g.clone();
+            let w = std::thread::spawn(move || {
+                let t0 = crate::metrics::thread_cpu_time();
+                g2.take(&mut waiter);
+                let used = crate::metrics::thread_cpu_time() - t0;
+                g2.release(&mut waiter, Release::Exit);
+                used
+            });
+            std::thread::sleep(Duration::from_millis(150));
+            assert!(g.check(&mut holder), "the waiter asked for a drop");
+            g.release(&mut holder, Release::Exit);
+            let used = w.join().unwrap();
+            assert!(used < at_most, "spin {spin:?}: the waiter used {used:?} of CPU");
+            if !spin.is_zero() {
+                assert!(used >= spin / 4, "spin {spin:?}: it did not spin ({used:?})");
+            }
+        }
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::cell::UnsafeCell;
+
+    /// A preemption with three threads: `a` holds at level 1, `b` waits at level 1 and `e`
+    /// arrives at the top and asks `a` to drop; `a`, at its check, releases (forced) and asks
+    /// again at once, going back to the head of its level. In every interleaving: mutual
+    /// exclusion, no deadlock or lost wake-up, everyone gets the GIL.
+    #[test]
+    fn mlfq_preemption_three_threads() {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(2);
+        b.check(|| {
+            // Periods far beyond the model's run: no branch may depend on the real clock
+            // (loom replays each interleaving and needs the same choices every time).
+            let long = Duration::from_secs(1000);
+            let gil = Arc::new(MlfqGil::new(&GilParams {
+                quanta: vec![long, long],
+                allotments: vec![long, long],
+                boost_interval: long,
+                ..GilParams::default()
+            }));
+            let cell = Arc::new(UnsafeCell::new(0u32));
+            let bump = |cell: &UnsafeCell<u32>| {
+                // SAFETY: loom reports any concurrent access here as a failure.
+                cell.with_mut(|v| unsafe { *v += 1 })
+            };
+            let (mut a, low, urgent) = (gil.register(), gil.register(), gil.register());
+            gil.take(&mut a);
+            {
+                let mut s = lock(&gil.sched);
+                s.threads[a.id].level = 1;
+                s.threads[low.id].level = 1;
+            }
+            let spawn = |mut t: MlfqThread| {
+                let (gil, cell) = (gil.clone(), cell.clone());
+                loom::thread::spawn(move || {
+                    gil.take(&mut t);
+                    bump(&cell);
+                    gil.release(&mut t, Release::Exit);
+                })
+            };
+            let others = [spawn(low), spawn(urgent)];
+            bump(&cell);
+            if gil.check(&mut a) {
+                gil.release(&mut a, Release::Forced);
+                gil.take(&mut a);
+                bump(&cell);
+            }
+            gil.release(&mut a, Release::Exit);
+            for h in others {
+                h.join().unwrap();
+            }
+            // SAFETY: every thread was joined.
+            assert!(cell.with(|v| unsafe { *v }) >= 3);
+        });
     }
 }

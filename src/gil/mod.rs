@@ -274,6 +274,10 @@ pub struct GilParams {
     /// bfs: how long a thread chosen while the I/O releaser is more urgent spins so that it
     /// can snatch the GIL back (12 us).
     pub bfs_switch_back_spin: Duration,
+    /// mlfq: how long a waiter that has asked the holder to drop, and is next in line, waits
+    /// actively for the hand-off before it parks (50 us; 0: never). Part of the design: the
+    /// hand-off follows at the holder's next eval-breaker check.
+    pub mlfq_preempt_spin: Duration,
 }
 
 impl Default for GilParams {
@@ -297,6 +301,7 @@ impl Default for GilParams {
             ruby_tick: Duration::from_millis(10),
             pypy_checkinterval: 10_000,
             pypy_steal_timeout: Duration::from_micros(100),
+            mlfq_preempt_spin: Duration::from_micros(50),
             bfs_rr: Duration::from_millis(10),
             bfs_deadline_factor: 8,
             bfs_wait_factor: 0.55,

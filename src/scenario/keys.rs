@@ -251,6 +251,16 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
         },
     ),
     (
+        "mlfq_preempt_spin",
+        "mlfq: how long a waiter that asked the holder to drop, and is next in line, waits \
+         actively for the hand-off before it parks (50us; 0 never; at most 1ms): bounded by the \
+         holder's next eval-breaker check, part of the design, not `spin`",
+        |s, v| {
+            s.gil.mlfq_preempt_spin = duration_at_most(v, MAX_SPIN)?;
+            Ok(())
+        },
+    ),
+    (
         "locks",
         "compare: the designs to run by default, e.g. \"tick,timed,mlfq\"",
         |s, v| {

@@ -476,6 +476,56 @@ impl Scenario {
             if g.boost_all != d.boost_all {
                 out.push("boost=starved".to_owned());
             }
+            if g.mlfq_preempt_spin != d.mlfq_preempt_spin {
+                out.push(format!(
+                    "mlfq_preempt_spin={}",
+                    format_duration(g.mlfq_preempt_spin)
+                ));
+            }
+        }
+        // The historical designs' constants: (design, key, value, default).
+        let (f, n) = (|x: Duration| format_duration(x), |x: u32| x.to_string());
+        let own = [
+            ("ocaml", "ocaml_tick", f(g.ocaml_tick), f(d.ocaml_tick)),
+            ("ruby", "ruby_quantum", f(g.ruby_quantum), f(d.ruby_quantum)),
+            ("ruby", "ruby_tick", f(g.ruby_tick), f(d.ruby_tick)),
+            (
+                "pypy",
+                "pypy_checkinterval",
+                n(g.pypy_checkinterval),
+                n(d.pypy_checkinterval),
+            ),
+            (
+                "pypy",
+                "pypy_steal_timeout",
+                f(g.pypy_steal_timeout),
+                f(d.pypy_steal_timeout),
+            ),
+            ("fastcond", "interval", f(g.interval), f(d.interval)),
+            ("bfs", "bfs_rr", f(g.bfs_rr), f(d.bfs_rr)),
+            (
+                "bfs",
+                "bfs_deadline_factor",
+                n(g.bfs_deadline_factor),
+                n(d.bfs_deadline_factor),
+            ),
+            (
+                "bfs",
+                "bfs_wait_factor",
+                g.bfs_wait_factor.to_string(),
+                d.bfs_wait_factor.to_string(),
+            ),
+            (
+                "bfs",
+                "bfs_switch_back_spin",
+                f(g.bfs_switch_back_spin),
+                f(d.bfs_switch_back_spin),
+            ),
+        ];
+        for (design, key, v, dv) in own {
+            if name == design && v != dv {
+                out.push(format!("{key}={v}"));
+            }
         }
         let spin = self.effective_spin();
         if name != "none" && !spin.is_zero() {
@@ -519,6 +569,7 @@ impl Scenario {
             "bfs_deadline_factor": self.gil.bfs_deadline_factor,
             "bfs_wait_factor": self.gil.bfs_wait_factor,
             "bfs_switch_back_spin": format_duration(self.gil.bfs_switch_back_spin),
+            "mlfq_preempt_spin": format_duration(self.gil.mlfq_preempt_spin),
             "io": self.io,
             "io_threads": self.io_thread_count(),
             "transport": self.transport,
@@ -775,6 +826,38 @@ mod tests {
             s.design_label(),
             "mlfq quanta=[2ms,4ms] boost=starved spin=20us"
         );
+        s.set_kv("mlfq_preempt_spin=0us").unwrap();
+        assert_eq!(
+            s.design_label(),
+            "mlfq quanta=[2ms,4ms] boost=starved mlfq_preempt_spin=0s spin=20us"
+        );
+        for (design, key, shown) in [
+            ("bfs", "bfs_rr=20ms", "bfs bfs_rr=20ms spin=20us"),
+            (
+                "ruby",
+                "ruby_quantum=50ms",
+                "ruby ruby_quantum=50ms spin=20us",
+            ),
+            (
+                "ocaml",
+                "ocaml_tick=10ms",
+                "ocaml ocaml_tick=10ms spin=20us",
+            ),
+            (
+                "pypy",
+                "pypy_checkinterval=100",
+                "pypy pypy_checkinterval=100 spin=20us",
+            ),
+            (
+                "fastcond",
+                "interval=2ms",
+                "fastcond interval=2ms spin=20us",
+            ),
+        ] {
+            s.set_kv(&format!("lock={design}")).unwrap();
+            s.set_kv(key).unwrap();
+            assert_eq!(s.design_label(), shown);
+        }
         s.set_kv("lock=none").unwrap();
         assert_eq!(s.design_label(), "none");
     }
