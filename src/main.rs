@@ -360,7 +360,10 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             check_outputs(&out)?;
             let sc = load_scenario(&scenario, &opts, None)?;
             let r = runner::run_mode(&sc, Mode::Run, &instrument(&out)?, &|_| {})?;
-            say(&report::run_table(&r));
+            if !out.prints() {
+                // An export printed on stdout (--csv, --markdown) replaces the table.
+                say(&report::run_table(&r));
+            }
             finish(&[r], &out, None)?;
         }
         Command::Compare(ExperimentArgs {
@@ -378,7 +381,9 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             let locks = locks_arg(&locks)?.unwrap_or_else(|| sc.compare_locks.clone());
             let rows = experiment::compare_rows(&sc, &locks).map_err(Failure::Input)?;
             let runs = run_rows(rows, repeat, !no_baseline, &out)?;
-            say(&report::summary_text(&runs));
+            if !out.prints() {
+                say(&report::summary_text(&runs));
+            }
             finish(&runs, &out, None)?;
         }
         Command::Sweep(ExperimentArgs {
@@ -403,7 +408,9 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             let rows = experiment::sweep_rows(&sc, &sweep.spec, &sweep.origin, &locks)
                 .map_err(Failure::Input)?;
             let runs = run_rows(rows, repeat, !no_baseline, &out)?;
-            say(&report::summary_text(&runs));
+            if !out.prints() {
+                say(&report::summary_text(&runs));
+            }
             finish(&runs, &out, Some(&sweep.key))?;
         }
         Command::Report { result, out } => {
@@ -476,14 +483,19 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
                 say(&lines);
             };
             let r = runner::run_mode(&sc, Mode::Serve, &instrument(&out)?, &announce)?;
-            say(&report::run_table(&r));
+            if !out.prints() {
+                // An export printed on stdout (--csv, --markdown) replaces the table.
+                say(&report::run_table(&r));
+            }
             finish(&[r], &out, None)?;
         }
         Command::Calibrate(a) => cli::calibrate::run(&a)?,
         Command::Load(o) => {
             check_outputs(&o.out)?;
             let r = cli::load::run(&o)?;
-            say(&report::run_table(&r));
+            if !o.out.prints() {
+                say(&report::run_table(&r));
+            }
             finish(&[r], &o.out, None)?;
         }
     }

@@ -507,3 +507,20 @@ fn report_refuses_a_result_from_a_newer_gilbench() {
         }
     }
 }
+
+/// `--csv` or `--markdown` without a path prints the export instead of the table, so that
+/// `gilbench run ... --csv > r.csv` is a CSV file.
+#[test]
+fn an_export_on_stdout_replaces_the_table() {
+    for (flag, first) in [("--csv", "scenario,label,lock,"), ("--markdown", "<!--")] {
+        let o = short_run(&[flag]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.starts_with(first), "{flag}: {out}");
+        // The text table's title line ("cpu-scaling on timed (0.10s measured, pin spread)").
+        assert!(
+            !out.contains(" measured, pin "),
+            "{flag}: the table was printed too: {out}"
+        );
+    }
+}

@@ -45,6 +45,20 @@ fn latency(r: &RunResult, p: fn(&Percentiles) -> f64) -> Option<f64> {
         .map(|io| p(&io.latency_us))
 }
 
+/// The fewest ticks/s of a CPU thread over the most (1: an even share), when the run has two
+/// or more CPU threads.
+fn cpu_fairness(r: &RunResult) -> Option<f64> {
+    let rates: Vec<f64> = r
+        .threads
+        .iter()
+        .filter(|t| t.role == "cpu")
+        .map(|t| t.ticks_per_sec)
+        .collect();
+    let most = rates.iter().copied().fold(0.0, f64::max);
+    let fewest = rates.iter().copied().fold(f64::INFINITY, f64::min);
+    (rates.len() >= 2 && most > 0.0).then(|| fewest / most)
+}
+
 fn one_decimal(x: f64) -> String {
     format!("{x:.1}")
 }
@@ -129,6 +143,14 @@ pub const COLUMNS: &[Column] = &[
         source: Source::Run(|r| r.baseline.as_ref().map(|b| b.cpu_kept)),
         human: percent,
         plain: percent_plain,
+        optional: true,
+    },
+    Column {
+        name: "CPU fairness",
+        key: "cpu_fairness",
+        source: Source::Run(cpu_fairness),
+        human: three_decimals,
+        plain: three_decimals,
         optional: true,
     },
     Column {
