@@ -142,6 +142,12 @@ pub struct Baseline {
     pub requests_vs_alone: f64,
     /// This run's p99 as a multiple of alone.
     pub p99_vs_alone: f64,
+    /// Echo latency p99.9 (µs) with no CPU thread (absent in results of gilbench before it).
+    #[serde(default)]
+    pub io_alone_p999_us: f64,
+    /// This run's p99.9 as a multiple of alone.
+    #[serde(default)]
+    pub p999_vs_alone: f64,
     /// This run's bulk transfer time as a multiple of alone.
     pub transfer_vs_alone: Option<f64>,
     /// This run's CPU ticks/s as a fraction of alone.
@@ -165,6 +171,8 @@ impl Baseline {
             cpu_alone_ticks_per_sec: cpu_alone_tps,
             requests_vs_alone: ratio(io.requests_per_sec, alone.requests_per_sec),
             p99_vs_alone: ratio(io.latency_us.p99, alone.latency_us.p99),
+            io_alone_p999_us: alone.latency_us.p999,
+            p999_vs_alone: ratio(io.latency_us.p999, alone.latency_us.p999),
             transfer_vs_alone: io
                 .transfer_s
                 .zip(alone.transfer_s)

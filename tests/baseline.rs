@@ -50,6 +50,13 @@ fn rows_with_cpu_and_io_threads_get_baselines_by_default() {
             close(b["cpu_kept"].as_f64().unwrap(), tps / cpu_alone),
             "{b}"
         );
+        let p999 = r["io"]["latency_us"]["p999"].as_f64().unwrap();
+        let p999_alone = b["io_alone_p999_us"].as_f64().unwrap();
+        assert!(p999_alone > 0.0, "{b}");
+        assert!(
+            close(b["p999_vs_alone"].as_f64().unwrap(), p999 / p999_alone),
+            "{b}"
+        );
     }
 }
 

@@ -130,6 +130,19 @@ pub const COLUMNS: &[Column] = &[
         optional: false,
     },
     Column {
+        name: "p99.9 vs alone",
+        key: "p999_vs_alone",
+        source: Source::Run(|r| {
+            r.baseline
+                .as_ref()
+                .map(|b| b.p999_vs_alone)
+                .filter(|x| *x > 0.0)
+        }),
+        human: |x| format!("{x:.2}x"),
+        plain: three_decimals,
+        optional: true,
+    },
+    Column {
         name: "CPU ticks/s",
         key: "cpu_ticks_per_sec",
         source: Source::Run(|r| r.cpu.as_ref().map(|c| c.ticks_per_sec)),
