@@ -75,6 +75,10 @@ pub(crate) fn spin_until(spin: std::time::Duration, mut ready: impl FnMut() -> b
 
 pub(crate) use semaphore::Semaphore;
 
+/// POSIX threads' mutex and condition variable, for `timed` (CPython's own primitives).
+#[cfg(not(loom))]
+pub(crate) mod pthread;
+
 /// A binary semaphore with no queue and no fairness, as CPython 2.7 used for its GIL.
 #[cfg(not(loom))]
 mod semaphore {

@@ -28,9 +28,13 @@
 use std::time::Duration;
 
 use super::{Gil, GilParams, Release};
-use crate::sync::{
-    lock, spin_until, wait, wait_timeout, AtomicBool, AtomicUsize, Condvar, Mutex, Ordering,
-};
+// CPython's GIL is a pthread mutex and condition variables; the model uses the same (glibc's
+// condvar wakes and times out differently from std's futex one). Under loom, the shim's.
+#[cfg(not(loom))]
+use crate::sync::pthread::{lock, wait, wait_timeout, Condvar, Mutex, MutexGuard};
+#[cfg(loom)]
+use crate::sync::{lock, wait, wait_timeout, Condvar, Mutex, MutexGuard};
+use crate::sync::{spin_until, AtomicBool, AtomicUsize, Ordering};
 
 struct State {
     locked: bool,
@@ -91,8 +95,8 @@ impl TimedGil {
     #[cold]
     fn wait_while_locked<'a>(
         &'a self,
-        mut st: crate::sync::MutexGuard<'a, State>,
-    ) -> crate::sync::MutexGuard<'a, State> {
+        mut st: MutexGuard<'a, State>,
+    ) -> MutexGuard<'a, State> {
         let mut first = self.interval;
         if !self.spin.is_zero() {
             drop(st);
