@@ -15,8 +15,10 @@
 //! waiter polls for a free GIL that long before its first timed wait, which is shortened by the
 //! time spun.
 //!
-//! Both mutexes are plain futex mutexes (std's, as pthread's): they never hand over to a
-//! waiter, so the races between a woken waiter and a returning holder play out as in CPython.
+//! The mutexes and condition variables are CPython's own kind, POSIX threads' (glibc's on
+//! Linux): the mutexes never hand over to a waiter, so the races between a woken waiter and a
+//! returning holder play out as in CPython, and which waiter a signal wakes, and when a timed
+//! wait ends, is up to glibc's condvar as there.
 //!
 //! # Fairness
 //! Bounded but not FIFO. A thread that asks for the GIL gets it within about one `interval`
