@@ -24,7 +24,8 @@ use crate::units::format_duration;
 use crate::workload::calibrate_tick_ns;
 use crate::workload::limits;
 use crate::workload::loadgen::{self, LoadConfig};
-use crate::workload::server::{io_reason, Listener, Transport};
+use crate::workload::server::{io_reason, Listener};
+use crate::workload::Transport;
 
 use collect::{assemble, Finished, LoadOut, Setup};
 pub use control::Timing;

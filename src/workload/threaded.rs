@@ -33,42 +33,13 @@ use std::time::{Duration, Instant};
 use mio::net::UdpSocket;
 
 use super::cpu::run_ticks;
+// Re-exported where it was first defined (`workload::threaded::ServerKind`).
+pub use super::kinds::ServerKind;
 use super::server::{call, EchoConfig, ServerStats};
 use super::{TickHasher, WorkCtx};
 use crate::gil::{Gil, Release};
 use crate::interp::Interp;
 use crate::metrics::{merge, CtxSwitches, IdleClock, Occupancy, ThreadMetrics};
-
-/// How a server is written.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ServerKind {
-    /// One thread: poll, then recv, then send (three releases per request).
-    #[default]
-    Poll,
-    /// Blocking sockets, a thread per connection: recv, then send (two releases).
-    Threaded,
-}
-
-impl std::str::FromStr for ServerKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "poll" => Ok(ServerKind::Poll),
-            "threaded" => Ok(ServerKind::Threaded),
-            o => Err(format!("'{o}' is not poll or threaded")),
-        }
-    }
-}
-
-impl std::fmt::Display for ServerKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ServerKind::Poll => "poll",
-            ServerKind::Threaded => "threaded",
-        })
-    }
-}
 
 /// How long one `poll(2)` inside a blocking call lasts before the thread looks at the stop
 /// flag again (with the GIL still released).
