@@ -402,3 +402,57 @@ fn the_server_key_is_checked() {
     let keys = String::from_utf8_lossy(&o.stdout);
     assert!(keys.lines().any(|l| l.starts_with("server ")), "{keys}");
 }
+
+/// Connection threads are interpreter threads like the others: each one's GIL timeline
+/// (`--trace`) and interval histograms (`--hlog`) are written under its own name, beside the
+/// accepting thread's and the CPU thread's.
+#[test]
+fn connection_threads_appear_in_the_timeline_and_the_interval_log() {
+    let _g = one();
+    let d = std::env::temp_dir().join(format!("gilbench-threaded-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    let (trace, hlog) = (d.join("conns.trace.json"), d.join("conns.hlog"));
+    let w = workload("convoy-echo.toml");
+    let o = bin()
+        .args(["run", w.to_str().unwrap(), "--set", "server=threaded"])
+        .args([
+            "--set",
+            "connections=2",
+            "--duration",
+            "1s",
+            "--quiet",
+            "--force",
+        ])
+        .args([
+            "--trace",
+            trace.to_str().unwrap(),
+            "--hlog",
+            hlog.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trace).unwrap()).unwrap();
+    let events = t["traceEvents"].as_array().unwrap();
+    let tid_of = |name: &str| {
+        events
+            .iter()
+            .find(|e| e["name"] == "thread_name" && e["args"]["name"] == name)
+            .map(|e| e["tid"].clone())
+    };
+    let log = std::fs::read_to_string(&hlog).unwrap();
+    for name in ["echo-0", "echo-0.c0", "echo-0.c1", "cpu-0"] {
+        let tid = tid_of(name).unwrap_or_else(|| panic!("{name} is not in the timeline"));
+        assert!(
+            events
+                .iter()
+                .any(|e| e["tid"] == tid && e["ph"] == "B" && e["name"] == "holds GIL"),
+            "{name} never holds the GIL in the timeline"
+        );
+        for metric in ["gil-wait", "gil-hold"] {
+            let tag = format!("Tag={name}.{metric},");
+            assert!(log.contains(&tag), "{tag} is not in the interval log");
+        }
+    }
+}

@@ -234,18 +234,22 @@ fn cpu_summary(outs: &[ThreadOut], secs: f64) -> Option<CpuSummary> {
 }
 
 /// Takes the interval histograms (tagged `thread.metric`, in time order) and the timelines
-/// the threads and the load generator recorded, for the exporters (`--hlog`, `--trace`).
+/// the threads (connection threads under their own names, after their server's) and the
+/// load generator recorded, for the exporters (`--hlog`, `--trace`).
 fn take_recordings(
     outs: &mut [ThreadOut],
     load: &mut Option<LoadOut>,
 ) -> (Vec<(String, Interval)>, Vec<ThreadTrace>) {
     let mut intervals: Vec<(String, Interval)> = Vec::new();
     let mut traces = Vec::new();
-    for o in outs {
+    for rec in outs
+        .iter_mut()
+        .flat_map(|o| std::mem::take(&mut o.recorded))
+    {
         // Each interval carries the thread's wait and hold histograms, in that order.
-        for Interval { start, len, hists } in std::mem::take(&mut o.intervals) {
+        for Interval { start, len, hists } in rec.intervals {
             for (metric, h) in ["gil-wait", "gil-hold"].into_iter().zip(hists) {
-                let tag = format!("{}.{metric}", o.result.name);
+                let tag = format!("{}.{metric}", rec.name);
                 intervals.push((
                     tag,
                     Interval {
@@ -256,7 +260,12 @@ fn take_recordings(
                 ));
             }
         }
-        traces.extend(o.trace.take());
+        if let Some(buf) = rec.trace {
+            traces.push(ThreadTrace {
+                name: rec.name,
+                buf,
+            });
+        }
     }
     if let Some(LoadOut::Echo(l)) = load {
         if let Ok(l) = l.as_mut() {

@@ -263,6 +263,7 @@ fn run_with<G: Gil>(
     let shared = Arc::new(Shared::new(
         *inst,
         p.roles.iter().map(Role::name).collect(),
+        conn_threads(sc),
         p.timing.warmup.is_zero(),
     ));
     on_listening(&p.addrs);
@@ -290,6 +291,17 @@ fn run_with<G: Gil>(
         abandoned: joined.abandoned,
     };
     assemble(&*gil, sc, mode, p.into_setup(idle_while_wanted), fin)
+}
+
+/// The connection threads a run expects: the threaded TCP echo server starts one per
+/// connection the load generator opens (`connections`; under `serve`, the clients expected).
+fn conn_threads(sc: &Scenario) -> usize {
+    let threaded_tcp = sc.server == ServerKind::Threaded && sc.transport == Transport::Tcp;
+    if sc.io == IoWork::Echo && threaded_tcp {
+        sc.connections
+    } else {
+        0
+    }
 }
 
 /// Waits until every thread is at the start gate, marks the start (the epoch the recorders

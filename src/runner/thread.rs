@@ -6,12 +6,12 @@ use std::time::Instant;
 
 use super::control::{PanicFlag, Shared};
 use crate::gil::{Gil, Release};
-use crate::interp::Interp;
-use crate::metrics::{IdleClock, Interval, IntervalHists, Percentiles, ThreadMetrics};
+use crate::interp::{Extras, Interp, Recorded};
+use crate::metrics::{IdleClock, IntervalHists, Percentiles, ThreadMetrics};
 use crate::pin;
 use crate::result::ThreadResult;
 use crate::scenario::{CpuWork, Scenario, ServerKind};
-use crate::trace::{ThreadTrace, TraceBuf};
+use crate::trace::TraceBuf;
 use crate::workload::server::{self, io_reason, EchoConfig, Listener, ServerStats};
 use crate::workload::{cpu, threaded, TickHasher, WorkCtx};
 
@@ -38,9 +38,9 @@ pub(super) struct ThreadOut {
     pub(super) metrics: ThreadMetrics,
     /// A socket error that ended the thread's work early.
     pub(super) error: Option<String>,
-    pub(super) trace: Option<ThreadTrace>,
-    /// Interval histograms of GIL wait and hold (`--hlog`).
-    pub(super) intervals: Vec<Interval>,
+    /// The timeline and interval histograms of GIL wait and hold (`--trace`, `--hlog`) of
+    /// this thread, then of the connection threads it started, each under its own name.
+    pub(super) recorded: Vec<Recorded>,
     /// This thread's share of the idle-while-wanted sum.
     pub(super) idle: IdleClock,
 }
@@ -101,12 +101,22 @@ fn join_the_run<'a, G: Gil>(interp: &mut Interp<'a, G>, shared: &'a Shared) {
     if G::EXCLUSIVE {
         interp.set_occupancy(&shared.occupancy);
     }
+    interp.extras = recorders(shared, shared.role_trace_events());
+}
+
+/// The recorders the outputs asked for, counting from the run's epoch: a timeline keeping
+/// `trace_events` events (`--trace`), interval histograms of GIL wait and hold (`--hlog`).
+fn recorders(shared: &Shared, trace_events: usize) -> Extras {
     let epoch = shared.epoch.get().copied().unwrap_or_else(Instant::now);
-    if let Some(total) = shared.inst.trace_events {
-        interp.extras.trace = Some(TraceBuf::new(epoch, total / shared.beacons.len().max(1)));
-    }
-    if let Some(len) = shared.inst.hlog_interval {
-        interp.extras.intervals = Some(IntervalHists::new(epoch, len, 2));
+    Extras {
+        trace: shared
+            .inst
+            .trace_events
+            .map(|_| TraceBuf::new(epoch, trace_events)),
+        intervals: shared
+            .inst
+            .hlog_interval
+            .map(|len| IntervalHists::new(epoch, len, 2)),
     }
 }
 
@@ -216,6 +226,7 @@ fn serve_echo<G: Gil>(
                 record: sc.record,
                 tick_bytes: sc.tick_bytes,
                 name,
+                recorders: &|| recorders(shared, shared.conn_trace_events()),
             };
             threaded::echo_tcp_threaded(interp, hasher, ctx, l, &echo, &sp).map(|(s, t)| {
                 conns = t;
@@ -257,7 +268,7 @@ fn finish<G: Gil>(
     name: String,
     pinned: Option<usize>,
     kind: Kind,
-    worked: Worked,
+    mut worked: Worked,
 ) -> ThreadOut {
     if interp.holds() {
         interp.release(Release::Exit);
@@ -267,7 +278,8 @@ fn finish<G: Gil>(
     ctx_switches.add(worked.conns.ctx);
     let design = design_figures(interp.gil_stats());
     let metrics = std::mem::take(&mut interp.metrics);
-    let (trace, intervals) = recordings(&mut interp, &name);
+    let mut recorded = vec![interp.extras.finish(name.clone(), Instant::now())];
+    recorded.append(&mut worked.conns.recorded);
     let hash_digest = hasher.finish();
     let c = &metrics.counters;
     let mut counters = c.clone();
@@ -307,28 +319,9 @@ fn finish<G: Gil>(
         result,
         metrics,
         error: worked.error,
-        trace,
-        intervals,
+        recorded,
         idle,
     }
-}
-
-/// The timeline and interval histograms the thread recorded, if the outputs asked for them.
-fn recordings<G: Gil>(
-    interp: &mut Interp<'_, G>,
-    name: &str,
-) -> (Option<ThreadTrace>, Vec<Interval>) {
-    let trace = interp.extras.trace.take().map(|buf| ThreadTrace {
-        name: name.to_owned(),
-        buf,
-    });
-    let intervals = interp
-        .extras
-        .intervals
-        .take()
-        .map(|iv| iv.finish(Instant::now()))
-        .unwrap_or_default();
-    (trace, intervals)
 }
 
 /// A design's own figures (for a thread or the whole run), keyed by name for the result.
