@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::gil::{Gil, Release};
-use crate::metrics::{record, CtxSwitches, IdleClock, IntervalHists, Occupancy, ThreadMetrics};
+use crate::metrics::{
+    record, CtxSwitches, IdleClock, Interval, IntervalHists, Occupancy, ThreadMetrics,
+};
 use crate::trace::{Ev, TraceBuf};
 
 /// Optional recorders, touched only at take and release (never per tick).
@@ -22,6 +24,32 @@ pub struct Extras {
     pub trace: Option<TraceBuf>,
     /// Interval histograms of [`INTERVAL_WAIT`] and [`INTERVAL_HOLD`] (`--hlog`).
     pub intervals: Option<IntervalHists>,
+}
+
+impl Extras {
+    /// Takes what was recorded, under the thread's `name`: the timeline, and the interval
+    /// histograms with the last (partial) interval cut at `now`.
+    pub fn finish(&mut self, name: String, now: Instant) -> Recorded {
+        Recorded {
+            name,
+            trace: self.trace.take(),
+            intervals: self
+                .intervals
+                .take()
+                .map(|iv| iv.finish(now))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// What one interpreter thread recorded for the outputs (`--trace`, `--hlog`).
+#[derive(Debug)]
+pub struct Recorded {
+    /// The thread's name, which tags its timeline and interval histograms.
+    pub name: String,
+    pub trace: Option<TraceBuf>,
+    /// Each interval carries the GIL-wait and GIL-hold histograms, in that order.
+    pub intervals: Vec<Interval>,
 }
 
 /// Index of the GIL-wait histogram in [`Extras::intervals`].

@@ -1,19 +1,15 @@
 //! `compare` and `sweep` set each row beside its baselines: the same row with I/O alone and
 //! with CPU alone, run right after it, so that every row reads as fractions of alone.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
+
+use common::{bin, read_json, tmp, workload};
 
 fn compare(scenario: &str, extra: &[&str]) -> serde_json::Value {
-    let dir = std::env::temp_dir().join(format!("gilbench-baseline-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let json = dir.join(format!("{}.json", extra.len()));
-    let w = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("workloads")
-        .join(scenario);
-    let o = Command::new(env!("CARGO_BIN_EXE_gilbench"))
+    let json = tmp(&format!("{}.json", extra.len()));
+    let o = bin()
         .arg("compare")
-        .arg(&w)
+        .arg(workload(scenario))
         .args([
             "--locks",
             "timed,none",
@@ -28,7 +24,7 @@ fn compare(scenario: &str, extra: &[&str]) -> serde_json::Value {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
+    read_json(&json)
 }
 
 #[test]

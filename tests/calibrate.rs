@@ -3,31 +3,16 @@
 //! duration, and its bad input. The tests that need a Python interpreter skip with a visible
 //! note when `python3` is not on PATH; the rest (bad input, the bucket arithmetic) always run.
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::read_json as json_of;
+use common::{bin, err_line, one, tmp, workload, workload_path};
 use gilbench::calibrate::{self, Python};
 use gilbench::metrics::{new_hist, record};
 use gilbench::scenario::Scenario;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_gilbench"))
-}
-
-fn workload(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("workloads")
-        .join(name)
-        .display()
-        .to_string()
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gilbench-calibrate-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
-}
 
 /// The interpreter, or a note and `None`. The note goes straight to the process's stderr
 /// (not through the test harness's capture), so that a skip is visible in a passing run.
@@ -43,20 +28,6 @@ fn python(test: &str) -> Option<Python> {
             None
         }
     }
-}
-
-/// One test at a time: they run servers, CPU threads and load generators.
-static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn one() -> std::sync::MutexGuard<'static, ()> {
-    ONE.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn err_line(o: &Output) -> String {
-    let e = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(e.trim_end().lines().count(), 1, "not one line: {e}");
-    assert!(!e.contains("panicked"), "{e}");
-    e
 }
 
 #[test]
@@ -151,7 +122,7 @@ fn the_twin_rejects_bad_flags() {
 }
 
 fn echo(server: &str, sets: &[&str]) -> Scenario {
-    let mut s = Scenario::from_file(std::path::Path::new(&workload("convoy-echo.toml"))).unwrap();
+    let mut s = Scenario::from_file(&workload_path("convoy-echo.toml")).unwrap();
     s.set_kv(&format!("server={server}")).unwrap();
     for kv in ["duration=500ms", "warmup=100ms", "pin=none"]
         .iter()
@@ -201,10 +172,6 @@ fn the_twin_serves_gilbench_load_in_both_structures() {
     assert_eq!(t.report.server.requests, 0);
     assert_eq!(t.report.cpu.threads, 2);
     assert!(t.report.cpu.iterations > 0);
-}
-
-fn json_of(p: &std::path::Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 
 #[test]
@@ -373,7 +340,7 @@ fn calibrate_says_clearly_what_it_cannot_do() {
 
 #[test]
 fn conditions_are_every_combination_in_order() {
-    let base = Scenario::from_file(std::path::Path::new(&workload("convoy-echo.toml"))).unwrap();
+    let base = Scenario::from_file(&workload_path("convoy-echo.toml")).unwrap();
     let c = calibrate::conditions(
         &base,
         &["cpu_threads=0,1".into(), "interval=1ms,20ms".into()],

@@ -1,39 +1,15 @@
 //! The `gilbench` binary end to end: bad input gets one line on stderr and exit status 2,
 //! a failed run exit status 1, and a good run the documented JSON.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
+
 use std::time::{Duration, Instant};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_gilbench"))
-}
-
-fn workloads(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("workloads")
-        .join(name)
-        .display()
-        .to_string()
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gilbench-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("gilbench runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use common::{output, stderr, tmp, workload};
 
 /// Asserts a one-line error mentioning `needle`, exit status 2, no panic.
 fn assert_bad_input(args: &[&str], needle: &str) {
-    let o = run(args);
+    let o = output(args);
     let err = stderr(&o);
     assert_eq!(
         o.status.code(),
@@ -66,7 +42,7 @@ fn brief<'a>(args: &[&'a str]) -> Vec<&'a str> {
 
 #[test]
 fn bad_input_is_one_line_and_exit_2() {
-    let scn = workloads("cpu-scaling.toml");
+    let scn = workload("cpu-scaling.toml");
     let malformed = tmp("malformed.toml");
     std::fs::write(&malformed, "lock = \"timed\"\ncpu_threads = = 2\n").unwrap();
     let unknown_key = tmp("unknown-key.toml");
@@ -105,7 +81,7 @@ fn bad_input_is_one_line_and_exit_2() {
         bad_sweep.to_str().unwrap(),
         spin.to_str().unwrap(),
     );
-    let echo = workloads("convoy-echo.toml");
+    let echo = workload("convoy-echo.toml");
     // Cases that used to run (and exit 0) run briefly (`brief`) if they regress.
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["run", "/nonexistent/scenario.toml"], "no such file"),
@@ -237,7 +213,7 @@ fn bad_input_is_one_line_and_exit_2() {
 
 #[test]
 fn locks_lists_every_design() {
-    let o = run(&["locks"]);
+    let o = output(&["locks"]);
     assert!(o.status.success());
     let out = String::from_utf8_lossy(&o.stdout);
     let lines: Vec<&str> = out.lines().collect();
@@ -256,9 +232,9 @@ fn locks_lists_every_design() {
 #[test]
 fn run_writes_the_documented_json() {
     let json = tmp("run.json");
-    let o = run(&[
+    let o = output(&[
         "run",
-        &workloads("cpu-scaling.toml"),
+        &workload("cpu-scaling.toml"),
         "--lock",
         "mlfq",
         "--duration",
@@ -316,9 +292,9 @@ fn a_panicking_thread_fails_the_run_without_hanging() {
     for lock in gilbench::gil::LockKind::ALL.map(|k| k.name()) {
         for fault in ["panic-holding-gil", "panic-released"] {
             let t0 = Instant::now();
-            let o = run(&[
+            let o = output(&[
                 "run",
-                &workloads("cpu-scaling.toml"),
+                &workload("cpu-scaling.toml"),
                 "--lock",
                 lock,
                 "--duration",
@@ -345,9 +321,9 @@ fn a_panicking_thread_fails_the_run_without_hanging() {
 #[test]
 fn hash_nogil_runs_and_hashes() {
     let json = tmp("nogil.json");
-    let o = run(&[
+    let o = output(&[
         "run",
-        &workloads("hash-nogil.toml"),
+        &workload("hash-nogil.toml"),
         "--duration",
         "300ms",
         "--json",

@@ -2,32 +2,12 @@
 //! hangs past the window cannot hold the run, signals end the join phase, the warm-up is
 //! left out of GIL figures, and the per-thread core and switch-wait figures are real.
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_gilbench"))
-}
-
-fn workload(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("workloads")
-        .join(name)
-        .display()
-        .to_string()
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gilbench-deadline-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
-
-fn json(path: &PathBuf) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).expect("the result was written"))
-        .expect("the result is JSON")
-}
+use common::{bin, read_json, signal, tmp, workload};
 
 fn run(args: &[&str]) -> (Output, Duration) {
     let t0 = Instant::now();
@@ -72,7 +52,7 @@ fn a_hung_holder_cannot_outlive_the_deadline() {
         err.contains("deadline") && err.contains("cpu-0 is holding the GIL"),
         "{err}"
     );
-    let v = json(&out);
+    let v = read_json(&out);
     let r = &v["runs"][0];
     assert_eq!(r["partial"], true);
     assert!(r["failure"].as_str().unwrap().contains("cpu-0"));
@@ -114,11 +94,7 @@ fn a_signal_ends_the_join_phase_within_a_second() {
     // The window ends at 0.3 s; the join phase would last until 2.3 s.
     std::thread::sleep(Duration::from_millis(1000));
     let t0 = Instant::now();
-    // SAFETY: signals our own child process, whose pid we hold.
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) },
-        0
-    );
+    signal(&child, libc::SIGTERM);
     let o = child.wait_with_output().unwrap();
     assert!(
         t0.elapsed() < Duration::from_millis(1500),
@@ -131,7 +107,7 @@ fn a_signal_ends_the_join_phase_within_a_second() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    assert_eq!(json(&out)["runs"][0]["partial"], true);
+    assert_eq!(read_json(&out)["runs"][0]["partial"], true);
 }
 
 /// One request's GIL-held work longer than the whole run is refused before anything runs.
@@ -180,7 +156,7 @@ fn the_warmup_is_left_out_of_gil_figures() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let v = json(&out);
+    let v = read_json(&out);
     let r = &v["runs"][0];
     let requests = r["io"]["requests"].as_f64().unwrap();
     let acq = r["threads"][0]["acquisitions"].as_f64().unwrap();
@@ -225,7 +201,7 @@ fn cores_and_switch_waits_are_reported() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let v = json(&out);
+    let v = read_json(&out);
     let r = &v["runs"][0];
     for t in r["threads"].as_array().unwrap() {
         let pinned = t["pinned"].as_u64().expect("pinned");

@@ -4,22 +4,14 @@
 //! a screenshot is taken (kept in the test's target directory, to look at). Without a
 //! browser the browser tests say so on stderr and pass; `.ci/run` installs one.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_gilbench"))
-}
-
-fn workload(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("workloads")
-        .join(name)
-        .display()
-        .to_string()
-}
+use common::{bin, s, stderr, workload};
 
 /// A fresh directory for one test, under the target directory (kept after the run).
 fn dir(test: &str) -> PathBuf {
@@ -29,14 +21,6 @@ fn dir(test: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Says something on the test's stderr past libtest's capture: a skipped check is seen.

@@ -3,24 +3,15 @@
 //! status 2), leaves no temporary file behind when interrupted, and still writes its files
 //! when stdout is a closed pipe.
 
+mod common;
+
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{bin, s, signal, stderr, wait_for, workload};
 use gilbench::report::export::{Target, ALL};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_gilbench"))
-}
-
-fn workload(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("workloads")
-        .join(name)
-        .display()
-        .to_string()
-}
 
 /// A fresh directory for one test.
 fn dir(test: &str) -> PathBuf {
@@ -28,31 +19,6 @@ fn dir(test: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Waits for `child` at most `limit`, killing it past that (a hang fails the test, never
-/// the suite).
-fn wait_for(mut child: Child, limit: Duration) -> Option<ExitStatus> {
-    let t0 = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return Some(st);
-        }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// A 4-second run with `outputs`, expected to be refused as bad input before it runs: exit
@@ -240,14 +206,14 @@ fn anything_but_a_regular_file_is_never_replaced_even_with_force() {
             args.push("--force");
         }
         // Reading a FIFO to see whose it is would hang: it must not be opened.
-        let child = bin()
+        let mut child = bin()
             .args(["run", &workload("cpu-scaling.toml"), "--duration", "100ms"])
             .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let st = wait_for(child, Duration::from_secs(10));
+        let st = wait_for(&mut child, Duration::from_secs(10));
         assert_eq!(st.and_then(|s| s.code()), Some(2), "{args:?}: {st:?}");
         assert!(std::fs::symlink_metadata(&fifo)
             .unwrap()
@@ -468,13 +434,9 @@ fn sigint_during_a_long_trace_write_stops_it_and_leaves_no_temporary_file() {
         std::thread::sleep(Duration::from_millis(2));
     };
     assert!(writing, "never saw the trace being written");
-    // SAFETY: sends SIGINT to our own child process, whose pid we hold.
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
-        0
-    );
+    signal(&child, libc::SIGINT);
     let signalled = Instant::now();
-    let st = wait_for(child, Duration::from_secs(10));
+    let st = wait_for(&mut child, Duration::from_secs(10));
     let took = signalled.elapsed();
     assert_eq!(st.and_then(|s| s.code()), Some(130), "{st:?}");
     assert!(

@@ -1,28 +1,14 @@
 //! Experiments and what they leave behind: compare/sweep tables, JSON/CSV/Markdown exports
 //! holding the same numbers, HdrHistogram files, plots, the GIL timeline, and `report`.
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Output;
 use std::sync::OnceLock;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_gilbench"))
-}
-
-fn workload(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("workloads")
-        .join(name)
-        .display()
-        .to_string()
-}
-
-fn dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gilbench-reports-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use common::{bin, read_json, scratch, workload};
 
 fn ok(o: Output) -> Output {
     assert!(
@@ -38,7 +24,7 @@ fn ok(o: Output) -> Output {
 fn compare() -> &'static (Output, PathBuf) {
     static RUN: OnceLock<(Output, PathBuf)> = OnceLock::new();
     RUN.get_or_init(|| {
-        let d = dir().join("compare");
+        let d = scratch().join("compare");
         std::fs::create_dir_all(&d).unwrap();
         let p = |n: &str| d.join(n).display().to_string();
         let o = ok(bin()
@@ -78,10 +64,6 @@ fn compare() -> &'static (Output, PathBuf) {
     })
 }
 
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
 #[test]
 fn compare_prints_a_row_per_design_and_no_progress_off_a_terminal() {
     let (o, _) = compare();
@@ -115,7 +97,7 @@ fn compare_prints_a_row_per_design_and_no_progress_off_a_terminal() {
 #[test]
 fn json_csv_and_markdown_hold_the_same_numbers() {
     let (_, d) = compare();
-    let v = json(&d.join("r.json"));
+    let v = read_json(&d.join("r.json"));
     let runs = v["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2);
     let csv = std::fs::read_to_string(d.join("r.csv")).unwrap();
@@ -162,7 +144,7 @@ fn json_csv_and_markdown_hold_the_same_numbers() {
 #[test]
 fn hgrm_files_parse_and_agree_with_the_json() {
     let (_, d) = compare();
-    let v = json(&d.join("r.json"));
+    let v = read_json(&d.join("r.json"));
     let text = std::fs::read_to_string(d.join("hgrm").join("convoy-echo_timed_0_io-latency.hgrm"))
         .unwrap();
     let mut lines = text.lines();
@@ -241,7 +223,7 @@ fn the_interval_log_reads_back_with_a_tag_per_thread_and_metric() {
 #[test]
 fn the_trace_pairs_begin_and_end_per_thread_in_time_order() {
     let (_, d) = compare();
-    let v = json(&d.join("trace.json"));
+    let v = read_json(&d.join("trace.json"));
     let events = v["traceEvents"].as_array().unwrap();
     let mut names = std::collections::HashSet::new();
     let mut stacks: HashMap<(u64, u64), Vec<String>> = HashMap::new();
@@ -352,7 +334,7 @@ fn report_reproduces_the_table_and_exports() {
 
 #[test]
 fn sweep_runs_a_row_per_value_and_plots_the_metrics() {
-    let d = dir().join("sweep");
+    let d = scratch().join("sweep");
     std::fs::create_dir_all(&d).unwrap();
     let p = |n: &str| d.join(n).display().to_string();
     let o = ok(bin()
@@ -392,7 +374,7 @@ fn sweep_runs_a_row_per_value_and_plots_the_metrics() {
         // Repeated twice: median (min-max).
         assert!(line.contains('(') && line.contains('-'), "{line}");
     }
-    let v = json(&d.join("s.json"));
+    let v = read_json(&d.join("s.json"));
     assert_eq!(v["runs"].as_array().unwrap().len(), 8);
     let svg =
         std::fs::read_to_string(d.join("plots").join("interval-sweep_sweep_interval.svg")).unwrap();
@@ -411,7 +393,7 @@ fn sweep_runs_a_row_per_value_and_plots_the_metrics() {
 
 #[test]
 fn outputs_refuse_to_clobber_foreign_files() {
-    let d = dir().join("clobber");
+    let d = scratch().join("clobber");
     std::fs::create_dir_all(&d).unwrap();
     let f = d.join("notes.json");
     std::fs::write(&f, "my precious notes").unwrap();
@@ -457,7 +439,7 @@ fn outputs_refuse_to_clobber_foreign_files() {
 
 #[test]
 fn a_failed_run_keeps_the_rows_finished_before_it() {
-    let d = dir().join("failed");
+    let d = scratch().join("failed");
     std::fs::create_dir_all(&d).unwrap();
     let p = |n: &str| d.join(n).display().to_string();
     // The second of three rows panics; the third never runs.
@@ -493,7 +475,7 @@ fn a_failed_run_keeps_the_rows_finished_before_it() {
         "{out}"
     );
     assert!(out.contains("rows fault=panic-released"), "{out}");
-    let v = json(&d.join("r.json"));
+    let v = read_json(&d.join("r.json"));
     let runs = v["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2);
     assert_eq!(runs[0]["partial"], false);

@@ -3,41 +3,18 @@
 //! faults (ports in use, refused and unresolvable addresses, resets, silent servers,
 //! misbehaving peers).
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{
+    addr_of, assert_udp_never_amplifies, bin, err_line, first_line, one, output, read_json, run,
+    signal, tmp, wait_for, workload_path,
+};
 use gilbench::result::RunResult;
-use gilbench::runner;
-use gilbench::scenario::Scenario;
-
-fn workload(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("workloads")
-        .join(name)
-}
-
-fn scenario(name: &str, sets: &[&str]) -> Scenario {
-    let mut s = Scenario::from_file(&workload(name)).unwrap();
-    for kv in sets {
-        s.set_kv(kv).unwrap();
-    }
-    s
-}
-
-fn run(name: &str, sets: &[&str]) -> RunResult {
-    runner::run(&scenario(name, sets)).unwrap_or_else(|e| panic!("{name} {sets:?}: {e}"))
-}
-
-/// The tests here run one at a time: on 2 cores, a test that measures timing would measure
-/// its neighbours too (the others start servers and load generators of their own).
-static TIMING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn timing() -> std::sync::MutexGuard<'static, ()> {
-    TIMING.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// The convoy phenomena below are multicore ones: on one core a socket call that returns at
 /// once finds the CPU thread not yet running, and the I/O thread keeps the GIL (measured here
@@ -67,7 +44,7 @@ fn echo(lock: &str, cpu: u32) -> RunResult {
 
 #[test]
 fn convoy_under_timed_and_its_cure_under_mlfq() {
-    let _t = timing();
+    let _t = one();
     if !multicore("convoy_under_timed_and_its_cure_under_mlfq") {
         return;
     }
@@ -98,7 +75,7 @@ fn convoy_under_timed_and_its_cure_under_mlfq() {
 
 #[test]
 fn bulk_transfer_under_timed_is_many_times_slower_with_a_cpu_thread() {
-    let _t = timing();
+    let _t = one();
     if !multicore("bulk_transfer_under_timed_is_many_times_slower_with_a_cpu_thread") {
         return;
     }
@@ -123,7 +100,7 @@ fn bulk_transfer_under_timed_is_many_times_slower_with_a_cpu_thread() {
 
 #[test]
 fn udp_echo_answers_every_request() {
-    let _t = timing();
+    let _t = one();
     let r = run(
         "convoy-echo.toml",
         &[SHORT[0], SHORT[1], "transport=udp", "cpu_threads=0"],
@@ -137,7 +114,7 @@ fn udp_echo_answers_every_request() {
 
 #[test]
 fn open_loop_records_lateness_and_latency_from_the_intended_time() {
-    let _t = timing();
+    let _t = one();
     let r = run(
         "convoy-echo.toml",
         &[SHORT[0], SHORT[1], "rate=500", "cpu_threads=0", "lock=none"],
@@ -162,7 +139,7 @@ fn open_loop_records_lateness_and_latency_from_the_intended_time() {
 
 #[test]
 fn a_run_in_which_no_request_succeeds_says_so() {
-    let _t = timing();
+    let _t = one();
     // 1e6 ticks of work per request (some 40 ms, the most a scenario may ask): longer than
     // the 20 ms timeout.
     let r = run(
@@ -188,14 +165,6 @@ fn a_run_in_which_no_request_succeeds_says_so() {
     );
 }
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_gilbench"))
-}
-
-fn output(args: &[&str]) -> Output {
-    bin().args(args).output().unwrap()
-}
-
 /// Runs `gilbench load --connect addr EXTRA... --json` (the JSON named `name`), expects
 /// success, and returns the result's `io` block.
 fn load_io(addr: &str, name: &str, extra: &[&str]) -> serde_json::Value {
@@ -205,14 +174,7 @@ fn load_io(addr: &str, name: &str, extra: &[&str]) -> serde_json::Value {
     args.extend_from_slice(&["--json", json.to_str().unwrap()]);
     let o = output(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    json_of(&json)["runs"][0]["io"].clone()
-}
-
-fn err_line(o: &Output) -> String {
-    let e = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(e.trim_end().lines().count(), 1, "not one line: {e}");
-    assert!(!e.contains("panicked"), "{e}");
-    e
+    read_json(&json)["runs"][0]["io"].clone()
 }
 
 /// Runs `cmd` with at most `n` open file descriptors (soft and hard limit).
@@ -241,7 +203,7 @@ fn serve(extra: &[&str]) -> (std::process::Child, String) {
 
 /// `serve`, with at most `nofile` open file descriptors if given.
 fn serve_limited(extra: &[&str], nofile: Option<u64>) -> (std::process::Child, String) {
-    let w = workload("convoy-echo.toml");
+    let w = workload_path("convoy-echo.toml");
     let mut args = vec!["serve", w.to_str().unwrap(), "--cpu-threads", "0"];
     if !extra.contains(&"--duration") {
         args.extend_from_slice(&["--duration", "4s"]);
@@ -255,10 +217,7 @@ fn serve_limited(extra: &[&str], nofile: Option<u64>) -> (std::process::Child, S
         limit_nofile(&mut cmd, n);
     }
     let mut child = cmd.spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let line = first_line(&mut child);
     if line.trim().is_empty() {
         let mut e = String::new();
         child
@@ -269,23 +228,12 @@ fn serve_limited(extra: &[&str], nofile: Option<u64>) -> (std::process::Child, S
             .unwrap();
         panic!("serve {args:?} printed no address; stderr: {e}");
     }
-    let addr = line.split_whitespace().last().unwrap().to_owned();
-    (child, addr)
-}
-
-fn json_of(path: &std::path::Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("gilbench-sockets-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
+    (child, addr_of(&line))
 }
 
 #[test]
 fn serve_and_load_as_two_processes() {
-    let _t = timing();
+    let _t = one();
     let (child, addr) = serve(&[]);
     let io = &load_io(
         &addr,
@@ -302,10 +250,10 @@ fn serve_and_load_as_two_processes() {
 
 #[test]
 fn a_port_in_use_is_bad_input() {
-    let _t = timing();
+    let _t = one();
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let w = workload("convoy-echo.toml");
+    let w = workload_path("convoy-echo.toml");
     let o = output(&["run", w.to_str().unwrap(), "--set", &format!("port={port}")]);
     assert_eq!(o.status.code(), Some(2));
     assert!(err_line(&o).contains("address already in use"));
@@ -321,7 +269,7 @@ fn a_port_in_use_is_bad_input() {
 
 #[test]
 fn unresolvable_and_refused_addresses() {
-    let _t = timing();
+    let _t = one();
     let o = output(&["load", "--connect", "no-such-host.invalid:7000"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(err_line(&o).contains("cannot resolve"));
@@ -365,7 +313,7 @@ fn reset_on_close(s: &TcpStream) {
 
 #[test]
 fn a_peer_that_resets_is_counted_not_fatal() {
-    let _t = timing();
+    let _t = one();
     // A server that echoes 20 requests per connection, then resets it.
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap().to_string();
@@ -407,7 +355,7 @@ fn a_peer_that_resets_is_counted_not_fatal() {
 
 #[test]
 fn a_silent_server_fails_the_load() {
-    let _t = timing();
+    let _t = one();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap().to_string();
     let server = std::thread::spawn(move || {
@@ -478,7 +426,7 @@ fn corrupting_server(requests: usize) -> (String, std::thread::JoinHandle<()>) {
 
 #[test]
 fn replies_with_wrong_bytes_are_not_successes() {
-    let _t = timing();
+    let _t = one();
     let (addr, server) = corrupting_server(50);
     let o = output(&[
         "load",
@@ -505,7 +453,7 @@ fn replies_with_wrong_bytes_are_not_successes() {
 
 #[test]
 fn udp_load_against_a_closed_port_never_answers_itself() {
-    let _t = timing();
+    let _t = one();
     // A closed port in the ephemeral range: the kernel may hand the very same port to a
     // client socket, which would then answer its own requests. Before the fix this reported
     // tens of thousands of req/s within a second or two.
@@ -539,7 +487,7 @@ fn udp_load_against_a_closed_port_never_answers_itself() {
 
 #[test]
 fn a_server_that_dies_mid_run_makes_the_load_partial() {
-    let _t = timing();
+    let _t = one();
     let (child, addr) = serve(&["--duration", "1s"]);
     let json = tmp("load-server-died.json");
     let t0 = Instant::now();
@@ -558,7 +506,7 @@ fn a_server_that_dies_mid_run_makes_the_load_partial() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     child.wait_with_output().unwrap();
     assert!(took < Duration::from_secs(3), "took {took:?}");
-    let run = &json_of(&json)["runs"][0];
+    let run = &read_json(&json)["runs"][0];
     assert_eq!(run["partial"], true, "notes: {}", run["notes"]);
     let measured = run["measured_s"].as_f64().unwrap();
     assert!(measured < 2.0, "measured {measured}s");
@@ -592,7 +540,7 @@ fn never_accepting() -> (socket2::Socket, String) {
 
 #[test]
 fn the_connect_phase_ends_with_the_duration_and_with_ctrl_c() {
-    let _t = timing();
+    let _t = one();
     let (_l, addr) = never_accepting();
     // --duration bounds the whole run, connecting included.
     let t0 = Instant::now();
@@ -635,11 +583,7 @@ fn the_connect_phase_ends_with_the_duration_and_with_ctrl_c() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(800));
     let t0 = Instant::now();
-    // SAFETY: sends SIGINT to our own child process, whose pid we hold.
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
-        0
-    );
+    signal(&child, libc::SIGINT);
     let out = child.wait_with_output().unwrap();
     let took = t0.elapsed();
     assert!(took < Duration::from_secs(1), "took {took:?} to stop");
@@ -649,12 +593,12 @@ fn the_connect_phase_ends_with_the_duration_and_with_ctrl_c() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(json_of(&json)["runs"][0]["partial"], true);
+    assert_eq!(read_json(&json)["runs"][0]["partial"], true);
 }
 
 #[test]
 fn the_server_drops_peers_that_break_its_limits_and_serves_the_rest() {
-    let _t = timing();
+    let _t = one();
     let (child, addr) = serve(&[
         "--set",
         "max_request_bytes=4096",
@@ -713,8 +657,8 @@ fn the_server_drops_peers_that_break_its_limits_and_serves_the_rest() {
 
 #[test]
 fn udp_server_never_amplifies() {
-    let _t = timing();
-    let w = workload("convoy-echo.toml");
+    let _t = one();
+    let w = workload_path("convoy-echo.toml");
     let mut child = bin()
         .args([
             "serve",
@@ -731,39 +675,19 @@ fn udp_server_never_amplifies() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.split_whitespace().last().unwrap().to_owned();
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.connect(&addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let mut b = [0u8; 4096];
-    s.send(&[7u8; 100]).unwrap();
-    assert_eq!(s.recv(&mut b).unwrap(), 100);
-    // Over the limit: no answer at all.
-    s.send(&[7u8; 2000]).unwrap();
-    assert!(
-        s.recv(&mut b).is_err(),
-        "an oversized datagram was answered"
-    );
+    let addr = addr_of(&first_line(&mut child));
+    assert_udp_never_amplifies(&addr);
     child.wait().unwrap();
 }
 
 #[test]
 fn ctrl_c_stops_serve_and_keeps_its_results() {
-    let _t = timing();
+    let _t = one();
     let json = tmp("serve-int.json");
     let (child, _addr) = serve(&["--duration", "60s", "--json", json.to_str().unwrap()]);
     std::thread::sleep(Duration::from_millis(300));
     let t0 = Instant::now();
-    // SAFETY: sends SIGINT to our own child process, whose pid we hold.
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
-        0
-    );
+    signal(&child, libc::SIGINT);
     let out = child.wait_with_output().unwrap();
     assert!(
         t0.elapsed() < Duration::from_secs(2),
@@ -771,13 +695,13 @@ fn ctrl_c_stops_serve_and_keeps_its_results() {
         t0.elapsed()
     );
     assert_eq!(out.status.code(), Some(130));
-    let v = json_of(&json);
+    let v = read_json(&json);
     assert_eq!(v["runs"][0]["partial"], true);
 }
 
 #[test]
 fn garbage_and_resetting_peers_do_not_disturb_the_echo_server() {
-    let _t = timing();
+    let _t = one();
     let (child, addr) = serve(&["--duration", "3s"]);
     let rude = {
         let addr = addr.clone();
@@ -819,10 +743,10 @@ fn garbage_and_resetting_peers_do_not_disturb_the_echo_server() {
 
 #[test]
 fn signals_stop_an_experiment_and_keep_what_it_measured() {
-    let _t = timing();
+    let _t = one();
     for (sig, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
         let json = tmp(&format!("compare-{sig}.json"));
-        let w = workload("convoy-echo.toml");
+        let w = workload_path("convoy-echo.toml");
         let child = bin()
             .args([
                 "compare",
@@ -840,8 +764,7 @@ fn signals_stop_an_experiment_and_keep_what_it_measured() {
             .unwrap();
         std::thread::sleep(Duration::from_millis(1500));
         let t0 = Instant::now();
-        // SAFETY: signals our own child process, whose pid we hold.
-        assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, sig) }, 0);
+        signal(&child, sig);
         let out = child.wait_with_output().unwrap();
         assert!(
             t0.elapsed() < Duration::from_secs(2),
@@ -854,7 +777,7 @@ fn signals_stop_an_experiment_and_keep_what_it_measured() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let v = json_of(&json);
+        let v = read_json(&json);
         let runs = v["runs"].as_array().unwrap();
         assert_eq!(runs.len(), 1, "only the interrupted first run");
         assert_eq!(runs[0]["partial"], true);
@@ -864,8 +787,8 @@ fn signals_stop_an_experiment_and_keep_what_it_measured() {
 
 #[test]
 fn the_watchdog_ends_a_hung_run_with_a_diagnosis() {
-    let _t = timing();
-    let w = workload("convoy-echo.toml");
+    let _t = one();
+    let w = workload_path("convoy-echo.toml");
     let t0 = Instant::now();
     let o = output(&[
         "run",
@@ -894,7 +817,7 @@ fn the_watchdog_ends_a_hung_run_with_a_diagnosis() {
 
 #[test]
 fn serve_keeps_accepting_after_running_out_of_file_descriptors() {
-    let _t = timing();
+    let _t = one();
     let json = tmp("serve-nofile.json");
     let (child, addr) = serve_limited(
         &["--duration", "3s", "--json", json.to_str().unwrap()],
@@ -928,7 +851,7 @@ fn serve_keeps_accepting_after_running_out_of_file_descriptors() {
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("turned away"), "{text}");
-    let v = json_of(&json);
+    let v = read_json(&json);
     let turned = v["runs"][0]["io"]["server"]["turned_away"]
         .as_u64()
         .unwrap();
@@ -937,7 +860,7 @@ fn serve_keeps_accepting_after_running_out_of_file_descriptors() {
 
 #[test]
 fn hundreds_of_connections_open_against_a_convoyed_server() {
-    let _t = timing();
+    let _t = one();
     // The bundled scenario (timed GIL, a CPU thread): its server accepts about one
     // connection per switch interval, so the connects lean on the listen backlog. With 1000
     // connections the request timeout is lengthened: requests timing out after 1 s would
@@ -966,8 +889,8 @@ fn hundreds_of_connections_open_against_a_convoyed_server() {
 
 #[test]
 fn connections_the_servers_or_the_descriptors_cannot_hold_are_bad_input() {
-    let _t = timing();
-    let w = workload("convoy-echo.toml");
+    let _t = one();
+    let w = workload_path("convoy-echo.toml");
     let w = w.to_str().unwrap();
     let o = output(&["run", w, "--set", "connections=2000", "--duration", "300ms"]);
     assert_eq!(o.status.code(), Some(2));
@@ -996,8 +919,8 @@ fn connections_the_servers_or_the_descriptors_cannot_hold_are_bad_input() {
 
 #[test]
 fn ctrl_c_stops_serve_under_a_udp_flood() {
-    let _t = timing();
-    let w = workload("convoy-echo.toml");
+    let _t = one();
+    let w = workload_path("convoy-echo.toml");
     let mut child = bin()
         .args([
             "serve",
@@ -1016,11 +939,7 @@ fn ctrl_c_stops_serve_under_a_udp_flood() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.split_whitespace().last().unwrap().to_owned();
+    let addr = addr_of(&first_line(&mut child));
     // Datagrams faster than the server answers them, so its receive queue never empties.
     let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let flooders: Vec<_> = (0..2)
@@ -1038,28 +957,12 @@ fn ctrl_c_stops_serve_under_a_udp_flood() {
         .collect();
     std::thread::sleep(Duration::from_millis(800));
     let t0 = Instant::now();
-    // SAFETY: sends SIGINT to our own child process, whose pid we hold.
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
-        0
-    );
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break Some(st);
-        }
-        if t0.elapsed() > Duration::from_secs(5) {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    signal(&child, libc::SIGINT);
+    let status = wait_for(&mut child, Duration::from_secs(5));
     let took = t0.elapsed();
     flooding.store(false, std::sync::atomic::Ordering::Relaxed);
     for f in flooders {
         f.join().unwrap();
-    }
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
     }
     assert!(took < Duration::from_secs(1), "took {took:?} to stop");
     assert_eq!(status.unwrap().code(), Some(130));

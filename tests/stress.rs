@@ -9,9 +9,13 @@
 //! `GILBENCH_STRESS_REPEATS` (default 2) sets how many times the matrix runs;
 //! `GILBENCH_STRESS_LOCKS=a,b` runs only those designs.
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
+
+use common::{bin, wait_for, workload};
 
 const THREADS: [u32; 2] = [3, 8];
 const INTERVALS: [&str; 2] = ["50us", "1ms"];
@@ -26,16 +30,9 @@ const GRACE: Duration = Duration::from_secs(2);
 /// binding, writing the JSON) before the test calls it hung.
 const SLACK: Duration = Duration::from_secs(3);
 
-fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_gilbench"))
-}
-
 /// The designs, as `gilbench locks` lists them (so that a new design joins the matrix).
 fn designs() -> Vec<String> {
-    let out = Command::new(bin())
-        .arg("locks")
-        .output()
-        .expect("gilbench runs");
+    let out = bin().arg("locks").output().expect("gilbench runs");
     assert!(out.status.success());
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -63,10 +60,9 @@ fn run_cell(lock: &str, threads: u32, interval: &str, pin: &str, json: &PathBuf)
         .filter(|k| **k != "interval")
         .flat_map(|k| ["--set".to_owned(), format!("{k}={interval}")])
         .collect();
-    let scenario = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("workloads/convoy-echo.toml");
-    let mut child = Command::new(bin())
+    let mut child = bin()
         .arg("run")
-        .arg(&scenario)
+        .arg(workload("convoy-echo.toml"))
         .args(["--lock", lock, "--cpu-threads", &threads.to_string()])
         .args(["--interval", interval, "--pin", pin, "--quiet", "--force"])
         .args(["--duration", &format!("{}ms", DURATION.as_millis())])
@@ -80,17 +76,7 @@ fn run_cell(lock: &str, threads: u32, interval: &str, pin: &str, json: &PathBuf)
         .expect("gilbench starts");
     let t0 = Instant::now();
     let limit = WARMUP + DURATION + GRACE + SLACK;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait works") {
-            break s.code();
-        }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let status = wait_for(&mut child, limit).and_then(|s| s.code());
     let elapsed = t0.elapsed();
     let mut stderr = String::new();
     if let Some(mut e) = child.stderr.take() {

@@ -3,55 +3,25 @@
 //! sets it apart from the poll loop, its caps (connections, peers that do not read), UDP,
 //! bulk under both structures, and faults (panics, hangs, signals) as for `poll`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, UdpSocket};
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::{
+    addr_of, assert_udp_never_amplifies, bin, err_line, first_line, one, read_json, run, s, signal,
+    tmp, workload,
+};
 use gilbench::gil::LockKind;
-use gilbench::result::RunResult;
-use gilbench::runner;
-use gilbench::scenario::Scenario;
-
-fn workload(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("workloads")
-        .join(name)
-}
-
-fn run(name: &str, sets: &[&str]) -> RunResult {
-    let mut s = Scenario::from_file(&workload(name)).unwrap();
-    for kv in sets {
-        s.set_kv(kv).unwrap();
-    }
-    runner::run(&s).unwrap_or_else(|e| panic!("{name} {sets:?}: {e}"))
-}
-
-/// One test at a time: they start servers, CPU threads and load generators of their own.
-static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn one() -> std::sync::MutexGuard<'static, ()> {
-    ONE.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_gilbench"))
-}
-
-fn err_line(o: &Output) -> String {
-    let e = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(e.trim_end().lines().count(), 1, "not one line: {e}");
-    assert!(!e.contains("panicked at"), "{e}");
-    e
-}
 
 /// Starts `gilbench serve` on the threaded structure; returns it with its address.
 fn serve(extra: &[&str]) -> (std::process::Child, String) {
     let w = workload("convoy-echo.toml");
     let mut args = vec![
         "serve",
-        w.to_str().unwrap(),
+        &w,
         "--cpu-threads",
         "0",
         "--set",
@@ -67,16 +37,12 @@ fn serve(extra: &[&str]) -> (std::process::Child, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let line = first_line(&mut child);
     assert!(
         line.starts_with("listening on"),
         "serve {args:?} printed {line:?}"
     );
-    let addr = line.split_whitespace().last().unwrap().to_owned();
-    (child, addr)
+    (child, addr_of(&line))
 }
 
 #[test]
@@ -273,18 +239,7 @@ fn udp_threaded_answers_and_never_amplifies() {
         "--set",
         "max_request_bytes=512",
     ]);
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.connect(&addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let mut b = [0u8; 4096];
-    s.send(&[7u8; 100]).unwrap();
-    assert_eq!(s.recv(&mut b).unwrap(), 100);
-    s.send(&[7u8; 2000]).unwrap();
-    assert!(
-        s.recv(&mut b).is_err(),
-        "an oversized datagram was answered"
-    );
+    assert_udp_never_amplifies(&addr);
     child.wait_with_output().unwrap();
 }
 
@@ -324,7 +279,7 @@ fn bulk_completes_under_both_structures_and_poll_releases_twice_per_recv() {
 fn faults_end_a_threaded_run_as_they_end_a_poll_run() {
     let _g = one();
     let w = workload("convoy-echo.toml");
-    let w = w.to_str().unwrap();
+    let w = w.as_str();
     // A CPU thread that panics holding the GIL: one line, exit 1, on time.
     let t0 = Instant::now();
     let o = bin()
@@ -375,11 +330,7 @@ fn ctrl_c_stops_a_threaded_server_with_open_connections() {
     let _idle = TcpStream::connect(&addr).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let t0 = Instant::now();
-    // SAFETY: sends SIGINT to our own child process, whose pid we hold.
-    assert_eq!(
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
-        0
-    );
+    signal(&child, libc::SIGINT);
     let out = child.wait_with_output().unwrap();
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     assert_eq!(out.status.code(), Some(130));
@@ -389,7 +340,7 @@ fn ctrl_c_stops_a_threaded_server_with_open_connections() {
 fn the_server_key_is_checked() {
     let w = workload("convoy-echo.toml");
     let o = bin()
-        .args(["run", w.to_str().unwrap(), "--set", "server=forked"])
+        .args(["run", &w, "--set", "server=forked"])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
@@ -401,4 +352,50 @@ fn the_server_key_is_checked() {
     let o = bin().arg("keys").output().unwrap();
     let keys = String::from_utf8_lossy(&o.stdout);
     assert!(keys.lines().any(|l| l.starts_with("server ")), "{keys}");
+}
+
+/// Connection threads are interpreter threads like the others: each one's GIL timeline
+/// (`--trace`) and interval histograms (`--hlog`) are written under its own name, beside the
+/// accepting thread's and the CPU thread's.
+#[test]
+fn connection_threads_appear_in_the_timeline_and_the_interval_log() {
+    let _g = one();
+    let (trace, hlog) = (tmp("conns.trace.json"), tmp("conns.hlog"));
+    let w = workload("convoy-echo.toml");
+    let o = bin()
+        .args([
+            "run",
+            &w,
+            "--set",
+            "server=threaded",
+            "--set",
+            "connections=2",
+        ])
+        .args(["--duration", "1s", "--quiet", "--force"])
+        .args(["--trace", s(&trace), "--hlog", s(&hlog)])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t = read_json(&trace);
+    let events = t["traceEvents"].as_array().unwrap();
+    let tid_of = |name: &str| {
+        events
+            .iter()
+            .find(|e| e["name"] == "thread_name" && e["args"]["name"] == name)
+            .map(|e| e["tid"].clone())
+    };
+    let log = std::fs::read_to_string(&hlog).unwrap();
+    for name in ["echo-0", "echo-0.c0", "echo-0.c1", "cpu-0"] {
+        let tid = tid_of(name).unwrap_or_else(|| panic!("{name} is not in the timeline"));
+        assert!(
+            events
+                .iter()
+                .any(|e| e["tid"] == tid && e["ph"] == "B" && e["name"] == "holds GIL"),
+            "{name} never holds the GIL in the timeline"
+        );
+        for metric in ["gil-wait", "gil-hold"] {
+            let tag = format!("Tag={name}.{metric},");
+            assert!(log.contains(&tag), "{tag} is not in the interval log");
+        }
+    }
 }

@@ -37,7 +37,7 @@ fn scenario_of(o: &LoadOpts) -> Result<Scenario, Failure> {
         s.set_value(key, &v, &format!("{flag} {raw}"))
             .map_err(Failure::Input)?;
     }
-    if s.transport == gilbench::workload::server::Transport::Udp && s.request_bytes < 8 {
+    if s.transport == gilbench::workload::Transport::Udp && s.request_bytes < 8 {
         return Err(Failure::Input(format!(
             "--request-bytes {}: at least 8 over UDP (requests carry a sequence number)",
             s.request_bytes

@@ -4,8 +4,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use serde_json::Value;
+
 use super::control::End;
-use super::thread::ThreadOut;
+use super::thread::{design_figures, ThreadOut};
 use super::{Mode, RunError};
 use crate::gil::Gil;
 use crate::metrics::{merge, new_hist, Counters, CtxSwitches, Hist, Interval, Percentiles};
@@ -49,44 +51,110 @@ pub(super) struct Finished {
     pub(super) abandoned: Vec<String>,
 }
 
+/// Turns what came back into the run's result: checks for a thread that failed, notes what
+/// the reader should know, adds the threads' figures up, and hands the exporters the full
+/// histograms, interval histograms and timeline.
 pub(super) fn assemble<G: Gil>(
     gil: &G,
     sc: &Scenario,
     mode: Mode,
-    setup: Setup,
+    mut setup: Setup,
     fin: Finished,
 ) -> Result<RunResult, RunError> {
-    let Setup {
-        addrs,
-        plan,
-        mut notes,
-        loadgen_place,
-        tick_ns,
-        call_work_ticks,
-        run_for,
-        deadline,
-        idle_while_wanted,
-    } = setup;
-    let Finished {
-        mut outs,
-        mut load,
-        measured,
-        wall,
-        end,
-        abandoned,
-    } = fin;
-    let interrupted = match end {
+    let (mut outs, mut load, measured) = (fin.outs, fin.load, fin.measured);
+    let interrupted = match fin.end {
         End::Signal(sig) => Some(sig),
         _ => None,
     };
-    let failure = failure_of(&end, &abandoned, deadline);
-    if let Some(e) = outs
+    let failure = failure_of(&fin.end, &fin.abandoned, setup.deadline);
+    first_thread_error(&outs)?;
+    let mut notes = setup.take_notes(sc, &outs, interrupted, measured);
+    let secs = measured.as_secs_f64();
+    let mut merged = Merged::of(&outs);
+    let cpu = cpu_summary(&outs, secs);
+    let (intervals, traces) = take_recordings(&mut outs, &mut load);
+    let trace = shared_trace(traces, measured, sc, G::NAME);
+    let hists = full_hists(sc, &merged, &load);
+    let cut_short = load_cut_short(&load);
+    let io = match sc.io {
+        IoWork::None => None,
+        _ => Some(io_summary(
+            sc,
+            mode,
+            load,
+            std::mem::take(&mut merged.server),
+            &merged.io_reacquire,
+            secs,
+            setup.loadgen_place,
+            interrupted.is_some(),
+            &mut notes,
+        )?),
+    };
+    Ok(RunResult {
+        scenario: sc.name.clone(),
+        lock: G::NAME.to_owned(),
+        params: params(sc, &setup.addrs, setup.tick_ns, setup.call_work_ticks),
+        wall_s: fin.wall.as_secs_f64(),
+        measured_s: secs,
+        cpu,
+        io,
+        gil: gil_summary(gil, &merged, setup.idle_while_wanted, secs),
+        threads: outs.into_iter().map(|o| o.result).collect(),
+        notes,
+        partial: interrupted.is_some() || failure.is_some() || cut_short,
+        failure,
+        baseline: None,
+        label: sc.design_label(),
+        repeat: 0,
+        hists,
+        intervals,
+        trace,
+    })
+}
+
+/// A socket error that ended a thread's work early fails the run (the first one is named).
+fn first_thread_error(outs: &[ThreadOut]) -> Result<(), RunError> {
+    match outs
         .iter()
         .find_map(|o| o.error.as_ref().map(|e| format!("{}: {e}", o.result.name)))
     {
-        return Err(RunError::Failed(e));
+        Some(e) => Err(RunError::Failed(e)),
+        None => Ok(()),
     }
-    for o in &outs {
+}
+
+impl Setup {
+    /// The run's notes: the setup's own, then pinning that did not hold, what a tick costs
+    /// and, for a run cut short by a signal, how much of it ran.
+    fn take_notes(
+        &mut self,
+        sc: &Scenario,
+        outs: &[ThreadOut],
+        interrupted: Option<i32>,
+        measured: Duration,
+    ) -> Vec<String> {
+        let mut notes = std::mem::take(&mut self.notes);
+        note_pinning(outs, &self.plan, &mut notes);
+        notes.push(format!(
+            "one {}-byte tick costs {:.0} ns here; call_work = {} ticks",
+            sc.tick_bytes, self.tick_ns, self.call_work_ticks
+        ));
+        if let Some(sig) = interrupted {
+            notes.push(format!(
+                "interrupted by {}: the run covers {:.2}s of {:.2}s",
+                signals::name(sig),
+                measured.as_secs_f64(),
+                self.run_for.as_secs_f64()
+            ));
+        }
+        notes
+    }
+}
+
+/// Notes a thread that ended on another core than it was pinned to, and the first that the
+/// OS refused to pin.
+fn note_pinning(outs: &[ThreadOut], plan: &PinPlan, notes: &mut Vec<String>) {
+    for o in outs {
         if let (Some(want), Some(got)) = (o.result.pinned, o.result.core) {
             if want != got {
                 notes.push(format!(
@@ -106,39 +174,53 @@ pub(super) fn assemble<G: Gil>(
             t.1.result.name
         ));
     }
-    notes.push(format!(
-        "one {}-byte tick costs {:.0} ns here; call_work = {} ticks",
-        sc.tick_bytes, tick_ns, call_work_ticks
-    ));
-    if let Some(sig) = interrupted {
-        notes.push(format!(
-            "interrupted by {}: the run covers {:.2}s of {:.2}s",
-            signals::name(sig),
-            measured.as_secs_f64(),
-            run_for.as_secs_f64()
-        ));
-    }
+}
 
-    let secs = measured.as_secs_f64();
-    let mut total = Counters::default();
-    let mut ctx = CtxSwitches::default();
-    let (mut wait, mut hold, mut reacq, mut io_reacq, mut switch_wait) =
-        (new_hist(), new_hist(), new_hist(), new_hist(), new_hist());
-    let mut server = ServerStats::default();
-    for o in &outs {
-        total.add(&o.metrics.counters);
-        ctx.add(o.result.ctx_switches);
-        merge(&mut wait, &o.metrics.wait);
-        merge(&mut hold, &o.metrics.hold);
-        merge(&mut reacq, &o.metrics.reacquire);
-        merge(&mut switch_wait, &o.metrics.switch_wait);
-        if let Some(s) = &o.result.server {
-            server.add(s);
-            merge(&mut io_reacq, &o.metrics.reacquire);
+/// Every thread's figures added up.
+struct Merged {
+    total: Counters,
+    ctx: CtxSwitches,
+    wait: Hist,
+    hold: Hist,
+    reacquire: Hist,
+    switch_wait: Hist,
+    /// Reacquisitions of the server threads only (the I/O figure).
+    io_reacquire: Hist,
+    server: ServerStats,
+}
+
+impl Merged {
+    fn of(outs: &[ThreadOut]) -> Self {
+        let mut m = Merged {
+            total: Counters::default(),
+            ctx: CtxSwitches::default(),
+            wait: new_hist(),
+            hold: new_hist(),
+            reacquire: new_hist(),
+            switch_wait: new_hist(),
+            io_reacquire: new_hist(),
+            server: ServerStats::default(),
+        };
+        for o in outs {
+            m.total.add(&o.metrics.counters);
+            m.ctx.add(o.result.ctx_switches);
+            merge(&mut m.wait, &o.metrics.wait);
+            merge(&mut m.hold, &o.metrics.hold);
+            merge(&mut m.reacquire, &o.metrics.reacquire);
+            merge(&mut m.switch_wait, &o.metrics.switch_wait);
+            if let Some(s) = &o.result.server {
+                m.server.add(s);
+                merge(&mut m.io_reacquire, &o.metrics.reacquire);
+            }
         }
+        m
     }
+}
+
+/// The CPU threads' work, if the run had any.
+fn cpu_summary(outs: &[ThreadOut], secs: f64) -> Option<CpuSummary> {
     let cpu_threads: Vec<&ThreadOut> = outs.iter().filter(|o| o.result.role == "cpu").collect();
-    let cpu = (!cpu_threads.is_empty()).then(|| {
+    (!cpu_threads.is_empty()).then(|| {
         let ticks: u64 = cpu_threads.iter().map(|o| o.metrics.counters.ticks).sum();
         let bytes: u64 = cpu_threads.iter().map(|o| o.metrics.counters.bytes).sum();
         CpuSummary {
@@ -148,16 +230,26 @@ pub(super) fn assemble<G: Gil>(
             bytes,
             bytes_per_sec: bytes as f64 / secs,
         }
-    });
-    // Full histograms, interval histograms and the timeline, for the exporters.
-    let mut hists = BTreeMap::new();
+    })
+}
+
+/// Takes the interval histograms (tagged `thread.metric`, in time order) and the timelines
+/// the threads (connection threads under their own names, after their server's) and the
+/// load generator recorded, for the exporters (`--hlog`, `--trace`).
+fn take_recordings(
+    outs: &mut [ThreadOut],
+    load: &mut Option<LoadOut>,
+) -> (Vec<(String, Interval)>, Vec<ThreadTrace>) {
     let mut intervals: Vec<(String, Interval)> = Vec::new();
     let mut traces = Vec::new();
-    for o in &mut outs {
+    for rec in outs
+        .iter_mut()
+        .flat_map(|o| std::mem::take(&mut o.recorded))
+    {
         // Each interval carries the thread's wait and hold histograms, in that order.
-        for Interval { start, len, hists } in std::mem::take(&mut o.intervals) {
+        for Interval { start, len, hists } in rec.intervals {
             for (metric, h) in ["gil-wait", "gil-hold"].into_iter().zip(hists) {
-                let tag = format!("{}.{metric}", o.result.name);
+                let tag = format!("{}.{metric}", rec.name);
                 intervals.push((
                     tag,
                     Interval {
@@ -168,89 +260,78 @@ pub(super) fn assemble<G: Gil>(
                 ));
             }
         }
-        traces.extend(o.trace.take());
+        if let Some(buf) = rec.trace {
+            traces.push(ThreadTrace {
+                name: rec.name,
+                buf,
+            });
+        }
     }
-    if let Some(LoadOut::Echo(l)) = &mut load {
+    if let Some(LoadOut::Echo(l)) = load {
         if let Ok(l) = l.as_mut() {
-            hists.insert("io-latency".to_owned(), l.latency.clone());
             for iv in std::mem::take(&mut l.intervals) {
                 intervals.push(("load.io-latency".to_owned(), iv));
             }
         }
     }
     intervals.sort_by_key(|(_, iv)| iv.start);
-    let trace = shared_trace(traces, measured, sc, G::NAME);
-    hists.insert("gil-wait".to_owned(), wait.clone());
-    hists.insert("gil-hold".to_owned(), hold.clone());
-    hists.insert("gil-switch-wait".to_owned(), switch_wait.clone());
-    if sc.io != IoWork::None {
-        hists.insert("io-reacquire".to_owned(), io_reacq.clone());
+    (intervals, traces)
+}
+
+/// The run's full histograms by name, for the exporters (`--hgrm`).
+fn full_hists(sc: &Scenario, m: &Merged, load: &Option<LoadOut>) -> BTreeMap<String, Hist> {
+    let mut hists = BTreeMap::new();
+    if let Some(LoadOut::Echo(l)) = load {
+        if let Ok(l) = l.as_ref() {
+            hists.insert("io-latency".to_owned(), l.latency.clone());
+        }
     }
-    // The load generator ended before its window did (every connection failed).
-    let cut_short = match &load {
-        Some(LoadOut::Echo(r)) => r.as_ref().as_ref().is_ok_and(|l| l.cut_short.is_some()),
-        _ => false,
-    };
-    let io = match sc.io {
-        IoWork::None => None,
-        _ => Some(io_summary(
-            sc,
-            mode,
-            load,
-            server,
-            &io_reacq,
-            secs,
-            loadgen_place,
-            interrupted.is_some(),
-            &mut notes,
-        )?),
-    };
+    hists.insert("gil-wait".to_owned(), m.wait.clone());
+    hists.insert("gil-hold".to_owned(), m.hold.clone());
+    hists.insert("gil-switch-wait".to_owned(), m.switch_wait.clone());
+    if sc.io != IoWork::None {
+        hists.insert("io-reacquire".to_owned(), m.io_reacquire.clone());
+    }
+    hists
+}
+
+/// The scenario's parameters, with what this run measured and bound.
+fn params(sc: &Scenario, addrs: &[SocketAddr], tick_ns: f64, call_work_ticks: u64) -> Value {
     let mut params = sc.params_json();
     params["tick_ns"] = serde_json::json!((tick_ns * 10.0).round() / 10.0);
     params["call_work_ticks"] = serde_json::json!(call_work_ticks);
     params["listen"] = serde_json::json!(addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>());
-    Ok(RunResult {
-        scenario: sc.name.clone(),
-        lock: G::NAME.to_owned(),
-        params,
-        wall_s: wall.as_secs_f64(),
-        measured_s: secs,
-        cpu,
-        io,
-        gil: GilSummary {
-            acquisitions: total.acquisitions,
-            switches: total.switches,
-            forced_drops: total.forced_drops,
-            voluntary_drops: total.voluntary_drops,
-            overlaps: total.overlaps,
-            idle_while_wanted_s: idle_while_wanted.as_secs_f64(),
-            idle_while_wanted: if secs > 0.0 {
-                (idle_while_wanted.as_secs_f64() / secs).min(1.0)
-            } else {
-                0.0
-            },
-            wait_us: Percentiles::of(&wait),
-            hold_us: Percentiles::of(&hold),
-            reacquire_us: Percentiles::of(&reacq),
-            switch_wait_us: Percentiles::of(&switch_wait),
-            ctx_switches: ctx,
-            design: gil
-                .stats()
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v))
-                .collect(),
+    params
+}
+
+fn gil_summary<G: Gil>(gil: &G, m: &Merged, idle_while_wanted: Duration, secs: f64) -> GilSummary {
+    GilSummary {
+        acquisitions: m.total.acquisitions,
+        switches: m.total.switches,
+        forced_drops: m.total.forced_drops,
+        voluntary_drops: m.total.voluntary_drops,
+        overlaps: m.total.overlaps,
+        idle_while_wanted_s: idle_while_wanted.as_secs_f64(),
+        idle_while_wanted: if secs > 0.0 {
+            (idle_while_wanted.as_secs_f64() / secs).min(1.0)
+        } else {
+            0.0
         },
-        threads: outs.into_iter().map(|o| o.result).collect(),
-        notes,
-        partial: interrupted.is_some() || failure.is_some() || cut_short,
-        failure,
-        baseline: None,
-        label: sc.design_label(),
-        repeat: 0,
-        hists,
-        intervals,
-        trace,
-    })
+        wait_us: Percentiles::of(&m.wait),
+        hold_us: Percentiles::of(&m.hold),
+        reacquire_us: Percentiles::of(&m.reacquire),
+        switch_wait_us: Percentiles::of(&m.switch_wait),
+        ctx_switches: m.ctx,
+        design: design_figures(gil.stats()),
+    }
+}
+
+/// Whether the load generator ended before its window did (every connection failed).
+fn load_cut_short(load: &Option<LoadOut>) -> bool {
+    match load {
+        Some(LoadOut::Echo(r)) => r.as_ref().as_ref().is_ok_and(|l| l.cut_short.is_some()),
+        _ => false,
+    }
 }
 
 /// Why a run that has results failed: the watchdog found it hung, or threads outlived its
@@ -312,45 +393,7 @@ fn io_summary(
     match load {
         Some(LoadOut::Echo(r)) => {
             let l = (*r).map_err(RunError::Failed)?;
-            io.mode = if sc.rate > 0.0 {
-                "open".into()
-            } else {
-                "closed".into()
-            };
-            io.rate = sc.rate;
-            io.requests = l.requests;
-            io.requests_per_sec = if l.measured_s > 0.0 {
-                l.requests as f64 / l.measured_s
-            } else {
-                0.0
-            };
-            io.bytes = l.bytes;
-            io.latency_us = Percentiles::of(&l.latency);
-            io.latency_dist = crate::metrics::distribution(&l.latency);
-            io.failed = l.failed;
-            io.late_sends = l.late;
-            io.lateness_us = Percentiles::of(&l.lateness);
-            io.errors = l.errors;
-            if let Some(e) = &l.first_error {
-                notes.push(format!(
-                    "load generator: {} connection errors, the first: {e}",
-                    l.errors
-                ));
-            }
-            io.first_error = l.first_error.clone();
-            notes.extend(l.notes.iter().map(|n| format!("load generator: {n}")));
-            if let Some(c) = &l.cut_short {
-                notes.push(format!(
-                    "load generator: {c}; rates cover the {:.2}s measured",
-                    l.measured_s
-                ));
-            }
-            if l.requests == 0 && !interrupted {
-                notes.push(format!(
-                    "load generator: no request succeeded: {}",
-                    l.why_none_succeeded(sc.timeout)
-                ));
-            }
+            echo_figures(&mut io, &l, sc, interrupted, notes);
         }
         Some(LoadOut::Bulk(r)) => {
             let client_s = r.map_err(RunError::Failed)?;
@@ -377,6 +420,62 @@ fn io_summary(
         }
         None => {}
     }
+    note_server_limits(&server, notes);
+    io.server = server;
+    Ok(io)
+}
+
+/// The echo load's figures, as the load generator measured them, and its notes.
+fn echo_figures(
+    io: &mut IoSummary,
+    l: &LoadResult,
+    sc: &Scenario,
+    interrupted: bool,
+    notes: &mut Vec<String>,
+) {
+    io.mode = if sc.rate > 0.0 {
+        "open".into()
+    } else {
+        "closed".into()
+    };
+    io.rate = sc.rate;
+    io.requests = l.requests;
+    io.requests_per_sec = if l.measured_s > 0.0 {
+        l.requests as f64 / l.measured_s
+    } else {
+        0.0
+    };
+    io.bytes = l.bytes;
+    io.latency_us = Percentiles::of(&l.latency);
+    io.latency_dist = crate::metrics::distribution(&l.latency);
+    io.failed = l.failed;
+    io.late_sends = l.late;
+    io.lateness_us = Percentiles::of(&l.lateness);
+    io.errors = l.errors;
+    if let Some(e) = &l.first_error {
+        notes.push(format!(
+            "load generator: {} connection errors, the first: {e}",
+            l.errors
+        ));
+    }
+    io.first_error = l.first_error.clone();
+    notes.extend(l.notes.iter().map(|n| format!("load generator: {n}")));
+    if let Some(c) = &l.cut_short {
+        notes.push(format!(
+            "load generator: {c}; rates cover the {:.2}s measured",
+            l.measured_s
+        ));
+    }
+    if l.requests == 0 && !interrupted {
+        notes.push(format!(
+            "load generator: no request succeeded: {}",
+            l.why_none_succeeded(sc.timeout)
+        ));
+    }
+}
+
+/// Peers the servers dropped or turned away.
+fn note_server_limits(server: &ServerStats, notes: &mut Vec<String>) {
     if server.dropped_peers > 0 {
         notes.push(format!(
             "the server dropped {} peers that broke its limits",
@@ -392,6 +491,4 @@ fn io_summary(
                 .unwrap_or_default()
         ));
     }
-    io.server = server;
-    Ok(io)
 }

@@ -79,11 +79,27 @@ pub(super) struct Shared {
     pub(super) names: Vec<String>,
     pub(super) last_holder: AtomicUsize,
     pub(super) gate: StartGate,
+    /// Timeline events each interpreter thread keeps: an equal share of `--trace-events`
+    /// for every role thread and every connection thread expected.
+    trace_share: usize,
+    /// What is left of `--trace-events` for connection threads, which start during the run.
+    trace_pool: AtomicUsize,
 }
 
 impl Shared {
-    pub(super) fn new(inst: Instrument, names: Vec<String>, measuring: bool) -> Self {
+    /// `conn_threads`: how many connection threads the run expects (the threaded server's
+    /// connections), besides one thread per name.
+    pub(super) fn new(
+        inst: Instrument,
+        names: Vec<String>,
+        conn_threads: usize,
+        measuring: bool,
+    ) -> Self {
+        let threads = (names.len() + conn_threads).max(1);
+        let trace_share = inst.trace_events.map_or(0, |total| total / threads);
         Shared {
+            trace_share,
+            trace_pool: AtomicUsize::new(trace_share * conn_threads),
             stop: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             io_done: AtomicUsize::new(0),
@@ -96,6 +112,28 @@ impl Shared {
             names,
             last_holder: AtomicUsize::new(usize::MAX),
             gate: StartGate::new(),
+        }
+    }
+}
+
+impl Shared {
+    /// Timeline events a role thread keeps.
+    pub(super) fn role_trace_events(&self) -> usize {
+        self.trace_share
+    }
+
+    /// Timeline events a connection thread keeps, taken from what is left for them: a share
+    /// while the expected connections last, none past them (the timeline then keeps only its
+    /// floor of a few events for the thread), so that the run stays within `--trace-events`
+    /// but for those floors.
+    pub(super) fn conn_trace_events(&self) -> usize {
+        let share = self.trace_share;
+        let take = |left: usize| Some(left - left.min(share));
+        match self
+            .trace_pool
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, take)
+        {
+            Ok(left) | Err(left) => left.min(share),
         }
     }
 }
@@ -272,5 +310,27 @@ pub(super) fn monitor(
             left.min(to_warm)
         };
         thread::sleep(nap.min(Duration::from_millis(10)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_threads_take_equal_shares_of_the_timeline_and_never_more_than_it() {
+        let inst = Instrument {
+            trace_events: Some(1000),
+            hlog_interval: None,
+        };
+        let names = || vec!["echo-0".to_owned(), "cpu-0".to_owned()];
+        let s = Shared::new(inst, names(), 4, true);
+        assert_eq!(s.role_trace_events(), 1000 / 6);
+        let conns: Vec<usize> = (0..6).map(|_| s.conn_trace_events()).collect();
+        assert_eq!(conns, [166, 166, 166, 166, 0, 0]);
+        // Without connection threads, the role threads share it all, as before.
+        let s = Shared::new(inst, names(), 0, true);
+        assert_eq!(s.role_trace_events(), 500);
+        assert_eq!(s.conn_trace_events(), 0);
     }
 }

@@ -24,7 +24,8 @@ use crate::units::format_duration;
 use crate::workload::calibrate_tick_ns;
 use crate::workload::limits;
 use crate::workload::loadgen::{self, LoadConfig};
-use crate::workload::server::{io_reason, Listener, Transport};
+use crate::workload::server::{io_reason, Listener};
+use crate::workload::Transport;
 
 use collect::{assemble, Finished, LoadOut, Setup};
 pub use control::Timing;
@@ -246,6 +247,8 @@ fn check_work_fits(sc: &Scenario, p: &Plan) -> Result<(), RunError> {
     Ok(())
 }
 
+/// A run on one design: plan, start the threads, let them loose together, stop them, join
+/// them, and assemble what they measured.
 fn run_with<G: Gil>(
     gil: G,
     sc: &Scenario,
@@ -260,26 +263,17 @@ fn run_with<G: Gil>(
     let shared = Arc::new(Shared::new(
         *inst,
         p.roles.iter().map(Role::name).collect(),
+        conn_threads(sc),
         p.timing.warmup.is_zero(),
     ));
     on_listening(&p.addrs);
     let threads = spawn_all(&gil, &shared, &sc_arc, &mut p)?;
-    shared.gate.wait_ready(threads.len());
-    let start = Instant::now();
-    let _ = shared.epoch.set(start);
-    if p.timing.warmup.is_zero() {
-        let _ = shared.occupancy.measure_start.set(start);
-    }
-    shared.gate.open(true);
+    let start = open_gate(&shared, threads.len(), &p.timing);
     let end = monitor(&shared, sc, p.with_load, &p.timing, start);
     shared.stop.store(true, Ordering::SeqCst);
     let stopped = start.elapsed();
     let joined = join_by_deadline(threads, &shared, &p.timing, start, &end);
-    let mut idle = IdleClock::default();
-    for o in &joined.outs {
-        idle.add(o.idle);
-    }
-    let idle_while_wanted = shared.occupancy.total(idle, start + stopped);
+    let idle_while_wanted = idle_while_wanted(&shared, &joined.outs, start + stopped);
     let wall = start.elapsed();
     if !joined.panics.is_empty() {
         return Err(RunError::Failed(format!(
@@ -287,40 +281,81 @@ fn run_with<G: Gil>(
             joined.panics.join("; ")
         )));
     }
+    let measured = measured_window(&shared, start, stopped);
+    let fin = Finished {
+        outs: joined.outs,
+        load: joined.load,
+        measured,
+        wall,
+        end,
+        abandoned: joined.abandoned,
+    };
+    assemble(&*gil, sc, mode, p.into_setup(idle_while_wanted), fin)
+}
+
+/// The connection threads a run expects: the threaded TCP echo server starts one per
+/// connection the load generator opens (`connections`; under `serve`, the clients expected).
+fn conn_threads(sc: &Scenario) -> usize {
+    let threaded_tcp = sc.server == ServerKind::Threaded && sc.transport == Transport::Tcp;
+    if sc.io == IoWork::Echo && threaded_tcp {
+        sc.connections
+    } else {
+        0
+    }
+}
+
+/// Waits until every thread is at the start gate, marks the start (the epoch the recorders
+/// count from and, without a warm-up, the start of the measured window) and opens the gate.
+fn open_gate(shared: &Shared, threads: usize, timing: &Timing) -> Instant {
+    shared.gate.wait_ready(threads);
+    let start = Instant::now();
+    let _ = shared.epoch.set(start);
+    if timing.warmup.is_zero() {
+        let _ = shared.occupancy.measure_start.set(start);
+    }
+    shared.gate.open(true);
+    start
+}
+
+/// Time the GIL was free or in transit while someone wanted it, in the measured window that
+/// ended at `stop_at`, from every joined thread's share.
+fn idle_while_wanted(shared: &Shared, outs: &[ThreadOut], stop_at: Instant) -> Duration {
+    let mut idle = IdleClock::default();
+    for o in outs {
+        idle.add(o.idle);
+    }
+    shared.occupancy.total(idle, stop_at)
+}
+
+/// The measured window: from the end of the warm-up (the start, if there was none) to the
+/// stop, `stopped` after the start.
+fn measured_window(shared: &Shared, start: Instant, stopped: Duration) -> Duration {
     let measure_start = shared
         .occupancy
         .measure_start
         .get()
         .copied()
         .unwrap_or(start);
-    let measured = start.checked_add(stopped).map_or(stopped, |stop_at| {
+    start.checked_add(stopped).map_or(stopped, |stop_at| {
         stop_at.saturating_duration_since(measure_start)
-    });
-    let setup = Setup {
-        addrs: p.addrs,
-        plan: p.pins,
-        notes: p.notes,
-        loadgen_place: p.loadgen_place,
-        tick_ns: p.tick_ns,
-        call_work_ticks: p.call_work_ticks,
-        run_for: p.timing.run_for,
-        deadline: p.timing.deadline(),
-        idle_while_wanted,
-    };
-    assemble(
-        &*gil,
-        sc,
-        mode,
-        setup,
-        Finished {
-            outs: joined.outs,
-            load: joined.load,
-            measured,
-            wall,
-            end,
-            abandoned: joined.abandoned,
-        },
-    )
+    })
+}
+
+impl Plan {
+    /// What the result keeps of the plan, with the idle-while-wanted time measured since.
+    fn into_setup(self, idle_while_wanted: Duration) -> Setup {
+        Setup {
+            addrs: self.addrs,
+            plan: self.pins,
+            notes: self.notes,
+            loadgen_place: self.loadgen_place,
+            tick_ns: self.tick_ns,
+            call_work_ticks: self.call_work_ticks,
+            run_for: self.timing.run_for,
+            deadline: self.timing.deadline(),
+            idle_while_wanted,
+        }
+    }
 }
 
 /// A started thread of the run: an interpreter thread or the load generator.

@@ -6,13 +6,13 @@ use std::time::Instant;
 
 use super::control::{PanicFlag, Shared};
 use crate::gil::{Gil, Release};
-use crate::interp::Interp;
-use crate::metrics::{IdleClock, Interval, IntervalHists, Percentiles, ThreadMetrics};
+use crate::interp::{Extras, Interp, Recorded};
+use crate::metrics::{IdleClock, IntervalHists, Percentiles, ThreadMetrics};
 use crate::pin;
 use crate::result::ThreadResult;
 use crate::scenario::{CpuWork, Scenario, ServerKind};
-use crate::trace::{ThreadTrace, TraceBuf};
-use crate::workload::server::{self, io_reason, EchoConfig, Listener};
+use crate::trace::TraceBuf;
+use crate::workload::server::{self, io_reason, EchoConfig, Listener, ServerStats};
 use crate::workload::{cpu, threaded, TickHasher, WorkCtx};
 
 /// What an interpreter thread does.
@@ -38,13 +38,15 @@ pub(super) struct ThreadOut {
     pub(super) metrics: ThreadMetrics,
     /// A socket error that ended the thread's work early.
     pub(super) error: Option<String>,
-    pub(super) trace: Option<ThreadTrace>,
-    /// Interval histograms of GIL wait and hold (`--hlog`).
-    pub(super) intervals: Vec<Interval>,
+    /// The timeline and interval histograms of GIL wait and hold (`--trace`, `--hlog`) of
+    /// this thread, then of the connection threads it started, each under its own name.
+    pub(super) recorded: Vec<Recorded>,
     /// This thread's share of the idle-while-wanted sum.
     pub(super) idle: IdleClock,
 }
 
+/// One interpreter thread, from start to finish: it registers with the GIL, waits at the
+/// start gate, does its role's work and hands back what it measured.
 pub(super) fn gil_thread<G: Gil>(
     gil: &G,
     shared: &Shared,
@@ -72,138 +74,222 @@ pub(super) fn gil_thread<G: Gil>(
         },
     };
     let started = shared.gate.ready_and_wait();
+    join_the_run(&mut interp, shared);
+    let kind = Kind::of(&role, sc);
+    let worked = if started {
+        match role {
+            Role::Cpu { .. } => cpu_work(&mut interp, &mut hasher, &ctx, sc, seed),
+            Role::Echo { listener, .. } => {
+                serve_echo(&mut interp, &mut hasher, &ctx, shared, sc, listener, &name)
+            }
+            Role::Bulk { listener } => {
+                receive_bulk(&mut interp, &mut hasher, &ctx, shared, sc, listener)
+            }
+        }
+    } else {
+        Worked::default()
+    };
+    finish(interp, hasher, name, pinned, kind, worked)
+}
+
+/// Once the gate opens: follow the run's stop flag, warm-up gate and GIL occupancy, and
+/// start the recorders the outputs asked for. After the gate, because the runner sets the
+/// epoch the recorders count from just before it opens it.
+fn join_the_run<'a, G: Gil>(interp: &mut Interp<'a, G>, shared: &'a Shared) {
     interp.set_stop(&shared.stop);
     interp.set_warmup_gate(&shared.measuring);
     if G::EXCLUSIVE {
         interp.set_occupancy(&shared.occupancy);
     }
+    interp.extras = recorders(shared, shared.role_trace_events());
+}
+
+/// The recorders the outputs asked for, counting from the run's epoch: a timeline keeping
+/// `trace_events` events (`--trace`), interval histograms of GIL wait and hold (`--hlog`).
+fn recorders(shared: &Shared, trace_events: usize) -> Extras {
     let epoch = shared.epoch.get().copied().unwrap_or_else(Instant::now);
-    if let Some(total) = shared.inst.trace_events {
-        interp.extras.trace = Some(TraceBuf::new(epoch, total / shared.beacons.len().max(1)));
+    Extras {
+        trace: shared
+            .inst
+            .trace_events
+            .map(|_| TraceBuf::new(epoch, trace_events)),
+        intervals: shared
+            .inst
+            .hlog_interval
+            .map(|len| IntervalHists::new(epoch, len, 2)),
     }
-    if let Some(len) = shared.inst.hlog_interval {
-        interp.extras.intervals = Some(IntervalHists::new(epoch, len, 2));
-    }
-    let mut digest = String::new();
-    let mut server = None;
-    let mut conns = threaded::ConnTotals::default();
-    let mut error = None;
-    let (role_name, workload) = match &role {
-        Role::Cpu { .. } => (
-            "cpu",
-            match sc.cpu_work {
-                CpuWork::CpuHash => "cpu-hash".to_owned(),
-                CpuWork::HashNogil => "hash-nogil".to_owned(),
-            },
-        ),
-        Role::Echo { .. } => ("io", format!("echo-{}", sc.transport)),
-        Role::Bulk { .. } => ("io", "bulk".to_owned()),
-    };
-    if started {
-        let echo = EchoConfig {
-            request_bytes: sc.request_bytes,
-            work_ticks: sc.work_ticks,
-            max_request_bytes: sc.max_request_bytes,
-            max_connections: sc.max_connections,
+}
+
+/// A thread's role and workload, as the result names them.
+struct Kind {
+    role: &'static str,
+    workload: String,
+}
+
+impl Kind {
+    fn of(role: &Role, sc: &Scenario) -> Self {
+        let (role, workload) = match role {
+            Role::Cpu { .. } => (
+                "cpu",
+                match sc.cpu_work {
+                    CpuWork::CpuHash => "cpu-hash".to_owned(),
+                    CpuWork::HashNogil => "hash-nogil".to_owned(),
+                },
+            ),
+            Role::Echo { .. } => ("io", format!("echo-{}", sc.transport)),
+            Role::Bulk { .. } => ("io", "bulk".to_owned()),
         };
-        match role {
-            Role::Cpu { .. } => match sc.cpu_work {
-                CpuWork::CpuHash => cpu::cpu_hash(&mut interp, &mut hasher, &ctx),
-                CpuWork::HashNogil => {
-                    digest = cpu::hash_nogil(&mut interp, &mut hasher, &ctx, sc.buffer_bytes, seed)
-                }
+        Kind { role, workload }
+    }
+}
+
+/// What a thread's work brought back besides its `Interp`'s measurements.
+#[derive(Default)]
+struct Worked {
+    /// `hash-nogil`'s digest; empty for the others, which report their hasher's.
+    digest: String,
+    server: Option<ServerStats>,
+    /// What the threaded server's connection threads measured beyond its own metrics.
+    conns: threaded::ConnTotals,
+    /// A socket error that ended the work early.
+    error: Option<String>,
+}
+
+impl Worked {
+    /// A server's outcome: its figures, or the socket error that ended it.
+    fn served(r: std::io::Result<ServerStats>, conns: threaded::ConnTotals) -> Self {
+        match r {
+            Ok(s) => Worked {
+                server: Some(s),
+                conns,
+                ..Worked::default()
             },
-            Role::Echo { listener, .. } => {
-                interp.take();
-                let threaded = sc.server == ServerKind::Threaded;
-                let r = match listener {
-                    Listener::Tcp(l) => server::echo_tcp(&mut interp, &mut hasher, &ctx, l, &echo),
-                    Listener::Udp(s) if threaded => threaded::echo_udp_threaded(
-                        &mut interp,
-                        &mut hasher,
-                        &ctx,
-                        s,
-                        &echo,
-                        &shared.measuring,
-                    ),
-                    Listener::Udp(s) => server::echo_udp(&mut interp, &mut hasher, &ctx, s, &echo),
-                    // The threaded TCP server: its connection threads' figures are added here.
-                    Listener::Bulk(l) => {
-                        let sp = threaded::Spawner {
-                            last_holder: &shared.last_holder,
-                            measuring: &shared.measuring,
-                            failed: &shared.failed,
-                            occupancy: G::EXCLUSIVE.then_some(&shared.occupancy),
-                            record: sc.record,
-                            tick_bytes: sc.tick_bytes,
-                            name: &name,
-                        };
-                        threaded::echo_tcp_threaded(&mut interp, &mut hasher, &ctx, l, &echo, &sp)
-                            .map(|(s, t)| {
-                                conns = t;
-                                s
-                            })
-                    }
-                };
-                match r {
-                    Ok(s) => server = Some(s),
-                    Err(e) => error = Some(io_reason(&e)),
-                }
-            }
-            Role::Bulk { listener } => {
-                interp.take();
-                let Listener::Bulk(l) = listener else {
-                    unreachable!("bulk roles get bulk listeners")
-                };
-                let (total, recv) = (sc.bulk_mib << 20, sc.recv_bytes);
-                let r = match sc.server {
-                    ServerKind::Threaded => {
-                        server::bulk_recv(&mut interp, &mut hasher, &ctx, l, total, recv)
-                    }
-                    ServerKind::Poll => {
-                        threaded::bulk_recv_poll(&mut interp, &mut hasher, &ctx, l, total, recv)
-                    }
-                };
-                match r {
-                    Ok(s) => server = Some(s),
-                    Err(e) => error = Some(io_reason(&e)),
-                }
-                shared.io_done.fetch_add(1, Ordering::SeqCst);
-            }
+            Err(e) => Worked {
+                conns,
+                error: Some(io_reason(&e)),
+                ..Worked::default()
+            },
         }
     }
+}
+
+fn cpu_work<G: Gil>(
+    interp: &mut Interp<'_, G>,
+    hasher: &mut TickHasher,
+    ctx: &WorkCtx<'_>,
+    sc: &Scenario,
+    seed: u64,
+) -> Worked {
+    let mut worked = Worked::default();
+    match sc.cpu_work {
+        CpuWork::CpuHash => cpu::cpu_hash(interp, hasher, ctx),
+        CpuWork::HashNogil => {
+            worked.digest = cpu::hash_nogil(interp, hasher, ctx, sc.buffer_bytes, seed)
+        }
+    }
+    worked
+}
+
+/// An echo server thread: the poll loop, or the threaded server's accepting thread (whose
+/// connection threads' figures are added to it).
+fn serve_echo<G: Gil>(
+    interp: &mut Interp<'_, G>,
+    hasher: &mut TickHasher,
+    ctx: &WorkCtx<'_>,
+    shared: &Shared,
+    sc: &Scenario,
+    listener: Listener,
+    name: &str,
+) -> Worked {
+    let echo = EchoConfig {
+        request_bytes: sc.request_bytes,
+        work_ticks: sc.work_ticks,
+        max_request_bytes: sc.max_request_bytes,
+        max_connections: sc.max_connections,
+    };
+    interp.take();
+    let threaded = sc.server == ServerKind::Threaded;
+    let mut conns = threaded::ConnTotals::default();
+    let r = match listener {
+        Listener::Tcp(l) => server::echo_tcp(interp, hasher, ctx, l, &echo),
+        Listener::Udp(s) if threaded => {
+            threaded::echo_udp_threaded(interp, hasher, ctx, s, &echo, &shared.measuring)
+        }
+        Listener::Udp(s) => server::echo_udp(interp, hasher, ctx, s, &echo),
+        // The threaded TCP server: its connection threads' figures are added here.
+        Listener::Bulk(l) => {
+            let sp = threaded::Spawner {
+                last_holder: &shared.last_holder,
+                measuring: &shared.measuring,
+                failed: &shared.failed,
+                occupancy: G::EXCLUSIVE.then_some(&shared.occupancy),
+                record: sc.record,
+                tick_bytes: sc.tick_bytes,
+                name,
+                recorders: &|| recorders(shared, shared.conn_trace_events()),
+            };
+            threaded::echo_tcp_threaded(interp, hasher, ctx, l, &echo, &sp).map(|(s, t)| {
+                conns = t;
+                s
+            })
+        }
+    };
+    Worked::served(r, conns)
+}
+
+/// The bulk receiver: a blocking `recv` loop (`threaded`) or a poll loop (`poll`).
+fn receive_bulk<G: Gil>(
+    interp: &mut Interp<'_, G>,
+    hasher: &mut TickHasher,
+    ctx: &WorkCtx<'_>,
+    shared: &Shared,
+    sc: &Scenario,
+    listener: Listener,
+) -> Worked {
+    interp.take();
+    let Listener::Bulk(l) = listener else {
+        unreachable!("bulk roles get bulk listeners")
+    };
+    let (total, recv) = (sc.bulk_mib << 20, sc.recv_bytes);
+    let r = match sc.server {
+        ServerKind::Threaded => server::bulk_recv(interp, hasher, ctx, l, total, recv),
+        ServerKind::Poll => threaded::bulk_recv_poll(interp, hasher, ctx, l, total, recv),
+    };
+    let worked = Worked::served(r, threaded::ConnTotals::default());
+    shared.io_done.fetch_add(1, Ordering::SeqCst);
+    worked
+}
+
+/// Releases the GIL if the work ended holding it, and turns what the thread measured into
+/// its [`ThreadOut`].
+fn finish<G: Gil>(
+    mut interp: Interp<'_, G>,
+    hasher: TickHasher,
+    name: String,
+    pinned: Option<usize>,
+    kind: Kind,
+    mut worked: Worked,
+) -> ThreadOut {
     if interp.holds() {
         interp.release(Release::Exit);
     }
     let secs = interp.measured_since().elapsed().as_secs_f64();
     let mut ctx_switches = interp.ctx_switches();
-    ctx_switches.add(conns.ctx);
-    let design: BTreeMap<String, u64> = interp
-        .gil_stats()
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
+    ctx_switches.add(worked.conns.ctx);
+    let design = design_figures(interp.gil_stats());
     let metrics = std::mem::take(&mut interp.metrics);
-    let trace = interp.extras.trace.take().map(|buf| ThreadTrace {
-        name: name.clone(),
-        buf,
-    });
-    let intervals = interp
-        .extras
-        .intervals
-        .take()
-        .map(|iv| iv.finish(Instant::now()))
-        .unwrap_or_default();
+    let mut recorded = vec![interp.extras.finish(name.clone(), Instant::now())];
+    recorded.append(&mut worked.conns.recorded);
     let hash_digest = hasher.finish();
     let c = &metrics.counters;
     let mut counters = c.clone();
-    if let Some(s) = &server {
+    if let Some(s) = &worked.server {
         counters.bytes += s.bytes_in + s.bytes_out;
     }
     let result = ThreadResult {
         name,
-        role: role_name.into(),
-        workload,
+        role: kind.role.into(),
+        workload: kind.workload,
         core: crate::metrics::current_core(),
         cores: metrics.cores.cores(),
         migrations: metrics.cores.migrations,
@@ -220,25 +306,27 @@ pub(super) fn gil_thread<G: Gil>(
         switch_wait_us: Percentiles::of(&metrics.switch_wait),
         ctx_switches,
         design,
-        digest: if digest.is_empty() {
+        digest: if worked.digest.is_empty() {
             hash_digest
         } else {
-            digest
+            worked.digest
         },
-        server,
+        server: worked.server,
     };
+    let mut idle = interp.idle_clock();
+    idle.add(worked.conns.idle);
     ThreadOut {
         result,
         metrics,
-        error,
-        trace,
-        intervals,
-        idle: {
-            let mut idle = interp.idle_clock();
-            idle.add(conns.idle);
-            idle
-        },
+        error: worked.error,
+        recorded,
+        idle,
     }
+}
+
+/// A design's own figures (for a thread or the whole run), keyed by name for the result.
+pub(super) fn design_figures(stats: Vec<(&'static str, u64)>) -> BTreeMap<String, u64> {
+    stats.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
 /// The text of a panic payload.

@@ -15,8 +15,7 @@ use toml::Value;
 use crate::gil::{default_allotments, GilParams, LockKind};
 use crate::pin::PinMode;
 use crate::units::format_duration;
-use crate::workload::server::Transport;
-pub use crate::workload::threaded::ServerKind;
+pub use crate::workload::{Fault, ServerKind, Transport};
 use std::net::IpAddr;
 
 /// Most interpreter threads of one kind a run may have.
@@ -41,17 +40,6 @@ pub enum IoWork {
     Echo,
     /// One thread receiving a bulk transfer.
     Bulk,
-}
-
-/// Deliberate faults, to check that a broken thread cannot hang a run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fault {
-    /// `cpu-0` panics while it holds the GIL.
-    PanicHoldingGil,
-    /// `cpu-0` panics inside native work, with the GIL released.
-    PanicReleased,
-    /// `cpu-0` stops making progress while it holds the GIL (for the watchdog).
-    HangHoldingGil,
 }
 
 /// A fully resolved scenario.

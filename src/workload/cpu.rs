@@ -5,10 +5,9 @@ use std::sync::atomic::Ordering;
 
 use sha2::{Digest, Sha256};
 
-use super::{make_blob, TickHasher, WorkCtx};
+use super::{make_blob, Fault, TickHasher, WorkCtx};
 use crate::gil::Gil;
 use crate::interp::Interp;
-use crate::scenario::Fault;
 
 /// Ticks after which an injected fault fires.
 const FAULT_AFTER_TICKS: u64 = 20_000;

@@ -1,7 +1,10 @@
-//! The work interpreter threads do: SHA-256 hashing under or outside the GIL (`cpu`), and
-//! (later) sockets and the load generator.
+//! The work interpreter threads do: SHA-256 hashing under or outside the GIL (`cpu`), the
+//! socket servers (`server`, `threaded`), and the load generator outside every GIL
+//! (`loadgen`). The plain choices a scenario makes about them ([`Transport`], [`ServerKind`],
+//! [`Fault`]) are defined here, so that this layer never imports the scenario.
 
 pub mod cpu;
+mod kinds;
 pub mod limits;
 pub mod loadgen;
 pub mod server;
@@ -12,7 +15,7 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 
-use crate::scenario::Fault;
+pub use kinds::{Fault, ServerKind, Transport};
 
 /// Deterministic, incompressible-looking bytes (xorshift64*), so hashing works on real data.
 pub fn make_blob(len: usize, seed: u64) -> Vec<u8> {

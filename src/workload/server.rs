@@ -15,37 +15,11 @@ use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token};
 
 use super::cpu::run_ticks;
+// Re-exported where it was first defined (`workload::server::Transport`).
+pub use super::kinds::Transport;
 use super::{TickHasher, WorkCtx};
 use crate::gil::Gil;
 use crate::interp::Interp;
-
-/// TCP or UDP.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    Tcp,
-    Udp,
-}
-
-impl std::str::FromStr for Transport {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "tcp" => Ok(Transport::Tcp),
-            "udp" => Ok(Transport::Udp),
-            o => Err(format!("'{o}' is not tcp or udp")),
-        }
-    }
-}
-
-impl std::fmt::Display for Transport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Transport::Tcp => "tcp",
-            Transport::Udp => "udp",
-        })
-    }
-}
 
 /// How an echo server behaves.
 #[derive(Clone, Debug)]

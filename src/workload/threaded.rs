@@ -20,7 +20,8 @@
 //! Connection threads are interpreter threads like the others (their own `Interp`, the run's
 //! warm-up gate, stop flag and GIL occupancy); what they measure (counters, histograms,
 //! context switches, idle-while-wanted share) is added to the server thread that accepted
-//! them, so `echo-0` reports the whole server.
+//! them, so `echo-0` reports the whole server. What they record for the outputs (the
+//! `--trace` timeline, the `--hlog` interval histograms) keeps their own names, `echo-0.cK`.
 
 use std::io::{self, Read, Write};
 use std::net::{
@@ -33,42 +34,13 @@ use std::time::{Duration, Instant};
 use mio::net::UdpSocket;
 
 use super::cpu::run_ticks;
+// Re-exported where it was first defined (`workload::threaded::ServerKind`).
+pub use super::kinds::ServerKind;
 use super::server::{call, EchoConfig, ServerStats};
 use super::{TickHasher, WorkCtx};
 use crate::gil::{Gil, Release};
-use crate::interp::Interp;
+use crate::interp::{Extras, Interp, Recorded};
 use crate::metrics::{merge, CtxSwitches, IdleClock, Occupancy, ThreadMetrics};
-
-/// How a server is written.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ServerKind {
-    /// One thread: poll, then recv, then send (three releases per request).
-    #[default]
-    Poll,
-    /// Blocking sockets, a thread per connection: recv, then send (two releases).
-    Threaded,
-}
-
-impl std::str::FromStr for ServerKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "poll" => Ok(ServerKind::Poll),
-            "threaded" => Ok(ServerKind::Threaded),
-            o => Err(format!("'{o}' is not poll or threaded")),
-        }
-    }
-}
-
-impl std::fmt::Display for ServerKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ServerKind::Poll => "poll",
-            ServerKind::Threaded => "threaded",
-        })
-    }
-}
 
 /// How long one `poll(2)` inside a blocking call lasts before the thread looks at the stop
 /// flag again (with the GIL still released).
@@ -97,13 +69,19 @@ pub struct Spawner<'a> {
     pub tick_bytes: usize,
     /// The server thread's name; connection threads are called `NAME.cK`.
     pub name: &'a str,
+    /// Makes the recorders a connection thread fills for the outputs (`--trace`, `--hlog`),
+    /// as the run's other interpreter threads do; called once by each, as it starts.
+    pub recorders: &'a (dyn Fn() -> Extras + Sync),
 }
 
 /// What a server's connection threads measured, beyond what was added to its own metrics.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct ConnTotals {
     pub ctx: CtxSwitches,
     pub idle: IdleClock,
+    /// Each connection thread's timeline and interval histograms, under its own name, in
+    /// the order the threads ended.
+    pub recorded: Vec<Recorded>,
 }
 
 /// Ids for connection threads: distinct from every role id (`0..threads`) and from each other.
@@ -292,13 +270,15 @@ pub fn echo_tcp_threaded<G: Gil>(
             st.accepted += 1;
             live.fetch_add(1, Ordering::SeqCst);
             let live = &live;
-            let spawned = std::thread::Builder::new()
-                .name(format!("{}.c{k}", sp.name))
-                .spawn_scoped(scope, move || {
-                    let out = serve_conn(gil, sp, ctx, cfg, &stream, k);
-                    live.fetch_sub(1, Ordering::SeqCst);
-                    out
-                });
+            let name = format!("{}.c{k}", sp.name);
+            let spawned =
+                std::thread::Builder::new()
+                    .name(name.clone())
+                    .spawn_scoped(scope, move || {
+                        let out = serve_conn(gil, sp, ctx, cfg, &stream, k, name);
+                        live.fetch_sub(1, Ordering::SeqCst);
+                        out
+                    });
             match spawned {
                 Ok(hd) => handlers.push(hd),
                 Err(_) => {
@@ -354,6 +334,7 @@ fn absorb<G: Gil>(
     merge(&mut m.switch_wait, &out.metrics.switch_wait);
     totals.ctx.add(out.ctx);
     totals.idle.add(out.idle);
+    totals.recorded.push(out.recorded);
 }
 
 /// What one connection thread brings back.
@@ -362,6 +343,7 @@ struct ConnOut {
     metrics: ThreadMetrics,
     ctx: CtxSwitches,
     idle: IdleClock,
+    recorded: Recorded,
 }
 
 /// Sets the run's `failed` flag if its thread unwinds.
@@ -384,6 +366,7 @@ fn serve_conn<G: Gil>(
     cfg: &EchoConfig,
     stream: &StdTcpStream,
     k: u64,
+    name: String,
 ) -> ConnOut {
     let _flag = FailFlag(sp.failed);
     let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
@@ -394,6 +377,7 @@ fn serve_conn<G: Gil>(
     if let Some(o) = sp.occupancy {
         interp.set_occupancy(o);
     }
+    interp.extras = (sp.recorders)();
     let mut h = TickHasher::new(sp.tick_bytes, 0x5eed ^ k);
     let mut st = ServerStats::default();
     // Never more un-echoed bytes in hand than `max_request_bytes`.
@@ -454,6 +438,7 @@ fn serve_conn<G: Gil>(
         ctx: interp.ctx_switches(),
         idle: interp.idle_clock(),
         metrics: std::mem::take(&mut interp.metrics),
+        recorded: interp.extras.finish(name, Instant::now()),
     }
 }
 
