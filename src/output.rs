@@ -386,6 +386,8 @@ mod tests {
                 buf: crate::trace::TraceBuf::new(epoch, 16),
             }],
             end_ns: 1000,
+            measured_from_ns: 0,
+            untraced: None,
             meta: serde_json::json!({"scenario": "s", "lock": "timed"}),
         });
         let about = crate::report::about::About::default();

@@ -43,6 +43,8 @@ pub(super) struct Finished {
     pub(super) load: Option<LoadOut>,
     /// The measured window: from the end of the warm-up to the stop.
     pub(super) measured: Duration,
+    /// From the start, when the measured window began.
+    pub(super) measured_from: Duration,
     pub(super) wall: Duration,
     pub(super) end: End,
     /// Threads still running at the deadline, each with where it was.
@@ -71,6 +73,7 @@ pub(super) fn assemble<G: Gil>(
         mut outs,
         mut load,
         measured,
+        measured_from,
         wall,
         end,
         abandoned,
@@ -179,7 +182,7 @@ pub(super) fn assemble<G: Gil>(
         }
     }
     intervals.sort_by_key(|(_, iv)| iv.start);
-    let trace = shared_trace(traces, measured, sc, G::NAME);
+    let trace = shared_trace(traces, measured_from, measured_from + measured, sc, G::NAME);
     hists.insert("gil-wait".to_owned(), wait.clone());
     hists.insert("gil-hold".to_owned(), hold.clone());
     hists.insert("gil-switch-wait".to_owned(), switch_wait.clone());
@@ -274,10 +277,11 @@ fn failure_of(end: &End, abandoned: &[String], deadline: Duration) -> Option<Str
     }
 }
 
-/// The timeline of a run, if one was recorded.
+/// The timeline of a run, if one was recorded (times from the run's start).
 fn shared_trace(
     traces: Vec<ThreadTrace>,
-    measured: Duration,
+    measured_from: Duration,
+    stopped: Duration,
     sc: &Scenario,
     lock: &str,
 ) -> Option<Timeline> {
@@ -285,9 +289,16 @@ fn shared_trace(
         return None;
     }
     let meta = serde_json::json!({"scenario": sc.name, "lock": lock});
+    let conn_threads = sc.io == IoWork::Echo
+        && sc.transport == crate::workload::server::Transport::Tcp
+        && sc.server == crate::scenario::ServerKind::Threaded;
     Some(Timeline {
         threads: traces,
-        end_ns: measured.as_nanos() as u64,
+        end_ns: stopped.as_nanos() as u64,
+        measured_from_ns: measured_from.as_nanos() as u64,
+        untraced: conn_threads.then(|| {
+            "the threaded server's connection threads take the GIL and are not traced".to_owned()
+        }),
         meta,
     })
 }

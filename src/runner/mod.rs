@@ -316,6 +316,7 @@ fn run_with<G: Gil>(
             outs: joined.outs,
             load: joined.load,
             measured,
+            measured_from: measure_start.saturating_duration_since(start),
             wall,
             end,
             abandoned: joined.abandoned,
