@@ -342,6 +342,8 @@ mod tests {
             ("<!-- gilbench 0.1.0 html report -->\n<!DOCTYPE html>\n", true),
             // The header before idle_while_wanted.
             ("scenario,label,lock,repeat,partial,wall_s,requests_per_sec,latency_p50_us,latency_p99_us,latency_p999_us,cpu_ticks_per_sec,switches,forced_drops,ctx_switches,transfer_s\n", true),
+            // The header before transfer_received.
+            ("scenario,label,lock,repeat,partial,wall_s,requests_per_sec,requests_vs_alone,latency_p50_us,latency_p99_us,p99_vs_alone,latency_p999_us,cpu_ticks_per_sec,cpu_kept,switches,forced_drops,ctx_switches,idle_while_wanted,transfer_s,transfer_vs_alone\n", true),
             ("<!-- gilbench 0.1.0 -->\n| run |\n", true),
             (
                 "#[gilbench 0.1.0 interval log; values in nanoseconds]\n#[StartTime: 1]\n",

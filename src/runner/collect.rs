@@ -370,12 +370,18 @@ fn io_summary(
             io.requests_per_sec = server.requests as f64 / secs;
             io.bytes = server.bytes_in;
             io.transfer_s = server.transfer_s;
+            io.transfer_bytes = Some(sc.bulk_mib << 20);
+            io.transfer_complete = Some(io.transfer_s.is_some());
+            io.bytes_per_sec = server
+                .receive_s
+                .map(|s| server.bytes_in as f64 / s.max(1e-9));
             if io.transfer_s.is_none() {
                 notes.push(format!(
-                    "the bulk transfer did not complete within {:.1}s ({} of {} MiB received; the sender had run {client_s:.1}s)",
-                    sc.duration.as_secs_f64(),
-                    server.bytes_in >> 20,
-                    sc.bulk_mib
+                    "unfinished bulk transfer: {} of {} bytes ({:.1}%) received when the run ended after {:.2}s (the sender had run {client_s:.2}s); rates cover the time measured",
+                    server.bytes_in,
+                    sc.bulk_mib << 20,
+                    server.bytes_in as f64 * 100.0 / (sc.bulk_mib << 20) as f64,
+                    secs
                 ));
             }
         }
