@@ -62,7 +62,12 @@ pub fn ours(path: &Path) -> bool {
         json: &json,
     };
     // calibrate's CSV has a header of its own.
-    probe.first == crate::calibrate::CSV_HEADER || ALL.iter().any(|e| e.mark().matches(&probe))
+    [
+        crate::calibrate::CSV_HEADER,
+        crate::calibrate::BULK_CSV_HEADER,
+    ]
+    .contains(&probe.first)
+        || ALL.iter().any(|e| e.mark().matches(&probe))
 }
 
 /// What kind of file system object `m` is, for messages.
@@ -339,6 +344,8 @@ mod tests {
                 true,
             ),
             (&format!("{csv}\na,b\n"), true),
+            (&format!("{}\na,b\n", crate::calibrate::CSV_HEADER), true),
+            (&format!("{}\na,b\n", crate::calibrate::BULK_CSV_HEADER), true),
             ("<!-- gilbench 0.1.0 html report -->\n<!DOCTYPE html>\n", true),
             // The header before idle_while_wanted.
             ("scenario,label,lock,repeat,partial,wall_s,requests_per_sec,latency_p50_us,latency_p99_us,latency_p999_us,cpu_ticks_per_sec,switches,forced_drops,ctx_switches,transfer_s\n", true),
