@@ -602,8 +602,13 @@ fn calibrate_bulk_end_to_end() {
         for side in ["cpython", "gilbench"] {
             let b = &c[side]["bulk"];
             assert_eq!(b["total"], 2 << 20, "{side}: {c}");
-            assert_eq!(b["bytes"], 2 << 20, "{side}: {c}");
-            assert!(b["transfer_s"].as_f64().unwrap() > 0.0, "{side}: {c}");
+            // On a quiet machine the convoy can stretch 2 MiB past the 500 ms (seen: 4 MB/s
+            // with a CPU thread in the poll structure): then it counts what arrived.
+            let got = b["bytes"].as_u64().unwrap();
+            assert!(got > 0 && got <= 2 << 20, "{side}: {c}");
+            let done = b["unfinished"] == 0;
+            assert_eq!(done, got == 2 << 20, "{side}: {c}");
+            assert_eq!(b["transfer_s"].as_f64().is_some(), done, "{side}: {c}");
             assert!(b["mb_per_sec"].as_f64().unwrap() > 0.0, "{side}: {c}");
             // The slowdown against the same structure without CPU threads, and the CPU
             // throughput kept, where there are CPU threads.
@@ -619,9 +624,10 @@ fn calibrate_bulk_end_to_end() {
     let runs = v["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 8);
     assert_eq!(runs[0]["lock"], "cpython");
-    assert_eq!(runs[0]["io"]["mode"], "bulk");
-    assert_eq!(runs[0]["io"]["transfer_complete"], true);
-    assert_eq!(runs[1]["io"]["mode"], "bulk");
+    for r in runs {
+        assert_eq!(r["io"]["mode"], "bulk", "{r}");
+        assert!(r["io"]["transfer_complete"].is_boolean(), "{r}");
+    }
     let csv = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(csv.lines().next(), Some(calibrate::BULK_CSV_HEADER));
     assert_eq!(csv.lines().count(), 1 + 4 * 3);
