@@ -9,6 +9,12 @@
 //! the condition has CPU threads, each side also runs them alone (no server, a second at
 //! most), for the CPU throughput kept.
 //!
+//! A bulk scenario (`io = "bulk"`) is calibrated on what a transfer means instead: the time
+//! it took, the bytes received per second, the CPU throughput kept and the context switches
+//! during it, and its slowdown against the same condition without CPU threads; both sides
+//! measure the transfer whole (no warm-up), and a transfer the run's end cuts short counts
+//! with the bytes it received.
+//!
 //! Per request, the *intervals waited* is `round(latency / interval)` of its client-side
 //! round trip (0 when it did not wait for a CPU thread at all, 1 for one switch interval,
 //! ...): the same client measures both sides, so the buckets are comparable whatever the
@@ -34,13 +40,16 @@ use crate::runner::{self, Instrument, Mode, RunError};
 use crate::scenario::{shown, split_sweep, IoWork, Scenario, ServerKind, KEYS};
 use crate::signals;
 use crate::units::format_duration;
-use crate::workload::loadgen::{run_echo_load, LoadConfig, LoadResult};
+use crate::workload::loadgen::{run_bulk_send, run_echo_load, LoadConfig, LoadResult};
 
 /// The twin's source, run with `python -c`.
 pub const TWIN: &str = include_str!("../workloads/python/twin.py");
 
 /// The CSV header of a calibrate table (one line per condition and side).
 pub const CSV_HEADER: &str = "condition,side,repeats,requests_per_sec,latency_p50_us,latency_p99_us,cpu_kept,ctx_switches_per_sec,waited_0,waited_1,waited_2,waited_3_plus,fit";
+
+/// The CSV header of a calibrate table of a bulk scenario.
+pub const BULK_CSV_HEADER: &str = "condition,side,repeats,transfer_s,mb_per_sec,received,cpu_kept,ctx_switches_per_sec,slowdown,unfinished,fit";
 
 /// Fidelity goals: req/s and p50 within this factor, ...
 pub const GOAL_RATIO: f64 = 0.25;
@@ -136,14 +145,17 @@ pub const MIRRORED: &[&str] = &[
     "warmup",
     "duration",
     "timeout",
+    "io",
+    "bulk_mib",
+    "recv_bytes",
 ];
 
 /// Checks that the twin can run `sc` as the model does.
 pub fn check(sc: &Scenario) -> Result<(), String> {
     let at = |k: &str| sc.origin_of(k);
-    if sc.io != IoWork::Echo {
+    if sc.io == IoWork::None {
         return Err(format!(
-            "{}: calibrate needs an echo scenario (io = \"echo\"); bulk is not calibrated yet",
+            "{}: calibrate needs a socket scenario (io = \"echo\" or \"bulk\")",
             at("io")
         ));
     }
@@ -189,6 +201,11 @@ pub fn conditions(base: &Scenario, lists: &[String]) -> Result<Vec<Condition>, S
         if *key == "lock" || *key == "locks" || *key == "sweep" {
             return Err(format!(
                 "{origin}: calibrate always runs timed; '{key}' cannot vary"
+            ));
+        }
+        if *key == "io" {
+            return Err(format!(
+                "{origin}: echo and bulk make different tables; calibrate one at a time"
             ));
         }
         if axes.iter().any(|(a, _, _)| a == key) {
@@ -290,6 +307,14 @@ pub struct TwinServer {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub accepted: u64,
+    /// bulk: the transfer's size, seconds from the first byte to the end of the receive,
+    /// and to the last byte when it completed.
+    #[serde(default)]
+    pub transfer_bytes: Option<u64>,
+    #[serde(default)]
+    pub receive_s: Option<f64>,
+    #[serde(default)]
+    pub transfer_s: Option<f64>,
 }
 
 /// Parses the twin's result line.
@@ -312,9 +337,15 @@ pub fn twin_args(sc: &Scenario, with_server: bool) -> Result<Vec<String>, String
     let secs = |d: Duration| format!("{}", d.as_secs_f64());
     let threads = usize::from(with_server) + sc.cpu_threads;
     let plan = pin::plan(&sc.pin, threads).map_err(|e| format!("--pin {}: {e}", sc.pin))?;
+    let bulk = with_server && sc.io == IoWork::Bulk;
     let mut a = vec![
         "--io".to_owned(),
-        if with_server { "echo" } else { "none" }.to_owned(),
+        match (with_server, bulk) {
+            (false, _) => "none",
+            (true, false) => "echo",
+            (true, true) => "bulk",
+        }
+        .to_owned(),
         "--server".into(),
         sc.server.to_string(),
         "--transport".into(),
@@ -328,7 +359,8 @@ pub fn twin_args(sc: &Scenario, with_server: bool) -> Result<Vec<String>, String
         "--port".into(),
         "0".into(),
         "--warmup".into(),
-        secs(sc.warmup),
+        // A transfer is measured whole, as gilbench measures it.
+        secs(if bulk { Duration::ZERO } else { sc.warmup }),
         "--duration".into(),
         secs(sc.duration),
         "--linger".into(),
@@ -336,6 +368,14 @@ pub fn twin_args(sc: &Scenario, with_server: bool) -> Result<Vec<String>, String
         "--request-bytes".into(),
         sc.request_bytes.to_string(),
     ];
+    if bulk {
+        a.extend([
+            "--bulk-mib".into(),
+            sc.bulk_mib.to_string(),
+            "--recv-bytes".into(),
+            sc.recv_bytes.to_string(),
+        ]);
+    }
     if let Some(cores) = plan.cores.iter().copied().collect::<Option<Vec<usize>>>() {
         if !cores.is_empty() {
             a.push("--cores".into());
@@ -437,7 +477,7 @@ pub fn run_twin(py: &Python, sc: &Scenario, with_server: bool) -> Result<TwinRun
         let r = drive(sc, addr, core);
         drop(stdin.take()); // end of input: the client is done
         match r {
-            Ok(l) => Some(l),
+            Ok(l) => l,
             Err(e) => {
                 let _ = failed("", child);
                 return Err(RunError::Failed(format!(
@@ -476,9 +516,36 @@ pub fn run_twin(py: &Python, sc: &Scenario, with_server: bool) -> Result<TwinRun
     })
 }
 
-/// gilbench's load generator against the twin at `addr`, on `core` if given.
-fn drive(sc: &Scenario, addr: SocketAddr, core: Option<usize>) -> Result<LoadResult, String> {
+/// gilbench's load generator against the twin at `addr`, on `core` if given: the echo load
+/// (its result), or the bulk sender (nothing: the twin counts what arrived), stopped after
+/// `duration` as the runner stops it.
+fn drive(
+    sc: &Scenario,
+    addr: SocketAddr,
+    core: Option<usize>,
+) -> Result<Option<LoadResult>, String> {
     let stop = AtomicBool::new(false);
+    if sc.io == IoWork::Bulk {
+        return std::thread::scope(|s| {
+            let stop = &stop;
+            let send = s.spawn(move || {
+                let _pinned = core.is_some_and(pin::pin_current);
+                let r = run_bulk_send(addr, sc.bulk_mib << 20, stop);
+                stop.store(true, Ordering::SeqCst);
+                r
+            });
+            let t0 = Instant::now();
+            while !stop.load(Ordering::SeqCst) {
+                if signals::caught().is_some() || t0.elapsed() >= sc.duration {
+                    stop.store(true, Ordering::SeqCst);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            send.join()
+                .unwrap_or_else(|_| Err("the bulk sender panicked".into()))
+                .map(|_| None)
+        });
+    }
     std::thread::scope(|s| {
         let stop = &stop;
         let load = s.spawn(move || {
@@ -507,6 +574,7 @@ fn drive(sc: &Scenario, addr: SocketAddr, core: Option<usize>) -> Result<LoadRes
         }
         load.join()
             .unwrap_or_else(|_| Err("the load generator panicked".into()))
+            .map(Some)
     })
 }
 
@@ -532,6 +600,49 @@ pub struct Sample {
     /// the machine (all usable cores), when the OS says: what skews a calibration.
     #[serde(default)]
     pub other_load: Option<f64>,
+    /// A bulk transfer's figures (then the echo figures above are zero).
+    #[serde(default)]
+    pub bulk: Option<Bulk>,
+}
+
+/// What one side did with a bulk transfer (a run's, or the medians of a condition's).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Bulk {
+    /// The transfer's size and the bytes received.
+    pub total: u64,
+    pub bytes: u64,
+    /// Seconds from the first byte to the end of the receive (the last byte, or the cut).
+    pub receive_s: f64,
+    /// Seconds from the first byte to the last, when the transfer completed (for medians:
+    /// over the runs that completed).
+    pub transfer_s: Option<f64>,
+    /// Megabytes (10^6 bytes) received per second of `receive_s`.
+    pub mb_per_sec: f64,
+    /// Runs whose transfer the end of the run cut short.
+    pub unfinished: u32,
+    /// For a condition with CPU threads: MB/s of the same condition without them over this
+    /// one's (set on the medians, when the calibration has that condition).
+    pub slowdown: Option<f64>,
+}
+
+impl Bulk {
+    fn of(total: u64, bytes: u64, receive_s: Option<f64>, transfer_s: Option<f64>) -> Bulk {
+        let receive_s = receive_s.unwrap_or(0.0);
+        Bulk {
+            total,
+            bytes,
+            receive_s,
+            transfer_s: transfer_s.filter(|_| bytes >= total),
+            mb_per_sec: per_sec(bytes as f64, receive_s) / 1e6,
+            unfinished: u32::from(bytes < total),
+            slowdown: None,
+        }
+    }
+
+    /// The share of the transfer received.
+    pub fn received(&self) -> f64 {
+        self.bytes as f64 / self.total.max(1) as f64
+    }
 }
 
 /// CPU time used on the whole machine and by this process and its reaped children, to tell
@@ -613,6 +724,15 @@ pub fn waited(latency: &Hist, interval: Duration) -> [f64; 4] {
     counts.map(|c| c as f64 / total as f64)
 }
 
+/// `n` per second of `secs` (0 for no time).
+fn per_sec(n: f64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        n / secs
+    } else {
+        0.0
+    }
+}
+
 fn kept(with: Option<f64>, alone: Option<f64>) -> Option<f64> {
     match (with, alone) {
         (Some(w), Some(a)) if a > 0.0 => Some(w / a),
@@ -633,11 +753,7 @@ pub fn model_sample(r: &RunResult, alone: Option<&RunResult>, interval: Duration
         cpu_per_sec: cpu,
         cpu_alone_per_sec: cpu_alone,
         cpu_kept: kept(cpu, cpu_alone),
-        ctx_per_sec: if r.measured_s > 0.0 {
-            (ctx.voluntary + ctx.involuntary) as f64 / r.measured_s
-        } else {
-            0.0
-        },
+        ctx_per_sec: per_sec((ctx.voluntary + ctx.involuntary) as f64, r.measured_s),
         waited: r
             .hists
             .get("io-latency")
@@ -645,6 +761,14 @@ pub fn model_sample(r: &RunResult, alone: Option<&RunResult>, interval: Duration
         requests: io.requests,
         failed: io.failed,
         other_load: None,
+        bulk: (io.mode == "bulk").then(|| {
+            Bulk::of(
+                io.transfer_bytes.unwrap_or(io.bytes),
+                io.bytes,
+                io.server.receive_s,
+                io.transfer_s,
+            )
+        }),
     }
 }
 
@@ -660,20 +784,16 @@ pub fn twin_sample(t: &TwinRun, alone: Option<&TwinRun>, interval: Duration) -> 
         cpu_per_sec: cpu,
         cpu_alone_per_sec: cpu_alone,
         cpu_kept: kept(cpu, cpu_alone),
-        ctx_per_sec: if rep.window_s > 0.0 {
-            (tot.voluntary + tot.involuntary) as f64 / rep.window_s
-        } else {
-            0.0
-        },
+        ctx_per_sec: per_sec((tot.voluntary + tot.involuntary) as f64, rep.window_s),
         ..Default::default()
     };
+    let srv = &rep.server;
+    if let Some(total) = srv.transfer_bytes {
+        s.bulk = Some(Bulk::of(total, srv.bytes_in, srv.receive_s, srv.transfer_s));
+    }
     if let Some(l) = &t.load {
         let p = Percentiles::of(&l.latency);
-        s.requests_per_sec = if l.measured_s > 0.0 {
-            l.requests as f64 / l.measured_s
-        } else {
-            0.0
-        };
+        s.requests_per_sec = per_sec(l.requests as f64, l.measured_s);
         s.p50_us = p.p50;
         s.p99_us = p.p99;
         s.waited = waited(&l.latency, interval);
@@ -715,7 +835,25 @@ pub fn median_sample(samples: &[Sample]) -> Sample {
         requests: samples.iter().map(|s| s.requests).sum(),
         failed: samples.iter().map(|s| s.failed).sum(),
         other_load: mo(&|s| s.other_load),
+        bulk: median_bulk(samples.iter().filter_map(|s| s.bulk.as_ref())),
     }
+}
+
+/// The cell-by-cell median of bulk figures (the transfer time over the runs that completed).
+fn median_bulk<'a>(runs: impl Iterator<Item = &'a Bulk>) -> Option<Bulk> {
+    let runs: Vec<&Bulk> = runs.collect();
+    let first = runs.first()?;
+    let m = |f: &dyn Fn(&Bulk) -> f64| median(runs.iter().map(|b| f(b)).collect());
+    let done: Vec<f64> = runs.iter().filter_map(|b| b.transfer_s).collect();
+    Some(Bulk {
+        total: first.total,
+        bytes: m(&|b| b.bytes as f64).round() as u64,
+        receive_s: m(&|b| b.receive_s),
+        transfer_s: (!done.is_empty()).then(|| median(done)),
+        mb_per_sec: m(&|b| b.mb_per_sec),
+        unfinished: runs.iter().map(|b| b.unfinished).sum(),
+        slowdown: None,
+    })
 }
 
 /// How the model compares with CPython in one condition.
@@ -729,6 +867,13 @@ pub struct Fit {
     pub ctx_per_sec: f64,
     /// gilbench minus CPython, percentage points per bucket.
     pub waited_points: [f64; 4],
+    /// bulk: transfer time (when both completed), MB/s and slowdown, gilbench / CPython.
+    #[serde(default)]
+    pub transfer: Option<f64>,
+    #[serde(default)]
+    pub mb_per_sec: Option<f64>,
+    #[serde(default)]
+    pub slowdown: Option<f64>,
     /// Within every fidelity goal.
     pub ok: bool,
     /// The goals missed, in words.
@@ -745,13 +890,39 @@ fn ratio(a: f64, b: f64) -> f64 {
     }
 }
 
-/// gilbench against CPython, with the fidelity goals.
+/// gilbench against CPython, with the fidelity goals: for echo req/s and p50 within 25% and
+/// every intervals-waited bucket within 10 points; for bulk MB/s within 25%, and the
+/// slowdown against no CPU threads too where both sides have one.
 pub fn fit(model: &Sample, cpython: &Sample) -> Fit {
+    let off = |r: f64| !(1.0 - GOAL_RATIO..=1.0 + GOAL_RATIO).contains(&r);
+    if let (Some(m), Some(c)) = (&model.bulk, &cpython.bulk) {
+        let mb = ratio(m.mb_per_sec, c.mb_per_sec);
+        let slowdown = m.slowdown.zip(c.slowdown).map(|(a, b)| ratio(a, b));
+        let mut missed = Vec::new();
+        if off(mb) {
+            missed.push("MB/s".to_owned());
+        }
+        if slowdown.is_some_and(off) {
+            missed.push("slowdown".to_owned());
+        }
+        return Fit {
+            cpu_kept: model
+                .cpu_kept
+                .zip(cpython.cpu_kept)
+                .map(|(a, b)| ratio(a, b)),
+            ctx_per_sec: ratio(model.ctx_per_sec, cpython.ctx_per_sec),
+            transfer: m.transfer_s.zip(c.transfer_s).map(|(a, b)| ratio(a, b)),
+            mb_per_sec: Some(mb),
+            slowdown,
+            ok: missed.is_empty(),
+            missed,
+            ..Default::default()
+        };
+    }
     let rps = ratio(model.requests_per_sec, cpython.requests_per_sec);
     let p50 = ratio(model.p50_us, cpython.p50_us);
     let points = [0, 1, 2, 3].map(|k| (model.waited[k] - cpython.waited[k]) * 100.0);
     let mut missed = Vec::new();
-    let off = |r: f64| !(1.0 - GOAL_RATIO..=1.0 + GOAL_RATIO).contains(&r);
     if off(rps) {
         missed.push("req/s".to_owned());
     }
@@ -773,6 +944,7 @@ pub fn fit(model: &Sample, cpython: &Sample) -> Fit {
         waited_points: points,
         ok: missed.is_empty(),
         missed,
+        ..Default::default()
     }
 }
 
@@ -783,6 +955,9 @@ pub struct CondResult {
     pub params: serde_json::Value,
     pub cpython: Sample,
     pub gilbench: Sample,
+    /// Not read back: a ratio against zero is infinite, which JSON writes as `null`;
+    /// [`resummarize`] fits a condition read from a file again.
+    #[serde(skip_deserializing)]
     pub fit: Fit,
     /// Every repetition, in run order.
     pub cpython_runs: Vec<Sample>,
@@ -799,6 +974,44 @@ pub fn resummarize(cal: &mut Calibration) {
     let max = cal.max_other_load;
     for c in &mut cal.conditions {
         summarize(c, max);
+    }
+    bulk_slowdowns(cal);
+}
+
+/// Sets each bulk condition's slowdown on both sides, against the condition that differs
+/// only in having no CPU threads (when the calibration has it), and fits it again.
+fn bulk_slowdowns(cal: &mut Calibration) {
+    let alone_key = |c: &CondResult| {
+        let mut p = c.params.clone();
+        p.as_object_mut().map(|o| o.remove("cpu_threads"));
+        p
+    };
+    let alone: Vec<(serde_json::Value, f64, f64)> = cal
+        .conditions
+        .iter()
+        .filter(|c| c.params["cpu_threads"] == 0)
+        .filter_map(|c| {
+            let (py, model) = (c.cpython.bulk.as_ref()?, c.gilbench.bulk.as_ref()?);
+            Some((alone_key(c), py.mb_per_sec, model.mb_per_sec))
+        })
+        .collect();
+    for c in &mut cal.conditions {
+        if c.params["cpu_threads"] == 0 {
+            continue;
+        }
+        let key = alone_key(c);
+        let Some((_, py_alone, model_alone)) = alone.iter().find(|(k, _, _)| *k == key) else {
+            continue;
+        };
+        for (b, a) in [
+            (c.cpython.bulk.as_mut(), py_alone),
+            (c.gilbench.bulk.as_mut(), model_alone),
+        ] {
+            if let Some(b) = b {
+                b.slowdown = (b.mb_per_sec > 0.0).then(|| a / b.mb_per_sec);
+            }
+        }
+        c.fit = fit(&c.gilbench, &c.cpython);
     }
 }
 
@@ -1060,6 +1273,7 @@ pub fn execute(
         }
     }
     progress(Step::Done);
+    bulk_slowdowns(&mut cal);
     cal.load_average[1] = load_average();
     if let Some(s) = suggest_call_work(conds, &cal) {
         cal.notes.push(s);
@@ -1075,11 +1289,7 @@ pub fn twin_result(sc: &Scenario, t: &TwinRun, label: &str, repeat: u32) -> RunR
     let rep = &t.report;
     let io = t.load.as_ref().map(|l| IoSummary {
         requests: l.requests,
-        requests_per_sec: if l.measured_s > 0.0 {
-            l.requests as f64 / l.measured_s
-        } else {
-            0.0
-        },
+        requests_per_sec: per_sec(l.requests as f64, l.measured_s),
         bytes: l.bytes,
         transfer_s: None,
         latency_us: Percentiles::of(&l.latency),
@@ -1093,6 +1303,30 @@ pub fn twin_result(sc: &Scenario, t: &TwinRun, label: &str, repeat: u32) -> RunR
         first_error: l.first_error.clone(),
         loadgen: t.loadgen.clone(),
         ..Default::default()
+    });
+    let srv = &rep.server;
+    let io = io.or_else(|| {
+        let total = srv.transfer_bytes?;
+        Some(IoSummary {
+            requests: srv.requests,
+            requests_per_sec: per_sec(srv.requests as f64, rep.window_s),
+            bytes: srv.bytes_in,
+            transfer_s: srv.transfer_s,
+            transfer_bytes: Some(total),
+            transfer_complete: Some(srv.bytes_in >= total),
+            bytes_per_sec: srv.receive_s.map(|s| srv.bytes_in as f64 / s.max(1e-9)),
+            mode: "bulk".into(),
+            loadgen: t.loadgen.clone(),
+            server: crate::workload::server::ServerStats {
+                requests: srv.requests,
+                bytes_in: srv.bytes_in,
+                accepted: srv.accepted,
+                transfer_s: srv.transfer_s,
+                receive_s: srv.receive_s,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
     });
     let mut params = sc.params_json();
     params["python"] = serde_json::json!(format!("{} {}", rep.implementation, rep.python));
@@ -1241,32 +1475,83 @@ fn verdict(f: &Fit) -> String {
     }
 }
 
+/// Whether the calibration is of a bulk scenario (its table has the transfer's columns).
+pub fn is_bulk(cal: &Calibration) -> bool {
+    cal.conditions
+        .iter()
+        .any(|c| c.cpython.bulk.is_some() || c.gilbench.bulk.is_some())
+}
+
+/// The seven figures of a side's row, echo.
+fn echo_cells(s: &Sample, runs: &[Sample]) -> [String; 7] {
+    [
+        spread(s.requests_per_sec, runs, |x| x.requests_per_sec, rate),
+        spread(s.p50_us, runs, |x| x.p50_us, us),
+        us(s.p99_us),
+        pct(s.cpu_kept),
+        rate(s.ctx_per_sec),
+        buckets(&s.waited),
+        String::new(),
+    ]
+}
+
+fn mbps(x: f64) -> String {
+    if x >= 100.0 {
+        format!("{x:.0}")
+    } else if x >= 1.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+fn mb_of(s: &Sample) -> f64 {
+    s.bulk.as_ref().map_or(0.0, |b| b.mb_per_sec)
+}
+
+/// The seven figures of a side's row, bulk.
+fn bulk_cells(s: &Sample, runs: &[Sample]) -> [String; 7] {
+    let b = s.bulk.clone().unwrap_or_default();
+    let transfer = match (b.transfer_s, b.unfinished) {
+        (None, _) => "unfinished".to_owned(),
+        (Some(t), 0) => format!("{t:.3}s"),
+        (Some(t), k) => format!("{t:.3}s ({k} of {} unfinished)", runs.len()),
+    };
+    [
+        transfer,
+        spread(b.mb_per_sec, runs, mb_of, mbps),
+        pct(Some(b.received())),
+        pct(s.cpu_kept),
+        rate(s.ctx_per_sec),
+        b.slowdown.map_or("-".into(), times),
+        String::new(),
+    ]
+}
+
 /// The rows of the table: condition, side, then the cells.
 fn rows(cal: &Calibration) -> Vec<[String; 9]> {
     let py = cal.python.as_ref().map_or("CPython".to_owned(), |p| {
         format!("{} {}", p.implementation, p.version)
     });
+    let bulk = is_bulk(cal);
     let mut out = Vec::new();
     for c in &cal.conditions {
         for (side, s, runs) in [
             (py.as_str(), &c.cpython, &c.cpython_runs),
             ("gilbench timed", &c.gilbench, &c.gilbench_runs),
         ] {
-            out.push([
-                if side == py {
-                    c.label.clone()
-                } else {
-                    String::new()
-                },
-                side.to_owned(),
-                spread(s.requests_per_sec, runs, |x| x.requests_per_sec, rate),
-                spread(s.p50_us, runs, |x| x.p50_us, us),
-                us(s.p99_us),
-                pct(s.cpu_kept),
-                rate(s.ctx_per_sec),
-                buckets(&s.waited),
-                String::new(),
-            ]);
+            let cells = if bulk {
+                bulk_cells(s, runs)
+            } else {
+                echo_cells(s, runs)
+            };
+            let label = if side == py {
+                c.label.clone()
+            } else {
+                String::new()
+            };
+            let [a, b, c, d, e, f, g] = cells;
+            out.push([label, side.to_owned(), a, b, c, d, e, f, g]);
         }
         let f = &c.fit;
         let n = c.cpython_runs.len();
@@ -1275,17 +1560,32 @@ fn rows(cal: &Calibration) -> Vec<[String; 9]> {
             (Some(_), q) if q < n => format!("{} [{q} quiet pairs of {n}]", verdict(f)),
             _ => verdict(f),
         };
-        out.push([
-            String::new(),
-            "ratio / points".into(),
-            times(f.requests_per_sec),
-            times(f.p50),
-            times(f.p99),
-            f.cpu_kept.map_or("-".into(), times),
-            times(f.ctx_per_sec),
-            points(&f.waited_points),
-            verdict,
-        ]);
+        let opt = |x: Option<f64>| x.map_or("-".into(), times);
+        out.push(if bulk {
+            [
+                String::new(),
+                "ratio".into(),
+                opt(f.transfer),
+                opt(f.mb_per_sec),
+                "-".into(),
+                opt(f.cpu_kept),
+                times(f.ctx_per_sec),
+                opt(f.slowdown),
+                verdict,
+            ]
+        } else {
+            [
+                String::new(),
+                "ratio / points".into(),
+                times(f.requests_per_sec),
+                times(f.p50),
+                times(f.p99),
+                opt(f.cpu_kept),
+                times(f.ctx_per_sec),
+                points(&f.waited_points),
+                verdict,
+            ]
+        });
     }
     out
 }
@@ -1301,6 +1601,27 @@ const HEAD: [&str; 9] = [
     "waited 0/1/2/3+ %",
     "fit",
 ];
+
+const BULK_HEAD: [&str; 9] = [
+    "condition",
+    "side",
+    "transfer",
+    "MB/s",
+    "received",
+    "cpu kept",
+    "ctx/s",
+    "slowdown",
+    "fit",
+];
+
+/// The table's header and its right-aligned (numeric) columns.
+fn head(cal: &Calibration) -> ([&'static str; 9], std::ops::RangeInclusive<usize>) {
+    if is_bulk(cal) {
+        (BULK_HEAD, 2..=7)
+    } else {
+        (HEAD, 2..=6)
+    }
+}
 
 /// The header lines: what ran where.
 fn header(cal: &Calibration) -> Vec<String> {
@@ -1336,13 +1657,26 @@ fn header(cal: &Calibration) -> Vec<String> {
             other.push_str(&format!(", {} kept so after the last try", cal.noisy_kept));
         }
     }
+    let first = format!(
+        "calibrate {}: gilbench timed vs {py}, on {} ({cores} cores, Linux {}){other}",
+        cal.scenario,
+        m["cpu_model"].as_str().unwrap_or("?"),
+        m["kernel"].as_str().unwrap_or("?")
+    );
+    if is_bulk(cal) {
+        return vec![
+            first,
+            format!(
+                "medians of {} repeats (over the quiet pairs where some were not; min-max of all in brackets); load average {:.2} before, {:.2} after; each transfer measured whole, from its first byte to its last (or to the end of the run: unfinished, counted with what arrived); MB/s = 10^6 bytes received per second of that; cpu kept and ctx/s during the transfer; slowdown = MB/s without CPU threads / with; ratio = gilbench / CPython; goals: MB/s and slowdown within {:.0}%",
+                cal.repeat,
+                cal.load_average[0],
+                cal.load_average[1],
+                GOAL_RATIO * 100.0
+            ),
+        ];
+    }
     vec![
-        format!(
-            "calibrate {}: gilbench timed vs {py}, on {} ({cores} cores, Linux {}){other}",
-            cal.scenario,
-            m["cpu_model"].as_str().unwrap_or("?"),
-            m["kernel"].as_str().unwrap_or("?")
-        ),
+        first,
         format!(
             "medians of {} repeats (over the quiet pairs where some were not; min-max of all in brackets); load average {:.2} before, {:.2} after; waited = round(latency / interval) per request; ratio = gilbench / CPython; goals: req/s and p50 within {:.0}%, waited within {:.0} points",
             cal.repeat,
@@ -1357,7 +1691,8 @@ fn header(cal: &Calibration) -> Vec<String> {
 /// The table for a terminal.
 pub fn text(cal: &Calibration) -> String {
     let rows = rows(cal);
-    let mut w = HEAD.map(str::len);
+    let (head, numeric) = head(cal);
+    let mut w = head.map(str::len);
     for r in &rows {
         for (i, c) in r.iter().enumerate() {
             w[i] = w[i].max(c.chars().count());
@@ -1372,7 +1707,7 @@ pub fn text(cal: &Calibration) -> String {
         let mut l = String::new();
         for (i, c) in cells.iter().enumerate() {
             let pad = w[i] - c.chars().count();
-            if (2..=6).contains(&i) {
+            if numeric.contains(&i) {
                 l.push_str(&" ".repeat(pad));
                 l.push_str(c);
             } else {
@@ -1387,7 +1722,7 @@ pub fn text(cal: &Calibration) -> String {
         }
         l.trim_end().to_owned() + "\n"
     };
-    o.push_str(&line(&HEAD.map(str::to_owned)));
+    o.push_str(&line(&head.map(str::to_owned)));
     for r in &rows {
         o.push_str(&line(r));
     }
@@ -1407,12 +1742,13 @@ pub fn markdown(cal: &Calibration) -> String {
         o.push_str(&h);
         o.push_str("\n\n");
     }
-    o.push_str(&format!("| {} |\n", HEAD.join(" | ")));
+    let (head, numeric) = head(cal);
+    o.push_str(&format!("| {} |\n", head.join(" | ")));
     o.push_str(&format!(
         "|{}\n",
-        HEAD.iter()
+        head.iter()
             .enumerate()
-            .map(|(i, _)| if (2..=6).contains(&i) {
+            .map(|(i, _)| if numeric.contains(&i) {
                 "---:|"
             } else {
                 "---|"
@@ -1439,8 +1775,11 @@ fn csv_field(s: &str) -> String {
 
 /// A line per condition and side (`cpython`, `gilbench`, `ratio`), raw numbers.
 pub fn csv(cal: &Calibration) -> String {
-    let mut o = format!("{CSV_HEADER}\n");
     let opt = |x: Option<f64>| x.map_or(String::new(), |x| format!("{x:.4}"));
+    if is_bulk(cal) {
+        return bulk_csv(cal, &opt);
+    }
+    let mut o = format!("{CSV_HEADER}\n");
     for c in &cal.conditions {
         for (side, s) in [("cpython", &c.cpython), ("gilbench", &c.gilbench)] {
             o.push_str(&format!(
@@ -1472,6 +1811,40 @@ pub fn csv(cal: &Calibration) -> String {
             f.waited_points[1],
             f.waited_points[2],
             f.waited_points[3],
+            if f.ok { "ok" } else { "miss" }
+        ));
+    }
+    o
+}
+
+/// The bulk table as CSV: transfer time, MB/s, share received, CPU kept, context switches
+/// per second, slowdown and unfinished runs per side; the ratios and the verdict.
+fn bulk_csv(cal: &Calibration, opt: &dyn Fn(Option<f64>) -> String) -> String {
+    let mut o = format!("{BULK_CSV_HEADER}\n");
+    for c in &cal.conditions {
+        let n = c.cpython_runs.len();
+        let label = csv_field(&c.label);
+        for (side, s) in [("cpython", &c.cpython), ("gilbench", &c.gilbench)] {
+            let b = s.bulk.clone().unwrap_or_default();
+            o.push_str(&format!(
+                "{label},{side},{n},{},{:.4},{:.4},{},{:.1},{},{},\n",
+                opt(b.transfer_s),
+                b.mb_per_sec,
+                b.received(),
+                opt(s.cpu_kept),
+                s.ctx_per_sec,
+                opt(b.slowdown),
+                b.unfinished,
+            ));
+        }
+        let f = &c.fit;
+        o.push_str(&format!(
+            "{label},ratio,{n},{},{},,{},{:.4},{},,{}\n",
+            opt(f.transfer),
+            opt(f.mb_per_sec),
+            opt(f.cpu_kept),
+            f.ctx_per_sec,
+            opt(f.slowdown),
             if f.ok { "ok" } else { "miss" }
         ));
     }

@@ -62,7 +62,12 @@ pub fn ours(path: &Path) -> bool {
         json: &json,
     };
     // calibrate's CSV has a header of its own.
-    probe.first == crate::calibrate::CSV_HEADER || ALL.iter().any(|e| e.mark().matches(&probe))
+    [
+        crate::calibrate::CSV_HEADER,
+        crate::calibrate::BULK_CSV_HEADER,
+    ]
+    .contains(&probe.first)
+        || ALL.iter().any(|e| e.mark().matches(&probe))
 }
 
 /// What kind of file system object `m` is, for messages.
@@ -339,9 +344,13 @@ mod tests {
                 true,
             ),
             (&format!("{csv}\na,b\n"), true),
+            (&format!("{}\na,b\n", crate::calibrate::CSV_HEADER), true),
+            (&format!("{}\na,b\n", crate::calibrate::BULK_CSV_HEADER), true),
             ("<!-- gilbench 0.1.0 html report -->\n<!DOCTYPE html>\n", true),
             // The header before idle_while_wanted.
             ("scenario,label,lock,repeat,partial,wall_s,requests_per_sec,latency_p50_us,latency_p99_us,latency_p999_us,cpu_ticks_per_sec,switches,forced_drops,ctx_switches,transfer_s\n", true),
+            // The header before transfer_received.
+            ("scenario,label,lock,repeat,partial,wall_s,requests_per_sec,requests_vs_alone,latency_p50_us,latency_p99_us,p99_vs_alone,latency_p999_us,cpu_ticks_per_sec,cpu_kept,switches,forced_drops,ctx_switches,idle_while_wanted,transfer_s,transfer_vs_alone\n", true),
             ("<!-- gilbench 0.1.0 -->\n| run |\n", true),
             (
                 "#[gilbench 0.1.0 interval log; values in nanoseconds]\n#[StartTime: 1]\n",
@@ -386,6 +395,8 @@ mod tests {
                 buf: crate::trace::TraceBuf::new(epoch, 16),
             }],
             end_ns: 1000,
+            measured_from_ns: 0,
+            untraced: None,
             meta: serde_json::json!({"scenario": "s", "lock": "timed"}),
         });
         let about = crate::report::about::About::default();

@@ -197,6 +197,16 @@ pub struct IoSummary {
     pub requests_per_sec: f64,
     pub bytes: u64,
     pub transfer_s: Option<f64>,
+    /// bulk: the transfer's size in bytes (`bytes` is what arrived), ...
+    #[serde(default)]
+    pub transfer_bytes: Option<u64>,
+    /// ... whether all of it arrived before the run ended, ...
+    #[serde(default)]
+    pub transfer_complete: Option<bool>,
+    /// ... and the bytes received per second from the first byte to the end of the receive
+    /// (the last byte, or the end of the run when the transfer did not complete).
+    #[serde(default)]
+    pub bytes_per_sec: Option<f64>,
     /// Client side: round trip (closed loop) or from the intended send time (open loop).
     pub latency_us: Percentiles,
     /// The latency distribution as [percentile, microseconds] points, for plots.

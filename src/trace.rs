@@ -136,7 +136,13 @@ pub struct ThreadTrace {
 #[derive(Clone, Debug)]
 pub struct Timeline {
     pub threads: Vec<ThreadTrace>,
+    /// When the run stopped, in ns from the epoch (the run's start, warm-up included).
     pub end_ns: u64,
+    /// When the measured window began (the end of the warm-up), in ns from the epoch.
+    pub measured_from_ns: u64,
+    /// Why the timeline cannot tell who held the GIL, when it cannot: interpreter threads
+    /// that are not traced took it (no idle-while-wanted track is derived then).
+    pub untraced: Option<String>,
     /// Scenario, design and version, for the viewer's metadata.
     pub meta: Value,
 }
@@ -150,6 +156,175 @@ impl Timeline {
 /// How many events are written between two looks at `cancelled`.
 const POLL_EVERY: usize = 1 << 14;
 
+/// The thread id of a run's *GIL* track (above any interpreter thread's).
+const GIL_TID: usize = 1_000_000;
+
+/// Where a run's GIL was *idle while wanted*: held by nobody (free, or handed to a thread that
+/// had not started running yet) while at least one thread wanted it, derived from the
+/// threads' wants and holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IdleSpans {
+    /// From here on every thread's events are complete: the latest first event among the
+    /// threads whose buffers dropped older ones (0 when none did); ns from the epoch.
+    pub from_ns: u64,
+    /// The end of the timeline: the run's stop or its last event, whichever is later.
+    pub to_ns: u64,
+    /// The spans `(start, end)` in ns, in time order, within `from_ns..to_ns`.
+    pub spans: Vec<(u64, u64)>,
+}
+
+impl IdleSpans {
+    /// Idle-while-wanted time within `from..to`, in ns.
+    pub fn within(&self, from: u64, to: u64) -> u64 {
+        self.spans
+            .iter()
+            .map(|&(a, b)| b.min(to).saturating_sub(a.max(from)))
+            .sum()
+    }
+
+    /// Its share of `from..to` (0 for an empty window).
+    pub fn share(&self, from: u64, to: u64) -> f64 {
+        if to > from {
+            self.within(from, to) as f64 / (to - from) as f64
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Derives the idle-while-wanted spans of `threads` (a run that stopped at `end_ns`) by
+/// sweeping their events in time order: a thread wants the GIL from `WantBegin` to `WantEnd`
+/// and holds it from `HoldBegin` to `HoldEnd`. Events at one instant are applied together
+/// (a hand-off that takes no measurable time leaves no span). A buffer that dropped its
+/// oldest events may begin inside a want or a hold: its first event ends something never
+/// begun, which changes nothing, and from then on its state is known. Before that it is not,
+/// so spans start at [`IdleSpans::from_ns`].
+/// Every few thousand events `cancelled` is asked; `None` when it said so.
+pub fn idle_while_wanted(
+    threads: &[ThreadTrace],
+    end_ns: u64,
+    cancelled: &dyn Fn() -> bool,
+) -> Option<IdleSpans> {
+    let from_ns = threads
+        .iter()
+        .filter(|t| t.buf.dropped > 0)
+        .filter_map(|t| t.buf.events.front())
+        .map(|e| e.ns())
+        .max()
+        .unwrap_or(0);
+    struct State {
+        pos: usize,
+        last: u64,
+        wants: bool,
+        holds: bool,
+    }
+    let mut st: Vec<State> = threads
+        .iter()
+        .map(|_| State {
+            pos: 0,
+            last: 0,
+            wants: false,
+            holds: false,
+        })
+        .collect();
+    let (mut wanting, mut holding) = (0usize, 0usize);
+    let mut since = None;
+    let mut out = IdleSpans {
+        from_ns,
+        to_ns: end_ns,
+        spans: Vec::new(),
+    };
+    let close = |out: &mut IdleSpans, a: u64, b: u64| {
+        let a = a.max(from_ns);
+        if b > a {
+            out.spans.push((a, b));
+        }
+    };
+    let mut seen = 0usize;
+    loop {
+        // The next instant with an event (a clock step back counts as no time passing).
+        let next = threads
+            .iter()
+            .zip(&st)
+            .filter_map(|(t, s)| t.buf.events.get(s.pos).map(|e| e.ns().max(s.last)))
+            .min();
+        let Some(now) = next else { break };
+        for (t, s) in threads.iter().zip(st.iter_mut()) {
+            while let Some(e) = t.buf.events.get(s.pos) {
+                if e.ns().max(s.last) != now {
+                    break;
+                }
+                s.last = now;
+                s.pos += 1;
+                seen += 1;
+                if seen.is_multiple_of(POLL_EVERY) && cancelled() {
+                    return None;
+                }
+                let (flag, count, on) = match e.ev() {
+                    Ev::WantBegin => (&mut s.wants, &mut wanting, true),
+                    Ev::WantEnd => (&mut s.wants, &mut wanting, false),
+                    Ev::HoldBegin => (&mut s.holds, &mut holding, true),
+                    Ev::HoldEnd => (&mut s.holds, &mut holding, false),
+                    _ => continue,
+                };
+                if *flag != on {
+                    *flag = on;
+                    if on {
+                        *count += 1;
+                    } else {
+                        *count -= 1;
+                    }
+                }
+            }
+        }
+        out.to_ns = out.to_ns.max(now);
+        match (since, holding == 0 && wanting > 0) {
+            (None, true) => since = Some(now),
+            (Some(a), false) => {
+                close(&mut out, a, now);
+                since = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(a) = since {
+        let to = out.to_ns;
+        close(&mut out, a, to);
+    }
+    Some(out)
+}
+
+/// What `otherData` says of a run's idle-while-wanted track.
+fn idle_meta(run: &Timeline, idle: Option<&IdleSpans>) -> Value {
+    let Some(i) = idle else {
+        return json!({
+            "note": format!("not derived: {}", run.untraced.as_deref().unwrap_or("no timeline")),
+        });
+    };
+    let us = |ns: u64| ns as f64 / 1000.0;
+    let measured_from = run.measured_from_ns.max(i.from_ns);
+    let measured_to = run.end_ns.max(measured_from);
+    let start = if i.from_ns > 0 {
+        format!(
+            "from {:.3} us, where every thread's events are complete (the latest first event among the threads whose buffers dropped older events)",
+            us(i.from_ns)
+        )
+    } else {
+        "from the run's start (no events were dropped, warm-up included)".to_owned()
+    };
+    json!({
+        "share": i.share(i.from_ns, i.to_ns),
+        "seconds": i.within(i.from_ns, i.to_ns) as f64 / 1e9,
+        "window_us": [us(i.from_ns), us(i.to_ns)],
+        "spans": i.spans.len(),
+        "measured_share": i.share(measured_from, measured_to),
+        "measured_window_us": [us(measured_from), us(measured_to)],
+        "note": format!(
+            "derived from the threads' wants and holds {start} to the last event; share is of that window, measured_share of its part after the warm-up up to the stop (the window of the result's gil.idle_while_wanted)"
+        ),
+    })
+}
+
 /// Writes timelines as one trace-event JSON document, each run as its own process (pid) in
 /// the viewer. B/E spans are paired per thread: a span cut off by the bounded buffer at the
 /// start is dropped, one still open at the end is closed at the run's end. `otherData`
@@ -162,9 +337,24 @@ pub fn write_chrome_trace(
     cancelled: &dyn Fn() -> bool,
 ) -> std::io::Result<bool> {
     let dropped: u64 = runs.iter().map(|r| r.dropped()).sum();
+    let mut idle = Vec::with_capacity(runs.len());
+    for r in runs {
+        idle.push(match r.untraced {
+            Some(_) => None,
+            None => match idle_while_wanted(&r.threads, r.end_ns, cancelled) {
+                Some(i) => Some(i),
+                None => return Ok(false),
+            },
+        });
+    }
     let mut meta = json!({
         "gilbench": env!("CARGO_PKG_VERSION"),
-        "runs": runs.iter().map(|r| { let mut m = r.meta.clone(); m["dropped_events"] = json!(r.dropped()); m }).collect::<Vec<_>>(),
+        "runs": runs.iter().zip(&idle).map(|(r, i)| {
+            let mut m = r.meta.clone();
+            m["dropped_events"] = json!(r.dropped());
+            m["idle_while_wanted"] = idle_meta(r, i.as_ref());
+            m
+        }).collect::<Vec<_>>(),
         "dropped_events": dropped,
     });
     if let [one] = runs {
@@ -172,7 +362,7 @@ pub fn write_chrome_trace(
         meta["lock"] = one.meta["lock"].clone();
     }
     if dropped > 0 {
-        meta["note"] = json!(format!("{dropped} older events were dropped to keep the buffers bounded; the timelines start late"));
+        meta["note"] = json!(format!("{dropped} older events were dropped to keep the buffers bounded; the timelines start late, the idle-while-wanted track where every thread's events are complete"));
     }
     write!(
         w,
@@ -250,6 +440,27 @@ pub fn write_chrome_trace(
                 )?;
             }
         }
+        let Some(i) = &idle[p] else { continue };
+        let tid = GIL_TID;
+        sep(w)?;
+        write!(w, "{{\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":{pid},\"tid\":{tid},\"args\":{{\"name\":\"GIL idle while wanted\"}}}}")?;
+        sep(w)?;
+        write!(w, "{{\"ph\":\"M\",\"name\":\"thread_sort_index\",\"pid\":{pid},\"tid\":{tid},\"args\":{{\"sort_index\":0}}}}")?;
+        if i.from_ns > 0 {
+            let ts = i.from_ns as f64 / 1000.0;
+            sep(w)?;
+            write!(w, "{{\"ph\":\"i\",\"s\":\"t\",\"name\":\"complete from here (older events dropped)\",\"pid\":{pid},\"tid\":{tid},\"ts\":{ts}}}")?;
+        }
+        for &(a, b) in &i.spans {
+            written += 1;
+            if written.is_multiple_of(POLL_EVERY) && cancelled() {
+                return Ok(false);
+            }
+            let (a, b) = (a as f64 / 1000.0, b as f64 / 1000.0);
+            sep(w)?;
+            write!(w, "{{\"ph\":\"B\",\"name\":\"idle while wanted\",\"pid\":{pid},\"tid\":{tid},\"ts\":{a}}},")?;
+            write!(w, "{{\"ph\":\"E\",\"name\":\"idle while wanted\",\"pid\":{pid},\"tid\":{tid},\"ts\":{b}}}")?;
+        }
     }
     w.write_all(b"]}")?;
     Ok(true)
@@ -281,8 +492,220 @@ mod tests {
                 buf,
             }],
             end_ns: events as u64 * 1000,
+            measured_from_ns: 0,
+            untraced: None,
             meta: json!({"scenario": "s", "lock": "timed"}),
         }
+    }
+
+    use Ev::{HoldBegin as HB, HoldEnd as HE, WantBegin as WB, WantEnd as WE};
+
+    /// A thread whose events (ns from `epoch`, in order) are kept in a buffer of `capacity`.
+    fn thread(epoch: Instant, capacity: usize, events: &[(u64, Ev)]) -> ThreadTrace {
+        let mut buf = TraceBuf::new(epoch, capacity);
+        for &(ns, ev) in events {
+            buf.push(epoch + Duration::from_nanos(ns), ev);
+        }
+        ThreadTrace {
+            name: "t".into(),
+            buf,
+        }
+    }
+
+    /// The idle-while-wanted spans of threads given as event lists, none dropped.
+    fn idle_of(end_ns: u64, threads: &[&[(u64, Ev)]]) -> IdleSpans {
+        let epoch = Instant::now();
+        let t: Vec<ThreadTrace> = threads.iter().map(|e| thread(epoch, 1000, e)).collect();
+        idle_while_wanted(&t, end_ns, &|| false).unwrap()
+    }
+
+    #[test]
+    fn idle_while_wanted_is_free_with_a_waiter_in_two_threads() {
+        // a holds until 100; b wants from 50 and gets it at 130 (in transit 100..130).
+        let a: &[(u64, Ev)] = &[(0, WB), (0, WE), (0, HB), (100, HE)];
+        let b: &[(u64, Ev)] = &[(50, WB), (130, WE), (130, HB), (200, HE)];
+        let i = idle_of(200, &[a, b]);
+        assert_eq!(i.spans, vec![(100, 130)]);
+        assert_eq!((i.from_ns, i.to_ns), (0, 200));
+        assert_eq!(i.within(0, 200), 30);
+        assert!((i.share(0, 200) - 0.15).abs() < 1e-12);
+        // The part within a later window only.
+        assert_eq!(i.within(120, 200), 10);
+    }
+
+    #[test]
+    fn a_hand_off_at_one_instant_and_a_free_gil_nobody_wants_are_not_idle_while_wanted() {
+        let a: &[(u64, Ev)] = &[(0, WB), (0, WE), (0, HB), (100, HE), (300, WB), (300, WE)];
+        let b: &[(u64, Ev)] = &[(50, WB), (100, WE), (100, HB), (150, HE)];
+        // 150..300 free but unwanted; 300 a take without a wait.
+        let i = idle_of(400, &[a, b]);
+        assert_eq!(i.spans, vec![]);
+        assert_eq!(i.within(0, 400), 0);
+    }
+
+    #[test]
+    fn a_hold_that_starts_after_its_want_ended_is_idle_only_while_another_waits() {
+        // b's want ends at 130 but its hold begins at 140: 130..140 nobody wants it.
+        let a: &[(u64, Ev)] = &[(0, WB), (0, WE), (0, HB), (100, HE)];
+        let b: &[(u64, Ev)] = &[(50, WB), (130, WE), (140, HB), (200, HE)];
+        assert_eq!(idle_of(300, &[a, b]).spans, vec![(100, 130)]);
+        // With c waiting all along, the gap is idle too, and so is 200..250.
+        let c: &[(u64, Ev)] = &[(60, WB), (250, WE), (250, HB), (300, HE)];
+        assert_eq!(idle_of(300, &[a, b, c]).spans, vec![(100, 140), (200, 250)]);
+    }
+
+    #[test]
+    fn overlapping_wants_of_three_threads() {
+        // a holds 0..100, wants again 140..310; b wants 10..120, holds 120..150; c wants
+        // 20..160, holds 160..300.
+        let a: &[(u64, Ev)] = &[
+            (0, WB),
+            (0, WE),
+            (0, HB),
+            (100, HE),
+            (140, WB),
+            (310, WE),
+            (310, HB),
+            (350, HE),
+        ];
+        let b: &[(u64, Ev)] = &[(10, WB), (120, WE), (120, HB), (150, HE)];
+        let c: &[(u64, Ev)] = &[(20, WB), (160, WE), (160, HB), (300, HE)];
+        let i = idle_of(400, &[a, b, c]);
+        assert_eq!(i.spans, vec![(100, 120), (150, 160), (300, 310)]);
+        assert_eq!(i.within(0, 400), 40);
+        // The order of the threads does not matter.
+        assert_eq!(idle_of(400, &[c, a, b]).spans, i.spans);
+    }
+
+    #[test]
+    fn concurrent_holders_without_a_gil_count_as_held() {
+        // Under `none` holds overlap: idle only once the last holder is gone.
+        let a: &[(u64, Ev)] = &[(0, WB), (0, WE), (0, HB), (100, HE)];
+        let b: &[(u64, Ev)] = &[(50, WB), (50, WE), (50, HB), (150, HE)];
+        let c: &[(u64, Ev)] = &[(120, WB), (160, WE), (160, HB), (170, HE)];
+        assert_eq!(idle_of(200, &[a, b, c]).spans, vec![(150, 160)]);
+    }
+
+    #[test]
+    fn a_want_open_at_the_end_runs_to_the_stop_or_the_last_event() {
+        let a: &[(u64, Ev)] = &[(0, WB), (0, WE), (0, HB), (100, HE), (150, WB)];
+        let i = idle_of(400, &[a]);
+        assert_eq!(i.spans, vec![(150, 400)]);
+        // A stop recorded before the last event (0 here) ends at the last event.
+        assert_eq!(idle_of(0, &[a]).spans, vec![]);
+        assert_eq!(idle_of(0, &[a]).to_ns, 150);
+    }
+
+    #[test]
+    fn with_dropped_events_spans_start_where_every_buffer_is_complete() {
+        let epoch = Instant::now();
+        // a: 4 cycles of want 10 ns, hold 50, released 30, then a want at 400 that is
+        // still open; 25 events in a buffer of 16, so its oldest 9 are gone and it starts
+        // with the HoldEnd of 160.
+        let mut ev = Vec::new();
+        for k in 0..4u64 {
+            let t = 100 * k;
+            ev.extend([
+                (t, WB),
+                (t + 10, WE),
+                (t + 10, HB),
+                (t + 60, HE),
+                (t + 60, Ev::ReleasedBegin),
+                (t + 90, Ev::ReleasedEnd),
+            ]);
+        }
+        ev.push((400, WB));
+        let a = thread(epoch, 16, &ev);
+        assert_eq!((a.buf.dropped, a.buf.events[0].ev()), (9, HE));
+        // b waits from 0 to 500 (it would look idle before 160, where a's state is
+        // unknown), holds until 600; then a's open want is idle until the stop at 700.
+        let b = thread(epoch, 16, &[(0, WB), (500, WE), (500, HB), (600, HE)]);
+        // c dropped events too, but its buffer starts earlier.
+        let c = thread(
+            epoch,
+            16,
+            &(0..20)
+                .map(|k| (k * 5, Ev::ReleasedBegin))
+                .collect::<Vec<_>>(),
+        );
+        let threads = vec![a, b, c];
+        let i = idle_while_wanted(&threads, 700, &|| false).unwrap();
+        assert_eq!(i.from_ns, 160);
+        assert_eq!(
+            i.spans,
+            vec![(160, 210), (260, 310), (360, 500), (600, 700)]
+        );
+        let t = Timeline {
+            threads,
+            end_ns: 700,
+            measured_from_ns: 300,
+            untraced: None,
+            meta: json!({"scenario": "s", "lock": "timed"}),
+        };
+        let v: Value = serde_json::from_str(&chrome_trace(&[&t])).unwrap();
+        let m = &v["otherData"]["runs"][0]["idle_while_wanted"];
+        assert_eq!(m["window_us"], json!([0.16, 0.7]), "{m}");
+        assert_eq!(m["spans"], 4);
+        assert!(
+            (m["seconds"].as_f64().unwrap() - 340e-9).abs() < 1e-15,
+            "{m}"
+        );
+        assert!(
+            (m["share"].as_f64().unwrap() - 340.0 / 540.0).abs() < 1e-9,
+            "{m}"
+        );
+        // The measured window 300..700: 10 + 140 + 100 ns.
+        assert!((m["measured_share"].as_f64().unwrap() - 250.0 / 400.0).abs() < 1e-9);
+        assert!(m["note"].as_str().unwrap().contains("complete"), "{m}");
+        assert!(v["otherData"]["note"]
+            .as_str()
+            .unwrap()
+            .contains("idle-while-wanted"));
+    }
+
+    #[test]
+    fn the_trace_has_a_gil_track_with_the_idle_spans() {
+        let epoch = Instant::now();
+        let a = thread(epoch, 100, &[(0, WB), (0, WE), (0, HB), (100_000, HE)]);
+        let b = thread(
+            epoch,
+            100,
+            &[(50_000, WB), (130_000, WE), (130_000, HB), (200_000, HE)],
+        );
+        let mut t = Timeline {
+            threads: vec![a, b],
+            end_ns: 200_000,
+            measured_from_ns: 0,
+            untraced: None,
+            meta: json!({"scenario": "s", "lock": "timed"}),
+        };
+        let v: Value = serde_json::from_str(&chrome_trace(&[&t])).unwrap();
+        let evs = v["traceEvents"].as_array().unwrap();
+        let on_gil: Vec<&Value> = evs.iter().filter(|e| e["tid"] == GIL_TID).collect();
+        assert!(on_gil
+            .iter()
+            .any(|e| e["name"] == "thread_name" && e["args"]["name"] == "GIL idle while wanted"));
+        let spans: Vec<(&str, f64)> = on_gil
+            .iter()
+            .filter(|e| e["ph"] == "B" || e["ph"] == "E")
+            .map(|e| (e["ph"].as_str().unwrap(), e["ts"].as_f64().unwrap()))
+            .collect();
+        assert_eq!(spans, vec![("B", 100.0), ("E", 130.0)]);
+        let m = &v["otherData"]["runs"][0]["idle_while_wanted"];
+        assert!((m["share"].as_f64().unwrap() - 0.15).abs() < 1e-9, "{m}");
+        assert_eq!(m["window_us"], json!([0.0, 200.0]));
+        assert!(m["note"]
+            .as_str()
+            .unwrap()
+            .contains("no events were dropped"));
+        // Threads that take the GIL unseen: no track, and otherData says why.
+        t.untraced = Some("connection threads are not traced".into());
+        let v: Value = serde_json::from_str(&chrome_trace(&[&t])).unwrap();
+        let evs = v["traceEvents"].as_array().unwrap();
+        assert!(!evs.iter().any(|e| e["tid"] == GIL_TID));
+        let m = &v["otherData"]["runs"][0]["idle_while_wanted"];
+        assert_eq!(m["note"], "not derived: connection threads are not traced");
+        assert!(m.get("share").is_none());
     }
 
     #[test]

@@ -174,6 +174,18 @@ fn the_twin_serves_gilbench_load_in_both_structures() {
     assert!(t.report.cpu.iterations > 0);
 }
 
+/// Runs gilbench with `args`, which must succeed; its standard output.
+fn succeeds(args: &[&str]) -> String {
+    let o = bin().args(args).output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{}\n{text}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    text
+}
+
 #[test]
 fn calibrate_end_to_end() {
     let _g = one();
@@ -181,37 +193,28 @@ fn calibrate_end_to_end() {
         return;
     }
     let (json, csv, md, plot) = (tmp("cal.json"), tmp("cal.csv"), tmp("cal.md"), tmp("plots"));
-    let o = bin()
-        .args([
-            "calibrate",
-            &workload("convoy-echo.toml"),
-            "--duration",
-            "300ms",
-            "--set",
-            "warmup=100ms",
-            "--set",
-            "cpu_threads=0,1",
-            "--set",
-            "server=threaded",
-            "--pin",
-            "none",
-            "--json",
-            json.to_str().unwrap(),
-            "--csv",
-            csv.to_str().unwrap(),
-            "--markdown",
-            md.to_str().unwrap(),
-            "--plot",
-            plot.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{}\n{text}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let text = succeeds(&[
+        "calibrate",
+        &workload("convoy-echo.toml"),
+        "--duration",
+        "300ms",
+        "--set",
+        "warmup=100ms",
+        "--set",
+        "cpu_threads=0,1",
+        "--set",
+        "server=threaded",
+        "--pin",
+        "none",
+        "--json",
+        json.to_str().unwrap(),
+        "--csv",
+        csv.to_str().unwrap(),
+        "--markdown",
+        md.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
     assert!(text.contains("gilbench timed vs CPython"), "{text}");
     for label in [
         "server=threaded cpu_threads=0 interval=5ms pin=none",
@@ -248,12 +251,7 @@ fn calibrate_end_to_end() {
     assert_eq!(runs[0]["lock"], "cpython");
     assert_eq!(runs[1]["lock"], "timed");
     // `report` prints the calibrate table again from the file.
-    let o = bin()
-        .args(["report", json.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let again = String::from_utf8_lossy(&o.stdout);
+    let again = succeeds(&["report", json.to_str().unwrap()]);
     assert_eq!(again.matches("ratio / points").count(), 2, "{again}");
     let csv = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(csv.lines().next(), Some(calibrate::CSV_HEADER));
@@ -296,7 +294,16 @@ fn calibrate_says_clearly_what_it_cannot_do() {
     );
     assert_bad_input(&["calibrate", w, "--lock", "tick"], &[], "timed only");
     assert_bad_input(&["calibrate", w, "--set", "lock=mlfq"], &[], "timed only");
-    assert_bad_input(&["calibrate", w, "--set", "io=bulk"], &[], "echo scenario");
+    assert_bad_input(
+        &["calibrate", w, "--set", "io=none"],
+        &[],
+        "socket scenario",
+    );
+    assert_bad_input(
+        &["calibrate", w, "--set", "io=echo,bulk"],
+        &[],
+        "one at a time",
+    );
     assert_bad_input(
         &["calibrate", w, "--set", "cpu_work=hash-nogil"],
         &[],
@@ -507,4 +514,183 @@ fn the_twin_receives_a_bulk_transfer_in_both_structures() {
         );
         assert_eq!(v["server"]["accepted"], 1, "{server}");
     }
+}
+
+#[test]
+fn calibrate_bulk_end_to_end() {
+    let _g = one();
+    if python("calibrate_bulk_end_to_end").is_none() {
+        return;
+    }
+    let (json, csv) = (tmp("bulk.json"), tmp("bulk.csv"));
+    let text = succeeds(&[
+        "calibrate",
+        &workload("convoy-bulk.toml"),
+        "--duration",
+        "500ms",
+        "--set",
+        "bulk_mib=2",
+        "--set",
+        "server=threaded,poll",
+        "--set",
+        "cpu_threads=0,1",
+        "--pin",
+        "none",
+        "--max-other-load",
+        "off",
+        "--json",
+        json.to_str().unwrap(),
+        "--csv",
+        csv.to_str().unwrap(),
+    ]);
+    // The transfer's columns, none of echo's.
+    let head = text
+        .lines()
+        .find(|l| l.starts_with("condition"))
+        .unwrap_or_else(|| panic!("no header:\n{text}"));
+    for col in [
+        "transfer", "MB/s", "received", "cpu kept", "ctx/s", "slowdown", "fit",
+    ] {
+        assert!(head.contains(col), "{col} missing: {head}");
+    }
+    for col in ["req/s", "p50", "p99", "waited"] {
+        assert!(!head.contains(col), "{col} in a bulk table: {head}");
+    }
+    let ratios = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("ratio "))
+        .count();
+    assert_eq!(ratios, 4, "{text}");
+    let v = json_of(&json);
+    let conds = v["calibrate"]["conditions"].as_array().unwrap();
+    assert_eq!(conds.len(), 4);
+    for c in conds {
+        let with_cpu = c["params"]["cpu_threads"] == 1;
+        for side in ["cpython", "gilbench"] {
+            let b = &c[side]["bulk"];
+            assert_eq!(b["total"], 2 << 20, "{side}: {c}");
+            // On a quiet machine the convoy can stretch 2 MiB past the 500 ms (seen: 4 MB/s
+            // with a CPU thread in the poll structure): then it counts what arrived.
+            let got = b["bytes"].as_u64().unwrap();
+            assert!(got > 0 && got <= 2 << 20, "{side}: {c}");
+            let done = b["unfinished"] == 0;
+            assert_eq!(done, got == 2 << 20, "{side}: {c}");
+            assert_eq!(b["transfer_s"].as_f64().is_some(), done, "{side}: {c}");
+            assert!(b["mb_per_sec"].as_f64().unwrap() > 0.0, "{side}: {c}");
+            // The slowdown against the same structure without CPU threads, and the CPU
+            // throughput kept, where there are CPU threads.
+            assert_eq!(b["slowdown"].as_f64().is_some(), with_cpu, "{side}: {c}");
+            assert_eq!(c[side]["cpu_kept"].as_f64().is_some(), with_cpu, "{side}");
+        }
+        let f = &c["fit"];
+        assert!(f["mb_per_sec"].as_f64().unwrap() > 0.0, "{f}");
+        assert_eq!(f["slowdown"].as_f64().is_some(), with_cpu, "{f}");
+        assert!(f["ok"].is_boolean());
+    }
+    // Both sides' runs as results: CPython's a bulk transfer too.
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 8);
+    assert_eq!(runs[0]["lock"], "cpython");
+    for r in runs {
+        assert_eq!(r["io"]["mode"], "bulk", "{r}");
+        assert!(r["io"]["transfer_complete"].is_boolean(), "{r}");
+    }
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(csv.lines().next(), Some(calibrate::BULK_CSV_HEADER));
+    assert_eq!(csv.lines().count(), 1 + 4 * 3);
+    assert!(succeeds(&["report", json.to_str().unwrap()]).contains("slowdown"));
+}
+
+#[test]
+fn the_twin_counts_a_bulk_transfer_the_duration_cuts_short() {
+    let _g = one();
+    let Some(py) = python("the_twin_counts_a_bulk_transfer_the_duration_cuts_short") else {
+        return;
+    };
+    // 1000 MiB in 300 ms: neither side can receive that much in time.
+    let mut sc = Scenario::from_file(std::path::Path::new(&workload("convoy-bulk.toml"))).unwrap();
+    for kv in [
+        "duration=300ms",
+        "pin=none",
+        "bulk_mib=1000",
+        "cpu_threads=0",
+    ] {
+        sc.set_kv(kv).unwrap();
+    }
+    let t = calibrate::run_twin(&py, &sc, true).unwrap();
+    let srv = &t.report.server;
+    assert_eq!(srv.transfer_bytes, Some(1000 << 20));
+    assert!(srv.transfer_s.is_none(), "{srv:?}");
+    assert!(srv.bytes_in > 0 && srv.bytes_in < 1000 << 20, "{srv:?}");
+    assert!(srv.receive_s.unwrap() > 0.1, "{srv:?}");
+    let s = calibrate::twin_sample(&t, None, sc.gil.interval);
+    let b = s.bulk.unwrap();
+    assert_eq!((b.unfinished, b.transfer_s), (1, None));
+    assert!(b.received() < 1.0 && b.mb_per_sec > 0.0, "{b:?}");
+    let r = calibrate::twin_result(&sc, &t, "cut", 0);
+    assert_eq!(r.io.unwrap().transfer_complete, Some(false));
+}
+
+#[test]
+fn bulk_fits_on_mb_per_sec_and_the_slowdown_against_no_cpu_threads() {
+    let bulk = |mb: f64| calibrate::Sample {
+        bulk: Some(calibrate::Bulk {
+            total: 100,
+            bytes: 100,
+            receive_s: 1.0,
+            transfer_s: Some(1.0),
+            mb_per_sec: mb,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let cond = |cpu: u32, py: f64, model: f64| calibrate::CondResult {
+        params: serde_json::json!({"cpu_threads": cpu, "server": "threaded"}),
+        cpython_runs: vec![bulk(py)],
+        gilbench_runs: vec![bulk(model)],
+        ..Default::default()
+    };
+    let mut cal = calibrate::Calibration {
+        conditions: vec![
+            cond(0, 100.0, 110.0),
+            // CPython 10x slower with a CPU thread, the model 5x: MB/s and slowdown miss.
+            cond(1, 10.0, 22.0),
+            // Both 4x: fits.
+            cond(1, 25.0, 27.5),
+        ],
+        ..Default::default()
+    };
+    cal.conditions[2].params["server"] = "threaded".into();
+    calibrate::resummarize(&mut cal);
+    let c = &cal.conditions;
+    assert!(c[0].fit.ok, "{:?}", c[0].fit);
+    assert_eq!(c[0].cpython.bulk.as_ref().unwrap().slowdown, None);
+    assert_eq!(c[1].cpython.bulk.as_ref().unwrap().slowdown, Some(10.0));
+    assert_eq!(c[1].gilbench.bulk.as_ref().unwrap().slowdown, Some(5.0));
+    assert_eq!(c[1].fit.missed, ["MB/s", "slowdown"]);
+    assert!((c[1].fit.slowdown.unwrap() - 0.5).abs() < 1e-9);
+    assert!(c[2].fit.ok, "{:?}", c[2].fit);
+    assert!(calibrate::is_bulk(&cal));
+    let text = calibrate::text(&cal);
+    assert!(text.contains("MISS (MB/s, slowdown)"), "{text}");
+    assert!(text.contains("10.00x"), "{text}");
+    // A condition without its no-CPU twin has no slowdown.
+    let mut lone = calibrate::Calibration {
+        conditions: vec![cond(1, 10.0, 11.0)],
+        ..Default::default()
+    };
+    calibrate::resummarize(&mut lone);
+    assert_eq!(lone.conditions[0].fit.slowdown, None);
+    assert!(lone.conditions[0].fit.ok);
+    // A ratio against zero (no context switch on one side) is infinite, `null` in JSON: the
+    // file still reads back, and the fit is made again.
+    lone.conditions[0].cpython.ctx_per_sec = 0.0;
+    lone.conditions[0].gilbench.ctx_per_sec = 5.0;
+    lone.conditions[0].fit =
+        calibrate::fit(&lone.conditions[0].gilbench, &lone.conditions[0].cpython);
+    assert!(lone.conditions[0].fit.ctx_per_sec.is_infinite());
+    let text = serde_json::to_string(&lone).unwrap();
+    let mut back: calibrate::Calibration = serde_json::from_str(&text).unwrap();
+    calibrate::resummarize(&mut back);
+    assert!(back.conditions[0].fit.ok);
 }

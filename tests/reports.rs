@@ -262,8 +262,31 @@ fn the_trace_pairs_begin_and_end_per_thread_in_time_order() {
     }
     assert!(stacks.values().all(|s| s.is_empty()), "unclosed spans");
     assert!(spans > 100);
-    for n in ["echo-0", "cpu-0"] {
+    for n in ["echo-0", "cpu-0", "GIL idle while wanted"] {
         assert!(names.contains(n), "no thread named {n}");
+    }
+    // Each run's idle-while-wanted total; without dropped events, over the measured window,
+    // it is the result's figure seen from the trace (clock reads apart).
+    let r = read_json(&d.join("r.json"));
+    for (run, t) in r["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(v["otherData"]["runs"].as_array().unwrap())
+    {
+        let m = &t["idle_while_wanted"];
+        let share = m["share"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&share), "{m}");
+        let (got, want) = (
+            m["measured_share"].as_f64().unwrap(),
+            run["gil"]["idle_while_wanted"].as_f64().unwrap(),
+        );
+        if t["dropped_events"] == 0 {
+            assert!(
+                (got - want).abs() <= 0.01 + want * 0.1,
+                "{got} vs {want}: {m}"
+            );
+        }
     }
     let kinds: std::collections::HashSet<&str> =
         events.iter().filter_map(|e| e["name"].as_str()).collect();

@@ -98,6 +98,54 @@ fn bulk_transfer_under_timed_is_many_times_slower_with_a_cpu_thread() {
     assert!(w >= 5.0 * a, "with a CPU thread {w:.3}s, alone {a:.3}s");
 }
 
+/// A transfer that cannot finish before the run ends (10 MiB under `ruby`, whose 100 ms
+/// quantum lets the receiver in a few times in 300 ms): not a failure. The receiver closes
+/// with the sender's data unread, which resets the sender's connection; the run reports how
+/// much arrived and exits 0.
+#[test]
+fn a_bulk_transfer_cut_by_the_end_of_the_run_is_reported_unfinished() {
+    let _t = one();
+    for server in ["threaded", "poll"] {
+        let json = tmp(&format!("cut-{server}.json"));
+        let o = bin()
+            .args(["run"])
+            .arg(workload_path("convoy-bulk.toml"))
+            .args(["--lock", "ruby", "--duration", "300ms", "--pin", "none"])
+            .args(["--set", &format!("server={server}"), "--json"])
+            .arg(&json)
+            .output()
+            .unwrap();
+        let (out, err) = (
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+        );
+        assert_eq!(o.status.code(), Some(0), "{server}: {err}\n{out}");
+        assert!(!err.contains("reset"), "{server}: {err}");
+        assert!(out.contains("unfinished bulk transfer"), "{server}: {out}");
+        assert!(
+            out.contains("io: bulk transfer unfinished"),
+            "{server}: {out}"
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let r = &v["runs"][0];
+        assert!(r["failure"].is_null(), "{server}: {r}");
+        assert_eq!(r["partial"], false, "{server}");
+        let io = &r["io"];
+        assert_eq!(io["transfer_complete"], false, "{server}: {io}");
+        assert_eq!(io["transfer_bytes"], 10u64 << 20, "{server}");
+        assert!(io["transfer_s"].is_null(), "{server}");
+        let got = io["bytes"].as_u64().unwrap();
+        assert!(got < 10 << 20, "{server}: {got}");
+        if got > 0 {
+            assert!(
+                io["bytes_per_sec"].as_f64().unwrap() > 0.0,
+                "{server}: {io}"
+            );
+        }
+    }
+}
+
 #[test]
 fn udp_echo_answers_every_request() {
     let _t = one();

@@ -398,4 +398,7 @@ fn connection_threads_appear_in_the_timeline_and_the_interval_log() {
             assert!(log.contains(&tag), "{tag} is not in the interval log");
         }
     }
+    // With every GIL thread traced, the idle-while-wanted track is derived.
+    let idle = &t["otherData"]["runs"][0]["idle_while_wanted"];
+    assert!(idle["measured_share"].is_number(), "{idle}");
 }

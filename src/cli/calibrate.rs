@@ -20,7 +20,8 @@ use crate::{load_scenario, positive, Failure, RunOpts};
 /// `gilbench calibrate` options.
 #[derive(Args, Debug)]
 pub struct CalibrateArgs {
-    /// The scenario file (TOML), an echo scenario such as workloads/convoy-echo.toml.
+    /// The scenario file (TOML), a socket scenario such as workloads/convoy-echo.toml or
+    /// workloads/convoy-bulk.toml.
     scenario: PathBuf,
     /// The Python interpreter that runs the twin (default: python3 on PATH).
     #[arg(long, value_name = "PATH")]

@@ -224,6 +224,19 @@ pub const COLUMNS: &[Column] = &[
         plain: three_decimals,
         optional: true,
     },
+    Column {
+        // Below 100%: the run ended before the transfer did (its transfer time is empty).
+        name: "received",
+        key: "transfer_received",
+        source: Source::Run(|r| {
+            let io = r.io.as_ref()?;
+            io.transfer_bytes
+                .map(|total| io.bytes as f64 / total.max(1) as f64)
+        }),
+        human: percent,
+        plain: percent_plain,
+        optional: true,
+    },
 ];
 
 /// The columns the ratio compares, the first the first row has: requests/s, else CPU

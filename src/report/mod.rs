@@ -93,18 +93,41 @@ pub fn run_table(r: &RunResult) -> String {
     }
     if let Some(io) = &r.io {
         let l = &io.latency_us;
-        let _ = writeln!(
-            o,
-            "io: {} requests, {} req/s, latency p50 {} p90 {} p99 {} p99.9 {} max {}",
-            io.requests,
-            rate(io.requests_per_sec),
-            us(l.p50),
-            us(l.p90),
-            us(l.p99),
-            us(l.p999),
-            us(l.max)
-        );
-        if let Some(t) = io.transfer_s {
+        if io.mode == "bulk" {
+            let speed = io
+                .bytes_per_sec
+                .map_or(String::new(), |b| format!(" at {}B/s", rate(b)));
+            let total = io.transfer_bytes.unwrap_or(io.bytes);
+            let _ = match io.transfer_s {
+                Some(t) => writeln!(
+                    o,
+                    "io: bulk transfer of {}B took {t:.3}s{speed}, {} recvs",
+                    rate(total as f64),
+                    io.requests
+                ),
+                None => writeln!(
+                    o,
+                    "io: bulk transfer unfinished: {}B of {}B received ({:.1}%){speed}, {} recvs",
+                    rate(io.bytes as f64),
+                    rate(total as f64),
+                    io.bytes as f64 * 100.0 / total.max(1) as f64,
+                    io.requests
+                ),
+            };
+        } else {
+            let _ = writeln!(
+                o,
+                "io: {} requests, {} req/s, latency p50 {} p90 {} p99 {} p99.9 {} max {}",
+                io.requests,
+                rate(io.requests_per_sec),
+                us(l.p50),
+                us(l.p90),
+                us(l.p99),
+                us(l.p999),
+                us(l.max)
+            );
+        }
+        if let (Some(t), false) = (io.transfer_s, io.mode == "bulk") {
             let _ = writeln!(o, "io: transfer of {}B took {t:.3}s", rate(io.bytes as f64));
         }
         if io.mode == "open" {

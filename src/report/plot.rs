@@ -31,7 +31,7 @@ fn mark(svg: String) -> String {
 }
 
 /// Each label's latency distribution (first repetition), x = 1/(1-p) on a log axis.
-/// Without client-side latency (CPU-only scenarios) nothing is drawn.
+/// Without client-side latency (CPU-only and bulk scenarios) nothing is drawn.
 pub fn latency_percentiles(runs: &[RunResult]) -> Result<Option<String>, String> {
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     for r in runs.iter().filter(|r| r.repeat == 0) {

@@ -45,6 +45,8 @@ pub(super) struct Finished {
     pub(super) load: Option<LoadOut>,
     /// The measured window: from the end of the warm-up to the stop.
     pub(super) measured: Duration,
+    /// From the start, when the measured window began.
+    pub(super) measured_from: Duration,
     pub(super) wall: Duration,
     pub(super) end: End,
     /// Threads still running at the deadline, each with where it was.
@@ -73,7 +75,13 @@ pub(super) fn assemble<G: Gil>(
     let mut merged = Merged::of(&outs);
     let cpu = cpu_summary(&outs, secs);
     let (intervals, traces) = take_recordings(&mut outs, &mut load);
-    let trace = shared_trace(traces, measured, sc, G::NAME);
+    let trace = shared_trace(
+        traces,
+        fin.measured_from,
+        fin.measured_from + measured,
+        sc,
+        G::NAME,
+    );
     let hists = full_hists(sc, &merged, &load);
     let cut_short = load_cut_short(&load);
     let io = match sc.io {
@@ -355,10 +363,11 @@ fn failure_of(end: &End, abandoned: &[String], deadline: Duration) -> Option<Str
     }
 }
 
-/// The timeline of a run, if one was recorded.
+/// The timeline of a run, if one was recorded (times from the run's start).
 fn shared_trace(
     traces: Vec<ThreadTrace>,
-    measured: Duration,
+    measured_from: Duration,
+    stopped: Duration,
     sc: &Scenario,
     lock: &str,
 ) -> Option<Timeline> {
@@ -368,7 +377,11 @@ fn shared_trace(
     let meta = serde_json::json!({"scenario": sc.name, "lock": lock});
     Some(Timeline {
         threads: traces,
-        end_ns: measured.as_nanos() as u64,
+        end_ns: stopped.as_nanos() as u64,
+        measured_from_ns: measured_from.as_nanos() as u64,
+        // Every thread that takes the GIL is traced (the threaded server's connection
+        // threads too), so the idle-while-wanted track can be derived.
+        untraced: None,
         meta,
     })
 }
@@ -402,12 +415,18 @@ fn io_summary(
             io.requests_per_sec = server.requests as f64 / secs;
             io.bytes = server.bytes_in;
             io.transfer_s = server.transfer_s;
+            io.transfer_bytes = Some(sc.bulk_mib << 20);
+            io.transfer_complete = Some(io.transfer_s.is_some());
+            io.bytes_per_sec = server
+                .receive_s
+                .map(|s| server.bytes_in as f64 / s.max(1e-9));
             if io.transfer_s.is_none() {
                 notes.push(format!(
-                    "the bulk transfer did not complete within {:.1}s ({} of {} MiB received; the sender had run {client_s:.1}s)",
-                    sc.duration.as_secs_f64(),
-                    server.bytes_in >> 20,
-                    sc.bulk_mib
+                    "unfinished bulk transfer: {} of {} bytes ({:.1}%) received when the run ended after {:.2}s (the sender had run {client_s:.2}s); rates cover the time measured",
+                    server.bytes_in,
+                    sc.bulk_mib << 20,
+                    server.bytes_in as f64 * 100.0 / (sc.bulk_mib << 20) as f64,
+                    secs
                 ));
             }
         }

@@ -281,11 +281,12 @@ fn run_with<G: Gil>(
             joined.panics.join("; ")
         )));
     }
-    let measured = measured_window(&shared, start, stopped);
+    let (measured, measured_from) = measured_window(&shared, start, stopped);
     let fin = Finished {
         outs: joined.outs,
         load: joined.load,
         measured,
+        measured_from,
         wall,
         end,
         abandoned: joined.abandoned,
@@ -328,17 +329,18 @@ fn idle_while_wanted(shared: &Shared, outs: &[ThreadOut], stop_at: Instant) -> D
 }
 
 /// The measured window: from the end of the warm-up (the start, if there was none) to the
-/// stop, `stopped` after the start.
-fn measured_window(shared: &Shared, start: Instant, stopped: Duration) -> Duration {
+/// stop, `stopped` after the start; and when it began, after the start.
+fn measured_window(shared: &Shared, start: Instant, stopped: Duration) -> (Duration, Duration) {
     let measure_start = shared
         .occupancy
         .measure_start
         .get()
         .copied()
         .unwrap_or(start);
-    start.checked_add(stopped).map_or(stopped, |stop_at| {
+    let measured = start.checked_add(stopped).map_or(stopped, |stop_at| {
         stop_at.saturating_duration_since(measure_start)
-    })
+    });
+    (measured, measure_start.saturating_duration_since(start))
 }
 
 impl Plan {

@@ -1025,6 +1025,8 @@ pub fn run_bulk_send(target: SocketAddr, total: u64, stop: &AtomicBool) -> Resul
         match s.write(&chunk[..n]) {
             Ok(m) => sent += m as u64,
             Err(e) if is_transient(&e) => {}
+            // The run ended and the receiver closed with our data unread (a reset).
+            Err(_) if stop.load(Ordering::SeqCst) => break,
             Err(e) => return Err(format!("bulk send to {}", describe(target, &e))),
         }
     }

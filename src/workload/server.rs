@@ -49,6 +49,10 @@ pub struct ServerStats {
     pub turned_away: u64,
     /// bulk: seconds from the first byte to the last, if the transfer completed.
     pub transfer_s: Option<f64>,
+    /// bulk: seconds from the first byte to the end of the receive: the last byte, or the
+    /// end of the run when it came first.
+    #[serde(default)]
+    pub receive_s: Option<f64>,
 }
 
 /// A bound, not yet serving, socket.
@@ -453,8 +457,9 @@ pub fn bulk_recv<G: Gil>(
             }
         }
     }
+    st.receive_s = first.map(|f| f.elapsed().as_secs_f64());
     if st.bytes_in >= total {
-        st.transfer_s = first.map(|f| f.elapsed().as_secs_f64());
+        st.transfer_s = st.receive_s;
     }
     Ok(st)
 }
@@ -469,6 +474,7 @@ impl ServerStats {
         self.peer_errors += o.peer_errors;
         self.turned_away += o.turned_away;
         self.transfer_s = self.transfer_s.or(o.transfer_s);
+        self.receive_s = self.receive_s.or(o.receive_s);
     }
 }
 

@@ -574,8 +574,9 @@ pub fn bulk_recv_poll<G: Gil>(
             }
         }
     }
+    st.receive_s = first.map(|f| f.elapsed().as_secs_f64());
     if st.bytes_in >= total {
-        st.transfer_s = first.map(|f| f.elapsed().as_secs_f64());
+        st.transfer_s = st.receive_s;
     }
     Ok(st)
 }

@@ -8,10 +8,12 @@ calibrate`, or `gilbench load`) drives it, so that the model and the real interp
 same client. Standard library only.
 
 Protocol: it prints `listening on tcp HOST:PORT` (or `ready` without a server) and flushes;
-measures its CPU threads and context switches over [warmup, warmup + duration] from then; keeps
-serving until its standard input reaches end of file (gilbench closes it when its load
-generator is done) and, for bulk, the transfer is complete, or `--linger` has passed after the
-window; then prints one JSON line with its results and exits 0.
+measures its CPU threads and context switches over [warmup, warmup + duration] from then (for
+bulk over the transfer instead, from the accept to the end of the receive, as gilbench
+measures a transfer whole); keeps serving until its standard input reaches end of file
+(gilbench closes it when its load generator is done) and, for bulk, the transfer is complete
+or the sender has closed, or `--linger` has passed after the window; then prints one JSON line
+with its results and exits 0.
 
 Server structures (as gilbench's `server` key):
   poll      one thread: selectors (epoll) select, recv, send; non-blocking sockets
@@ -119,8 +121,11 @@ class Run:
         self.threads = {}
         self.window = None  # (start, end) once known
         self.server = {"requests": 0, "bytes_in": 0, "bytes_out": 0, "accepted": 0,
-                       "dropped_peers": 0, "peer_errors": 0, "transfer_s": None}
+                       "dropped_peers": 0, "peer_errors": 0, "transfer_s": None,
+                       "receive_s": None, "transfer_bytes": None}
         self.nthreads = 0
+        # bulk: snapshots at the accept and at the end of the receive
+        self.bulk_window = None
 
     def pin(self, index):
         """Pins the calling thread to its core of --cores (index in spawn order)."""
@@ -351,6 +356,8 @@ def bulk(run, lsock):
         run.leave(tid)
         return
     st["accepted"] = 1
+    st["transfer_bytes"] = total
+    s0 = snapshot(run)
     buf = bytearray(a.recv_bytes)
     view = memoryview(buf)
     got = 0
@@ -378,9 +385,15 @@ def bulk(run, lsock):
             st["requests"] += 1
     except OSError:
         st["peer_errors"] += 1
+    end = time.perf_counter()
     st["bytes_in"] = got
-    if got >= total and first is not None:
-        st["transfer_s"] = time.perf_counter() - first
+    if first is not None:
+        # From the first byte to the end of the receive: the last byte, or the sender's
+        # close when it stopped first.
+        st["receive_s"] = end - first
+        if got >= total:
+            st["transfer_s"] = end - first
+    run.bulk_window = (s0, snapshot(run))
     conn.close()
     run.leave(tid)
 
@@ -466,21 +479,27 @@ def main(argv):
     else:
         print("ready", flush=True)
     t0 = time.perf_counter()
-    time.sleep(a.warmup)
-    s0 = snapshot(run)
-    req0 = run.server["bytes_in"]
-    time.sleep(max(0.0, t0 + a.warmup + a.duration - time.perf_counter()))
-    s1 = snapshot(run)
-    req1 = run.server["bytes_in"]
-    with run.lock:
-        exited = {tid: v[2] for tid, v in run.threads.items() if v[2] is not None}
-    # Keep serving until the client is done: end of input, or --linger; a bulk transfer
-    # until it is complete, within --linger too.
-    t_end = time.perf_counter() + a.linger
-    wait_for_eof(a.linger)
     if a.io == "bulk" and server_thread is not None:
-        server_thread.join(max(0.0, t_end - time.perf_counter()))
-    run.stop = True
+        # The transfer is measured whole: its window is the receiver's, from the accept to
+        # the end of the receive. It ends complete, or when the sender stops and closes.
+        server_thread.join(a.warmup + a.duration + a.linger)
+        wait_for_eof(a.linger)
+        run.stop = True
+        s0, s1 = run.bulk_window or (snapshot(run),) * 2
+        req0 = req1 = 0
+        exited = {}
+    else:
+        time.sleep(a.warmup)
+        s0 = snapshot(run)
+        req0 = run.server["bytes_in"]
+        time.sleep(max(0.0, t0 + a.warmup + a.duration - time.perf_counter()))
+        s1 = snapshot(run)
+        req1 = run.server["bytes_in"]
+        with run.lock:
+            exited = {tid: v[2] for tid, v in run.threads.items() if v[2] is not None}
+        # Keep serving until the client is done: end of input, or --linger.
+        wait_for_eof(a.linger)
+        run.stop = True
     with run.lock:
         roles = {tid: v[0] for tid, v in run.threads.items()}
     ctx = {}

@@ -14,8 +14,8 @@ pub const FORMAT: Csv = Csv;
 /// The fields before the columns.
 const LEAD: &str = "scenario,label,lock,repeat,partial,wall_s";
 
-/// The headers of gilbench 0.1.0 before `idle_while_wanted`, and before `cpu_fairness` and
-/// `p999_vs_alone`: files with them are gilbench's too.
+/// The headers of gilbench 0.1.0 before `idle_while_wanted`, and before `cpu_fairness`,
+/// `p999_vs_alone` and `transfer_received`: files with them are gilbench's too.
 const OLD_HEADERS: [&str; 2] = [
     "scenario,label,lock,repeat,partial,wall_s,requests_per_sec,latency_p50_us,latency_p99_us,latency_p999_us,cpu_ticks_per_sec,switches,forced_drops,ctx_switches,transfer_s",
     "scenario,label,lock,repeat,partial,wall_s,requests_per_sec,requests_vs_alone,latency_p50_us,latency_p99_us,p99_vs_alone,latency_p999_us,cpu_ticks_per_sec,cpu_kept,switches,forced_drops,ctx_switches,idle_while_wanted,transfer_s,transfer_vs_alone",

@@ -501,6 +501,15 @@ fn io_section(o: &mut String, io: &crate::result::IoSummary) {
     if let Some(t) = io.transfer_s {
         items.push(("transfer", format!("{t:.3}s")));
     }
+    if let (Some(total), Some(false)) = (io.transfer_bytes, io.transfer_complete) {
+        items.push((
+            "transfer unfinished",
+            format!("{} of {total} bytes received", io.bytes),
+        ));
+    }
+    if let Some(b) = io.bytes_per_sec {
+        items.push(("received/s", format!("{}B", rate(b))));
+    }
     if io.mode == "open" {
         items.push(("target rate", rate(io.rate)));
         items.push(("late sends", io.late_sends.to_string()));

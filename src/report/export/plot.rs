@@ -48,7 +48,7 @@ impl Exporter for Plot {
             )?;
             wrote = true;
         } else if cx.sweep_key.is_none() {
-            (cx.note)("note: no client-side latency to plot (a CPU-only scenario)");
+            (cx.note)("note: no client-side latency to plot (a CPU-only or bulk scenario)");
         }
         Ok(if wrote {
             Outcome::Written
