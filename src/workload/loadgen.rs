@@ -84,6 +84,9 @@ pub struct LoadResult {
     pub cut_short: Option<String>,
     /// Things the reader should know (connections that never opened, slow connecting).
     pub notes: Vec<String>,
+    /// The longest the generator's own thread went without running, beyond the waits it
+    /// asked for (a busy machine).
+    pub held_up: Duration,
 }
 
 impl LoadResult {
@@ -105,6 +108,7 @@ impl LoadResult {
                 .map(|len| IntervalHists::new(measure_from, len, 1)),
             cut_short: None,
             notes: Vec::new(),
+            held_up: Duration::ZERO,
         }
     }
 
@@ -123,6 +127,9 @@ impl LoadResult {
         }
         if let Some(c) = &self.cut_short {
             why.push(c.clone());
+        }
+        if self.held_up >= HELD_UP_NOTE {
+            why.push(format!("the load generator was {}", held_up(self.held_up)));
         }
         if why.is_empty() {
             why.push(format!(
@@ -384,6 +391,29 @@ struct Pacer {
     rr: usize,
 }
 
+/// How long the generator's own thread was held up: back at the top of its loop later than
+/// the wait it asked for. On a busy machine it can get no CPU for tens of milliseconds, and
+/// what it could not send or read meanwhile is missing from its figures.
+struct Pauses {
+    /// When the thread should be back at the top of its loop at the latest.
+    back_by: Instant,
+    longest: Duration,
+}
+
+impl Pauses {
+    fn expect_back_within(&mut self, wait: Duration) {
+        self.back_by = Instant::now() + wait;
+    }
+
+    fn back(&mut self, now: Instant) {
+        self.longest = self
+            .longest
+            .max(now.saturating_duration_since(self.back_by));
+    }
+}
+
+/// Held up this long at a time, the generator says so in its result.
+pub const HELD_UP_NOTE: Duration = Duration::from_millis(50);
 /// How often connections are scanned for timeouts, connects too old and reconnects due.
 const SCAN_EVERY: Duration = Duration::from_millis(5);
 
@@ -418,6 +448,7 @@ struct Gen<'a> {
     rxbuf: Vec<u8>,
     last_scan: Instant,
     last_recheck: Instant,
+    pauses: Pauses,
 }
 
 impl Conn {
@@ -480,6 +511,10 @@ impl<'a> Gen<'a> {
             rxbuf: vec![0u8; 65_536],
             last_scan: start,
             last_recheck: start,
+            pauses: Pauses {
+                back_by: start,
+                longest: Duration::ZERO,
+            },
         })
     }
 
@@ -540,6 +575,7 @@ impl<'a> Gen<'a> {
             }
             self.open(i);
         }
+        self.pauses.expect_back_within(Duration::ZERO);
     }
 
     /// Starts opening connection `i` (which is down).
@@ -861,6 +897,7 @@ impl Gen<'_> {
     /// that just opened, then one poll and its events. `Some` when the run is over.
     fn step(&mut self, stop: &AtomicBool) -> Result<Option<Ending>, String> {
         let now = Instant::now();
+        self.pauses.back(now);
         if now >= self.win.end {
             return Ok(Some(Ending::Window));
         }
@@ -880,7 +917,8 @@ impl Gen<'_> {
         if self.down == self.conns.len() {
             return Ok(Some(Ending::AllDown));
         }
-        let timeout = self.wait();
+        let (timeout, back_within) = self.wait();
+        self.pauses.expect_back_within(back_within);
         self.poll_events(timeout)?;
         Ok(None)
     }
@@ -923,16 +961,17 @@ impl Gen<'_> {
         }
     }
 
-    /// How long the next poll may wait: closed loop, a few milliseconds (nothing, spinning on a core of its own, so that its own wake-up
+    /// How long the next poll may wait, and how soon the thread is due back: closed loop, a
+    /// few milliseconds (nothing, spinning on a core of its own, so that its own wake-up
     /// latency stays out of the round trip); open loop, until the next send is due.
-    fn wait(&mut self) -> Duration {
+    fn wait(&mut self) -> (Duration, Duration) {
         let Some(p) = &self.pacer else {
             let w = if self.cfg.busy_wait {
                 Duration::ZERO
             } else {
                 Duration::from_millis(5)
             };
-            return w;
+            return (w, w);
         };
         let until = p.next_send.saturating_duration_since(Instant::now());
         let sleep = if self.cfg.busy_wait {
@@ -941,12 +980,12 @@ impl Gen<'_> {
             until
         };
         if sleep.is_zero() {
-            return Duration::ZERO;
+            return (Duration::ZERO, Duration::ZERO);
         }
         // epoll's timeout counts whole milliseconds; a timerfd wakes the poll at the intended
         // send time to the microsecond.
         self.timer.arm(sleep);
-        Duration::from_millis(50)
+        (Duration::from_millis(50), sleep)
     }
 
     /// One poll of at most `timeout`, and what it reports.
@@ -979,19 +1018,17 @@ impl Gen<'_> {
 
     /// Readiness of connection `i`. Events are edge-triggered: each one is acted on in full
     /// (a socket read until it would block, pending bytes written), since the same readiness
-    /// is never reported again.
+    /// is never reported again. A connect that completes on an event that also says
+    /// readable is read at once.
     fn on_event(&mut self, i: usize, readable: bool, writable: bool) {
-        match self.conns[i].link {
-            Link::Connecting { .. } => self.connecting(i),
-            Link::Open => {
-                if writable {
-                    self.flush(i);
-                }
-                if readable && self.conns[i].link == Link::Open {
-                    self.receive(i);
-                }
-            }
-            Link::Down { .. } => {}
+        if let Link::Connecting { .. } = self.conns[i].link {
+            self.connecting(i);
+        }
+        if self.conns[i].link == Link::Open && writable {
+            self.flush(i);
+        }
+        if self.conns[i].link == Link::Open && readable {
+            self.receive(i);
         }
     }
 }
@@ -1001,6 +1038,9 @@ impl Gen<'_> {
     /// What the run measured, once its loop has ended: the figures of its window, notes for
     /// the reader, or an error if no connection ever opened.
     fn finish(mut self, ending: Ending) -> Result<LoadResult, String> {
+        if ending == Ending::Window {
+            self.last_look();
+        }
         let now = Instant::now();
         if self.opened == 0 && ending != Ending::Stopped {
             return Err(self.why_no_connection(now));
@@ -1011,6 +1051,13 @@ impl Gen<'_> {
             .as_secs_f64();
         self.note_connections(ending, now);
         self.count_unanswered(now);
+        self.res.held_up = self.pauses.longest;
+        if self.res.held_up >= HELD_UP_NOTE && self.res.requests > 0 {
+            self.res.notes.push(format!(
+                "the load generator was {}; what it could not send or read meanwhile is missing from its figures",
+                held_up(self.res.held_up)
+            ));
+        }
         if let Some(iv) = self.res.interval_hists.take() {
             self.res.intervals = iv.finish(finished);
         }
@@ -1018,16 +1065,35 @@ impl Gen<'_> {
         Ok(self.res)
     }
 
-    /// Why no connection ever opened: the first error, or else no answer in time.
+    /// Asks every connect still in progress where it stands. The loop ends as soon as the
+    /// window is over, without a last poll: a connect that completed while the thread was
+    /// held up (longer than a short run, on a busy machine) would otherwise count as failed.
+    fn last_look(&mut self) {
+        for i in 0..self.conns.len() {
+            if let Link::Connecting { .. } = self.conns[i].link {
+                self.connecting(i);
+            }
+        }
+    }
+
+    /// Why no connection ever opened: the first error, or else no answer in time (and
+    /// whether the generator itself was held up).
     fn why_no_connection(&self, now: Instant) -> String {
         if let Some(e) = &self.connect_error {
             return e.clone();
         }
-        format!(
+        let mut msg = format!(
             "cannot connect to {}: no answer (timed out after {:.1}s)",
             self.cfg.targets[0],
             now.duration_since(self.win.start).as_secs_f64()
-        )
+        );
+        if self.pauses.longest >= HELD_UP_NOTE {
+            msg.push_str(&format!(
+                "; the load generator was {}",
+                held_up(self.pauses.longest)
+            ));
+        }
+        msg
     }
 
     /// Notes on connections: every one failed before the end, some never opened, or opening
@@ -1106,6 +1172,14 @@ impl Gen<'_> {
             }
         }
     }
+}
+
+/// "held up for up to 108 ms at a time (...)": how long the generator went without running.
+fn held_up(d: Duration) -> String {
+    format!(
+        "held up for up to {:.0} ms at a time (no CPU for it: the machine is busy)",
+        d.as_secs_f64() * 1e3
+    )
 }
 
 /// Connects to `target` within [`CONNECT_TIMEOUT`]; `Ok(None)` if `stop` was set first.
@@ -1227,5 +1301,54 @@ mod tests {
             );
             assert!(!is_reply_to(&p[..len - 1], 42, len));
         }
+    }
+}
+
+/// The end of a run on a busy machine, where the generator's own thread can go without a CPU
+/// for longer than a short run: modelled by a sleep between the steps of its loop.
+#[cfg(test)]
+mod held_up {
+    use super::*;
+    use std::net::TcpListener as StdTcpListener;
+
+    fn cfg(target: SocketAddr, duration: Duration) -> LoadConfig {
+        LoadConfig {
+            transport: Transport::Tcp,
+            targets: vec![target],
+            connections: 1,
+            rate: 0.0,
+            request_bytes: 16,
+            warmup: Duration::ZERO,
+            duration,
+            timeout: Duration::from_secs(5),
+            busy_wait: false,
+            intervals: None,
+        }
+    }
+
+    /// The generator opens its connection, then gets no CPU until its window is over. The
+    /// connect completed meanwhile (the kernel answers it: the listener has room): the run
+    /// must not call that a failed connect, and must say it was held up.
+    #[test]
+    fn a_connect_that_completed_while_the_generator_was_held_up_is_not_a_failure() {
+        let l = StdTcpListener::bind("127.0.0.1:0").unwrap();
+        let cfg = cfg(l.local_addr().unwrap(), Duration::from_millis(100));
+        let stop = AtomicBool::new(false);
+        let mut g = Gen::new(&cfg).unwrap();
+        g.open_all(&stop);
+        std::thread::sleep(Duration::from_millis(200));
+        let ending = g.drive(&stop).unwrap();
+        assert_eq!(
+            ending,
+            Ending::Window,
+            "its first turn finds the window over"
+        );
+        let r = g
+            .finish(ending)
+            .expect("the connection was open: no connect failure");
+        assert_eq!(r.requests, 0);
+        assert!(r.held_up >= Duration::from_millis(150), "{:?}", r.held_up);
+        let why = r.why_none_succeeded(cfg.timeout);
+        assert!(why.contains("held up for up to"), "{why}");
     }
 }
