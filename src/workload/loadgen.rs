@@ -20,6 +20,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream as StdTcpStream, UdpSocket as StdUdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -84,6 +85,9 @@ pub struct LoadResult {
     pub cut_short: Option<String>,
     /// Things the reader should know (connections that never opened, slow connecting).
     pub notes: Vec<String>,
+    /// Requests still waiting for a reply when the run ended (not yet past the timeout): how
+    /// many, for how long, and what held them up.
+    pub unanswered: Option<String>,
     /// The longest the generator's own thread went without running, beyond the waits it
     /// asked for (a busy machine).
     pub held_up: Duration,
@@ -108,6 +112,7 @@ impl LoadResult {
                 .map(|len| IntervalHists::new(measure_from, len, 1)),
             cut_short: None,
             notes: Vec::new(),
+            unanswered: None,
             held_up: Duration::ZERO,
         }
     }
@@ -127,6 +132,9 @@ impl LoadResult {
         }
         if let Some(c) = &self.cut_short {
             why.push(c.clone());
+        }
+        if let Some(u) = &self.unanswered {
+            why.push(u.clone());
         }
         if self.held_up >= HELD_UP_NOTE {
             why.push(format!("the load generator was {}", held_up(self.held_up)));
@@ -369,6 +377,53 @@ fn seq_of(reply: &[u8]) -> Option<u64> {
     reply
         .get(..8)
         .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+}
+
+/// What the kernel says about a client socket at the end of a run: bytes received but not
+/// read yet, and how many times TCP has had to send data (or the connection request) again.
+#[derive(Default)]
+struct SockState {
+    unread: usize,
+    resent: u32,
+}
+
+impl SockState {
+    fn of(s: &Sock) -> Self {
+        let fd = match s {
+            Sock::Tcp(t) => t.as_raw_fd(),
+            Sock::Udp(u) => u.as_raw_fd(),
+        };
+        let mut unread: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one c_int into the live local it is given; `fd` stays open
+        // while `s` is borrowed.
+        if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut unread) } != 0 {
+            unread = 0;
+        }
+        let mut st = SockState {
+            unread: usize::try_from(unread).unwrap_or(0),
+            resent: 0,
+        };
+        if let Sock::Tcp(_) = s {
+            // SAFETY: tcp_info is plain integers, for which all-zero bytes are valid.
+            let mut ti: libc::tcp_info = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+            // SAFETY: getsockopt writes at most `len` bytes into the live `ti` and stores the
+            // length it wrote in `len`; `fd` stays open while `s` is borrowed.
+            let r = unsafe {
+                libc::getsockopt(
+                    fd,
+                    libc::IPPROTO_TCP,
+                    libc::TCP_INFO,
+                    (&mut ti as *mut libc::tcp_info).cast(),
+                    &mut len,
+                )
+            };
+            if r == 0 {
+                st.resent = ti.tcpi_total_retrans;
+            }
+        }
+        st
+    }
 }
 
 /// The run's clock: it starts with the generator and lasts `warmup + duration`, connecting
@@ -1076,8 +1131,8 @@ impl Gen<'_> {
         }
     }
 
-    /// Why no connection ever opened: the first error, or else no answer in time (and
-    /// whether the generator itself was held up).
+    /// Why no connection ever opened: the first error, or else no answer in time, with what
+    /// TCP says about the attempts still in progress.
     fn why_no_connection(&self, now: Instant) -> String {
         if let Some(e) = &self.connect_error {
             return e.clone();
@@ -1087,6 +1142,18 @@ impl Gen<'_> {
             self.cfg.targets[0],
             now.duration_since(self.win.start).as_secs_f64()
         );
+        let resent: u32 = self
+            .conns
+            .iter()
+            .filter_map(|c| c.sock.as_ref())
+            .map(|s| SockState::of(s).resent)
+            .sum();
+        if resent > 0 {
+            msg.push_str(&format!(
+                "; TCP resent its connection requests {} without an answer (lost, or the server's listen queue is full)",
+                times(resent)
+            ));
+        }
         if self.pauses.longest >= HELD_UP_NOTE {
             msg.push_str(&format!(
                 "; the load generator was {}",
@@ -1130,19 +1197,52 @@ impl Gen<'_> {
         }
     }
 
-    /// Whatever of the window is still outstanding at the end and older than the timeout
-    /// has failed.
+    /// Requests still outstanding at the end: those of the window older than the timeout
+    /// have failed; the others are described in `unanswered`.
     fn count_unanswered(&mut self, now: Instant) {
+        let timeout = self.cfg.timeout;
+        let (mut waiting, mut oldest) = (0u64, Duration::ZERO);
+        let (mut unread, mut resent) = (false, 0u32);
         for c in &self.conns {
+            let age = |r: &Inflight| now.saturating_duration_since(r.intended);
             self.res.failed += c
                 .inflight
                 .iter()
-                .filter(|r| {
-                    r.intended >= self.win.measure_from
-                        && now.saturating_duration_since(r.intended) > self.cfg.timeout
-                })
+                .filter(|r| r.intended >= self.win.measure_from && age(r) > timeout)
                 .count() as u64;
+            let young: Vec<Duration> = c
+                .inflight
+                .iter()
+                .map(age)
+                .filter(|&a| a <= timeout)
+                .collect();
+            let Some(&max) = young.iter().max() else {
+                continue;
+            };
+            waiting += young.len() as u64;
+            oldest = oldest.max(max);
+            let st = c.sock.as_ref().map(SockState::of).unwrap_or_default();
+            unread |= st.unread > 0;
+            resent += st.resent;
         }
+        if waiting == 0 {
+            return;
+        }
+        let why = if unread && self.pauses.longest >= HELD_UP_NOTE {
+            "replies had arrived that the load generator had not read".to_owned()
+        } else if unread {
+            "a reply arrived as the run ended".to_owned()
+        } else if resent > 0 {
+            format!("TCP had resent data {}: packets were lost", times(resent))
+        } else {
+            "the server had not answered".to_owned()
+        };
+        self.res.unanswered = Some(format!(
+            "{waiting} request{} still waited for a reply when the run ended, the oldest for {:.3}s (timeout {}): {why}",
+            if waiting == 1 { "" } else { "s" },
+            oldest.as_secs_f64(),
+            crate::units::format_duration(timeout)
+        ));
     }
 
     /// Half-closes every open TCP connection and reads what is still on its way (for up to
@@ -1171,6 +1271,15 @@ impl Gen<'_> {
                 }
             }
         }
+    }
+}
+
+/// "once", "twice", "3 times".
+fn times(n: u32) -> String {
+    match n {
+        1 => "once".into(),
+        2 => "twice".into(),
+        n => format!("{n} times"),
     }
 }
 
@@ -1350,5 +1459,41 @@ mod held_up {
         assert!(r.held_up >= Duration::from_millis(150), "{:?}", r.held_up);
         let why = r.why_none_succeeded(cfg.timeout);
         assert!(why.contains("held up for up to"), "{why}");
+    }
+
+    /// A reply that reached the socket while the generator was held up is told apart from a
+    /// server that did not answer.
+    #[test]
+    fn a_reply_the_generator_was_too_held_up_to_read_is_named() {
+        let l = StdTcpListener::bind("127.0.0.1:0").unwrap();
+        let cfg = cfg(l.local_addr().unwrap(), Duration::from_millis(400));
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut b = [0u8; 16];
+            s.read_exact(&mut b).unwrap();
+            // Later than the generator's next poll returns, sooner than it is back.
+            std::thread::sleep(Duration::from_millis(50));
+            s.write_all(&b).unwrap();
+            // Keep the connection until the client closes it.
+            let _ = s.read(&mut b);
+        });
+        let stop = AtomicBool::new(false);
+        let mut g = Gen::new(&cfg).unwrap();
+        g.open_all(&stop);
+        while g.seq == 0 {
+            assert_eq!(g.step(&stop).unwrap(), None, "the request went out in time");
+        }
+        std::thread::sleep(Duration::from_millis(450));
+        let ending = g.drive(&stop).unwrap();
+        let r = g.finish(ending).unwrap();
+        assert_eq!((r.requests, r.failed), (0, 0));
+        let why = r.why_none_succeeded(cfg.timeout);
+        assert!(
+            why.contains("1 request still waited for a reply")
+                && why.contains("replies had arrived that the load generator had not read")
+                && why.contains("the load generator was held up for up to"),
+            "{why}"
+        );
+        server.join().unwrap();
     }
 }
