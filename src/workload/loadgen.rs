@@ -1233,7 +1233,9 @@ impl Gen<'_> {
         } else if unread {
             "a reply arrived as the run ended".to_owned()
         } else if resent > 0 {
-            format!("TCP had resent data {}: packets were lost", times(resent))
+            format!("TCP had resent packets {}: some were lost", times(resent))
+        } else if self.cfg.transport == Transport::Udp {
+            "the server had not answered (or the datagrams were lost)".to_owned()
         } else {
             "the server had not answered".to_owned()
         };
