@@ -225,6 +225,21 @@ fn load_io(addr: &str, name: &str, extra: &[&str]) -> serde_json::Value {
     read_json(&json)["runs"][0]["io"].clone()
 }
 
+/// Runs `gilbench load --connect addr --warmup 0s EXTRA...`, expects exit status 1, and
+/// returns its one-line error.
+fn load_fails(addr: &str, extra: &[&str]) -> String {
+    let mut args = vec!["load", "--connect", addr, "--warmup", "0s"];
+    args.extend_from_slice(extra);
+    let o = output(&args);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    err_line(&o)
+}
+
 /// Runs `cmd` with at most `n` open file descriptors (soft and hard limit).
 fn limit_nofile(cmd: &mut Command, n: u64) {
     use std::os::unix::process::CommandExt;
@@ -419,29 +434,63 @@ fn a_silent_server_fails_the_load() {
         }
     });
     let t0 = Instant::now();
-    let o = output(&[
-        "load",
-        "--connect",
-        &addr,
-        "--duration",
-        "1s",
-        "--warmup",
-        "0s",
-        "--timeout",
-        "200ms",
-    ]);
+    let e = load_fails(&addr, &["--duration", "1s", "--timeout", "200ms"]);
     assert!(
         t0.elapsed() < Duration::from_secs(4),
         "took {:?}",
         t0.elapsed()
     );
-    assert_eq!(o.status.code(), Some(1));
-    let e = err_line(&o);
     assert!(
         e.contains("no request succeeded") && e.contains("unanswered (timeout 200ms)"),
         "{e}"
     );
     server.join().unwrap();
+}
+
+/// A server that takes the request but has not answered when the run ends (its timeout is
+/// longer than the run): the run says that the server had not answered, and for how long.
+#[test]
+fn a_server_that_has_not_answered_by_the_end_is_named() {
+    let _t = timing();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut b = [0u8; 64];
+        s.read_exact(&mut b).unwrap();
+        // No answer; the client closes first.
+        let _ = s.read(&mut b);
+    });
+    let e = load_fails(&addr, &["--duration", "300ms", "--timeout", "5s"]);
+    assert!(
+        e.contains("no request succeeded: 1 request still waited for a reply when the run ended")
+            && e.contains("(timeout 5s): the server had not answered"),
+        "{e}"
+    );
+    server.join().unwrap();
+}
+
+/// A connect whose SYN the server's machine drops (here: a listener whose accept queue is
+/// full) fails the run, saying that TCP sent it again without an answer.
+#[test]
+fn a_connection_request_that_goes_unanswered_says_so() {
+    let _t = timing();
+    let (_l, addr) = never_accepting();
+    let target: std::net::SocketAddr = addr.parse().unwrap();
+    // Fill the accept queue: the connect that gets no answer is the first one left out.
+    let mut held = Vec::new();
+    while let Ok(s) = TcpStream::connect_timeout(&target, Duration::from_millis(200)) {
+        held.push(s);
+        assert!(held.len() < 16, "the listen queue never filled");
+    }
+    // TCP sends a SYN again after 1 s.
+    let e = load_fails(&addr, &["--duration", "1500ms"]);
+    assert!(
+        e.contains("cannot connect to")
+            && e.contains("no answer (timed out after")
+            && e.contains("TCP resent its connection requests once without an answer"),
+        "{e}"
+    );
 }
 
 /// A TCP echo server that answers every request with its last byte changed.

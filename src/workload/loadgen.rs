@@ -20,6 +20,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream as StdTcpStream, UdpSocket as StdUdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -84,9 +85,38 @@ pub struct LoadResult {
     pub cut_short: Option<String>,
     /// Things the reader should know (connections that never opened, slow connecting).
     pub notes: Vec<String>,
+    /// Requests still waiting for a reply when the run ended (not yet past the timeout): how
+    /// many, for how long, and what held them up.
+    pub unanswered: Option<String>,
+    /// The longest the generator's own thread went without running, beyond the waits it
+    /// asked for (a busy machine).
+    pub held_up: Duration,
 }
 
 impl LoadResult {
+    /// Nothing measured yet; requests intended from `measure_from` on are recorded.
+    fn empty(cfg: &LoadConfig, measure_from: Instant) -> Self {
+        LoadResult {
+            requests: 0,
+            failed: 0,
+            late: 0,
+            bytes: 0,
+            latency: new_hist(),
+            lateness: new_hist(),
+            measured_s: 0.0,
+            errors: 0,
+            first_error: None,
+            intervals: Vec::new(),
+            interval_hists: cfg
+                .intervals
+                .map(|len| IntervalHists::new(measure_from, len, 1)),
+            cut_short: None,
+            notes: Vec::new(),
+            unanswered: None,
+            held_up: Duration::ZERO,
+        }
+    }
+
     /// Why no request succeeded, in a few words, for a run with `requests == 0`.
     pub fn why_none_succeeded(&self, timeout: Duration) -> String {
         let mut why = Vec::new();
@@ -102,6 +132,12 @@ impl LoadResult {
         }
         if let Some(c) = &self.cut_short {
             why.push(c.clone());
+        }
+        if let Some(u) = &self.unanswered {
+            why.push(u.clone());
+        }
+        if self.held_up >= HELD_UP_NOTE {
+            why.push(format!("the load generator was {}", held_up(self.held_up)));
         }
         if why.is_empty() {
             why.push(format!(
@@ -343,13 +379,110 @@ fn seq_of(reply: &[u8]) -> Option<u64> {
         .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
 }
 
+/// What the kernel says about a client socket at the end of a run: bytes received but not
+/// read yet, and how many times TCP has had to send data (or the connection request) again.
+#[derive(Default)]
+struct SockState {
+    unread: usize,
+    resent: u32,
+}
+
+impl SockState {
+    fn of(s: &Sock) -> Self {
+        let fd = match s {
+            Sock::Tcp(t) => t.as_raw_fd(),
+            Sock::Udp(u) => u.as_raw_fd(),
+        };
+        let mut unread: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one c_int into the live local it is given; `fd` stays open
+        // while `s` is borrowed.
+        if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut unread) } != 0 {
+            unread = 0;
+        }
+        let mut st = SockState {
+            unread: usize::try_from(unread).unwrap_or(0),
+            resent: 0,
+        };
+        if let Sock::Tcp(_) = s {
+            // SAFETY: tcp_info is plain integers, for which all-zero bytes are valid.
+            let mut ti: libc::tcp_info = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+            // SAFETY: getsockopt writes at most `len` bytes into the live `ti` and stores the
+            // length it wrote in `len`; `fd` stays open while `s` is borrowed.
+            let r = unsafe {
+                libc::getsockopt(
+                    fd,
+                    libc::IPPROTO_TCP,
+                    libc::TCP_INFO,
+                    (&mut ti as *mut libc::tcp_info).cast(),
+                    &mut len,
+                )
+            };
+            if r == 0 {
+                st.resent = ti.tcpi_total_retrans;
+            }
+        }
+        st
+    }
+}
+
+/// The run's clock: it starts with the generator and lasts `warmup + duration`, connecting
+/// included.
+#[derive(Clone, Copy)]
+struct Window {
+    start: Instant,
+    /// Requests intended from here on are recorded: the warm-up is over.
+    measure_from: Instant,
+    end: Instant,
+}
+
+/// Open loop: request k is due at `start + k * period`, whatever happened to earlier ones;
+/// the open connections take turns.
+#[derive(Clone, Copy)]
+struct Pacer {
+    period: Duration,
+    next_send: Instant,
+    /// The connection to try first for the next request.
+    rr: usize,
+}
+
+/// How long the generator's own thread was held up: back at the top of its loop later than
+/// the wait it asked for. On a busy machine it can get no CPU for tens of milliseconds, and
+/// what it could not send or read meanwhile is missing from its figures.
+struct Pauses {
+    /// When the thread should be back at the top of its loop at the latest.
+    back_by: Instant,
+    longest: Duration,
+}
+
+impl Pauses {
+    fn expect_back_within(&mut self, wait: Duration) {
+        self.back_by = Instant::now() + wait;
+    }
+
+    fn back(&mut self, now: Instant) {
+        self.longest = self
+            .longest
+            .max(now.saturating_duration_since(self.back_by));
+    }
+}
+
+/// Held up this long at a time, the generator says so in its result.
+pub const HELD_UP_NOTE: Duration = Duration::from_millis(50);
+/// How often connections are scanned for timeouts, connects too old and reconnects due.
+const SCAN_EVERY: Duration = Duration::from_millis(5);
+
 struct Gen<'a> {
     cfg: &'a LoadConfig,
     poll: Poll,
+    events: Events,
+    /// Wakes the poll at the next open-loop send.
+    timer: Timer,
     conns: Vec<Conn>,
-    closed_loop: bool,
+    win: Window,
+    /// Open loop only.
+    pacer: Option<Pacer>,
     seq: u64,
-    measure_from: Instant,
     res: LoadResult,
     /// Connections that are down (no socket), kept count of so the run can end at once
     /// when every one is.
@@ -368,9 +501,82 @@ struct Gen<'a> {
     /// Scratch space for receiving, allocated once (zeroing 64 KiB per read would add
     /// microseconds to every measured round trip).
     rxbuf: Vec<u8>,
+    last_scan: Instant,
+    last_recheck: Instant,
+    pauses: Pauses,
 }
 
-impl Gen<'_> {
+impl Conn {
+    fn new(target: SocketAddr, since: Instant) -> Self {
+        Conn {
+            target,
+            sock: None,
+            link: Link::Down { since },
+            ever_open: false,
+            inflight: VecDeque::new(),
+            rx: Vec::new(),
+            tx: Vec::new(),
+        }
+    }
+}
+
+impl<'a> Gen<'a> {
+    /// A generator whose window starts now, every connection still down.
+    fn new(cfg: &'a LoadConfig) -> Result<Self, String> {
+        let poll = Poll::new().map_err(|e| format!("cannot create a poller: {e}"))?;
+        let start = Instant::now();
+        let measure_from = start + cfg.warmup;
+        let win = Window {
+            start,
+            measure_from,
+            end: measure_from + cfg.duration,
+        };
+        let timer = Timer::new().map_err(|e| format!("cannot create a timer: {e}"))?;
+        poll.registry()
+            .register(
+                &mut mio::unix::SourceFd(&timer.fd),
+                TIMER,
+                Interest::READABLE,
+            )
+            .map_err(|e| format!("cannot poll a timer: {e}"))?;
+        let pacer = (cfg.rate > 0.0).then(|| Pacer {
+            period: Duration::from_secs_f64(1.0 / cfg.rate),
+            next_send: start,
+            rr: 0,
+        });
+        Ok(Gen {
+            cfg,
+            poll,
+            events: Events::with_capacity(256),
+            timer,
+            conns: (0..cfg.connections)
+                .map(|i| Conn::new(cfg.targets[i % cfg.targets.len()], start))
+                .collect(),
+            win,
+            pacer,
+            seq: 0,
+            res: LoadResult::empty(cfg, measure_from),
+            down: cfg.connections,
+            opened: 0,
+            all_open_at: None,
+            first_opens: 0,
+            connect_error: None,
+            to_send: Vec::new(),
+            buf: Vec::with_capacity(65_536),
+            rxbuf: vec![0u8; 65_536],
+            last_scan: start,
+            last_recheck: start,
+            pauses: Pauses {
+                back_by: start,
+                longest: Duration::ZERO,
+            },
+        })
+    }
+
+    fn closed_loop(&self) -> bool {
+        self.pacer.is_none()
+    }
+
     fn fail(&mut self, msg: String) {
         self.res.errors += 1;
         self.res.first_error.get_or_insert(msg);
@@ -395,7 +601,7 @@ impl Gen<'_> {
         let recorded = self.conns[i]
             .inflight
             .iter()
-            .filter(|r| r.intended >= self.measure_from)
+            .filter(|r| r.intended >= self.win.measure_from)
             .count();
         self.res.failed += recorded as u64;
         let c = &mut self.conns[i];
@@ -414,6 +620,17 @@ impl Gen<'_> {
                 since: Instant::now(),
             },
         );
+    }
+
+    /// Starts every connect at once, without waiting for any (a stop is seen every 64).
+    fn open_all(&mut self, stop: &AtomicBool) {
+        for i in 0..self.conns.len() {
+            if i % 64 == 0 && stop.load(Ordering::Relaxed) {
+                break;
+            }
+            self.open(i);
+        }
+        self.pauses.expect_back_within(Duration::ZERO);
     }
 
     /// Starts opening connection `i` (which is down).
@@ -464,12 +681,12 @@ impl Gen<'_> {
                 self.all_open_at = Some(Instant::now());
             }
         }
-        if self.closed_loop {
+        if self.closed_loop() {
             self.to_send.push(i);
         }
     }
 
-    /// An event on a connection whose connect is in progress.
+    /// Asks connection `i`, whose connect is in progress, where it stands.
     fn connecting(&mut self, i: usize) {
         let Some(Sock::Tcp(t)) = &self.conns[i].sock else {
             return;
@@ -520,114 +737,121 @@ impl Gen<'_> {
         }
     }
 
-    /// Reads what connection `i` has; returns how many replies completed.
-    fn receive(&mut self, i: usize) -> u64 {
-        let mut done = 0;
-        let len = self.cfg.request_bytes;
-        let mut err = None;
-        loop {
-            let now;
-            let c = &mut self.conns[i];
-            match &mut c.sock {
-                Some(Sock::Tcp(t)) => {
-                    // Read into the reusable scratch buffer, keep only what arrived.
-                    let n = match t.read(&mut self.rxbuf) {
-                        Ok(0) => {
-                            err = Some(format!("{}: the server closed the connection", c.target));
-                            break;
-                        }
-                        Ok(n) => n,
-                        Err(e) => {
-                            if e.kind() == io::ErrorKind::WouldBlock {
-                                break;
-                            }
-                            if e.kind() != io::ErrorKind::Interrupted {
-                                err = Some(describe(c.target, &e));
-                                break;
-                            }
-                            continue;
-                        }
-                    };
-                    c.rx.extend_from_slice(&self.rxbuf[..n]);
-                    now = Instant::now();
-                    let mut consumed = 0;
-                    while c.rx.len() - consumed >= len {
-                        let reply = &c.rx[consumed..consumed + len];
-                        consumed += len;
-                        let Some(req) = c.inflight.pop_front() else {
-                            err = Some(format!("{}: a reply nobody asked for", c.target));
-                            break;
-                        };
-                        if !is_reply_to(reply, req.seq, len) {
-                            c.inflight.push_front(req);
-                            err = Some(format!(
-                                "{}: a reply that does not match its request",
-                                c.target
-                            ));
-                            break;
-                        }
-                        self.res.bytes += len as u64;
-                        if req.intended >= self.measure_from {
-                            self.res.record_latency(now, now - req.intended);
-                        }
-                        done += 1;
-                    }
-                    c.rx.drain(..consumed);
-                    if err.is_some() {
-                        break;
-                    }
+    /// Reads everything connection `i` has (until the socket would block: its readiness is
+    /// edge-triggered), then, in the closed loop, sends one request per reply.
+    fn receive(&mut self, i: usize) {
+        let got = match &self.conns[i].sock {
+            Some(Sock::Tcp(_)) => self.receive_tcp(i),
+            Some(Sock::Udp(_)) => self.receive_udp(i),
+            None => Ok(0),
+        };
+        match got {
+            Err(e) => self.replace(i, Some(e)),
+            Ok(done) if self.closed_loop() => {
+                for _ in 0..done {
+                    self.send(i, Instant::now());
                 }
-                Some(Sock::Udp(u)) => {
-                    let n = match u.recv(&mut self.rxbuf) {
-                        Ok(n) => n,
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => {
-                            err = Some(describe(c.target, &e));
-                            break;
-                        }
-                    };
-                    now = Instant::now();
-                    let reply = &self.rxbuf[..n];
-                    let seq = seq_of(reply);
-                    // Replies to requests already given up on are ignored.
-                    let Some(pos) = c.inflight.iter().position(|r| Some(r.seq) == seq) else {
-                        continue;
-                    };
-                    let req = c.inflight.remove(pos).expect("position is valid");
-                    if !is_reply_to(reply, req.seq, len) {
-                        // The datagram stands alone: the request failed, the socket is fine.
-                        if req.intended >= self.measure_from {
-                            self.res.failed += 1;
-                        }
-                        let msg = format!("{}: a reply that does not match its request", c.target);
-                        self.fail(msg);
-                        if self.closed_loop {
-                            self.to_send.push(i);
-                        }
-                        continue;
-                    }
-                    self.res.bytes += n as u64;
-                    if req.intended >= self.measure_from {
-                        self.res.record_latency(now, now - req.intended);
-                    }
-                    done += 1;
-                }
-                None => break,
             }
+            Ok(_) => {}
         }
-        if let Some(e) = err {
-            self.replace(i, Some(e));
-            return done;
-        }
-        if self.closed_loop {
-            for _ in 0..done {
-                self.send(i, Instant::now());
-            }
-        }
-        done
     }
 
+    /// Reads a TCP connection until it would block; returns how many replies completed.
+    fn receive_tcp(&mut self, i: usize) -> Result<u64, String> {
+        let mut done = 0;
+        loop {
+            let c = &mut self.conns[i];
+            let Some(Sock::Tcp(t)) = &mut c.sock else {
+                return Ok(done);
+            };
+            // Read into the reusable scratch buffer, keep only what arrived.
+            let n = match t.read(&mut self.rxbuf) {
+                Ok(0) => return Err(format!("{}: the server closed the connection", c.target)),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(done),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(describe(c.target, &e)),
+            };
+            c.rx.extend_from_slice(&self.rxbuf[..n]);
+            done += self.take_replies(i, Instant::now())?;
+        }
+    }
+
+    /// Takes the complete replies off the front of connection `i`'s received bytes, each
+    /// checked against the oldest request in flight; returns how many there were.
+    fn take_replies(&mut self, i: usize, now: Instant) -> Result<u64, String> {
+        let len = self.cfg.request_bytes;
+        let c = &mut self.conns[i];
+        let (mut consumed, mut done, mut err) = (0, 0, None);
+        while c.rx.len() - consumed >= len {
+            let reply = &c.rx[consumed..consumed + len];
+            consumed += len;
+            let Some(req) = c.inflight.pop_front() else {
+                err = Some(format!("{}: a reply nobody asked for", c.target));
+                break;
+            };
+            if !is_reply_to(reply, req.seq, len) {
+                c.inflight.push_front(req);
+                err = Some(format!(
+                    "{}: a reply that does not match its request",
+                    c.target
+                ));
+                break;
+            }
+            self.res.bytes += len as u64;
+            if req.intended >= self.win.measure_from {
+                self.res.record_latency(now, now - req.intended);
+            }
+            done += 1;
+        }
+        c.rx.drain(..consumed);
+        err.map_or(Ok(done), Err)
+    }
+
+    /// Reads a UDP socket until it would block; returns how many replies completed. A
+    /// datagram that answers no request in flight is ignored (its request was given up on);
+    /// one that does not match its request fails that request only.
+    fn receive_udp(&mut self, i: usize) -> Result<u64, String> {
+        let len = self.cfg.request_bytes;
+        let mut done = 0;
+        loop {
+            let c = &mut self.conns[i];
+            let Some(Sock::Udp(u)) = &mut c.sock else {
+                return Ok(done);
+            };
+            let n = match u.recv(&mut self.rxbuf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(done),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(describe(c.target, &e)),
+            };
+            let now = Instant::now();
+            let reply = &self.rxbuf[..n];
+            let seq = seq_of(reply);
+            let Some(pos) = c.inflight.iter().position(|r| Some(r.seq) == seq) else {
+                continue;
+            };
+            let req = c.inflight.remove(pos).expect("position is valid");
+            let recorded = req.intended >= self.win.measure_from;
+            if !is_reply_to(reply, req.seq, len) {
+                // The datagram stands alone: the request failed, the socket is fine.
+                self.res.failed += u64::from(recorded);
+                let msg = format!("{}: a reply that does not match its request", c.target);
+                self.fail(msg);
+                if self.closed_loop() {
+                    self.to_send.push(i);
+                }
+                continue;
+            }
+            self.res.bytes += n as u64;
+            if recorded {
+                self.res.record_latency(now, now - req.intended);
+            }
+            done += 1;
+        }
+    }
+
+    /// Writes what connection `i` could not send at once.
     fn flush(&mut self, i: usize) {
         let c = &mut self.conns[i];
         let mut err = None;
@@ -641,11 +865,11 @@ impl Gen<'_> {
         }
     }
 
-    /// Every few milliseconds: gives up on requests older than the timeout (replacing their
-    /// connection), on connects older than [`CONNECT_TIMEOUT`], and reopens connections that
-    /// have been down for [`RETRY_AFTER`]. With `recheck`, also asks every connect in
-    /// progress where it stands, so none waits for ever on an edge it missed (two system
-    /// calls each, hence not at every scan).
+    /// Gives up on requests older than the timeout (replacing their connection), on
+    /// connects older than [`CONNECT_TIMEOUT`], and reopens connections that have been down
+    /// for [`RETRY_AFTER`]. With `recheck`, also asks every connect in progress where it
+    /// stands, so none waits for ever on an edge it missed (two system calls each, hence not
+    /// at every scan).
     fn scan(&mut self, now: Instant, recheck: bool) {
         for i in 0..self.conns.len() {
             match self.conns[i].link {
@@ -678,7 +902,7 @@ impl Gen<'_> {
 }
 
 /// How a load run ended.
-#[derive(PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Ending {
     /// Its window was over.
     Window,
@@ -692,82 +916,14 @@ enum Ending {
 /// or every connection has failed. Fails only if no connection could be opened at all (and
 /// the run was not stopped).
 pub fn run_echo_load(cfg: &LoadConfig, stop: &AtomicBool) -> Result<LoadResult, String> {
-    let poll = Poll::new().map_err(|e| format!("cannot create a poller: {e}"))?;
-    let start = Instant::now();
-    let measure_from = start + cfg.warmup;
-    let end = measure_from + cfg.duration;
-    let conns = (0..cfg.connections)
-        .map(|i| Conn {
-            target: cfg.targets[i % cfg.targets.len()],
-            sock: None,
-            link: Link::Down { since: start },
-            ever_open: false,
-            inflight: VecDeque::new(),
-            rx: Vec::new(),
-            tx: Vec::new(),
-        })
-        .collect();
-    let closed = cfg.rate <= 0.0;
-    let mut g = Gen {
-        cfg,
-        poll,
-        conns,
-        closed_loop: closed,
-        seq: 0,
-        measure_from,
-        res: LoadResult {
-            requests: 0,
-            failed: 0,
-            late: 0,
-            bytes: 0,
-            latency: new_hist(),
-            lateness: new_hist(),
-            measured_s: 0.0,
-            errors: 0,
-            first_error: None,
-            intervals: Vec::new(),
-            interval_hists: cfg
-                .intervals
-                .map(|len| IntervalHists::new(measure_from, len, 1)),
-            cut_short: None,
-            notes: Vec::new(),
-        },
-        down: cfg.connections,
-        opened: 0,
-        all_open_at: None,
-        first_opens: 0,
-        connect_error: None,
-        to_send: Vec::new(),
-        buf: Vec::with_capacity(65_536),
-        rxbuf: vec![0u8; 65_536],
-    };
-    let mut timer = Timer::new().map_err(|e| format!("cannot create a timer: {e}"))?;
-    g.poll
-        .registry()
-        .register(
-            &mut mio::unix::SourceFd(&timer.fd),
-            TIMER,
-            Interest::READABLE,
-        )
-        .map_err(|e| format!("cannot poll a timer: {e}"))?;
-    // Every connect at once, without waiting for any (a stop is seen every 64 of them).
-    for i in 0..g.conns.len() {
-        if i % 64 == 0 && stop.load(Ordering::Relaxed) {
-            break;
-        }
-        g.open(i);
-    }
-    let period = if closed {
-        Duration::ZERO
-    } else {
-        Duration::from_secs_f64(1.0 / cfg.rate)
-    };
-    let mut next_send = start;
-    let mut rr = 0usize;
-    let mut events = Events::with_capacity(256);
-    let mut last_scan = start;
-    let mut last_recheck = start;
-    // Wake-ups from sleeps as precise as the kernel allows (the default slack is 50 us).
+    let mut g = Gen::new(cfg)?;
+    g.open_all(stop);
+    let ending = g.drive(stop)?;
+    g.finish(ending)
+}
+
+/// Wake-ups from sleeps as precise as the kernel allows (the default slack is 50 us).
+fn set_timer_slack() {
     // SAFETY: PR_SET_TIMERSLACK only changes this thread's timer slack; no pointers involved.
     unsafe {
         libc::prctl(
@@ -778,83 +934,124 @@ pub fn run_echo_load(cfg: &LoadConfig, stop: &AtomicBool) -> Result<LoadResult, 
             0 as libc::c_ulong,
         );
     }
-    let ending = loop {
+}
+
+/// The loop: what is due, then a poll and the events it reports.
+impl Gen<'_> {
+    /// Turns the loop until the window is over, `stop` is set or every connection is down.
+    fn drive(&mut self, stop: &AtomicBool) -> Result<Ending, String> {
+        set_timer_slack();
+        loop {
+            if let Some(ending) = self.step(stop)? {
+                return Ok(ending);
+            }
+        }
+    }
+
+    /// One turn: the sends that are due, the periodic scan, first requests on connections
+    /// that just opened, then one poll and its events. `Some` when the run is over.
+    fn step(&mut self, stop: &AtomicBool) -> Result<Option<Ending>, String> {
         let now = Instant::now();
-        if now >= end {
-            break Ending::Window;
+        self.pauses.back(now);
+        if now >= self.win.end {
+            return Ok(Some(Ending::Window));
         }
         if stop.load(Ordering::Relaxed) {
-            break Ending::Stopped;
+            return Ok(Some(Ending::Stopped));
         }
-        if !closed {
-            while next_send <= now {
-                let n = g.conns.len();
-                let Some(i) = (0..n)
-                    .map(|k| (rr + k) % n)
-                    .find(|&i| g.conns[i].link == Link::Open)
-                else {
-                    break;
-                };
-                rr = i + 1;
-                let sent = Instant::now();
-                g.send(i, next_send);
-                let late = sent.saturating_duration_since(next_send);
-                if next_send >= measure_from {
-                    record(&mut g.res.lateness, late);
-                    if late > LATE_AFTER {
-                        g.res.late += 1;
-                    }
-                }
-                next_send += period;
-            }
-        }
-        if now.duration_since(last_scan) >= Duration::from_millis(5) {
-            last_scan = now;
-            let recheck = now.duration_since(last_recheck) >= RECHECK_CONNECTS;
+        self.send_due(now);
+        if now.duration_since(self.last_scan) >= SCAN_EVERY {
+            self.last_scan = now;
+            let recheck = now.duration_since(self.last_recheck) >= RECHECK_CONNECTS;
             if recheck {
-                last_recheck = now;
+                self.last_recheck = now;
             }
-            g.scan(now, recheck);
+            self.scan(now, recheck);
         }
-        // Closed loop: a first request on each connection that just opened.
-        for i in std::mem::take(&mut g.to_send) {
-            if g.conns[i].link == Link::Open && g.conns[i].inflight.is_empty() {
-                g.send(i, Instant::now());
+        self.send_first_requests();
+        if self.down == self.conns.len() {
+            return Ok(Some(Ending::AllDown));
+        }
+        let (timeout, back_within) = self.wait();
+        self.pauses.expect_back_within(back_within);
+        self.poll_events(timeout)?;
+        Ok(None)
+    }
+
+    /// Open loop: sends every request that is due, each on the next open connection in
+    /// turn, and records how late it went out.
+    fn send_due(&mut self, now: Instant) {
+        let Some(mut p) = self.pacer else {
+            return;
+        };
+        let n = self.conns.len();
+        while p.next_send <= now {
+            let Some(i) = (0..n)
+                .map(|k| (p.rr + k) % n)
+                .find(|&i| self.conns[i].link == Link::Open)
+            else {
+                break;
+            };
+            p.rr = i + 1;
+            let sent = Instant::now();
+            self.send(i, p.next_send);
+            let late = sent.saturating_duration_since(p.next_send);
+            if p.next_send >= self.win.measure_from {
+                record(&mut self.res.lateness, late);
+                if late > LATE_AFTER {
+                    self.res.late += 1;
+                }
+            }
+            p.next_send += p.period;
+        }
+        self.pacer = Some(p);
+    }
+
+    /// Closed loop: a first request on each connection that just opened.
+    fn send_first_requests(&mut self) {
+        for i in std::mem::take(&mut self.to_send) {
+            if self.conns[i].link == Link::Open && self.conns[i].inflight.is_empty() {
+                self.send(i, Instant::now());
             }
         }
-        if g.down == g.conns.len() {
-            break Ending::AllDown;
-        }
-        let wait = if closed {
-            // With a core of its own the client polls without sleeping, so its own wake-up
-            // latency stays out of the round trip.
-            if cfg.busy_wait {
+    }
+
+    /// How long the next poll may wait, and how soon the thread is due back: closed loop, a
+    /// few milliseconds (nothing, spinning on a core of its own, so that its own wake-up
+    /// latency stays out of the round trip); open loop, until the next send is due.
+    fn wait(&mut self) -> (Duration, Duration) {
+        let Some(p) = &self.pacer else {
+            let w = if self.cfg.busy_wait {
                 Duration::ZERO
             } else {
                 Duration::from_millis(5)
-            }
-        } else {
-            let until = next_send.saturating_duration_since(Instant::now());
-            let sleep = if cfg.busy_wait {
-                until.saturating_sub(SPIN_WINDOW)
-            } else {
-                until
             };
-            if sleep.is_zero() {
-                Duration::ZERO
-            } else {
-                // epoll's timeout counts whole milliseconds; a timerfd wakes the poll at the
-                // intended send time to the microsecond.
-                timer.arm(sleep);
-                Duration::from_millis(50)
-            }
+            return (w, w);
         };
-        if let Err(e) = g.poll.poll(&mut events, Some(wait)) {
+        let until = p.next_send.saturating_duration_since(Instant::now());
+        let sleep = if self.cfg.busy_wait {
+            until.saturating_sub(SPIN_WINDOW)
+        } else {
+            until
+        };
+        if sleep.is_zero() {
+            return (Duration::ZERO, Duration::ZERO);
+        }
+        // epoll's timeout counts whole milliseconds; a timerfd wakes the poll at the intended
+        // send time to the microsecond.
+        self.timer.arm(sleep);
+        (Duration::from_millis(50), sleep)
+    }
+
+    /// One poll of at most `timeout`, and what it reports.
+    fn poll_events(&mut self, timeout: Duration) -> Result<(), String> {
+        if let Err(e) = self.poll.poll(&mut self.events, Some(timeout)) {
             if e.kind() != io::ErrorKind::Interrupted {
                 return Err(format!("poll failed: {e}"));
             }
         }
-        let ready: Vec<(usize, bool, bool)> = events
+        let ready: Vec<(usize, bool, bool)> = self
+            .events
             .iter()
             .map(|e| {
                 (
@@ -866,88 +1063,190 @@ pub fn run_echo_load(cfg: &LoadConfig, stop: &AtomicBool) -> Result<LoadResult, 
             .collect();
         for (i, readable, writable) in ready {
             if i == TIMER.0 {
-                timer.clear();
-                continue;
-            }
-            if i >= g.conns.len() {
-                continue;
-            }
-            match g.conns[i].link {
-                Link::Connecting { .. } => g.connecting(i),
-                Link::Open => {
-                    if writable {
-                        g.flush(i);
-                    }
-                    if readable && g.conns[i].link == Link::Open {
-                        g.receive(i);
-                    }
-                }
-                Link::Down { .. } => {}
+                self.timer.clear();
+            } else if i < self.conns.len() {
+                self.on_event(i, readable, writable);
             }
         }
-    };
-    let now = Instant::now();
-    if g.opened == 0 && ending != Ending::Stopped {
-        let target = cfg.targets[0];
-        return Err(g.connect_error.take().unwrap_or_else(|| {
-            format!(
-                "cannot connect to {target}: no answer (timed out after {:.1}s)",
-                now.duration_since(start).as_secs_f64()
-            )
-        }));
+        Ok(())
     }
-    let finished = now.min(end);
-    g.res.measured_s = finished
-        .saturating_duration_since(measure_from)
-        .as_secs_f64();
-    if ending == Ending::AllDown {
-        g.res.cut_short = Some(format!(
-            "the load run ended {:.2}s into its {:.2}s: every connection had failed",
-            now.duration_since(start).as_secs_f64(),
-            (cfg.warmup + cfg.duration).as_secs_f64()
-        ));
-    }
-    let never = g.conns.iter().filter(|c| !c.ever_open).count();
-    if never > 0 && ending != Ending::AllDown {
-        let why = g
-            .connect_error
-            .clone()
-            .unwrap_or_else(|| "still connecting when the run ended".to_owned());
-        g.res.notes.push(format!(
-            "{never} of {} connections never opened ({why})",
-            g.conns.len()
-        ));
-    }
-    if let Some(t) = g.all_open_at {
-        let late = t.saturating_duration_since(measure_from);
-        if late > Duration::from_millis(1) {
-            g.res.notes.push(format!(
-                "opening the {} connections took {:.3}s, {:.3}s past the warm-up: the measured window began with fewer connections",
-                g.conns.len(),
-                t.duration_since(start).as_secs_f64(),
-                late.as_secs_f64()
-            ));
+
+    /// Readiness of connection `i`. Events are edge-triggered: each one is acted on in full
+    /// (a socket read until it would block, pending bytes written), since the same readiness
+    /// is never reported again. A connect that completes on an event that also says
+    /// readable is read at once.
+    fn on_event(&mut self, i: usize, readable: bool, writable: bool) {
+        if let Link::Connecting { .. } = self.conns[i].link {
+            self.connecting(i);
+        }
+        if self.conns[i].link == Link::Open && writable {
+            self.flush(i);
+        }
+        if self.conns[i].link == Link::Open && readable {
+            self.receive(i);
         }
     }
-    // Whatever is still outstanding at the end and older than the timeout has failed.
-    for c in &g.conns {
-        g.res.failed += c
-            .inflight
-            .iter()
-            .filter(|r| {
-                r.intended >= measure_from
-                    && now.saturating_duration_since(r.intended) > cfg.timeout
-            })
-            .count() as u64;
-    }
-    if let Some(iv) = g.res.interval_hists.take() {
-        g.res.intervals = iv.finish(finished);
-    }
-    g.close_politely();
-    Ok(g.res)
 }
 
+/// The end of a run: the last look at connects in progress, the verdicts and notes.
 impl Gen<'_> {
+    /// What the run measured, once its loop has ended: the figures of its window, notes for
+    /// the reader, or an error if no connection ever opened.
+    fn finish(mut self, ending: Ending) -> Result<LoadResult, String> {
+        if ending == Ending::Window {
+            self.last_look();
+        }
+        let now = Instant::now();
+        if self.opened == 0 && ending != Ending::Stopped {
+            return Err(self.why_no_connection(now));
+        }
+        let finished = now.min(self.win.end);
+        self.res.measured_s = finished
+            .saturating_duration_since(self.win.measure_from)
+            .as_secs_f64();
+        self.note_connections(ending, now);
+        self.count_unanswered(now);
+        self.res.held_up = self.pauses.longest;
+        if self.res.held_up >= HELD_UP_NOTE && self.res.requests > 0 {
+            self.res.notes.push(format!(
+                "the load generator was {}; what it could not send or read meanwhile is missing from its figures",
+                held_up(self.res.held_up)
+            ));
+        }
+        if let Some(iv) = self.res.interval_hists.take() {
+            self.res.intervals = iv.finish(finished);
+        }
+        self.close_politely();
+        Ok(self.res)
+    }
+
+    /// Asks every connect still in progress where it stands. The loop ends as soon as the
+    /// window is over, without a last poll: a connect that completed while the thread was
+    /// held up (longer than a short run, on a busy machine) would otherwise count as failed.
+    fn last_look(&mut self) {
+        for i in 0..self.conns.len() {
+            if let Link::Connecting { .. } = self.conns[i].link {
+                self.connecting(i);
+            }
+        }
+    }
+
+    /// Why no connection ever opened: the first error, or else no answer in time, with what
+    /// TCP says about the attempts still in progress.
+    fn why_no_connection(&self, now: Instant) -> String {
+        if let Some(e) = &self.connect_error {
+            return e.clone();
+        }
+        let mut msg = format!(
+            "cannot connect to {}: no answer (timed out after {:.1}s)",
+            self.cfg.targets[0],
+            now.duration_since(self.win.start).as_secs_f64()
+        );
+        let resent: u32 = self
+            .conns
+            .iter()
+            .filter_map(|c| c.sock.as_ref())
+            .map(|s| SockState::of(s).resent)
+            .sum();
+        if resent > 0 {
+            msg.push_str(&format!(
+                "; TCP resent its connection requests {} without an answer (lost, or the server's listen queue is full)",
+                times(resent)
+            ));
+        }
+        if self.pauses.longest >= HELD_UP_NOTE {
+            msg.push_str(&format!(
+                "; the load generator was {}",
+                held_up(self.pauses.longest)
+            ));
+        }
+        msg
+    }
+
+    /// Notes on connections: every one failed before the end, some never opened, or opening
+    /// them all ate into the measured window.
+    fn note_connections(&mut self, ending: Ending, now: Instant) {
+        if ending == Ending::AllDown {
+            self.res.cut_short = Some(format!(
+                "the load run ended {:.2}s into its {:.2}s: every connection had failed",
+                now.duration_since(self.win.start).as_secs_f64(),
+                (self.cfg.warmup + self.cfg.duration).as_secs_f64()
+            ));
+        }
+        let never = self.conns.iter().filter(|c| !c.ever_open).count();
+        if never > 0 && ending != Ending::AllDown {
+            let why = self
+                .connect_error
+                .clone()
+                .unwrap_or_else(|| "still connecting when the run ended".to_owned());
+            self.res.notes.push(format!(
+                "{never} of {} connections never opened ({why})",
+                self.conns.len()
+            ));
+        }
+        if let Some(t) = self.all_open_at {
+            let late = t.saturating_duration_since(self.win.measure_from);
+            if late > Duration::from_millis(1) {
+                self.res.notes.push(format!(
+                    "opening the {} connections took {:.3}s, {:.3}s past the warm-up: the measured window began with fewer connections",
+                    self.conns.len(),
+                    t.duration_since(self.win.start).as_secs_f64(),
+                    late.as_secs_f64()
+                ));
+            }
+        }
+    }
+
+    /// Requests still outstanding at the end: those of the window older than the timeout
+    /// have failed; the others are described in `unanswered`.
+    fn count_unanswered(&mut self, now: Instant) {
+        let timeout = self.cfg.timeout;
+        let (mut waiting, mut oldest) = (0u64, Duration::ZERO);
+        let (mut unread, mut resent) = (false, 0u32);
+        for c in &self.conns {
+            let age = |r: &Inflight| now.saturating_duration_since(r.intended);
+            self.res.failed += c
+                .inflight
+                .iter()
+                .filter(|r| r.intended >= self.win.measure_from && age(r) > timeout)
+                .count() as u64;
+            let young: Vec<Duration> = c
+                .inflight
+                .iter()
+                .map(age)
+                .filter(|&a| a <= timeout)
+                .collect();
+            let Some(&max) = young.iter().max() else {
+                continue;
+            };
+            waiting += young.len() as u64;
+            oldest = oldest.max(max);
+            let st = c.sock.as_ref().map(SockState::of).unwrap_or_default();
+            unread |= st.unread > 0;
+            resent += st.resent;
+        }
+        if waiting == 0 {
+            return;
+        }
+        let why = if unread && self.pauses.longest >= HELD_UP_NOTE {
+            "replies had arrived that the load generator had not read".to_owned()
+        } else if unread {
+            "a reply arrived as the run ended".to_owned()
+        } else if resent > 0 {
+            format!("TCP had resent packets {}: some were lost", times(resent))
+        } else if self.cfg.transport == Transport::Udp {
+            "the server had not answered (or the datagrams were lost)".to_owned()
+        } else {
+            "the server had not answered".to_owned()
+        };
+        self.res.unanswered = Some(format!(
+            "{waiting} request{} still waited for a reply when the run ended, the oldest for {:.3}s (timeout {}): {why}",
+            if waiting == 1 { "" } else { "s" },
+            oldest.as_secs_f64(),
+            crate::units::format_duration(timeout)
+        ));
+    }
+
     /// Half-closes every open TCP connection and reads what is still on its way (for up to
     /// 100 ms in all), so that closing does not reset a server that is still answering.
     fn close_politely(&mut self) {
@@ -975,6 +1274,23 @@ impl Gen<'_> {
             }
         }
     }
+}
+
+/// "once", "twice", "3 times".
+fn times(n: u32) -> String {
+    match n {
+        1 => "once".into(),
+        2 => "twice".into(),
+        n => format!("{n} times"),
+    }
+}
+
+/// "held up for up to 108 ms at a time (...)": how long the generator went without running.
+fn held_up(d: Duration) -> String {
+    format!(
+        "held up for up to {:.0} ms at a time (no CPU for it: the machine is busy)",
+        d.as_secs_f64() * 1e3
+    )
 }
 
 /// Connects to `target` within [`CONNECT_TIMEOUT`]; `Ok(None)` if `stop` was set first.
@@ -1098,5 +1414,90 @@ mod tests {
             );
             assert!(!is_reply_to(&p[..len - 1], 42, len));
         }
+    }
+}
+
+/// The end of a run on a busy machine, where the generator's own thread can go without a CPU
+/// for longer than a short run: modelled by a sleep between the steps of its loop.
+#[cfg(test)]
+mod held_up {
+    use super::*;
+    use std::net::TcpListener as StdTcpListener;
+
+    fn cfg(target: SocketAddr, duration: Duration) -> LoadConfig {
+        LoadConfig {
+            transport: Transport::Tcp,
+            targets: vec![target],
+            connections: 1,
+            rate: 0.0,
+            request_bytes: 16,
+            warmup: Duration::ZERO,
+            duration,
+            timeout: Duration::from_secs(5),
+            busy_wait: false,
+            intervals: None,
+        }
+    }
+
+    /// The generator opens its connection, then gets no CPU until its window is over. The
+    /// connect completed meanwhile (the kernel answers it: the listener has room): the run
+    /// must not call that a failed connect, and must say it was held up.
+    #[test]
+    fn a_connect_that_completed_while_the_generator_was_held_up_is_not_a_failure() {
+        let l = StdTcpListener::bind("127.0.0.1:0").unwrap();
+        let cfg = cfg(l.local_addr().unwrap(), Duration::from_millis(100));
+        let stop = AtomicBool::new(false);
+        let mut g = Gen::new(&cfg).unwrap();
+        g.open_all(&stop);
+        std::thread::sleep(Duration::from_millis(200));
+        let ending = g.drive(&stop).unwrap();
+        assert_eq!(
+            ending,
+            Ending::Window,
+            "its first turn finds the window over"
+        );
+        let r = g
+            .finish(ending)
+            .expect("the connection was open: no connect failure");
+        assert_eq!(r.requests, 0);
+        assert!(r.held_up >= Duration::from_millis(150), "{:?}", r.held_up);
+        let why = r.why_none_succeeded(cfg.timeout);
+        assert!(why.contains("held up for up to"), "{why}");
+    }
+
+    /// A reply that reached the socket while the generator was held up is told apart from a
+    /// server that did not answer.
+    #[test]
+    fn a_reply_the_generator_was_too_held_up_to_read_is_named() {
+        let l = StdTcpListener::bind("127.0.0.1:0").unwrap();
+        let cfg = cfg(l.local_addr().unwrap(), Duration::from_millis(400));
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut b = [0u8; 16];
+            s.read_exact(&mut b).unwrap();
+            // Later than the generator's next poll returns, sooner than it is back.
+            std::thread::sleep(Duration::from_millis(50));
+            s.write_all(&b).unwrap();
+            // Keep the connection until the client closes it.
+            let _ = s.read(&mut b);
+        });
+        let stop = AtomicBool::new(false);
+        let mut g = Gen::new(&cfg).unwrap();
+        g.open_all(&stop);
+        while g.seq == 0 {
+            assert_eq!(g.step(&stop).unwrap(), None, "the request went out in time");
+        }
+        std::thread::sleep(Duration::from_millis(450));
+        let ending = g.drive(&stop).unwrap();
+        let r = g.finish(ending).unwrap();
+        assert_eq!((r.requests, r.failed), (0, 0));
+        let why = r.why_none_succeeded(cfg.timeout);
+        assert!(
+            why.contains("1 request still waited for a reply")
+                && why.contains("replies had arrived that the load generator had not read")
+                && why.contains("the load generator was held up for up to"),
+            "{why}"
+        );
+        server.join().unwrap();
     }
 }
