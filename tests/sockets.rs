@@ -451,7 +451,7 @@ fn a_silent_server_fails_the_load() {
 /// longer than the run): the run says that the server had not answered, and for how long.
 #[test]
 fn a_server_that_has_not_answered_by_the_end_is_named() {
-    let _t = timing();
+    let _t = one();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap().to_string();
     let server = std::thread::spawn(move || {
@@ -474,7 +474,7 @@ fn a_server_that_has_not_answered_by_the_end_is_named() {
 /// full) fails the run, saying that TCP sent it again without an answer.
 #[test]
 fn a_connection_request_that_goes_unanswered_says_so() {
-    let _t = timing();
+    let _t = one();
     let (_l, addr) = never_accepting();
     let target: std::net::SocketAddr = addr.parse().unwrap();
     // Fill the accept queue: the connect that gets no answer is the first one left out.
