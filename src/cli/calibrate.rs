@@ -8,13 +8,12 @@ use clap::Args;
 use gilbench::calibrate::{self, Step};
 use gilbench::output::write_file;
 use gilbench::scenario::{shown, split_sweep};
-use gilbench::signals;
 
 use gilbench::report::about::About;
 
 use gilbench::report::export::Dest;
 
-use super::outputs::{check_outputs, say, warn, write_outputs, Formats, OutputOpts};
+use super::outputs::{check_outputs, say, write_outputs, Formats, OutputOpts};
 use crate::{load_scenario, positive, Failure, RunOpts};
 
 /// `gilbench calibrate` options.
@@ -169,14 +168,7 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
         &About::fresh(super::outputs::provenance().clone()),
     )?;
     if cal.partial {
-        if let Some(sig) = signals::caught() {
-            let _ = std::io::stdout().flush();
-            warn(&format!(
-                "interrupted by {}; the results gathered so far were written",
-                signals::name(sig)
-            ));
-            std::process::exit(i32::from(signals::exit_status(sig)));
-        }
+        super::outputs::exit_if_interrupted();
     }
     Ok(())
 }

@@ -252,14 +252,7 @@ pub fn finish(
 ) -> Result<(), Failure> {
     write_outputs(runs, out, sweep_key, &About::fresh(provenance().clone()))?;
     if runs.iter().any(|r| r.partial) || runs.is_empty() {
-        if let Some(sig) = signals::caught() {
-            let _ = std::io::stdout().flush();
-            warn(&format!(
-                "interrupted by {}; the results gathered so far were written",
-                signals::name(sig)
-            ));
-            std::process::exit(i32::from(signals::exit_status(sig)));
-        }
+        exit_if_interrupted();
     }
     if let Some(r) = runs.iter().find(|r| r.failure.is_some()) {
         let f = r.failure.as_deref().unwrap_or_default();
@@ -276,4 +269,17 @@ pub fn finish(
         }));
     }
     Ok(())
+}
+
+/// After a run a signal cut short, whose results were written: says so and exits with the
+/// signal's status (130 for SIGINT, 143 for SIGTERM, ...). Returns when no signal came.
+pub fn exit_if_interrupted() {
+    if let Some(sig) = signals::caught() {
+        let _ = std::io::stdout().flush();
+        warn(&format!(
+            "interrupted by {}; the results gathered so far were written",
+            signals::name(sig)
+        ));
+        std::process::exit(i32::from(signals::exit_status(sig)));
+    }
 }
