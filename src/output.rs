@@ -396,7 +396,6 @@ mod tests {
             }],
             end_ns: 1000,
             measured_from_ns: 0,
-            untraced: None,
             meta: serde_json::json!({"scenario": "s", "lock": "timed"}),
         });
         let about = crate::report::about::About::default();

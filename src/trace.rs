@@ -140,9 +140,6 @@ pub struct Timeline {
     pub end_ns: u64,
     /// When the measured window began (the end of the warm-up), in ns from the epoch.
     pub measured_from_ns: u64,
-    /// Why the timeline cannot tell who held the GIL, when it cannot: interpreter threads
-    /// that are not traced took it (no idle-while-wanted track is derived then).
-    pub untraced: Option<String>,
     /// Scenario, design and version, for the viewer's metadata.
     pub meta: Value,
 }
@@ -295,12 +292,7 @@ pub fn idle_while_wanted(
 }
 
 /// What `otherData` says of a run's idle-while-wanted track.
-fn idle_meta(run: &Timeline, idle: Option<&IdleSpans>) -> Value {
-    let Some(i) = idle else {
-        return json!({
-            "note": format!("not derived: {}", run.untraced.as_deref().unwrap_or("no timeline")),
-        });
-    };
+fn idle_meta(run: &Timeline, i: &IdleSpans) -> Value {
     let us = |ns: u64| ns as f64 / 1000.0;
     let measured_from = run.measured_from_ns.max(i.from_ns);
     let measured_to = run.end_ns.max(measured_from);
@@ -339,20 +331,17 @@ pub fn write_chrome_trace(
     let dropped: u64 = runs.iter().map(|r| r.dropped()).sum();
     let mut idle = Vec::with_capacity(runs.len());
     for r in runs {
-        idle.push(match r.untraced {
-            Some(_) => None,
-            None => match idle_while_wanted(&r.threads, r.end_ns, cancelled) {
-                Some(i) => Some(i),
-                None => return Ok(false),
-            },
-        });
+        match idle_while_wanted(&r.threads, r.end_ns, cancelled) {
+            Some(i) => idle.push(i),
+            None => return Ok(false),
+        }
     }
     let mut meta = json!({
         "gilbench": env!("CARGO_PKG_VERSION"),
         "runs": runs.iter().zip(&idle).map(|(r, i)| {
             let mut m = r.meta.clone();
             m["dropped_events"] = json!(r.dropped());
-            m["idle_while_wanted"] = idle_meta(r, i.as_ref());
+            m["idle_while_wanted"] = idle_meta(r, i);
             m
         }).collect::<Vec<_>>(),
         "dropped_events": dropped,
@@ -440,7 +429,7 @@ pub fn write_chrome_trace(
                 )?;
             }
         }
-        let Some(i) = &idle[p] else { continue };
+        let i = &idle[p];
         let tid = GIL_TID;
         sep(w)?;
         write!(w, "{{\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":{pid},\"tid\":{tid},\"args\":{{\"name\":\"GIL idle while wanted\"}}}}")?;
@@ -493,7 +482,6 @@ mod tests {
             }],
             end_ns: events as u64 * 1000,
             measured_from_ns: 0,
-            untraced: None,
             meta: json!({"scenario": "s", "lock": "timed"}),
         }
     }
@@ -639,7 +627,6 @@ mod tests {
             threads,
             end_ns: 700,
             measured_from_ns: 300,
-            untraced: None,
             meta: json!({"scenario": "s", "lock": "timed"}),
         };
         let v: Value = serde_json::from_str(&chrome_trace(&[&t])).unwrap();
@@ -672,11 +659,10 @@ mod tests {
             100,
             &[(50_000, WB), (130_000, WE), (130_000, HB), (200_000, HE)],
         );
-        let mut t = Timeline {
+        let t = Timeline {
             threads: vec![a, b],
             end_ns: 200_000,
             measured_from_ns: 0,
-            untraced: None,
             meta: json!({"scenario": "s", "lock": "timed"}),
         };
         let v: Value = serde_json::from_str(&chrome_trace(&[&t])).unwrap();
@@ -698,14 +684,6 @@ mod tests {
             .as_str()
             .unwrap()
             .contains("no events were dropped"));
-        // Threads that take the GIL unseen: no track, and otherData says why.
-        t.untraced = Some("connection threads are not traced".into());
-        let v: Value = serde_json::from_str(&chrome_trace(&[&t])).unwrap();
-        let evs = v["traceEvents"].as_array().unwrap();
-        assert!(!evs.iter().any(|e| e["tid"] == GIL_TID));
-        let m = &v["otherData"]["runs"][0]["idle_while_wanted"];
-        assert_eq!(m["note"], "not derived: connection threads are not traced");
-        assert!(m.get("share").is_none());
     }
 
     #[test]

@@ -379,9 +379,6 @@ fn shared_trace(
         threads: traces,
         end_ns: stopped.as_nanos() as u64,
         measured_from_ns: measured_from.as_nanos() as u64,
-        // Every thread that takes the GIL is traced (the threaded server's connection
-        // threads too), so the idle-while-wanted track can be derived.
-        untraced: None,
         meta,
     })
 }
