@@ -37,6 +37,16 @@
 //! that holds the GIL for a long stretch is demoted as soon as anyone looks. The clock is
 //! `quanta`'s TSC-based one, a fraction of the cost of `Instant::now` on a VM.
 //!
+//! While nobody waits, take and release do not touch the scheduler at all: a lock word says
+//! "free", "held by thread N" or "ask the scheduler", and an uncontended take or release is
+//! one compare-and-swap plus one raw TSC read (parking_lot's fast path, plus the clock).
+//! Such holds are still charged, in full: each thread sums its uncontended hold time where
+//! the scheduler can read it, and the scheduler folds that sum into the thread's allotment
+//! the next time it deals with the thread (its next contended take, a waiter finding it
+//! holding, a boost). A waiter that finds the GIL held through the fast path switches the
+//! word to "ask the scheduler" and makes the holder the scheduler's holder, charged from the
+//! moment its hold began.
+//!
 //! # Fairness
 //! Priority first, FIFO within a level. Threads that hold the GIL briefly (I/O) stay at the
 //! top and preempt CPU-bound threads at once; CPU-bound threads share the GIL round-robin by
@@ -57,11 +67,47 @@ use std::time::Duration;
 
 // The scheduler charges hold time at every take and release: the TSC-based clock costs a
 // fraction of `std::time::Instant::now` on the VMs gilbench runs on (see README, costs).
-use quanta::Instant;
+use quanta::{Clock, Instant};
 
 use super::handoff::Slot;
 use super::{Gil, GilParams, Release};
-use crate::sync::{lock, Arc, AtomicBool, Mutex, Ordering};
+use crate::sync::{lock, Arc, AtomicBool, AtomicU64, Mutex, Ordering};
+
+/// The lock word: the GIL is free and nobody waits (take it with one CAS).
+const FREE: u64 = 0;
+/// The lock word's low bit: the scheduler decides (someone waits or a hand-off is under way);
+/// take and release go through its mutex.
+const SCHED: u64 = 1;
+
+/// The lock word of thread `id` holding the GIL through the fast path.
+fn held_by(id: usize) -> u64 {
+    (id as u64 + 1) << 1
+}
+
+/// The thread holding the GIL through the fast path, if the word says so.
+fn fast_holder(word: u64) -> Option<usize> {
+    (word != FREE && word & SCHED == 0).then(|| (word >> 1) as usize - 1)
+}
+
+/// `d` in `clock`'s raw units (TSC ticks, or nanoseconds where it has no TSC).
+fn raw_units(clock: &Clock, d: Duration) -> u64 {
+    const PROBE: u64 = 1 << 32;
+    let probe_ns = clock.delta_as_nanos(0, PROBE).max(1);
+    let raw = d.as_nanos() * u128::from(PROBE) / u128::from(probe_ns);
+    u64::try_from(raw).unwrap_or(u64::MAX)
+}
+
+/// A thread's uncontended holds, as raw TSC readings the scheduler converts when it folds
+/// them in. Written only by the thread itself; read under the scheduler's mutex.
+#[derive(Default)]
+struct FastHolds {
+    /// When the current (or last) fast-path hold began.
+    start: AtomicU64,
+    /// The sum of its finished fast-path holds.
+    total: AtomicU64,
+    /// When its last fast-path hold ended.
+    last_release: AtomicU64,
+}
 
 struct ThreadSched {
     level: usize,
@@ -69,6 +115,9 @@ struct ThreadSched {
     used: Duration,
     demotions: u64,
     slot: Arc<Slot>,
+    fast: Arc<FastHolds>,
+    /// How much of `fast.total` has been charged.
+    folded: u64,
     /// While queued: when this waiter will next look at the holder (None: not timed, i.e.
     /// it already requested a drop or needs no timer).
     deadline: Option<Instant>,
@@ -112,8 +161,18 @@ struct Sched {
 
 /// The multilevel-feedback-queue GIL scheduler.
 pub struct MlfqGil {
+    /// FREE, `held_by(id)` (the fast path), or with SCHED set (`held_by(id) | SCHED` after a
+    /// waiter found `id` holding through the fast path): see the constants.
+    word: AtomicU64,
     sched: Mutex<Sched>,
     drop_request: AtomicBool,
+    /// The raw TSC clock of the fast path (the same calibration as `Instant::now`).
+    clock: Clock,
+    /// The raw clock reading at which the next boost falls due: a fast release past it
+    /// holds the boost (the scheduler's other paths hold it whenever they run).
+    boost_due: AtomicU64,
+    /// `boost_interval` in raw clock units.
+    boost_interval_raw: u64,
     quanta: Vec<Duration>,
     allotments: Vec<Duration>,
     boost_interval: Duration,
@@ -130,6 +189,14 @@ pub struct MlfqGil {
 pub struct MlfqThread {
     id: usize,
     slot: Arc<Slot>,
+    fast: Arc<FastHolds>,
+    /// It holds the GIL through the fast path (its release tries the fast path too).
+    held_fast: bool,
+    /// Raw TSC reading at the start of the current fast-path hold.
+    fast_start: u64,
+    /// Its own copy of `fast.total` (it is the only writer).
+    fast_total: u64,
+    fast_takes: u64,
 }
 
 impl Sched {
@@ -137,14 +204,20 @@ impl Sched {
     /// levels as that time covers.
     fn charge(&mut self, now: Instant, allotments: &[Duration]) {
         let Some(h) = self.holder else { return };
-        let mut add = now.saturating_duration_since(self.charged);
+        let add = now.saturating_duration_since(self.charged);
         self.charged = now;
         if !self.started {
             // Handed over but not running yet: its wake-up is not its hold time.
             return;
         }
+        self.charge_thread(h, add, allotments);
+    }
+
+    /// Charges thread `i` for `add` of hold time at its level, demoting it through as many
+    /// levels as that covers.
+    fn charge_thread(&mut self, i: usize, mut add: Duration, allotments: &[Duration]) {
         let last = allotments.len() - 1;
-        let t = &mut self.threads[h];
+        let t = &mut self.threads[i];
         while t.level < last {
             let room = allotments[t.level].saturating_sub(t.used);
             if add < room {
@@ -165,6 +238,11 @@ impl Sched {
         }
         self.last_boost = now;
         self.boosts += 1;
+        p.boost_due.store(p.next_boost_raw(), Ordering::Relaxed);
+        // Uncontended holds before the boost count before it.
+        for i in 0..self.threads.len() {
+            p.fold(self, i);
+        }
         for (i, t) in self.threads.iter_mut().enumerate() {
             let starved = self.holder != Some(i)
                 && now.saturating_duration_since(t.last_held) >= p.boost_interval;
@@ -215,6 +293,60 @@ impl Sched {
 }
 
 impl MlfqGil {
+    /// Charges thread `i` for the uncontended holds it finished since it was last folded in.
+    fn fold(&self, s: &mut Sched, i: usize) {
+        let fast = &s.threads[i].fast;
+        // `total` is published after `last_release`: read in the other order.
+        let total = fast.total.load(Ordering::Acquire);
+        let last_release = fast.last_release.load(Ordering::Relaxed);
+        let add = total.saturating_sub(s.threads[i].folded);
+        if add == 0 {
+            return;
+        }
+        s.threads[i].folded = total;
+        let released = self.clock.scaled(last_release);
+        let t = &mut s.threads[i];
+        t.last_held = t.last_held.max(released);
+        // It held the GIL since any preemption: the quantum it had begun is over.
+        t.resume = None;
+        s.charge_thread(i, self.clock.delta(0, add), &self.allotments);
+    }
+
+    /// A waiter found thread `h` holding the GIL through the fast path (the word now says
+    /// SCHED): make it the scheduler's holder, running and charged since its hold began.
+    fn adopt_fast_holder(&self, s: &mut Sched, h: usize) {
+        self.fold(s, h);
+        let began = self.clock.scaled(s.threads[h].fast.start.load(Ordering::Relaxed));
+        s.holder = Some(h);
+        s.started = true;
+        s.prev = None;
+        s.since = began;
+        s.charged = began;
+        s.threads[h].last_held = began;
+        s.threads[h].resume = None;
+    }
+
+    /// Holds a boost that fell due during an uncontended stretch (the GIL is free or held
+    /// through the fast path, so only the levels change).
+    #[cold]
+    fn boost_uncontended(&self, t: &MlfqThread) {
+        let mut s = lock(&self.sched);
+        self.fold(&mut s, t.id);
+        s.maybe_boost(Instant::now(), self);
+    }
+
+    /// The raw clock reading at which the next boost falls due, `boost_interval` from now.
+    fn next_boost_raw(&self) -> u64 {
+        self.clock.raw().saturating_add(self.boost_interval_raw)
+    }
+
+    /// Starts a fast-path hold for `t`, whose take just set the word to `held_by(t.id)`.
+    #[inline]
+    fn hold_fast(t: &mut MlfqThread, start: u64) {
+        t.held_fast = true;
+        t.fast_start = start;
+    }
+
     /// Whether `me`, asking for the GIL, may take it back from `holder`: `me` released it for
     /// a blocking call, `holder` was handed it and has not started running yet, and `me` is
     /// more urgent (a higher level: it would preempt `holder` at once anyway, so snatching
@@ -225,9 +357,13 @@ impl MlfqGil {
         !s.started && s.prev == Some(me) && (ml < hl || (ml == hl && !s.threads[holder].snatched))
     }
 
-    /// The current level of a registered thread (for tests and diagnostics).
+    /// The current level of a registered thread (for tests and diagnostics), with its
+    /// uncontended holds and any boost now due accounted for.
     pub fn level_of(&self, t: &MlfqThread) -> usize {
-        lock(&self.sched).threads[t.id].level
+        let mut s = lock(&self.sched);
+        self.fold(&mut s, t.id);
+        s.maybe_boost(Instant::now(), self);
+        s.threads[t.id].level
     }
 
     /// How many threads are queued for the GIL (for tests and diagnostics).
@@ -286,6 +422,96 @@ impl MlfqGil {
     }
 
     #[cold]
+    fn take_slow(&self, t: &mut MlfqThread) {
+        let mut s = lock(&self.sched);
+        self.fold(&mut s, t.id);
+        let word = self.word.fetch_or(SCHED, Ordering::AcqRel);
+        let now = Instant::now();
+        if word == FREE {
+            assert!(s.holder.is_none() && s.queued().next().is_none());
+            // The fast holder left between our CAS and here; nobody waits: hold through the
+            // fast path (the word held SCHED only while we looked).
+            let start = self.clock.raw();
+            t.fast.start.store(start, Ordering::Relaxed);
+            self.word.store(held_by(t.id), Ordering::Release);
+            Self::hold_fast(t, start);
+            return;
+        }
+        if let Some(h) = fast_holder(word) {
+            self.adopt_fast_holder(&mut s, h);
+        }
+        s.maybe_boost(now, self);
+        match s.holder {
+            None => {
+                s.start_holding(t.id, now);
+                return;
+            }
+            Some(h) if self.may_snatch(&s, t.id, h) => {
+                // Back from a blocking call before the thread it handed the GIL to has
+                // started: take it back; that thread keeps its place at the head of its queue.
+                let level = s.threads[h].level;
+                s.queues[level].push_front(h);
+                s.threads[h].snatched = true;
+                s.snatches += 1;
+                s.start_holding(t.id, now);
+                s.threads[h].slot.poke();
+                return;
+            }
+            Some(_) => {}
+        }
+        let level = s.threads[t.id].level;
+        match s.threads[t.id].resume {
+            // Preempted: back to the head of its level to finish its quantum.
+            Some((l, _)) if l == level => s.queues[level].push_front(t.id),
+            _ => s.queues[level].push_back(t.id),
+        }
+        let deadline = self.evaluate(&mut s, t.id, now);
+        s.threads[t.id].deadline = deadline;
+        // Spin once per take, before the first park, as every design spins (`spin`), or
+        // longer when this take asked the holder to drop (`mlfq_preempt_spin`).
+        let spin = self.spin.max(self.preempt_spin(&mut s, t.id, deadline));
+        drop(s);
+        self.wait_for_handoff(t, deadline, spin);
+    }
+
+    #[cold]
+    fn release_slow(&self, t: &mut MlfqThread, why: Release) {
+        let mut s = lock(&self.sched);
+        let now = Instant::now();
+        s.maybe_boost(now, self);
+        assert_eq!(s.holder, Some(t.id), "mlfq: a release by a thread that does not hold");
+        s.threads[t.id].last_held = now;
+        let preempted = why == Release::Forced && s.priority_preempt && s.started;
+        s.threads[t.id].resume =
+            preempted.then(|| (s.threads[t.id].level, now.saturating_duration_since(s.since)));
+        s.priority_preempt = false;
+        s.holder = None;
+        self.drop_request.store(false, Ordering::Relaxed);
+        let Some(next) = s.pop_best() else {
+            // Nobody waits: back to the fast path.
+            self.word.store(FREE, Ordering::Release);
+            return;
+        };
+        s.holder = Some(next);
+        s.started = false;
+        s.prev = (why == Release::Blocking).then_some(t.id);
+        s.since = now;
+        s.charged = now;
+        s.handoffs += 1;
+        s.threads[next].deadline = None;
+        s.threads[next].slot.grant();
+        // Waiters timed their next look on the previous holder; those that would look later
+        // than the new holder's quantum allows (or not at all) must look again now.
+        let due = now + self.quanta[s.threads[next].level];
+        for &w in s.queues.iter().flatten() {
+            let t = &s.threads[w];
+            if t.deadline.is_none_or(|d| d > due) {
+                t.slot.poke();
+            }
+        }
+    }
+
+    #[cold]
     fn wait_for_handoff(&self, t: &MlfqThread, mut deadline: Option<Instant>, mut spin: Duration) {
         loop {
             let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -328,7 +554,13 @@ impl Gil for MlfqGil {
         } else {
             super::default_allotments(&quanta)
         };
+        let clock = Clock::new();
+        let boost_interval_raw = raw_units(&clock, p.boost_interval);
         MlfqGil {
+            word: AtomicU64::new(FREE),
+            boost_due: AtomicU64::new(clock.raw().saturating_add(boost_interval_raw)),
+            boost_interval_raw,
+            clock,
             sched: Mutex::new(Sched {
                 threads: Vec::new(),
                 queues: (0..levels).map(|_| VecDeque::new()).collect(),
@@ -361,11 +593,14 @@ impl Gil for MlfqGil {
     fn register(&self) -> MlfqThread {
         let mut s = lock(&self.sched);
         let slot = Arc::new(Slot::new());
+        let fast = Arc::new(FastHolds::default());
         s.threads.push(ThreadSched {
             level: 0,
             used: Duration::ZERO,
             demotions: 0,
             slot: slot.clone(),
+            fast: fast.clone(),
+            folded: 0,
             deadline: None,
             last_held: Instant::now(),
             snatched: false,
@@ -374,76 +609,53 @@ impl Gil for MlfqGil {
         MlfqThread {
             id: s.threads.len() - 1,
             slot,
+            fast,
+            held_fast: false,
+            fast_start: 0,
+            fast_total: 0,
+            fast_takes: 0,
         }
     }
 
+    #[inline]
     fn take(&self, t: &mut MlfqThread) {
-        let mut s = lock(&self.sched);
-        let now = Instant::now();
-        s.maybe_boost(now, self);
-        match s.holder {
-            None => {
-                s.start_holding(t.id, now);
-                return;
-            }
-            Some(h) if self.may_snatch(&s, t.id, h) => {
-                // Back from a blocking call before the thread it handed the GIL to has
-                // started: take it back; that thread keeps its place at the head of its queue.
-                let level = s.threads[h].level;
-                s.queues[level].push_front(h);
-                s.threads[h].snatched = true;
-                s.snatches += 1;
-                s.start_holding(t.id, now);
-                s.threads[h].slot.poke();
-                return;
-            }
-            Some(_) => {}
+        // Fast path: free and nobody waits. The start of the hold is published before the
+        // CAS (which releases it) so that a waiter that sees the word taken sees it too.
+        let start = self.clock.raw();
+        t.fast.start.store(start, Ordering::Relaxed);
+        if self
+            .word
+            .compare_exchange(FREE, held_by(t.id), Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            Self::hold_fast(t, start);
+            t.fast_takes += 1;
+            return;
         }
-        let level = s.threads[t.id].level;
-        match s.threads[t.id].resume {
-            // Preempted: back to the head of its level to finish its quantum.
-            Some((l, _)) if l == level => s.queues[level].push_front(t.id),
-            _ => s.queues[level].push_back(t.id),
-        }
-        let deadline = self.evaluate(&mut s, t.id, now);
-        s.threads[t.id].deadline = deadline;
-        // Spin once per take, before the first park, as every design spins (`spin`), or
-        // longer when this take asked the holder to drop (`mlfq_preempt_spin`).
-        let spin = self.spin.max(self.preempt_spin(&mut s, t.id, deadline));
-        drop(s);
-        self.wait_for_handoff(t, deadline, spin);
+        self.take_slow(t);
     }
 
+    #[inline]
     fn release(&self, t: &mut MlfqThread, why: Release) {
-        let mut s = lock(&self.sched);
-        let now = Instant::now();
-        s.maybe_boost(now, self);
-        debug_assert_eq!(s.holder, Some(t.id));
-        s.threads[t.id].last_held = now;
-        let preempted = why == Release::Forced && s.priority_preempt && s.started;
-        s.threads[t.id].resume =
-            preempted.then(|| (s.threads[t.id].level, now.saturating_duration_since(s.since)));
-        s.priority_preempt = false;
-        s.holder = None;
-        self.drop_request.store(false, Ordering::Relaxed);
-        let Some(next) = s.pop_best() else { return };
-        s.holder = Some(next);
-        s.started = false;
-        s.prev = (why == Release::Blocking).then_some(t.id);
-        s.since = now;
-        s.charged = now;
-        s.handoffs += 1;
-        s.threads[next].deadline = None;
-        s.threads[next].slot.grant();
-        // Waiters timed their next look on the previous holder; those that would look later
-        // than the new holder's quantum allows (or not at all) must look again now.
-        let due = now + self.quanta[s.threads[next].level];
-        for &w in s.queues.iter().flatten() {
-            let t = &s.threads[w];
-            if t.deadline.is_none_or(|d| d > due) {
-                t.slot.poke();
+        if std::mem::take(&mut t.held_fast)
+            && self
+                .word
+                .compare_exchange(held_by(t.id), FREE, Ordering::Release, Ordering::Relaxed)
+                .is_ok()
+        {
+            let end = self.clock.raw();
+            t.fast_total += end.saturating_sub(t.fast_start);
+            t.fast.last_release.store(end, Ordering::Relaxed);
+            t.fast.total.store(t.fast_total, Ordering::Release);
+            if end >= self.boost_due.load(Ordering::Relaxed) {
+                // A boost falls due while nobody waits: hold it on time, as when the
+                // scheduler is touched at every take and release.
+                self.boost_uncontended(t);
             }
+            return;
         }
+        // A waiter set SCHED and made this thread the scheduler's holder (or it was one).
+        self.release_slow(t, why);
     }
 
     #[inline(always)]
@@ -452,9 +664,14 @@ impl Gil for MlfqGil {
     }
 
     fn thread_stats(&self, t: &MlfqThread) -> Vec<(&'static str, u64)> {
-        let s = lock(&self.sched);
+        let mut s = lock(&self.sched);
+        self.fold(&mut s, t.id);
         let th = &s.threads[t.id];
-        vec![("level", th.level as u64), ("demotions", th.demotions)]
+        vec![
+            ("level", th.level as u64),
+            ("demotions", th.demotions),
+            ("fast_takes", t.fast_takes),
+        ]
     }
 
     fn stats(&self) -> Vec<(&'static str, u64)> {
@@ -472,14 +689,28 @@ impl Gil for MlfqGil {
 mod tests {
     use super::*;
 
-    fn gil(boost_all: bool) -> MlfqGil {
-        MlfqGil::new(&GilParams {
+    fn params(boost_all: bool) -> GilParams {
+        GilParams {
             quanta: vec![Duration::from_millis(1), Duration::from_millis(5)],
             allotments: vec![Duration::from_millis(10), Duration::from_millis(50)],
             boost_interval: Duration::from_millis(100),
             boost_all,
             ..GilParams::default()
-        })
+        }
+    }
+
+    fn gil(boost_all: bool) -> MlfqGil {
+        MlfqGil::new(&params(boost_all))
+    }
+
+    /// Switches the GIL, held through the fast path, to the scheduler (as a waiter arriving
+    /// would), so that a test can queue waiters by hand.
+    fn to_sched(g: &MlfqGil) -> crate::sync::MutexGuard<'_, Sched> {
+        let mut s = lock(&g.sched);
+        if let Some(h) = fast_holder(g.word.fetch_or(SCHED, Ordering::AcqRel)) {
+            g.adopt_fast_holder(&mut s, h);
+        }
+        s
     }
 
     /// The scheduler, on its own clock: `a` holds, `b` waits in the queue.
@@ -560,7 +791,7 @@ mod tests {
             g.take(&mut h);
             {
                 // `w` waits at `waiter_level` (no thread behind it: it never wakes to run).
-                let mut s = lock(&g.sched);
+                let mut s = to_sched(&g);
                 s.threads[w.id].level = waiter_level;
                 s.queues[waiter_level].push_back(w.id);
             }
@@ -587,7 +818,7 @@ mod tests {
         g.take(&mut a);
         let t0 = Instant::now();
         {
-            let mut s = lock(&g.sched);
+            let mut s = to_sched(&g);
             s.threads[a.id].level = 1;
             s.threads[b.id].level = 1;
             s.queues[1].push_back(b.id);
@@ -632,6 +863,111 @@ mod tests {
             used >= Duration::from_millis(2),
             "a resumed its quantum with {used:?} of it used"
         );
+    }
+
+    fn stat(stats: Vec<(&'static str, u64)>, name: &str) -> u64 {
+        stats.into_iter().find(|(k, _)| *k == name).unwrap().1
+    }
+
+    /// `gil(true)` without boosts (a boost would reset the levels a test looks at).
+    fn gil_without_boosts() -> MlfqGil {
+        MlfqGil::new(&GilParams {
+            boost_interval: Duration::from_secs(1000),
+            ..params(true)
+        })
+    }
+
+    /// Uncontended take and release go through the lock word alone: the scheduler sees no
+    /// holder and no hand-off, and the word is free again after the release.
+    #[test]
+    fn an_uncontended_take_and_release_bypass_the_scheduler() {
+        let g = gil_without_boosts();
+        let mut t = g.register();
+        for _ in 0..3 {
+            g.take(&mut t);
+            assert_eq!(g.word.load(Ordering::Relaxed), held_by(t.id));
+            assert_eq!(lock(&g.sched).holder, None);
+            g.release(&mut t, Release::Blocking);
+            assert_eq!(g.word.load(Ordering::Relaxed), FREE);
+        }
+        assert_eq!(t.fast_takes, 3, "every take took the fast path");
+        assert_eq!(stat(g.stats(), "handoffs"), 0);
+    }
+
+    fn spin_for(d: Duration) {
+        let end = std::time::Instant::now() + d;
+        while std::time::Instant::now() < end {
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Uncontended holds count against the allotment like any other: 12 ms held in short
+    /// fast-path holds sinks a thread below the 10 ms top level.
+    #[test]
+    fn uncontended_holds_are_charged() {
+        let g = gil_without_boosts();
+        let mut t = g.register();
+        for _ in 0..12 {
+            g.take(&mut t);
+            spin_for(Duration::from_millis(1));
+            g.release(&mut t, Release::Blocking);
+        }
+        assert_eq!(t.fast_takes, 12);
+        assert_eq!(g.level_of(&t), 1);
+    }
+
+    /// A boost falls due while nobody waits: the first fast release after it holds it, as
+    /// the scheduler's own paths would.
+    #[test]
+    fn a_boost_falls_due_without_waiters() {
+        let g = MlfqGil::new(&GilParams {
+            boost_interval: Duration::from_millis(200),
+            ..params(true)
+        });
+        let mut t = g.register();
+        g.take(&mut t);
+        spin_for(Duration::from_millis(20));
+        g.release(&mut t, Release::Blocking);
+        std::thread::sleep(Duration::from_millis(250));
+        g.take(&mut t);
+        g.release(&mut t, Release::Blocking);
+        assert_eq!(t.fast_takes, 2);
+        let s = lock(&g.sched);
+        assert!(s.boosts >= 1, "no boost was held");
+        assert_eq!(s.threads[t.id].level, 0, "the boost returned it to the top");
+    }
+
+    /// A waiter that finds the GIL held through the fast path makes the holder the
+    /// scheduler's, charged from the start of its hold: a holder that has held for 15 ms
+    /// (past the 10 ms top allotment) is at level 1 at once (charged from the waiter's
+    /// arrival instead, it would still be at the top).
+    #[test]
+    fn a_waiter_adopts_a_fast_holder_charged_from_the_start_of_its_hold() {
+        let g = gil_without_boosts();
+        let (mut a, mut b) = (g.register(), g.register());
+        g.take(&mut a);
+        spin_for(Duration::from_millis(15));
+        let (word, level, asked) = std::thread::scope(|sc| {
+            let g = &g;
+            sc.spawn(move || {
+                g.take(&mut b);
+                g.release(&mut b, Release::Blocking);
+            });
+            let t0 = std::time::Instant::now();
+            while g.queued_len() == 0 && t0.elapsed() < Duration::from_secs(10) {
+                std::thread::yield_now();
+            }
+            let seen = (g.word.load(Ordering::Relaxed), g.level_of(&a), g.check(&mut a));
+            // Release before asserting, so that a failure cannot leave `b` parked.
+            g.release(&mut a, Release::Forced);
+            seen
+        });
+        assert_eq!(word & SCHED, SCHED, "the waiter switched the word to the scheduler");
+        assert_eq!(level, 1, "the holder was charged from the start of its hold");
+        assert!(asked, "the waiter at the top asked for a drop");
+        // Both done, nobody waits: the word is free for the fast path again.
+        assert_eq!(g.word.load(Ordering::Relaxed), FREE);
+        assert_eq!(stat(g.stats(), "handoffs"), 1);
     }
 
     /// The one active wait of mlfq's own (after asking the holder to drop, while first in
