@@ -214,6 +214,11 @@ fn recording(c: &mut Criterion) {
     c.bench_function("record/clock read (Instant::now)", |b| {
         b.iter(|| black_box(Instant::now()))
     });
+    // The raw TSC read that mlfq's fast path pays once on each side of an uncontended hold.
+    let clock = quanta::Clock::new();
+    c.bench_function("record/raw TSC read (quanta::Clock::raw)", |b| {
+        b.iter(|| black_box(clock.raw()))
+    });
 }
 
 criterion_group!(benches, uncontended, tick_path, handoff, recording);
