@@ -174,6 +174,95 @@ fn the_twin_serves_gilbench_load_in_both_structures() {
     assert!(t.report.cpu.iterations > 0);
 }
 
+/// The twin run on its own, serving `gilbench load` for 300 ms; its JSON report.
+fn twin_served_by_load(py: &Python, extra: &[&str]) -> serde_json::Value {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(&py.path)
+        .arg("-c")
+        .arg(calibrate::TWIN)
+        .args([
+            "--warmup",
+            "100ms",
+            "--duration",
+            "400ms",
+            "--linger",
+            "10s",
+        ])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first.split_whitespace().last().unwrap().to_owned();
+    assert!(first.starts_with("listening on tcp"), "{first}");
+    let load = bin()
+        .args([
+            "load",
+            "--connect",
+            &addr,
+            "--duration",
+            "300ms",
+            "--warmup",
+            "0s",
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        load.status.success(),
+        "{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    drop(child.stdin.take()); // end of input: the twin reports and leaves
+    let report = lines.next().unwrap().unwrap();
+    assert!(child.wait().unwrap().success());
+    serde_json::from_str(&report).unwrap()
+}
+
+/// `--time-sends` makes the twin time each echo send, GIL re-take included, in both
+/// structures; without it the report says `null`. Without CPU threads nothing holds the GIL
+/// against the server, so every send returns within half the (20 ms) switch interval.
+#[test]
+fn the_twin_times_its_sends_when_asked() {
+    let _g = one();
+    let Some(py) = python("the_twin_times_its_sends_when_asked") else {
+        return;
+    };
+    for server in ["threaded", "poll"] {
+        let base = [
+            "--server",
+            server,
+            "--cpu-threads",
+            "0",
+            "--interval",
+            "20ms",
+        ];
+        let v = twin_served_by_load(&py, &[&base[..], &["--time-sends"]].concat());
+        let t = &v["send_timing"];
+        let calls = t["calls"].as_u64().unwrap();
+        assert!(calls > 20, "{server}: {t}");
+        assert!(
+            calls >= v["server"]["requests"].as_u64().unwrap(),
+            "{server}: {v}"
+        );
+        assert_eq!(
+            t["within_half_interval"].as_u64().unwrap(),
+            calls,
+            "{server}: {t}"
+        );
+        let (p50, p90) = (
+            t["quick_p50_us"].as_f64().unwrap(),
+            t["quick_p90_us"].as_f64().unwrap(),
+        );
+        assert!(0.0 < p50 && p50 <= p90 && p90 < 10_000.0, "{server}: {t}");
+        let v = twin_served_by_load(&py, &base);
+        assert!(v["send_timing"].is_null(), "{server}: {v}");
+    }
+}
+
 /// Runs gilbench with `args`, which must succeed; its standard output.
 fn succeeds(args: &[&str]) -> String {
     let o = bin().args(args).output().unwrap();

@@ -25,6 +25,11 @@ Server structures (as gilbench's `server` key):
 
 Context switches are the kernel's per-thread counters (what getrusage(RUSAGE_THREAD)
 reports), read from /proc/self/task/TID/status at the window's start and end.
+
+With --time-sends (a diagnostic, off in calibrate: two clock reads per request) the echo
+server times each send call, which returns only once the thread holds the GIL again, and
+reports as `send_timing` how many returned within half a switch interval (the GIL came back
+without a drop request) and their median and 90th-percentile duration.
 """
 
 import argparse
@@ -95,6 +100,10 @@ def parse_args(argv):
     p.add_argument("--request-bytes", type=int, default=64)
     p.add_argument("--recv-bytes", type=int, default=8192)
     p.add_argument("--bulk-mib", type=int, default=10)
+    p.add_argument("--time-sends", action="store_true",
+                   help="time each echo send (GIL release and re-take included) and report "
+                        "how many returned within half a switch interval (a diagnostic: "
+                        "it adds two clock reads per request)")
     a = p.parse_args(argv)
     if a.cpu_threads < 0:
         p.error("--cpu-threads must be 0 or more")
@@ -124,6 +133,8 @@ class Run:
                        "dropped_peers": 0, "peer_errors": 0, "transfer_s": None,
                        "receive_s": None, "transfer_bytes": None}
         self.nthreads = 0
+        # --time-sends: each echo send's duration in ns, GIL release and re-take included
+        self.sends = [] if args.time_sends else None
         # bulk: snapshots at the accept and at the end of the receive
         self.bulk_window = None
 
@@ -171,6 +182,34 @@ def cpu_thread(run, i, index):
         counts[i] += CHUNK
 
 
+def sender(run, send):
+    """`send` itself, or with --time-sends a wrapper that times each call (GIL release and
+    re-take included: the call returns only once this thread holds the GIL again)."""
+    if run.sends is None:
+        return send
+    times = run.sends
+    clock = time.perf_counter_ns
+
+    def timed(*args):
+        t0 = clock()
+        n = send(*args)
+        times.append(clock() - t0)
+        return n
+    return timed
+
+
+def send_timing(run):
+    """The --time-sends summary: how many sends returned within half a switch interval
+    (the thread got the GIL back without waiting for a drop request) and their duration."""
+    if run.sends is None:
+        return None
+    half = run.args.interval * 1e9 / 2
+    quick = sorted(x for x in run.sends if x < half)
+    pct = lambda q: quick[min(len(quick) - 1, int(q * len(quick)))] / 1000 if quick else None
+    return {"calls": len(run.sends), "within_half_interval": len(quick),
+            "quick_p50_us": pct(0.5), "quick_p90_us": pct(0.9)}
+
+
 def spawn(target, *args, name=None):
     t = threading.Thread(target=target, args=args, name=name, daemon=True)
     t.start()
@@ -204,13 +243,14 @@ def handle_conn(run, conn):
     """A connection's thread: blocking recv, blocking sendall, until the peer closes."""
     tid = run.register("server")
     st = run.server
+    sendall = sender(run, conn.sendall)
     try:
         while True:
             data = conn.recv(65536)
             if not data:
                 break
             st["bytes_in"] += len(data)
-            conn.sendall(data)
+            sendall(data)
             st["bytes_out"] += len(data)
     except OSError:
         st["peer_errors"] += 1
@@ -226,6 +266,7 @@ def echo_tcp_poll(run, lsock):
     sel = selectors.DefaultSelector()
     lsock.setblocking(False)
     sel.register(lsock, selectors.EVENT_READ, None)
+    send = sender(run, socket.socket.send)
     pending = {}
     while not run.stop:
         for key, mask in sel.select(POLL_SLICE):
@@ -260,7 +301,7 @@ def echo_tcp_poll(run, lsock):
                     out += data
             while out and not close:
                 try:
-                    n = conn.send(out)
+                    n = send(conn, out)
                 except (BlockingIOError, InterruptedError):
                     break
                 except OSError:
@@ -539,6 +580,7 @@ def main(argv):
                        "involuntary": ctx.get("server", [0, 0])[1]},
             "total": {"voluntary": total[0], "involuntary": total[1]},
         },
+        "send_timing": send_timing(run),
         "server": dict(run.server, requests_in_window=(req1 - req0) // a.request_bytes
                        if a.io == "echo" else None),
         "machine": machine(),
