@@ -39,7 +39,7 @@ use crate::result::{CpuSummary, GilSummary, IoSummary, RunResult};
 use crate::runner::{self, Instrument, Mode, RunError};
 use crate::scenario::{shown, split_sweep, IoWork, Scenario, ServerKind, KEYS};
 use crate::signals;
-use crate::units::format_duration;
+use crate::units::{format_duration, us};
 use crate::workload::loadgen::{run_bulk_send, run_echo_load, LoadConfig, LoadResult};
 
 /// The twin's source, run with `python -c`.
@@ -1420,10 +1420,6 @@ fn rate(x: f64) -> String {
     } else {
         format!("{x:.0}")
     }
-}
-
-fn us(x: f64) -> String {
-    crate::report::us(x)
 }
 
 fn pct(x: Option<f64>) -> String {

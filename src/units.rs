@@ -30,6 +30,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Microseconds, compactly: `12.5us`, `1.20ms`, `2.50s`.
+pub fn us(x: f64) -> String {
+    if x >= 1e6 {
+        format!("{:.2}s", x / 1e6)
+    } else if x >= 1e3 {
+        format!("{:.2}ms", x / 1e3)
+    } else {
+        format!("{x:.1}us")
+    }
+}
+
 /// Formats a duration compactly in the unit that reads best.
 pub fn format_duration(d: Duration) -> String {
     let ns = d.as_nanos();

@@ -11,7 +11,7 @@ use gilbench::scenario::{shown, split_sweep};
 
 use gilbench::report::about::About;
 
-use gilbench::report::export::Dest;
+use gilbench::report::export::{replace, Dest};
 
 use super::outputs::{check_outputs, say, write_outputs, Formats, OutputOpts};
 use crate::{load_scenario, positive, Failure, RunOpts};
@@ -191,7 +191,7 @@ fn write_all(outcome: &calibrate::Outcome, out: &OutputOpts, about: &About) -> R
         };
         match (own, dest) {
             (Some(text), Dest::File(p)) => {
-                write_file(p, text.as_bytes(), out.force).map_err(Failure::Run)?
+                write_file(p, text.as_bytes(), replace(out.force)).map_err(Failure::Run)?
             }
             (Some(text), _) => say(&text),
             (None, _) => rest.push((*e, dest.clone())),

@@ -13,7 +13,7 @@ use clap::{value_parser, Arg, Args};
 use gilbench::output::{check_dir, check_file};
 use gilbench::report::about::{About, Provenance};
 use gilbench::report::columns::measured;
-use gilbench::report::export::{Context, Dest, Exporter, Needs, Outcome, Target, ALL};
+use gilbench::report::export::{replace, Context, Dest, Exporter, Needs, Outcome, Target, ALL};
 use gilbench::result::RunResult;
 use gilbench::signals;
 
@@ -152,11 +152,12 @@ pub fn warn(line: &str) {
 pub fn check_outputs(out: &OutputOpts) -> Result<(), Failure> {
     let mut files: Vec<(String, PathBuf)> = Vec::new();
     let mut dirs: Vec<(String, PathBuf, &str)> = Vec::new();
+    let may_replace = replace(out.force);
     for (e, dest) in &out.formats.0 {
         let flag = format!("--{}", e.flag());
         match (dest, e.target()) {
             (Dest::File(p), _) => {
-                files.push((flag, check_file(p, out.force).map_err(Failure::Input)?));
+                files.push((flag, check_file(p, may_replace).map_err(Failure::Input)?));
             }
             (Dest::Dir(p), Target::Dir { ext }) => {
                 dirs.push((flag, check_dir(p).map_err(Failure::Input)?, ext));

@@ -3,9 +3,10 @@
 //! [`COLUMNS`] (and a run's thread table from [`THREAD_COLUMNS`]), so they cannot drift
 //! apart: a new column is one entry.
 
-use super::{rate, us};
+use super::rate;
 use crate::metrics::Percentiles;
 use crate::result::{RunResult, ThreadResult};
+use crate::units::us;
 
 /// Where a column's value comes from.
 #[derive(Clone, Copy)]

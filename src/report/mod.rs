@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use crate::result::RunResult;
+use crate::units::us;
 
 pub mod about;
 pub mod columns;
@@ -23,17 +24,6 @@ pub fn rate(x: f64) -> String {
         format!("{:.1}k", x / 1e3)
     } else {
         format!("{x:.0}")
-    }
-}
-
-/// Microseconds, compactly.
-pub fn us(x: f64) -> String {
-    if x >= 1e6 {
-        format!("{:.2}s", x / 1e6)
-    } else if x >= 1e3 {
-        format!("{:.2}ms", x / 1e3)
-    } else {
-        format!("{x:.1}us")
     }
 }
 

@@ -1,5 +1,5 @@
-//! Coordination of a run's threads: the start gate, the shared flags, the panic flag, the
-//! monitor loop and the watchdog.
+//! Coordination of a run's threads: the start gate, the shared flags, the monitor loop and
+//! the watchdog.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
@@ -45,17 +45,6 @@ impl StartGate {
     pub(super) fn open(&self, go: bool) {
         self.state.lock().1 = Some(go);
         self.cv.notify_all();
-    }
-}
-
-/// Sets `failed` if its thread unwinds, so the runner stops the run at once.
-pub(super) struct PanicFlag<'a>(pub(super) &'a AtomicBool);
-
-impl Drop for PanicFlag<'_> {
-    fn drop(&mut self) {
-        if thread::panicking() {
-            self.0.store(true, Ordering::SeqCst);
-        }
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::control::{PanicFlag, Shared};
+use super::control::Shared;
 use crate::gil::{Gil, Release};
 use crate::interp::{Extras, Interp, Recorded};
 use crate::metrics::{IdleClock, IntervalHists, Percentiles, ThreadMetrics};
@@ -13,7 +13,7 @@ use crate::result::ThreadResult;
 use crate::scenario::{CpuWork, Scenario, ServerKind};
 use crate::trace::TraceBuf;
 use crate::workload::server::{self, io_reason, EchoConfig, Listener, ServerStats};
-use crate::workload::{cpu, threaded, TickHasher, WorkCtx};
+use crate::workload::{cpu, threaded, PanicFlag, TickHasher, WorkCtx};
 
 /// What an interpreter thread does.
 pub(super) enum Role {

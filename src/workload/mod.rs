@@ -10,7 +10,7 @@ pub mod loadgen;
 pub mod server;
 pub mod threaded;
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
@@ -92,6 +92,19 @@ pub fn calibrate_tick_ns(tick_bytes: usize) -> f64 {
     let per = t.elapsed().as_nanos() as f64 / f64::from(n);
     std::hint::black_box(h.finish());
     per.max(1.0)
+}
+
+/// Sets the run's `failed` flag if its thread unwinds, so the runner stops the run at once:
+/// held for the whole life of every interpreter thread, the runner's and the connection
+/// threads a `threaded` server starts.
+pub(crate) struct PanicFlag<'a>(pub(crate) &'a AtomicBool);
+
+impl Drop for PanicFlag<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 /// What every workload loop needs besides its GIL handle.

@@ -37,7 +37,7 @@ use super::cpu::run_ticks;
 // Re-exported where it was first defined (`workload::threaded::ServerKind`).
 pub use super::kinds::ServerKind;
 use super::server::{call, EchoConfig, ServerStats};
-use super::{TickHasher, WorkCtx};
+use super::{PanicFlag, TickHasher, WorkCtx};
 use crate::gil::{Gil, Release};
 use crate::interp::{Extras, Interp, Recorded};
 use crate::metrics::{merge, CtxSwitches, IdleClock, Occupancy, ThreadMetrics};
@@ -346,17 +346,6 @@ struct ConnOut {
     recorded: Recorded,
 }
 
-/// Sets the run's `failed` flag if its thread unwinds.
-struct FailFlag<'a>(&'a AtomicBool);
-
-impl Drop for FailFlag<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
-}
-
 /// One connection's interpreter thread: blocking recv, the request's work, blocking send,
 /// until the peer closes, breaks a limit, or the run stops.
 fn serve_conn<G: Gil>(
@@ -368,7 +357,7 @@ fn serve_conn<G: Gil>(
     k: u64,
     name: String,
 ) -> ConnOut {
-    let _flag = FailFlag(sp.failed);
+    let _flag = PanicFlag(sp.failed);
     let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
     let mut interp = Interp::new(gil, id, sp.last_holder);
     interp.set_recording(sp.record);

@@ -54,7 +54,7 @@ impl Exporter for Hgrm {
                     r.repeat,
                     metric
                 );
-                write_file(&dir.join(name), hgrm(h).as_bytes(), cx.force)?;
+                write_file(&dir.join(name), hgrm(h).as_bytes(), cx.replace())?;
                 written += 1;
             }
         }

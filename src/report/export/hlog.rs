@@ -63,7 +63,7 @@ impl Exporter for Hlog {
         }
         let start =
             SystemTime::now() - Duration::from_secs_f64(runs.iter().map(|r| r.wall_s).sum::<f64>());
-        write_file(p, &hlog(&series, start)?, cx.force)?;
+        write_file(p, &hlog(&series, start)?, cx.replace())?;
         Ok(Outcome::Written)
     }
 }

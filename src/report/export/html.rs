@@ -14,8 +14,9 @@ use crate::metrics::Percentiles;
 use crate::output::{resolve, write_file};
 use crate::report::about::Provenance;
 use crate::report::columns::{measured, THREAD_COLUMNS};
-use crate::report::{caption, plot, rate, shown, summary, us, Stat};
+use crate::report::{caption, plot, rate, shown, summary, Stat};
 use crate::result::RunResult;
+use crate::units::us;
 
 /// The format.
 pub struct Html;
@@ -46,7 +47,7 @@ impl Exporter for Html {
         let Dest::File(p) = to else {
             return Err("--html writes a file".into());
         };
-        write_file(p, page(cx, p)?.as_bytes(), cx.force)?;
+        write_file(p, page(cx, p)?.as_bytes(), cx.replace())?;
         Ok(Outcome::Written)
     }
 }

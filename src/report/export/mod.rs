@@ -2,17 +2,16 @@
 //! file implementing [`Exporter`], which declares its flag, whether it writes a file, a
 //! directory or stdout ([`Target`]), how gilbench recognises a file it wrote ([`Mark`]) and
 //! what the run must gather for it ([`Needs`]). The command line, the checks before a run,
-//! the writing after it and `output::ours` all go through [`ALL`]: adding a format is one
+//! the writing after it and [`ours`] all go through [`ALL`]: adding a format is one
 //! file plus its name in the `exporters!` line below.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
-
-use crate::output::write_file;
+use crate::output::{write_file, Replace};
 use crate::result::RunResult;
+
+mod recognise;
+pub use recognise::{ours, replace, versioned};
 
 /// Where a format writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,7 +28,7 @@ pub enum Target {
 }
 
 /// How gilbench recognises a file it wrote in a format, by content it controls (never by a
-/// mention of its name); see `output::ours`.
+/// mention of its name); see [`ours`].
 #[derive(Clone, Debug)]
 pub enum Mark {
     /// The first line is exactly one of these (the current form first, then older ones).
@@ -111,6 +110,13 @@ pub struct Context<'a> {
     pub note: &'a dyn Fn(&str),
 }
 
+impl Context<'_> {
+    /// Which existing files the formats may replace (see [`replace`]).
+    pub fn replace(&self) -> Replace {
+        replace(self.force)
+    }
+}
+
 /// One output format.
 pub trait Exporter: Sync {
     /// Its flag, without the dashes: `json` for `--json`.
@@ -132,7 +138,7 @@ pub trait Exporter: Sync {
 /// Writes `text` to the file `to` names (safely, see `output`), or prints it.
 pub fn text_to(cx: &Context<'_>, to: &Dest, text: &str) -> Result<Outcome, String> {
     match to {
-        Dest::File(p) => write_file(p, text.as_bytes(), cx.force).map(|()| Outcome::Written),
+        Dest::File(p) => write_file(p, text.as_bytes(), cx.replace()).map(|()| Outcome::Written),
         Dest::Dir(p) => Err(format!(
             "{}: a one-file format given a directory",
             p.display()
@@ -159,112 +165,6 @@ exporters!(json, csv, markdown, hgrm, hlog, plot, trace, html);
 /// The format with flag `flag`.
 pub fn by_flag(flag: &str) -> Option<&'static dyn Exporter> {
     ALL.iter().copied().find(|e| e.flag() == flag)
-}
-
-/// The shape of a JSON value as far as marks look: strings and arrays (elements skipped,
-/// never kept), objects with their keys.
-#[derive(Debug)]
-pub(crate) enum Shape {
-    Str,
-    Array,
-    Object(BTreeMap<String, Shape>),
-    Other,
-}
-
-impl Shape {
-    /// The value at `path` (object keys joined by `.`).
-    fn at(&self, path: &str) -> Option<&Shape> {
-        path.split('.').try_fold(self, |s, k| match s {
-            Shape::Object(m) => m.get(k),
-            _ => None,
-        })
-    }
-}
-
-impl<'de> Deserialize<'de> for Shape {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Shape;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Shape, E> {
-                Ok(Shape::Str)
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
-                Ok(Shape::Other)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
-                Ok(Shape::Other)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
-                Ok(Shape::Other)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Shape, E> {
-                Ok(Shape::Other)
-            }
-            fn visit_unit<E>(self) -> Result<Shape, E> {
-                Ok(Shape::Other)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Shape::Array)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
-                let mut m = BTreeMap::new();
-                while let Some(k) = map.next_key::<String>()? {
-                    let v = map.next_value::<Shape>()?;
-                    m.insert(k, v);
-                }
-                Ok(Shape::Object(m))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// Whether `line` is `{open}VERSION{close}` with a version of digits and dots (e.g. `0.1.0`,
-/// a `-pre` or `+build` suffix allowed).
-pub fn versioned(line: &str, open: &str, close: &str) -> bool {
-    line.strip_prefix(open)
-        .and_then(|r| r.strip_suffix(close))
-        .is_some_and(|v| {
-            !v.is_empty()
-                && v.split(['-', '+']).next().is_some_and(|core| {
-                    core.split('.')
-                        .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-                })
-                && !v.contains(char::is_whitespace)
-        })
-}
-
-/// What [`Mark`]s are checked against: a file's first line, and on demand its last
-/// non-empty line and its JSON shape (each read at most once).
-pub(crate) struct Probe<'a> {
-    pub first: &'a str,
-    pub last: &'a dyn Fn() -> Option<String>,
-    pub json: &'a dyn Fn() -> Option<std::rc::Rc<Shape>>,
-}
-
-impl Mark {
-    /// Whether the file `p` shows describes carries this mark.
-    pub(crate) fn matches(&self, p: &Probe<'_>) -> bool {
-        match self {
-            Mark::FirstLine(lines) => lines.iter().any(|l| l == p.first),
-            Mark::Versioned { open, close } => versioned(p.first, open, close),
-            Mark::HeadAndTail { first, open, close } => {
-                p.first == *first && (p.last)().is_some_and(|l| versioned(&l, open, close))
-            }
-            Mark::Json { strings, arrays } => {
-                p.first.trim_start().starts_with('{')
-                    && (p.json)().is_some_and(|s| {
-                        strings.iter().all(|k| matches!(s.at(k), Some(Shape::Str)))
-                            && arrays.iter().all(|k| matches!(s.at(k), Some(Shape::Array)))
-                    })
-            }
-        }
-    }
 }
 
 /// A run for tests: two threads, I/O with a latency distribution, histograms.

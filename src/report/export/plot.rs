@@ -37,14 +37,14 @@ impl Exporter for Plot {
         if let Some(key) = cx.sweep_key {
             let svg = sweep(runs, key)?;
             let name = format!("{scen}_sweep_{}.svg", file_part(key));
-            write_file(&dir.join(name), svg.as_bytes(), cx.force)?;
+            write_file(&dir.join(name), svg.as_bytes(), cx.replace())?;
             wrote = true;
         }
         if let Some(svg) = latency_percentiles(runs)? {
             write_file(
                 &dir.join(format!("{scen}_latency.svg")),
                 svg.as_bytes(),
-                cx.force,
+                cx.replace(),
             )?;
             wrote = true;
         } else if cx.sweep_key.is_none() {

@@ -50,7 +50,7 @@ impl Exporter for Trace {
         // (a signal that already cut the run short does not: what was gathered is written).
         let before = signals::caught();
         let cancelled = || before.is_none() && signals::caught().is_some();
-        let wrote = write_with(p, cx.force, |w| {
+        let wrote = write_with(p, cx.replace(), |w| {
             write_chrome_trace(&timelines, w, &cancelled)
         })?;
         Ok(if wrote {
