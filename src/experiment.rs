@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::gil::LockKind;
-use crate::report::file_part;
+use crate::output::file_part;
 use crate::result::RunResult;
 use crate::runner::{self, Instrument, Mode, RunError};
 use crate::scenario::{parse_sweep, shown, Scenario};

@@ -260,6 +260,22 @@ pub fn ensure_dir(dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
 }
 
+/// The part of an output file name (`--hgrm`, `--hlog`, `--plot`) that a scenario name or row
+/// label becomes: ASCII letters, digits, `-` and `.` kept, anything else `_`. Not injective,
+/// so an experiment rejects rows whose labels it maps alike (`experiment::sweep_rows`). Here,
+/// below both, as experiments and the report formats name files alike.
+pub fn file_part(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -180,21 +180,6 @@ pub fn run_table(r: &RunResult) -> String {
     o
 }
 
-/// The part of an output file name (`--hgrm`, `--plot`) that a scenario name or row label
-/// becomes: ASCII letters, digits, `-` and `.` kept, anything else `_`. Not injective, so an
-/// experiment rejects rows whose labels it maps alike (`experiment::sweep_rows`).
-pub fn file_part(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 /// The median and the spread of one cell over repeated runs.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Stat {

@@ -218,123 +218,203 @@ pub fn echo_tcp_threaded<G: Gil>(
     sp: &Spawner<'_>,
 ) -> io::Result<(ServerStats, ConnTotals)> {
     listener.set_nonblocking(true)?;
-    let gil = interp.gil();
-    let live = AtomicUsize::new(0);
-    let mut st = ServerStats::default();
-    let mut totals = ConnTotals::default();
-    let mut panicked = None;
+    let conns = Conns {
+        gil: interp.gil(),
+        sp,
+        ctx,
+        cfg,
+        live: AtomicUsize::new(0),
+    };
+    let mut tally = Tally::default();
     std::thread::scope(|scope| {
-        let mut handlers: Vec<std::thread::ScopedJoinHandle<'_, ConnOut>> = Vec::new();
-        let fd = listener.as_raw_fd();
-        while panicked.is_none() {
+        let mut handlers = Vec::new();
+        while tally.panicked.is_none() {
             // Collect the threads of closed connections as we go.
-            let (done, running): (Vec<_>, Vec<_>) =
-                handlers.into_iter().partition(|hd| hd.is_finished());
-            handlers = running;
-            for hd in done {
-                absorb(interp, &mut st, &mut totals, &mut panicked, hd.join());
-            }
-            // As `serve_forever` does, the accept waits at most `ACCEPT_POLL` before the
-            // thread takes the GIL again; it also comes back once when the warm-up ends, so
-            // that this thread starts its measured window on time.
-            let r = call(interp, h, ctx, || {
-                let wake = Some(sp.measuring);
-                let limit = Some(ACCEPT_POLL);
-                polled(fd, libc::POLLIN, ctx.stop, wake, limit, || {
-                    listener.accept()
-                })
-            });
-            let stream = match r {
-                Blocked::Stopped => break,
-                Blocked::Woken | Blocked::Stalled => continue,
-                Blocked::Done(Ok((s, _))) => s,
-                // Gone before it was accepted: the next one may be fine.
-                Blocked::Done(Err(e)) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
-                // Out of descriptors or memory and the like: wait a slice (GIL released) and
-                // try again; the listener stays usable.
-                Blocked::Done(Err(_)) => {
-                    interp.allow_threads(|| std::thread::sleep(SLICE));
-                    continue;
-                }
+            handlers = tally.reap(interp, handlers);
+            let stream = match accept_one(interp, h, ctx, &listener, sp.measuring) {
+                Accepted::Stop => break,
+                Accepted::Retry => continue,
+                Accepted::Conn(s) => s,
             };
-            if live.load(Ordering::SeqCst) >= cfg.max_connections {
-                st.dropped_peers += 1;
+            let Some(stream) = conns.admit(stream, &mut tally.st) else {
                 continue; // dropping `stream` closes it
-            }
-            let _ = stream.set_nodelay(true);
-            if slice_timeouts(&stream).is_err() {
-                st.peer_errors += 1;
-                continue;
-            }
-            let k = st.accepted;
-            st.accepted += 1;
-            live.fetch_add(1, Ordering::SeqCst);
-            let live = &live;
-            let name = format!("{}.c{k}", sp.name);
-            let spawned =
-                std::thread::Builder::new()
-                    .name(name.clone())
-                    .spawn_scoped(scope, move || {
-                        let out = serve_conn(gil, sp, ctx, cfg, &stream, k, name);
-                        live.fetch_sub(1, Ordering::SeqCst);
-                        out
-                    });
-            match spawned {
-                Ok(hd) => handlers.push(hd),
-                Err(_) => {
-                    live.fetch_sub(1, Ordering::SeqCst);
-                    st.dropped_peers += 1;
-                }
+            };
+            if let Some(hd) = spawn_conn(scope, &conns, stream, &mut tally.st) {
+                handlers.push(hd);
             }
         }
+        tally.join_rest(interp, handlers);
+    });
+    if let Some(payload) = tally.panicked {
+        // The server thread fails with the connection thread's message.
+        std::panic::resume_unwind(payload);
+    }
+    Ok((tally.st, tally.totals))
+}
+
+/// What the connection threads of one TCP server share: the server's lock, run and
+/// configuration, and how many of them are serving a connection.
+struct Conns<'a, G> {
+    gil: &'a G,
+    sp: &'a Spawner<'a>,
+    ctx: &'a WorkCtx<'a>,
+    cfg: &'a EchoConfig,
+    live: AtomicUsize,
+}
+
+impl<G> Conns<'_, G> {
+    /// Takes on an accepted connection, or drops it (which closes it): over
+    /// `max_connections`, or when it cannot be made blocking with the [`SLICE`] timeouts.
+    fn admit(&self, stream: StdTcpStream, st: &mut ServerStats) -> Option<StdTcpStream> {
+        if self.live.load(Ordering::SeqCst) >= self.cfg.max_connections {
+            st.dropped_peers += 1;
+            return None;
+        }
+        let _ = stream.set_nodelay(true);
+        if slice_timeouts(&stream).is_err() {
+            st.peer_errors += 1;
+            return None;
+        }
+        Some(stream)
+    }
+}
+
+/// What the accepting thread does after one accept.
+enum Accepted {
+    /// The run stopped.
+    Stop,
+    /// Nothing to serve this time: accept again.
+    Retry,
+    Conn(StdTcpStream),
+}
+
+/// One accept, GIL released. Failures that leave the listener usable are retried.
+fn accept_one<G: Gil>(
+    interp: &mut Interp<'_, G>,
+    h: &mut TickHasher,
+    ctx: &WorkCtx<'_>,
+    listener: &StdTcpListener,
+    measuring: &AtomicBool,
+) -> Accepted {
+    let fd = listener.as_raw_fd();
+    // As `serve_forever` does, the accept waits at most `ACCEPT_POLL` before the thread takes
+    // the GIL again; it also comes back once when the warm-up ends, so that this thread
+    // starts its measured window on time.
+    let r = call(interp, h, ctx, || {
+        let wake = Some(measuring);
+        let limit = Some(ACCEPT_POLL);
+        polled(fd, libc::POLLIN, ctx.stop, wake, limit, || {
+            listener.accept()
+        })
+    });
+    match r {
+        Blocked::Stopped => Accepted::Stop,
+        Blocked::Woken | Blocked::Stalled => Accepted::Retry,
+        Blocked::Done(Ok((s, _))) => Accepted::Conn(s),
+        // Gone before it was accepted: the next one may be fine.
+        Blocked::Done(Err(e)) if e.kind() == io::ErrorKind::ConnectionAborted => Accepted::Retry,
+        // Out of descriptors or memory and the like: wait a slice (GIL released) and try
+        // again; the listener stays usable.
+        Blocked::Done(Err(_)) => {
+            interp.allow_threads(|| std::thread::sleep(SLICE));
+            Accepted::Retry
+        }
+    }
+}
+
+type ConnHandle<'scope> = std::thread::ScopedJoinHandle<'scope, ConnOut>;
+
+/// Starts the interpreter thread of the server's next connection, counted in `live` until it
+/// ends. A connection the system gives no thread is dropped.
+fn spawn_conn<'scope, 'env, G: Gil>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    conns: &'env Conns<'env, G>,
+    stream: StdTcpStream,
+    st: &mut ServerStats,
+) -> Option<ConnHandle<'scope>> {
+    let k = st.accepted;
+    st.accepted += 1;
+    conns.live.fetch_add(1, Ordering::SeqCst);
+    let name = format!("{}.c{k}", conns.sp.name);
+    let spawned = std::thread::Builder::new()
+        .name(name.clone())
+        .spawn_scoped(scope, move || {
+            let out = serve_conn(conns, &stream, k, name);
+            conns.live.fetch_sub(1, Ordering::SeqCst);
+            out
+        });
+    match spawned {
+        Ok(hd) => Some(hd),
+        Err(_) => {
+            conns.live.fetch_sub(1, Ordering::SeqCst);
+            st.dropped_peers += 1;
+            None
+        }
+    }
+}
+
+type Payload = Box<dyn std::any::Any + Send>;
+
+/// What a TCP server adds up from its connection threads as they end.
+#[derive(Default)]
+struct Tally {
+    st: ServerStats,
+    totals: ConnTotals,
+    /// The first connection thread that panicked: kept, to take the server thread down with
+    /// its message once every other connection thread has been joined.
+    panicked: Option<Payload>,
+}
+
+impl Tally {
+    /// Joins the connection threads that have ended; returns the others.
+    fn reap<'scope, G: Gil>(
+        &mut self,
+        interp: &mut Interp<'_, G>,
+        handlers: Vec<ConnHandle<'scope>>,
+    ) -> Vec<ConnHandle<'scope>> {
+        let (done, running): (Vec<_>, Vec<_>) =
+            handlers.into_iter().partition(|hd| hd.is_finished());
+        for hd in done {
+            self.absorb(interp, hd.join());
+        }
+        running
+    }
+
+    /// Joins every connection thread still running.
+    fn join_rest<G: Gil>(&mut self, interp: &mut Interp<'_, G>, handlers: Vec<ConnHandle<'_>>) {
         // The run is over (or a connection thread panicked, which stops it): every connection
         // thread sees the stop flag within a slice. Joined with the GIL released, as a
         // connection thread may need it to finish.
         let rest: Vec<_> =
             interp.allow_threads(|| handlers.into_iter().map(|hd| hd.join()).collect());
         for r in rest {
-            absorb(interp, &mut st, &mut totals, &mut panicked, r);
+            self.absorb(interp, r);
         }
-    });
-    if let Some(payload) = panicked {
-        // The server thread fails with the connection thread's message.
-        std::panic::resume_unwind(payload);
     }
-    Ok((st, totals))
-}
 
-type Payload = Box<dyn std::any::Any + Send>;
-
-/// Adds a finished connection thread's figures to its server thread; a connection thread
-/// that panicked is kept, to take the server thread down with its message once every other
-/// connection thread has been joined.
-fn absorb<G: Gil>(
-    interp: &mut Interp<'_, G>,
-    st: &mut ServerStats,
-    totals: &mut ConnTotals,
-    panicked: &mut Option<Payload>,
-    r: Result<ConnOut, Payload>,
-) {
-    let out = match r {
-        Ok(o) => o,
-        Err(payload) => {
-            panicked.get_or_insert(payload);
-            return;
-        }
-    };
-    st.add(&ServerStats {
-        accepted: 0,
-        ..out.stats
-    });
-    let m = &mut interp.metrics;
-    m.counters.add(&out.metrics.counters);
-    merge(&mut m.wait, &out.metrics.wait);
-    merge(&mut m.hold, &out.metrics.hold);
-    merge(&mut m.reacquire, &out.metrics.reacquire);
-    merge(&mut m.switch_wait, &out.metrics.switch_wait);
-    totals.ctx.add(out.ctx);
-    totals.idle.add(out.idle);
-    totals.recorded.push(out.recorded);
+    /// Adds a finished connection thread's figures to its server thread, or keeps its panic.
+    fn absorb<G: Gil>(&mut self, interp: &mut Interp<'_, G>, r: Result<ConnOut, Payload>) {
+        let out = match r {
+            Ok(o) => o,
+            Err(payload) => {
+                self.panicked.get_or_insert(payload);
+                return;
+            }
+        };
+        self.st.add(&ServerStats {
+            accepted: 0,
+            ..out.stats
+        });
+        let m = &mut interp.metrics;
+        m.counters.add(&out.metrics.counters);
+        merge(&mut m.wait, &out.metrics.wait);
+        merge(&mut m.hold, &out.metrics.hold);
+        merge(&mut m.reacquire, &out.metrics.reacquire);
+        merge(&mut m.switch_wait, &out.metrics.switch_wait);
+        self.totals.ctx.add(out.ctx);
+        self.totals.idle.add(out.idle);
+        self.totals.recorded.push(out.recorded);
+    }
 }
 
 /// What one connection thread brings back.
@@ -349,85 +429,135 @@ struct ConnOut {
 /// One connection's interpreter thread: blocking recv, the request's work, blocking send,
 /// until the peer closes, breaks a limit, or the run stops.
 fn serve_conn<G: Gil>(
-    gil: &G,
-    sp: &Spawner<'_>,
-    ctx: &WorkCtx<'_>,
-    cfg: &EchoConfig,
+    conns: &Conns<'_, G>,
     stream: &StdTcpStream,
     k: u64,
     name: String,
 ) -> ConnOut {
+    let (sp, ctx, cfg) = (conns.sp, conns.ctx, conns.cfg);
     let _flag = PanicFlag(sp.failed);
+    let mut conn = Serving {
+        interp: conn_interp(conns),
+        h: TickHasher::new(sp.tick_bytes, 0x5eed ^ k),
+        st: ServerStats::default(),
+        ctx,
+        stream,
+    };
+    // Never more un-echoed bytes in hand than `max_request_bytes`.
+    let mut buf = vec![0u8; cfg.max_request_bytes.clamp(1, 64 << 10)];
+    let mut partial = 0usize;
+    // A new Python thread starts by taking the GIL.
+    conn.interp.take();
+    while !ctx.stop.load(Ordering::Relaxed) {
+        let Some(n) = conn.recv(&mut buf) else {
+            break;
+        };
+        partial = conn.run_requests(cfg, partial + n);
+        if !conn.send_all(&buf[..n]) {
+            break;
+        }
+    }
+    let mut interp = conn.interp;
+    interp.release(Release::Exit);
+    ConnOut {
+        stats: conn.st,
+        ctx: interp.ctx_switches(),
+        idle: interp.idle_clock(),
+        metrics: std::mem::take(&mut interp.metrics),
+        recorded: interp.extras.finish(name, Instant::now()),
+    }
+}
+
+/// A connection thread's interpreter, under an id of its own and set up as the run's other
+/// interpreter threads are: recording, stop flag, warm-up gate, occupancy, output recorders.
+fn conn_interp<'a, G: Gil>(conns: &Conns<'a, G>) -> Interp<'a, G> {
+    let sp = conns.sp;
     let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
-    let mut interp = Interp::new(gil, id, sp.last_holder);
+    let mut interp = Interp::new(conns.gil, id, sp.last_holder);
     interp.set_recording(sp.record);
-    interp.set_stop(ctx.stop);
+    interp.set_stop(conns.ctx.stop);
     interp.set_warmup_gate(sp.measuring);
     if let Some(o) = sp.occupancy {
         interp.set_occupancy(o);
     }
     interp.extras = (sp.recorders)();
-    let mut h = TickHasher::new(sp.tick_bytes, 0x5eed ^ k);
-    let mut st = ServerStats::default();
-    // Never more un-echoed bytes in hand than `max_request_bytes`.
-    let mut buf = vec![0u8; cfg.max_request_bytes.clamp(1, 64 << 10)];
-    let mut partial = 0usize;
-    // A new Python thread starts by taking the GIL.
-    interp.take();
-    'conn: while !ctx.stop.load(Ordering::Relaxed) {
-        let n = match call(&mut interp, &mut h, ctx, || {
-            blocking(ctx.stop, None, None, || {
+    interp
+}
+
+/// A connection thread while it serves its connection.
+struct Serving<'a, 's, G: Gil> {
+    interp: Interp<'a, G>,
+    h: TickHasher,
+    /// This connection's figures, added to the server thread's when it ends.
+    st: ServerStats,
+    ctx: &'a WorkCtx<'a>,
+    stream: &'s StdTcpStream,
+}
+
+impl<G: Gil> Serving<'_, '_, G> {
+    /// One blocking `recv` into `buf`: how many bytes came, or `None` when the connection is
+    /// over (the peer closed it or failed, or the run stopped).
+    fn recv(&mut self, buf: &mut [u8]) -> Option<usize> {
+        let (stop, stream) = (self.ctx.stop, self.stream);
+        let r = call(&mut self.interp, &mut self.h, self.ctx, || {
+            blocking(stop, None, None, || {
                 let mut s = stream;
-                s.read(&mut buf)
+                s.read(buf)
             })
-        }) {
-            Blocked::Done(Ok(0)) | Blocked::Stopped | Blocked::Stalled | Blocked::Woken => break,
-            Blocked::Done(Ok(n)) => n,
-            Blocked::Done(Err(_)) => {
-                st.peer_errors += 1;
-                break;
+        });
+        match r {
+            Blocked::Done(Ok(0)) | Blocked::Stopped | Blocked::Stalled | Blocked::Woken => None,
+            Blocked::Done(Ok(n)) => {
+                self.st.bytes_in += n as u64;
+                Some(n)
             }
-        };
-        st.bytes_in += n as u64;
-        partial += n;
-        while partial >= cfg.request_bytes {
-            partial -= cfg.request_bytes;
-            st.requests += 1;
-            run_ticks(&mut interp, &mut h, cfg.work_ticks);
+            Blocked::Done(Err(_)) => {
+                self.st.peer_errors += 1;
+                None
+            }
         }
-        // sendall: one blocking send per chunk the socket takes.
+    }
+
+    /// Does the work of each whole request (`request_bytes`) in `pending` bytes; returns the
+    /// bytes of the request not yet complete.
+    fn run_requests(&mut self, cfg: &EchoConfig, mut pending: usize) -> usize {
+        while pending >= cfg.request_bytes {
+            pending -= cfg.request_bytes;
+            self.st.requests += 1;
+            run_ticks(&mut self.interp, &mut self.h, cfg.work_ticks);
+        }
+        pending
+    }
+
+    /// `sendall`: one blocking send per chunk the socket takes. False when the connection is
+    /// over: the peer stopped reading for [`SEND_STALL`] or failed, or the run stopped.
+    fn send_all(&mut self, data: &[u8]) -> bool {
+        let (stop, stream) = (self.ctx.stop, self.stream);
         let mut sent = 0;
-        while sent < n {
-            let r = call(&mut interp, &mut h, ctx, || {
-                blocking(ctx.stop, None, Some(SEND_STALL), || {
+        while sent < data.len() {
+            let r = call(&mut self.interp, &mut self.h, self.ctx, || {
+                blocking(stop, None, Some(SEND_STALL), || {
                     let mut s = stream;
-                    s.write(&buf[sent..n])
+                    s.write(&data[sent..])
                 })
             });
             match r {
                 Blocked::Done(Ok(m)) => {
                     sent += m;
-                    st.bytes_out += m as u64;
+                    self.st.bytes_out += m as u64;
                 }
-                Blocked::Stopped | Blocked::Woken => break 'conn,
+                Blocked::Stopped | Blocked::Woken => return false,
                 Blocked::Stalled => {
-                    st.dropped_peers += 1;
-                    break 'conn;
+                    self.st.dropped_peers += 1;
+                    return false;
                 }
                 Blocked::Done(Err(_)) => {
-                    st.peer_errors += 1;
-                    break 'conn;
+                    self.st.peer_errors += 1;
+                    return false;
                 }
             }
         }
-    }
-    interp.release(Release::Exit);
-    ConnOut {
-        stats: st,
-        ctx: interp.ctx_switches(),
-        idle: interp.idle_clock(),
-        metrics: std::mem::take(&mut interp.metrics),
-        recorded: interp.extras.finish(name, Instant::now()),
+        true
     }
 }
 

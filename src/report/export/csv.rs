@@ -1,5 +1,5 @@
 //! `--csv [PATH]`: a line per run, numbers at full precision, the columns of
-//! [`COLUMNS`](crate::report::columns::COLUMNS) that are figures of one run.
+//! [`COLUMNS`] that are figures of one run.
 
 use super::{text_to, Context, Dest, Exporter, Mark, Outcome, Target};
 use crate::report::columns::{value, Source, COLUMNS};

@@ -6,8 +6,7 @@ use std::fmt::Write;
 
 use super::{Context, Dest, Exporter, Mark, Outcome, Target};
 use crate::metrics::Hist;
-use crate::output::{ensure_dir, write_file};
-use crate::report::file_part;
+use crate::output::{ensure_dir, file_part, write_file};
 
 /// Values are nanoseconds; files show microseconds (HdrHistogram's "value unit scaling
 /// ratio" of 1000).

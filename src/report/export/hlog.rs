@@ -9,8 +9,7 @@ use hdrhistogram::serialization::V2DeflateSerializer;
 use super::hgrm::SCALE;
 use super::{Context, Dest, Exporter, Mark, Needs, Outcome, Target};
 use crate::metrics::Interval;
-use crate::output::write_file;
-use crate::report::file_part;
+use crate::output::{file_part, write_file};
 
 /// The format.
 pub struct Hlog;

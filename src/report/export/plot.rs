@@ -3,8 +3,7 @@
 //! swept value.
 
 use super::{Context, Dest, Exporter, Mark, Outcome, Target};
-use crate::output::{ensure_dir, write_file};
-use crate::report::file_part;
+use crate::output::{ensure_dir, file_part, write_file};
 use crate::report::plot::{latency_percentiles, sweep, SVG_MARK};
 
 /// The format.
