@@ -1278,6 +1278,13 @@ pub fn execute(
     if let Some(s) = suggest_call_work(conds, &cal) {
         cal.notes.push(s);
     }
+    if conds.iter().any(|c| !c.scenario.record) {
+        cal.notes.push(
+            "gilbench ran without its GIL-side recording (record = false), as the twin has none: \
+             that instrumentation changes the races compared here; --set record=true keeps it"
+                .to_owned(),
+        );
+    }
     Ok(Outcome {
         calibration: cal,
         runs,
