@@ -15,14 +15,22 @@ use gilbench::gil::{
     TickGil, TimedGil,
 };
 
-/// `n` threads each take the GIL, update an unsynchronised cell, and release it; loom checks
-/// every interleaving for a data race on the cell (mutual exclusion), a deadlock or a lost
-/// wake-up (a thread left parked). Three threads exercise the hand-off queues (FIFO order,
-/// mlfq's pokes) and are explored with a preemption bound of 1 to stay quick.
-fn holders<G: Gil>(n: u32, make: fn() -> G, why: Release) {
+/// `n` threads each take the GIL `rounds` times (running `before` ahead of every take, e.g.
+/// timed's drop request), update an unsynchronised cell under it, and release it; loom
+/// checks every interleaving, up to `bound` preemptions (None: `LOOM_MAX_PREEMPTIONS`), for
+/// a data race on the cell (mutual exclusion), a deadlock or a lost wake-up (a thread left
+/// parked).
+fn model<G: Gil>(
+    n: u32,
+    rounds: u32,
+    bound: Option<usize>,
+    make: fn() -> G,
+    before: fn(&G),
+    why: Release,
+) {
     let mut b = loom::model::Builder::new();
-    if n > 2 {
-        b.preemption_bound = Some(1);
+    if bound.is_some() {
+        b.preemption_bound = bound;
     }
     b.check(move || {
         let gil = Arc::new(make());
@@ -32,11 +40,14 @@ fn holders<G: Gil>(n: u32, make: fn() -> G, why: Release) {
                 let (gil, cell) = (gil.clone(), cell.clone());
                 thread::spawn(move || {
                     let mut me = gil.register();
-                    gil.take(&mut me);
-                    // SAFETY: loom reports any concurrent access here as a failure; the GIL
-                    // is what must prevent it.
-                    cell.with_mut(|v| unsafe { *v += 1 });
-                    gil.release(&mut me, why);
+                    for _ in 0..rounds {
+                        before(&gil);
+                        gil.take(&mut me);
+                        // SAFETY: loom reports any concurrent access here as a failure; the
+                        // GIL is what must prevent it.
+                        cell.with_mut(|v| unsafe { *v += 1 });
+                        gil.release(&mut me, why);
+                    }
                 })
             })
             .collect();
@@ -44,8 +55,14 @@ fn holders<G: Gil>(n: u32, make: fn() -> G, why: Release) {
             h.join().unwrap();
         }
         // SAFETY: every thread was joined.
-        assert_eq!(cell.with(|v| unsafe { *v }), n);
+        assert_eq!(cell.with(|v| unsafe { *v }), n * rounds);
     });
+}
+
+/// `n` threads take and release once each. Three threads exercise the hand-off queues (FIFO
+/// order, mlfq's pokes) and are explored with a preemption bound of 1 to stay quick.
+fn holders<G: Gil>(n: u32, make: fn() -> G, why: Release) {
+    model(n, 1, (n > 2).then_some(1), make, |_| {}, why);
 }
 
 fn two_holders<G: Gil>(make: fn() -> G, why: Release) {
@@ -124,39 +141,18 @@ fn mlfq_three_holders() {
 /// mutual exclusion, no deadlock, no thread left parked.
 #[test]
 fn mlfq_fast_path_three_threads_two_rounds() {
-    let mut b = loom::model::Builder::new();
-    b.preemption_bound = Some(2);
-    b.check(|| {
-        // Periods far beyond the model's run: no branch may depend on the real clock (loom
-        // replays each interleaving and needs the same choices every time).
+    // Periods far beyond the model's run: no branch may depend on the real clock (loom
+    // replays each interleaving and needs the same choices every time).
+    fn make() -> MlfqGil {
         let long = std::time::Duration::from_secs(1000);
-        let gil = Arc::new(MlfqGil::new(&GilParams {
+        MlfqGil::new(&GilParams {
             quanta: vec![long, long],
             allotments: vec![long, long],
             boost_interval: long,
             ..params()
-        }));
-        let cell = Arc::new(UnsafeCell::new(0u32));
-        let handles: Vec<_> = (0..3)
-            .map(|_| {
-                let (gil, cell) = (gil.clone(), cell.clone());
-                thread::spawn(move || {
-                    let mut me = gil.register();
-                    for _ in 0..2 {
-                        gil.take(&mut me);
-                        // SAFETY: loom reports any concurrent access here as a failure.
-                        cell.with_mut(|v| unsafe { *v += 1 });
-                        gil.release(&mut me, Release::Blocking);
-                    }
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join().unwrap();
-        }
-        // SAFETY: every thread was joined.
-        assert_eq!(cell.with(|v| unsafe { *v }), 6);
-    });
+        })
+    }
+    model(3, 2, Some(2), make, |_| {}, Release::Blocking);
 }
 
 #[test]
@@ -171,30 +167,14 @@ fn fifo_three_holders() {
 /// waits" flag), and each forced wait ends only once someone else holds the GIL.
 #[test]
 fn timed_two_droppers_three_threads() {
-    let mut b = loom::model::Builder::new();
-    b.preemption_bound = Some(2);
-    b.check(|| {
-        let gil = Arc::new(TimedGil::new(&params()));
-        let cell = Arc::new(UnsafeCell::new(0u32));
-        let handles: Vec<_> = (0..3)
-            .map(|_| {
-                let (gil, cell) = (gil.clone(), cell.clone());
-                thread::spawn(move || {
-                    let mut me = gil.register();
-                    gil.request_drop();
-                    gil.take(&mut me);
-                    // SAFETY: loom reports any concurrent access here as a failure.
-                    cell.with_mut(|v| unsafe { *v += 1 });
-                    gil.release(&mut me, Release::Blocking);
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join().unwrap();
-        }
-        // SAFETY: every thread was joined.
-        assert_eq!(cell.with(|v| unsafe { *v }), 3);
-    });
+    model(
+        3,
+        1,
+        Some(2),
+        || TimedGil::new(&params()),
+        |g| g.request_drop(),
+        Release::Blocking,
+    );
 }
 
 #[test]
