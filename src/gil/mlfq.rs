@@ -109,6 +109,25 @@ struct FastHolds {
     last_release: AtomicU64,
 }
 
+impl FastHolds {
+    /// Publishes the start of a hold, before the take's CAS (which releases it) so that a
+    /// waiter that sees the word taken sees the start too.
+    #[inline]
+    fn begin(&self, now: u64) {
+        self.start.store(now, Ordering::Relaxed);
+    }
+
+    /// Adds the hold that ends at `end` to the total. Only the owner writes these cells, so
+    /// reading its own values back needs no ordering; `total` is published last.
+    #[inline]
+    fn end(&self, end: u64) {
+        let held = end.saturating_sub(self.start.load(Ordering::Relaxed));
+        self.last_release.store(end, Ordering::Relaxed);
+        let total = self.total.load(Ordering::Relaxed) + held;
+        self.total.store(total, Ordering::Release);
+    }
+}
+
 struct ThreadSched {
     level: usize,
     /// Hold time charged at the current level.
@@ -192,10 +211,6 @@ pub struct MlfqThread {
     fast: Arc<FastHolds>,
     /// It holds the GIL through the fast path (its release tries the fast path too).
     held_fast: bool,
-    /// Raw TSC reading at the start of the current fast-path hold.
-    fast_start: u64,
-    /// Its own copy of `fast.total` (it is the only writer).
-    fast_total: u64,
     fast_takes: u64,
 }
 
@@ -340,13 +355,6 @@ impl MlfqGil {
         self.clock.raw().saturating_add(self.boost_interval_raw)
     }
 
-    /// Starts a fast-path hold for `t`, whose take just set the word to `held_by(t.id)`.
-    #[inline]
-    fn hold_fast(t: &mut MlfqThread, start: u64) {
-        t.held_fast = true;
-        t.fast_start = start;
-    }
-
     /// Whether `me`, asking for the GIL, may take it back from `holder`: `me` released it for
     /// a blocking call, `holder` was handed it and has not started running yet, and `me` is
     /// more urgent (a higher level: it would preempt `holder` at once anyway, so snatching
@@ -431,10 +439,9 @@ impl MlfqGil {
             assert!(s.holder.is_none() && s.queued().next().is_none());
             // The fast holder left between our CAS and here; nobody waits: hold through the
             // fast path (the word held SCHED only while we looked).
-            let start = self.clock.raw();
-            t.fast.start.store(start, Ordering::Relaxed);
+            t.fast.begin(self.clock.raw());
             self.word.store(held_by(t.id), Ordering::Release);
-            Self::hold_fast(t, start);
+            t.held_fast = true;
             return;
         }
         if let Some(h) = fast_holder(word) {
@@ -611,24 +618,20 @@ impl Gil for MlfqGil {
             slot,
             fast,
             held_fast: false,
-            fast_start: 0,
-            fast_total: 0,
             fast_takes: 0,
         }
     }
 
     #[inline]
     fn take(&self, t: &mut MlfqThread) {
-        // Fast path: free and nobody waits. The start of the hold is published before the
-        // CAS (which releases it) so that a waiter that sees the word taken sees it too.
-        let start = self.clock.raw();
-        t.fast.start.store(start, Ordering::Relaxed);
+        // Fast path: free and nobody waits.
+        t.fast.begin(self.clock.raw());
         if self
             .word
             .compare_exchange(FREE, held_by(t.id), Ordering::AcqRel, Ordering::Relaxed)
             .is_ok()
         {
-            Self::hold_fast(t, start);
+            t.held_fast = true;
             t.fast_takes += 1;
             return;
         }
@@ -644,9 +647,7 @@ impl Gil for MlfqGil {
                 .is_ok()
         {
             let end = self.clock.raw();
-            t.fast_total += end.saturating_sub(t.fast_start);
-            t.fast.last_release.store(end, Ordering::Relaxed);
-            t.fast.total.store(t.fast_total, Ordering::Release);
+            t.fast.end(end);
             if end >= self.boost_due.load(Ordering::Relaxed) {
                 // A boost falls due while nobody waits: hold it on time, as when the
                 // scheduler is touched at every take and release.
