@@ -174,6 +174,53 @@ fn the_twin_serves_gilbench_load_in_both_structures() {
     assert!(t.report.cpu.iterations > 0);
 }
 
+/// The twin names its OS threads as gilbench names its own (`cpu-0`, `echo-0` for the
+/// accepting thread, `echo-0.c0` for a connection's), so that a scheduler trace (`perf`,
+/// `top -H`) of either side reads the same.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_twin_names_its_threads_as_gilbench_does() {
+    use std::io::{BufRead, BufReader};
+    let _g = one();
+    let Some(py) = python("the_twin_names_its_threads_as_gilbench_does") else {
+        return;
+    };
+    let mut child = Command::new(&py.path)
+        .arg("-c")
+        .arg(calibrate::TWIN)
+        .args(["--server", "threaded", "--cpu-threads", "1"])
+        .args(["--warmup", "0s", "--duration", "1s", "--linger", "10s"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first.split_whitespace().last().unwrap().to_owned();
+    let _conn = std::net::TcpStream::connect(&addr).unwrap();
+    let want = ["cpu-0", "echo-0", "echo-0.c0"];
+    let names = |pid: u32| -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|d| {
+                d.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
+                    .map(|c| c.trim().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // The connection's thread starts once the accept returns: give it a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut seen = names(child.id());
+    while !want.iter().all(|w| seen.iter().any(|n| n == w)) {
+        assert!(std::time::Instant::now() < deadline, "threads: {seen:?}");
+        std::thread::sleep(Duration::from_millis(20));
+        seen = names(child.id());
+    }
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+}
+
 /// The twin run on its own, serving `gilbench load` for 300 ms; its JSON report.
 fn twin_served_by_load(py: &Python, extra: &[&str]) -> serde_json::Value {
     use std::io::{BufRead, BufReader};

@@ -146,6 +146,7 @@ class Run:
 
     def register(self, role):
         tid = threading.get_native_id()
+        os_thread_name(threading.current_thread().name)
         with self.lock:
             self.threads[tid] = [role, None, None]
         return tid
@@ -154,6 +155,18 @@ class Run:
         c = ctx_of(tid)
         with self.lock:
             self.threads[tid][2] = c
+
+
+def os_thread_name(name):
+    """Names the calling OS thread as gilbench names its own (`cpu-0`, `echo-0`,
+    `echo-0.c0`), so that `top -H`, `perf` and /proc show the same roles on both sides.
+    Linux only (prctl PR_SET_NAME, 15 bytes); elsewhere, or without ctypes, a no-op."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(15, name.encode()[:15], 0, 0, 0)
+    except (ImportError, OSError, AttributeError):
+        pass
 
 
 def ctx_of(tid):
@@ -234,7 +247,7 @@ def echo_tcp_threaded(run, lsock):
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn.setblocking(True)
         run.server["accepted"] += 1
-        spawn(handle_conn, run, conn, name="conn-%d" % k)
+        spawn(handle_conn, run, conn, name="echo-0.c%d" % k)
         k += 1
     run.leave(tid)
 
@@ -512,7 +525,7 @@ def main(argv):
         spawn(cpu_thread, run, i, io_threads + i, name="cpu-%d" % i)
     server_thread = None
     if server:
-        server_thread = spawn(server, run, lsock, name="server")
+        server_thread = spawn(server, run, lsock, name="bulk-0" if a.io == "bulk" else "echo-0")
         host, port = lsock.getsockname()[:2]
         shown = "[%s]:%d" % (host, port) if family == socket.AF_INET6 else "%s:%d" % (host, port)
         kind = "tcp (bulk)" if a.io == "bulk" else a.transport
