@@ -221,6 +221,49 @@ fn the_twin_names_its_threads_as_gilbench_does() {
     assert!(child.wait().unwrap().success());
 }
 
+/// `schedrace.py` reads a `perf script` trace of either side: in the fixture cpu-0 drops the
+/// GIL twice, both times waking the connection's thread; before the first it had blocked on
+/// the GIL's mutex and the I/O thread answered its client next; after the second cpu-1 ran
+/// on for 10 ms first. The acceptor's, the timer's and the client's events count for
+/// nothing. A missing file is one line and exit 2.
+#[test]
+fn the_sched_race_reader_counts_drops_and_who_held_the_gil_next() {
+    let _g = one();
+    let Some(py) = python("the_sched_race_reader_counts_drops_and_who_held_the_gil_next") else {
+        return;
+    };
+    let script = workload_path("python/schedrace.py");
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/schedrace.txt");
+    let out = Command::new(&py.path)
+        .arg(&script)
+        .arg(fixture)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(
+            "2 responses; 2 drops by CPU threads, 1 (50%) right after blocking on the GIL's \
+             mutex; 2 woke an I/O thread, which held the GIL next in 1 (50%): 1 of 1 (100%) \
+             when the dropper had met the mutex held, 0 of 1 (0%) when not"
+        ),
+        "{text}"
+    );
+    let out = Command::new(&py.path)
+        .arg(&script)
+        .arg("/nonexistent/trace.txt")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot read /nonexistent/trace.txt"), "{err}");
+}
+
 /// The twin run on its own, serving `gilbench load` for 300 ms; its JSON report.
 fn twin_served_by_load(py: &Python, extra: &[&str]) -> serde_json::Value {
     use std::io::{BufRead, BufReader};
