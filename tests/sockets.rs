@@ -213,6 +213,25 @@ fn a_run_in_which_no_request_succeeds_says_so() {
     );
 }
 
+/// A recorded run with three or more threads wanting the GIL and a client says that
+/// recording can tip its hand-offs; unrecorded, or with only two such threads, it does not.
+#[test]
+fn a_recorded_run_with_three_contenders_says_recording_can_tip_hand_offs() {
+    let _t = one();
+    let says = |extra: &[&str]| {
+        let mut set = vec!["duration=300ms", "warmup=0s", "lock=timed", "interval=1ms"];
+        set.extend_from_slice(extra);
+        run("convoy-echo.toml", &set)
+            .notes
+            .iter()
+            .any(|n| n.contains("can tip who wins a hand-off"))
+    };
+    assert!(says(&["cpu_threads=2"]));
+    assert!(!says(&["cpu_threads=2", "record=false"]));
+    assert!(!says(&["cpu_threads=1"]));
+    assert!(says(&["cpu_threads=1", "server=threaded", "connections=2"]));
+}
+
 /// Runs `gilbench load --connect addr EXTRA... --json` (the JSON named `name`), expects
 /// success, and returns the result's `io` block.
 fn load_io(addr: &str, name: &str, extra: &[&str]) -> serde_json::Value {

@@ -258,6 +258,9 @@ fn run_with<G: Gil>(
 ) -> Result<RunResult, RunError> {
     let mut p = plan(sc, mode)?;
     check_work_fits(sc, &p)?;
+    if G::EXCLUSIVE && recording_may_move_races(sc) {
+        p.notes.push(RECORDING_MOVES_RACES.into());
+    }
     let gil = Arc::new(gil);
     let sc_arc = Arc::new(sc.clone());
     let shared = Arc::new(Shared::new(
@@ -293,6 +296,17 @@ fn run_with<G: Gil>(
     };
     assemble(&*gil, sc, mode, p.into_setup(idle_while_wanted), fin)
 }
+
+/// Recording adds work (clock reads, the idle-while-wanted word) to every take and release.
+/// With three or more threads wanting the GIL a hand-off is a race that this much can tip,
+/// and an I/O workload's client-side figures follow who wins it (README, "What the testbed
+/// itself costs").
+fn recording_may_move_races(sc: &Scenario) -> bool {
+    let io = sc.io_thread_count().max(conn_threads(sc));
+    sc.record && io > 0 && sc.cpu_threads + io >= 3
+}
+
+const RECORDING_MOVES_RACES: &str = "recording (record = true) adds work to every GIL take and release; with three or more threads wanting the GIL that can tip who wins a hand-off, and the client's figures with it (timed with two CPU threads served 2.2x the requests recorded in one measured case; README, What the testbed itself costs): --set record=false gives them undisturbed";
 
 /// The connection threads a run expects: the threaded TCP echo server starts one per
 /// connection the load generator opens (`connections`; under `serve`, the clients expected).
