@@ -269,13 +269,13 @@ impl<'a, G: Gil> Interp<'a, G> {
         }
         let asked = Instant::now();
         if let Some(o) = self.occupancy {
-            o.want(&mut self.idle);
+            o.want(&mut self.idle, asked);
         }
         self.gil.take(&mut self.thread);
-        if let Some(o) = self.occupancy {
-            o.acquired(&mut self.idle);
-        }
         let now = Instant::now();
+        if let Some(o) = self.occupancy {
+            o.acquired(&mut self.idle, now);
+        }
         self.held = true;
         self.signal(Beacon::HOLDS_GIL);
         self.check_warmup();
@@ -312,42 +312,51 @@ impl<'a, G: Gil> Interp<'a, G> {
         if G::EXCLUSIVE && self.last_holder.load(Ordering::Relaxed) != self.id {
             self.metrics.counters.overlaps += 1;
         }
-        let mut released_at = None;
-        if self.recording {
-            let now = Instant::now();
-            released_at = Some(now);
-            let held = now - self.held_since;
-            record(&mut self.metrics.hold, held);
-            if let Some(iv) = &mut self.extras.intervals {
-                iv.record(now, INTERVAL_HOLD, held);
-            }
-            if let Some(t) = &mut self.extras.trace {
-                t.push(now, Ev::HoldEnd);
-                match why {
-                    Release::Blocking => t.push(now, Ev::ReleasedBegin),
-                    Release::Forced => t.push(now, Ev::ForcedSwitch),
-                    Release::Exit => {}
-                }
-            }
-            match why {
-                Release::Forced => self.metrics.counters.forced_drops += 1,
-                Release::Blocking => self.metrics.counters.voluntary_drops += 1,
-                Release::Exit => {}
-            }
-        }
-        self.signal(Beacon::RELEASING);
-        if let (Some(o), true) = (self.occupancy, self.recording) {
-            o.released(&mut self.idle);
-        }
-        self.gil.release(&mut self.thread, why);
-        if let (Some(t0), false) = (released_at, why == Release::Exit) {
-            record(&mut self.metrics.switch_wait, t0.elapsed());
+        if !self.recording {
+            self.signal(Beacon::RELEASING);
+            self.gil.release(&mut self.thread, why);
+        } else {
+            self.release_recorded(why);
         }
         self.signal(match why {
             Release::Blocking => Beacon::IN_CALL,
             Release::Forced => Beacon::WANTS_GIL,
             Release::Exit => Beacon::DONE,
         });
+    }
+
+    /// The recorded release. Only the time stamp and the idle-while-wanted transition come
+    /// before the GIL is given up: a hand-off is a race that a few hundred nanoseconds can
+    /// tip (README, "What the testbed itself costs"), so the histograms, counters, interval
+    /// log and timeline are written once it is gone.
+    fn release_recorded(&mut self, why: Release) {
+        let now = Instant::now();
+        self.signal(Beacon::RELEASING);
+        if let Some(o) = self.occupancy {
+            o.released(&mut self.idle, now);
+        }
+        self.gil.release(&mut self.thread, why);
+        if why != Release::Exit {
+            record(&mut self.metrics.switch_wait, now.elapsed());
+        }
+        let held = now - self.held_since;
+        record(&mut self.metrics.hold, held);
+        if let Some(iv) = &mut self.extras.intervals {
+            iv.record(now, INTERVAL_HOLD, held);
+        }
+        if let Some(t) = &mut self.extras.trace {
+            t.push(now, Ev::HoldEnd);
+            match why {
+                Release::Blocking => t.push(now, Ev::ReleasedBegin),
+                Release::Forced => t.push(now, Ev::ForcedSwitch),
+                Release::Exit => {}
+            }
+        }
+        match why {
+            Release::Forced => self.metrics.counters.forced_drops += 1,
+            Release::Blocking => self.metrics.counters.voluntary_drops += 1,
+            Release::Exit => {}
+        }
     }
 
     /// The eval-breaker check between two ticks.

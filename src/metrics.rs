@@ -311,8 +311,10 @@ impl IntervalHists {
 ///
 /// One shared word counts holders (high half) and waiters (low half); every transition is
 /// one atomic add that tells its thread whether the GIL just became, or stopped being, idle
-/// while wanted. The thread then adds `-now` or `+now` to its own [`IdleClock`], so the sum
-/// over all threads is the total idle time, with no shared timestamp. A transition before the
+/// while wanted. The thread then adds `-at` or `+at` to its own [`IdleClock`], where `at` is
+/// the time stamp it already took for the transition (before a release, after a take), so
+/// the sum over all threads is the total idle time, with no shared timestamp and no clock
+/// read of its own. A transition before the
 /// warm-up ended counts as happening when it ended, which makes the sum cover exactly the
 /// measured window.
 #[derive(Debug)]
@@ -358,7 +360,7 @@ impl Occupancy {
     }
 
     #[inline]
-    fn apply(&self, clock: &mut IdleClock, add: u64, sub: u64) {
+    fn apply(&self, clock: &mut IdleClock, add: u64, sub: u64, at: std::time::Instant) {
         use std::sync::atomic::Ordering::AcqRel;
         let before = if add != 0 {
             self.word.fetch_add(add, AcqRel)
@@ -368,37 +370,37 @@ impl Occupancy {
         let after = before.wrapping_add(add).wrapping_sub(sub);
         let (was, is) = (idle_while_wanted(before), idle_while_wanted(after));
         if was != is {
-            self.mark(clock, if is { -1 } else { 1 });
+            self.mark(clock, if is { -1 } else { 1 }, at);
         }
     }
 
     #[cold]
-    fn mark(&self, clock: &mut IdleClock, sign: i64) {
-        let now = std::time::Instant::now();
+    fn mark(&self, clock: &mut IdleClock, sign: i64, at: std::time::Instant) {
         match self.measure_start.get() {
-            Some(&ms) if now > ms => {
-                clock.ns += i128::from(sign) * (now - self.epoch).as_nanos() as i128;
+            Some(&ms) if at > ms => {
+                clock.ns +=
+                    i128::from(sign) * at.saturating_duration_since(self.epoch).as_nanos() as i128;
             }
             _ => clock.early += sign,
         }
     }
 
-    /// The calling thread starts waiting for the GIL.
+    /// The calling thread starts waiting for the GIL (asked at `at`).
     #[inline]
-    pub fn want(&self, clock: &mut IdleClock) {
-        self.apply(clock, 1, 0);
+    pub fn want(&self, clock: &mut IdleClock, at: std::time::Instant) {
+        self.apply(clock, 1, 0, at);
     }
 
-    /// The calling thread, which was waiting, now holds the GIL.
+    /// The calling thread, which was waiting, now holds the GIL (since `at`).
     #[inline]
-    pub fn acquired(&self, clock: &mut IdleClock) {
-        self.apply(clock, HOLDER - 1, 0);
+    pub fn acquired(&self, clock: &mut IdleClock, at: std::time::Instant) {
+        self.apply(clock, HOLDER - 1, 0, at);
     }
 
-    /// The calling thread gives the GIL up.
+    /// The calling thread gives the GIL up (as of `at`).
     #[inline]
-    pub fn released(&self, clock: &mut IdleClock) {
-        self.apply(clock, 0, HOLDER);
+    pub fn released(&self, clock: &mut IdleClock, at: std::time::Instant) {
+        self.apply(clock, 0, HOLDER, at);
     }
 
     /// The total idle-while-wanted time of the measured window that ended at `end`, from the
@@ -426,15 +428,15 @@ mod occupancy_tests {
         let occ = Occupancy::new(epoch);
         let _ = occ.measure_start.set(epoch);
         let (mut a, mut b) = (IdleClock::default(), IdleClock::default());
-        occ.want(&mut a);
-        occ.acquired(&mut a); // a holds
-        occ.want(&mut b); // b waits while a holds: not idle
+        occ.want(&mut a, Instant::now());
+        occ.acquired(&mut a, Instant::now()); // a holds
+        occ.want(&mut b, Instant::now()); // b waits while a holds: not idle
         std::thread::sleep(Duration::from_millis(5));
-        occ.released(&mut a); // free, b waits: idle starts
+        occ.released(&mut a, Instant::now()); // free, b waits: idle starts
         std::thread::sleep(Duration::from_millis(20));
-        occ.acquired(&mut b); // idle ends
+        occ.acquired(&mut b, Instant::now()); // idle ends
         std::thread::sleep(Duration::from_millis(5));
-        occ.released(&mut b);
+        occ.released(&mut b, Instant::now());
         let mut sum = a;
         sum.add(b);
         let idle = occ.total(sum, Instant::now());
@@ -449,11 +451,11 @@ mod occupancy_tests {
         let epoch = Instant::now();
         let occ = Occupancy::new(epoch);
         let mut a = IdleClock::default();
-        occ.want(&mut a); // idle (wanted, no holder) from before the window
+        occ.want(&mut a, Instant::now()); // idle (wanted, no holder) from before the window
         std::thread::sleep(Duration::from_millis(20));
         let _ = occ.measure_start.set(Instant::now());
         std::thread::sleep(Duration::from_millis(10));
-        occ.acquired(&mut a);
+        occ.acquired(&mut a, Instant::now());
         let idle = occ.total(a, Instant::now());
         assert!(
             idle >= Duration::from_millis(10) && idle < Duration::from_millis(18),
