@@ -314,7 +314,8 @@ impl IntervalHists {
 /// while wanted. The thread then adds `-at` or `+at` to its own [`IdleClock`], where `at` is
 /// the time stamp it already took for the transition (before a release, after a take), so
 /// the sum over all threads is the total idle time, with no shared timestamp and no clock
-/// read of its own. A transition before the
+/// read of its own (a thread preempted between its stamp and the add moves that one
+/// transition by the preemption; the window is a few instructions). A transition before the
 /// warm-up ended counts as happening when it ended, which makes the sum cover exactly the
 /// measured window.
 #[derive(Debug)]
