@@ -180,24 +180,25 @@ fn the_twin_serves_gilbench_load_in_both_structures() {
 #[cfg(target_os = "linux")]
 #[test]
 fn the_twin_names_its_threads_as_gilbench_does() {
-    use std::io::{BufRead, BufReader};
     let _g = one();
     let Some(py) = python("the_twin_names_its_threads_as_gilbench_does") else {
         return;
     };
-    let mut child = Command::new(&py.path)
-        .arg("-c")
-        .arg(calibrate::TWIN)
-        .args(["--server", "threaded", "--cpu-threads", "1"])
-        .args(["--warmup", "0s", "--duration", "1s", "--linger", "10s"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let addr = first.split_whitespace().last().unwrap().to_owned();
+    let (mut child, _lines, addr) = serving_twin(
+        &py,
+        &[
+            "--server",
+            "threaded",
+            "--cpu-threads",
+            "1",
+            "--warmup",
+            "0s",
+            "--duration",
+            "1s",
+            "--linger",
+            "10s",
+        ],
+    );
     let _conn = std::net::TcpStream::connect(&addr).unwrap();
     let want = ["cpu-0", "echo-0", "echo-0.c0"];
     let names = |pid: u32| -> Vec<String> {
@@ -264,21 +265,22 @@ fn the_sched_race_reader_counts_drops_and_who_held_the_gil_next() {
     assert!(err.contains("cannot read /nonexistent/trace.txt"), "{err}");
 }
 
-/// The twin run on its own, serving `gilbench load` for 300 ms; its JSON report.
-fn twin_served_by_load(py: &Python, extra: &[&str]) -> serde_json::Value {
+/// The twin started on its own with `args` (standard input piped: closing it makes the twin
+/// report and leave), its output lines after the first, and the address that first line
+/// says it listens on.
+fn serving_twin(
+    py: &Python,
+    args: &[&str],
+) -> (
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    String,
+) {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(&py.path)
         .arg("-c")
         .arg(calibrate::TWIN)
-        .args([
-            "--warmup",
-            "100ms",
-            "--duration",
-            "400ms",
-            "--linger",
-            "10s",
-        ])
-        .args(extra)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -286,8 +288,23 @@ fn twin_served_by_load(py: &Python, extra: &[&str]) -> serde_json::Value {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
-    let addr = first.split_whitespace().last().unwrap().to_owned();
     assert!(first.starts_with("listening on tcp"), "{first}");
+    let addr = first.split_whitespace().last().unwrap().to_owned();
+    (child, lines, addr)
+}
+
+/// The twin run on its own, serving `gilbench load` for 300 ms; its JSON report.
+fn twin_served_by_load(py: &Python, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "--warmup",
+        "100ms",
+        "--duration",
+        "400ms",
+        "--linger",
+        "10s",
+    ];
+    args.extend_from_slice(extra);
+    let (mut child, mut lines, addr) = serving_twin(py, &args);
     let load = bin()
         .args([
             "load",

@@ -59,19 +59,26 @@ def parse(path):
     return out
 
 
+def futex_args(rest):
+    """A sys_enter_futex event's operation (flags masked off), address, and whether it
+    carries a timeout."""
+    f = dict(re.findall(r"(\w+): (0x[0-9a-f]+)", rest))
+    return int(f["op"], 16) & 0x7F, f["uaddr"], int(f["utime"], 16) != 0
+
+
 def futex_calls(events, threads):
-    """Each interpreter thread's futex calls: (enter time, tid, op, uaddr, timed, result)."""
+    """Each interpreter thread's futex calls: (enter time, tid, op, uaddr, timed, exit time),
+    and the calls still open when the trace ends (a trace ends with waits open)."""
     open_calls, calls = {}, []
     for t, _cpu, _comm, tid, ev, rest in events:
         if tid not in threads:
             continue
         if ev == "syscalls:sys_enter_futex":
-            f = dict(re.findall(r"(\w+): (0x[0-9a-f]+)", rest))
-            open_calls[tid] = (t, int(f["op"], 16) & 0x7F, f["uaddr"], int(f["utime"], 16) != 0)
+            open_calls[tid] = (t,) + futex_args(rest)
         elif ev == "syscalls:sys_exit_futex" and tid in open_calls:
             t0, op, addr, timed = open_calls.pop(tid)
             calls.append((t0, tid, op, addr, timed, t))
-    return calls
+    return calls, list(open_calls.values())
 
 
 def roles(events):
@@ -93,15 +100,10 @@ def roles(events):
 def analyse(path):
     events = parse(path)
     threads = roles(events)
-    calls = futex_calls(events, threads)
-    # From every timed wait begun, finished or not (a trace ends with waits open).
-    cond = {
-        f["uaddr"]
-        for _t, _cpu, _comm, tid, ev, rest in events
-        if ev == "syscalls:sys_enter_futex" and tid in threads
-        for f in [dict(re.findall(r"(\w+): (0x[0-9a-f]+)", rest))]
-        if int(f["op"], 16) & 0x7F == FUTEX_WAIT_BITSET and int(f["utime"], 16) != 0
-    }
+    calls, still_open = futex_calls(events, threads)
+    # The condition variable: the words of every timed wait begun, finished or not.
+    cond = {a for _t, _tid, op, a, timed, _e in calls if op == FUTEX_WAIT_BITSET and timed}
+    cond |= {a for _t, op, a, timed in still_open if op == FUTEX_WAIT_BITSET and timed}
     waits = collections.Counter(
         a for _t, tid, op, a, _tm, _e in calls if op == FUTEX_WAIT and threads[tid] == "cpu"
     )
