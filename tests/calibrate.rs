@@ -222,6 +222,33 @@ fn the_twin_names_its_threads_as_gilbench_does() {
     assert!(child.wait().unwrap().success());
 }
 
+/// The text one of the trace readers (`workloads/python/SCRIPT`) prints for the fixture
+/// `tests/data/FIXTURE`; checks on the way that a missing file is one line and exit 2.
+fn read_trace(py: &Python, script: &str, fixture: &str) -> String {
+    let script = workload_path(&format!("python/{script}"));
+    let fixture = format!("{}/tests/data/{fixture}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(&py.path)
+        .arg(&script)
+        .arg(&fixture)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let missing = Command::new(&py.path)
+        .arg(&script)
+        .arg("/nonexistent/trace.txt")
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot read /nonexistent/trace.txt"), "{err}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// `schedrace.py` reads a `perf script` trace of either side: in the fixture cpu-0 drops the
 /// GIL twice, both times waking the connection's thread; before the first it had blocked on
 /// the GIL's mutex and the I/O thread answered its client next; after the second cpu-1 ran
@@ -233,19 +260,7 @@ fn the_sched_race_reader_counts_drops_and_who_held_the_gil_next() {
     let Some(py) = python("the_sched_race_reader_counts_drops_and_who_held_the_gil_next") else {
         return;
     };
-    let script = workload_path("python/schedrace.py");
-    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/schedrace.txt");
-    let out = Command::new(&py.path)
-        .arg(&script)
-        .arg(fixture)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = read_trace(&py, "schedrace.py", "schedrace.txt");
     assert!(
         text.contains(
             "2 responses; 2 drops by CPU threads, 1 (50%) right after blocking on the GIL's \
@@ -254,15 +269,32 @@ fn the_sched_race_reader_counts_drops_and_who_held_the_gil_next() {
         ),
         "{text}"
     );
-    let out = Command::new(&py.path)
-        .arg(&script)
-        .arg("/nonexistent/trace.txt")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("cannot read /nonexistent/trace.txt"), "{err}");
+}
+
+/// `gilsteps.py` reads a `perf script` trace of either side's server process: in the fixture
+/// echo-0 polls, works 10 us and receives without waiting; after the receive it waits out one
+/// interval (work before the wait does not count), gets the GIL and works 40 us before it
+/// sends; after the send it is switched out (no whole stretch) and polls again, then works
+/// 20 us. The CPU thread's timed wait and the client's calls count for nothing.
+#[test]
+fn the_gil_steps_reader_finds_the_waits_and_the_work_after_each_socket_call() {
+    let _g = one();
+    let Some(py) =
+        python("the_gil_steps_reader_finds_the_waits_and_the_work_after_each_socket_call")
+    else {
+        return;
+    };
+    let text = read_trace(&py, "gilsteps.py", "gilsteps.txt");
+    for line in [
+        "after poll      2 calls: waited for the GIL after   0% (intervals paid 0/1/2+: \
+         100/0/0%); GIL-held work before the next call, median: 15 us without a wait, - after one",
+        "after recv      1 calls: waited for the GIL after 100% (intervals paid 0/1/2+: \
+         0/100/0%); GIL-held work before the next call, median: - without a wait, 40 us after one",
+        "after send      1 calls: waited for the GIL after   0% (intervals paid 0/1/2+: \
+         100/0/0%); GIL-held work before the next call, median: - without a wait, - after one",
+    ] {
+        assert!(text.contains(line), "{text}");
+    }
 }
 
 /// The twin started on its own with `args` (standard input piped: closing it makes the twin
