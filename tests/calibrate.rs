@@ -297,6 +297,53 @@ fn the_gil_steps_reader_finds_the_waits_and_the_work_after_each_socket_call() {
     }
 }
 
+/// `coldstart.py` prints one line per sleep, in the order given, each with the step's median
+/// and p90 and its ratio to the first; a CPU it cannot pin to is one line and exit 2.
+#[test]
+fn the_cold_start_probe_prints_a_line_per_sleep_and_refuses_a_bad_cpu() {
+    let _g = one();
+    let Some(py) = python("the_cold_start_probe_prints_a_line_per_sleep_and_refuses_a_bad_cpu")
+    else {
+        return;
+    };
+    let script = workload_path("python/coldstart.py");
+    let out = Command::new(&py.path)
+        .arg(&script)
+        .args(["--sleeps-ms", "0,2", "--rounds", "20"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    for (line, ms) in lines.iter().zip(["0.0", "2.0"]) {
+        let head = format!("after {ms:>5} ms asleep: step p50 ");
+        assert!(line.starts_with(&head), "{text}");
+        let p50: f64 = line[head.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(p50 > 0.0, "{text}");
+        assert!(line.ends_with("the median after 0.0 ms)"), "{text}");
+    }
+    assert!(lines[0].contains("(1.0x the median"), "{text}");
+    let out = Command::new(&py.path)
+        .arg(&script)
+        .args(["--cpu", "99999", "--rounds", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot pin to CPU 99999"), "{err}");
+}
+
 /// The twin started on its own with `args` (standard input piped: closing it makes the twin
 /// report and leave), its output lines after the first, and the address that first line
 /// says it listens on.
