@@ -37,30 +37,24 @@ fn the_twins_own_output_is_one_json_line_with_its_figures() {
         return;
     };
     // CPU threads alone, end of input at once: it measures its window and leaves.
-    let out = Command::new(&py.path)
-        .arg("-c")
-        .arg(calibrate::TWIN)
-        .args([
-            "--io",
-            "none",
-            "--cpu-threads",
-            "2",
-            "--interval",
-            "2ms",
-            "--warmup",
-            "100ms",
-            "--duration",
-            "400ms",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let text = stdout_ok(
+        Command::new(&py.path)
+            .arg("-c")
+            .arg(calibrate::TWIN)
+            .args([
+                "--io",
+                "none",
+                "--cpu-threads",
+                "2",
+                "--interval",
+                "2ms",
+                "--warmup",
+                "100ms",
+                "--duration",
+                "400ms",
+            ])
+            .stdin(Stdio::null()),
     );
-    let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
     assert_eq!(lines[0], "ready");
@@ -227,26 +221,34 @@ fn the_twin_names_its_threads_as_gilbench_does() {
 fn read_trace(py: &Python, script: &str, fixture: &str) -> String {
     let script = workload_path(&format!("python/{script}"));
     let fixture = format!("{}/tests/data/{fixture}", env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(&py.path)
-        .arg(&script)
-        .arg(&fixture)
-        .output()
-        .unwrap();
+    let text = stdout_ok(Command::new(&py.path).arg(&script).arg(&fixture));
+    fails_in_one_line(
+        Command::new(&py.path)
+            .arg(&script)
+            .arg("/nonexistent/trace.txt"),
+        "cannot read /nonexistent/trace.txt",
+    );
+    text
+}
+
+/// Runs `cmd`, checks that it succeeded, and returns its standard output.
+fn stdout_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let missing = Command::new(&py.path)
-        .arg(&script)
-        .arg("/nonexistent/trace.txt")
-        .output()
-        .unwrap();
-    assert_eq!(missing.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&missing.stderr);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("cannot read /nonexistent/trace.txt"), "{err}");
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs `cmd` and checks that it failed with exit 2 and one line naming `what`.
+fn fails_in_one_line(cmd: &mut Command, what: &str) {
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(what), "{err}");
 }
 
 /// `schedrace.py` reads a `perf script` trace of either side: in the fixture cpu-0 drops the
@@ -307,17 +309,12 @@ fn the_cold_start_probe_prints_a_line_per_sleep_and_refuses_a_bad_cpu() {
         return;
     };
     let script = workload_path("python/coldstart.py");
-    let out = Command::new(&py.path)
-        .arg(&script)
-        .args(["--sleeps-ms", "0,2", "--rounds", "20"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = stdout_ok(Command::new(&py.path).arg(&script).args([
+        "--sleeps-ms",
+        "0,2",
+        "--rounds",
+        "20",
+    ]));
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
     for (line, ms) in lines.iter().zip(["0.0", "2.0"]) {
@@ -333,15 +330,12 @@ fn the_cold_start_probe_prints_a_line_per_sleep_and_refuses_a_bad_cpu() {
         assert!(line.ends_with("the median after 0.0 ms)"), "{text}");
     }
     assert!(lines[0].contains("(1.0x the median"), "{text}");
-    let out = Command::new(&py.path)
-        .arg(&script)
-        .args(["--cpu", "99999", "--rounds", "1"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("cannot pin to CPU 99999"), "{err}");
+    fails_in_one_line(
+        Command::new(&py.path)
+            .arg(&script)
+            .args(["--cpu", "99999", "--rounds", "1"]),
+        "cannot pin to CPU 99999",
+    );
 }
 
 /// The twin started on its own with `args` (standard input piped: closing it makes the twin
