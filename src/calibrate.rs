@@ -41,9 +41,121 @@ use crate::scenario::{shown, split_sweep, IoWork, Scenario, ServerKind, KEYS};
 use crate::signals;
 use crate::units::{format_duration, us};
 use crate::workload::loadgen::{run_bulk_send, run_echo_load, LoadConfig, LoadResult};
+use crate::workload::{calibrate_tick_ns, TickHasher};
 
 /// The twin's source, run with `python -c`.
 pub const TWIN: &str = include_str!("../workloads/python/twin.py");
+
+/// The cold-start probe's source (`workloads/python/coldstart.py`), run with `python -c`.
+pub const COLD_START: &str = include_str!("../workloads/python/coldstart.py");
+
+/// How long the probe sleeps before its cold step: longer than a core's caches last here.
+const COLD_SLEEP_MS: u32 = 5;
+
+/// How much slower the interpreter runs right after a wait on this machine: the median of a
+/// small pure-Python step at once and right after sleeping `slept_ms`. On machines whose cores
+/// lose their private caches while a thread waits, CPython's GIL-held work after every wait
+/// grows by tens of microseconds where the model's hashing hardly slows, which tips the races
+/// compared here (README, "Calibrating").
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ColdStart {
+    pub at_once_us: f64,
+    pub slept_ms: u32,
+    pub after_sleep_us: f64,
+}
+
+/// Runs the cold-start probe in `py` (about a second).
+pub fn cold_start(py: &Python) -> Result<ColdStart, String> {
+    let out = Command::new(&py.path)
+        .args(["-c", COLD_START, "--sleeps-ms"])
+        .arg(format!("0,{COLD_SLEEP_MS}"))
+        .args(["--rounds", "100"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run it ({e})"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(err.lines().last().unwrap_or("failed").to_owned());
+    }
+    parse_cold_start(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The probe's two lines (`after   0.0 ms asleep: step p50    0.84 us, ...`, then the same
+/// after the sleep) as a [`ColdStart`].
+pub fn parse_cold_start(text: &str) -> Result<ColdStart, String> {
+    let parse = |line: &str| -> Option<(f64, f64)> {
+        let rest = line.trim().strip_prefix("after")?;
+        let (ms, rest) = rest.split_once("ms asleep: step p50")?;
+        let us = rest.split_whitespace().next()?;
+        Some((ms.trim().parse().ok()?, us.parse().ok()?))
+    };
+    let got: Vec<(f64, f64)> = text.lines().filter_map(parse).collect();
+    match got.as_slice() {
+        [(once_ms, once), (slept, after)] if *once_ms == 0.0 && *once > 0.0 => Ok(ColdStart {
+            at_once_us: *once,
+            slept_ms: *slept as u32,
+            after_sleep_us: *after,
+        }),
+        _ => Err(format!("unexpected output {:?}", shown(text.trim()))),
+    }
+}
+
+/// The same measure for the model's GIL-held work between calls, in this process: `call_work`
+/// worth of ticks at once and right after sleeping as long as the probe does.
+pub fn model_cold_start(tick_bytes: usize, call_work: Duration) -> ColdStart {
+    let ticks =
+        ((call_work.as_nanos() as f64 / calibrate_tick_ns(tick_bytes)).ceil() as u64).max(1);
+    let mut h = TickHasher::new(tick_bytes, 11);
+    let mut median_of = |sleep: Duration| {
+        let v = (0..100)
+            .map(|_| {
+                if !sleep.is_zero() {
+                    std::thread::sleep(sleep);
+                }
+                let t = Instant::now();
+                for _ in 0..ticks {
+                    h.tick();
+                }
+                t.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        median(v)
+    };
+    let at_once_us = median_of(Duration::ZERO);
+    let after_sleep_us = median_of(Duration::from_millis(u64::from(COLD_SLEEP_MS)));
+    std::hint::black_box(h.finish());
+    ColdStart {
+        at_once_us,
+        slept_ms: COLD_SLEEP_MS,
+        after_sleep_us,
+    }
+}
+
+/// The note a calibration carries about the cold start of both sides' GIL-held work.
+pub fn cold_start_note(cpython: &Result<ColdStart, String>, model: &ColdStart) -> String {
+    let model = format!(
+        "gilbench's call_work {:.1} us against {:.1} us ({:.1}x)",
+        model.after_sleep_us,
+        model.at_once_us,
+        model.after_sleep_us / model.at_once_us
+    );
+    match cpython {
+        Ok(c) => format!(
+            "right after {} ms asleep, a small pure-Python step took {:.1} us against {:.2} us \
+             at once ({:.0}x), {model}: on a machine where the interpreter runs that much \
+             slower after each wait, the hand-offs with two CPU threads or long intervals tip \
+             differently from the model's (README, \"Calibrating\")",
+            c.slept_ms,
+            c.after_sleep_us,
+            c.at_once_us,
+            c.after_sleep_us / c.at_once_us
+        ),
+        Err(e) => format!(
+            "could not time the interpreter's cold start ({e}); right after {COLD_SLEEP_MS} ms \
+             asleep {model}"
+        ),
+    }
+}
 
 /// The CSV header of a calibrate table (one line per condition and side).
 pub const CSV_HEADER: &str = "condition,side,repeats,requests_per_sec,latency_p50_us,latency_p99_us,cpu_kept,ctx_switches_per_sec,waited_0,waited_1,waited_2,waited_3_plus,fit";
@@ -1061,6 +1173,12 @@ pub struct Calibration {
     /// Run pairs kept although they did, after the last retry.
     #[serde(default)]
     pub noisy_kept: u32,
+    /// How much slower the interpreter runs right after a wait (None: not measured) ...
+    #[serde(default)]
+    pub cold_start_cpython: Option<ColdStart>,
+    /// ... and the model's `call_work` (first condition's).
+    #[serde(default)]
+    pub cold_start_gilbench: Option<ColdStart>,
     pub notes: Vec<String>,
 }
 
@@ -1153,6 +1271,12 @@ pub fn execute(
         max_other_load: plan.max_other_load,
         ..Default::default()
     };
+    let cold = cold_start(py);
+    cal.cold_start_cpython = cold.as_ref().ok().cloned();
+    let model_cold = conds
+        .first()
+        .map(|c| model_cold_start(c.scenario.tick_bytes, c.scenario.call_work));
+    cal.cold_start_gilbench = model_cold.clone();
     let mut runs = Vec::new();
     let per_cond: usize = 2 * repeat as usize;
     let total: usize = conds
@@ -1277,6 +1401,9 @@ pub fn execute(
     cal.load_average[1] = load_average();
     if let Some(s) = suggest_call_work(conds, &cal) {
         cal.notes.push(s);
+    }
+    if let Some(m) = &model_cold {
+        cal.notes.push(cold_start_note(&cold, m));
     }
     if conds.iter().any(|c| !c.scenario.record) {
         cal.notes.push(

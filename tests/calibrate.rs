@@ -514,6 +514,18 @@ fn calibrate_end_to_end() {
     assert!(conds[1]["gilbench"]["cpu_kept"].as_f64().unwrap() > 0.0);
     assert!(v["calibrate"]["python"]["version"].is_string());
     assert!(v["calibrate"]["machine"]["cpu_model"].is_string());
+    // The interpreter's cold start, timed once in the same interpreter, and said.
+    for side in ["cpython", "gilbench"] {
+        let cold = &v["calibrate"][format!("cold_start_{side}")];
+        assert!(cold["at_once_us"].as_f64().unwrap() > 0.0, "{cold}");
+        assert!(cold["after_sleep_us"].as_f64().unwrap() > 0.0, "{cold}");
+        assert_eq!(cold["slept_ms"], 5);
+    }
+    assert!(
+        text.contains("note: right after 5 ms asleep, a small pure-Python step took"),
+        "{text}"
+    );
+    assert!(text.contains(", gilbench's call_work "), "{text}");
     // Both sides' runs, as results `gilbench report` reads.
     let runs = v["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 4);
@@ -533,6 +545,47 @@ fn calibrate_end_to_end() {
         .unwrap()
         .starts_with("<!-- gilbench "));
     assert!(plot.join("convoy-echo_latency.svg").exists());
+}
+
+/// The cold-start probe's lines become its figures; anything else is an error naming it.
+#[test]
+fn the_cold_start_probe_output_is_read_back() {
+    let text = "after   0.0 ms asleep: step p50    0.84 us, p90    0.87 us (1.0x the median after 0.0 ms)\n\
+                after   5.0 ms asleep: step p50   38.64 us, p90   43.22 us (45.9x the median after 0.0 ms)\n";
+    assert_eq!(
+        calibrate::parse_cold_start(text),
+        Ok(calibrate::ColdStart {
+            at_once_us: 0.84,
+            slept_ms: 5,
+            after_sleep_us: 38.64
+        })
+    );
+    let model = calibrate::ColdStart {
+        at_once_us: 5.2,
+        slept_ms: 5,
+        after_sleep_us: 6.0,
+    };
+    let note = calibrate::cold_start_note(&calibrate::parse_cold_start(text), &model);
+    assert!(
+        note.contains(
+            "right after 5 ms asleep, a small pure-Python step took 38.6 us against 0.84 us \
+             at once (46x), gilbench's call_work 6.0 us against 5.2 us (1.2x)"
+        ),
+        "{note}"
+    );
+    let note = calibrate::cold_start_note(&Err("no module".into()), &model);
+    assert!(
+        note.starts_with("could not time the interpreter's cold start (no module)"),
+        "{note}"
+    );
+    for bad in [
+        "",
+        "Traceback (most recent call last):",
+        text.lines().next().unwrap(),
+    ] {
+        let e = calibrate::parse_cold_start(bad).unwrap_err();
+        assert!(e.starts_with("unexpected output"), "{e}");
+    }
 }
 
 fn assert_bad_input(args: &[&str], envs: &[(&str, &str)], needle: &str) {
