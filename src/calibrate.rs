@@ -49,19 +49,33 @@ pub const TWIN: &str = include_str!("../workloads/python/twin.py");
 /// The cold-start probe's source (`workloads/python/coldstart.py`), run with `python -c`.
 pub const COLD_START: &str = include_str!("../workloads/python/coldstart.py");
 
-/// How long the probe sleeps before its cold step: longer than a core's caches last here.
-const COLD_SLEEP_MS: u32 = 5;
+/// How long each side sleeps before its cold step: long enough that this VM's cores have lost
+/// the sleeper's cache lines (at 5 ms the slowdown still varied 2x from run to run here).
+const COLD_SLEEP_MS: u32 = 20;
+/// Timed steps per side and sleep.
+const COLD_ROUNDS: u32 = 50;
 
-/// How much slower the interpreter runs right after a wait on this machine: the median of a
-/// small pure-Python step at once and right after sleeping `slept_ms`. On machines whose cores
-/// lose their private caches while a thread waits, CPython's GIL-held work after every wait
-/// grows by tens of microseconds where the model's hashing hardly slows, which tips the races
-/// compared here (README, "Calibrating").
+/// How much slower a side's work runs right after a wait on this machine: medians at once and
+/// right after sleeping `slept_ms`. For CPython a small pure-Python step
+/// (`workloads/python/coldstart.py`); for gilbench its `call_work` of ticks (`call_work_us`).
+/// Where cores lose a sleeper's cache lines, the interpreter's work after every wait grows by
+/// tens of microseconds and the model's by a few, which can tip the races compared here
+/// (README, "Calibrating").
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ColdStart {
     pub at_once_us: f64,
     pub slept_ms: u32,
     pub after_sleep_us: f64,
+    /// The model's side: the `call_work` timed (first condition's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_work_us: Option<f64>,
+}
+
+impl ColdStart {
+    /// Microseconds the sleep added.
+    pub fn added_us(&self) -> f64 {
+        self.after_sleep_us - self.at_once_us
+    }
 }
 
 /// Runs the cold-start probe in `py` (about a second).
@@ -69,7 +83,8 @@ pub fn cold_start(py: &Python) -> Result<ColdStart, String> {
     let out = Command::new(&py.path)
         .args(["-c", COLD_START, "--sleeps-ms"])
         .arg(format!("0,{COLD_SLEEP_MS}"))
-        .args(["--rounds", "100"])
+        .arg("--rounds")
+        .arg(COLD_ROUNDS.to_string())
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run it ({e})"))?;
@@ -81,7 +96,8 @@ pub fn cold_start(py: &Python) -> Result<ColdStart, String> {
 }
 
 /// The probe's two lines (`after   0.0 ms asleep: step p50    0.84 us, ...`, then the same
-/// after the sleep) as a [`ColdStart`].
+/// after the sleep) as a [`ColdStart`]; anything else (other sleeps, a time that is not a
+/// positive number) is an error.
 pub fn parse_cold_start(text: &str) -> Result<ColdStart, String> {
     let parse = |line: &str| -> Option<(f64, f64)> {
         let rest = line.trim().strip_prefix("after")?;
@@ -90,24 +106,37 @@ pub fn parse_cold_start(text: &str) -> Result<ColdStart, String> {
         Some((ms.trim().parse().ok()?, us.parse().ok()?))
     };
     let got: Vec<(f64, f64)> = text.lines().filter_map(parse).collect();
+    let time = |us: f64| us.is_finite() && us > 0.0;
     match got.as_slice() {
-        [(once_ms, once), (slept, after)] if *once_ms == 0.0 && *once > 0.0 => Ok(ColdStart {
-            at_once_us: *once,
-            slept_ms: *slept as u32,
-            after_sleep_us: *after,
-        }),
+        [(once_ms, once), (slept, after)]
+            if *once_ms == 0.0
+                && *slept == f64::from(COLD_SLEEP_MS)
+                && time(*once)
+                && time(*after) =>
+        {
+            Ok(ColdStart {
+                at_once_us: *once,
+                slept_ms: COLD_SLEEP_MS,
+                after_sleep_us: *after,
+                call_work_us: None,
+            })
+        }
         _ => Err(format!("unexpected output {:?}", shown(text.trim()))),
     }
 }
 
 /// The same measure for the model's GIL-held work between calls, in this process: `call_work`
-/// worth of ticks at once and right after sleeping as long as the probe does.
-pub fn model_cold_start(tick_bytes: usize, call_work: Duration) -> ColdStart {
+/// worth of ticks at once and right after sleeping as long as the probe does. None when there
+/// is no `call_work`.
+pub fn model_cold_start(tick_bytes: usize, call_work: Duration) -> Option<ColdStart> {
+    if call_work.is_zero() {
+        return None;
+    }
     let ticks =
         ((call_work.as_nanos() as f64 / calibrate_tick_ns(tick_bytes)).ceil() as u64).max(1);
     let mut h = TickHasher::new(tick_bytes, 11);
     let mut median_of = |sleep: Duration| {
-        let v = (0..100)
+        let v = (0..COLD_ROUNDS)
             .map(|_| {
                 if !sleep.is_zero() {
                     std::thread::sleep(sleep);
@@ -124,37 +153,53 @@ pub fn model_cold_start(tick_bytes: usize, call_work: Duration) -> ColdStart {
     let at_once_us = median_of(Duration::ZERO);
     let after_sleep_us = median_of(Duration::from_millis(u64::from(COLD_SLEEP_MS)));
     std::hint::black_box(h.finish());
-    ColdStart {
+    Some(ColdStart {
         at_once_us,
         slept_ms: COLD_SLEEP_MS,
         after_sleep_us,
-    }
+        call_work_us: Some(call_work.as_secs_f64() * 1e6),
+    })
 }
 
-/// The note a calibration carries about the cold start of both sides' GIL-held work.
-pub fn cold_start_note(cpython: &Result<ColdStart, String>, model: &ColdStart) -> String {
-    let model = format!(
-        "gilbench's call_work {:.1} us against {:.1} us ({:.1}x)",
-        model.after_sleep_us,
-        model.at_once_us,
-        model.after_sleep_us / model.at_once_us
-    );
-    match cpython {
-        Ok(c) => format!(
-            "right after {} ms asleep, a small pure-Python step took {:.1} us against {:.2} us \
-             at once ({:.0}x), {model}: on a machine where the interpreter runs that much \
-             slower after each wait, the hand-offs with two CPU threads or long intervals tip \
-             differently from the model's (README, \"Calibrating\")",
-            c.slept_ms,
-            c.after_sleep_us,
-            c.at_once_us,
-            c.after_sleep_us / c.at_once_us
+/// The note a calibration carries about how much a wait slows each side's work down. It
+/// draws the conclusion only when the interpreter's step gains far more than the model's
+/// `call_work`.
+pub fn cold_start_note(cpython: &Result<ColdStart, String>, model: Option<&ColdStart>) -> String {
+    let model_part = match model {
+        Some(m) => format!(
+            "gilbench's call_work ({:.0} us of ticks) {:+.1} us ({:.1} against {:.1} us)",
+            m.call_work_us.unwrap_or(0.0),
+            m.added_us(),
+            m.after_sleep_us,
+            m.at_once_us
         ),
-        Err(e) => format!(
-            "could not time the interpreter's cold start ({e}); right after {COLD_SLEEP_MS} ms \
-             asleep {model}"
-        ),
-    }
+        None => "gilbench does no call_work".to_owned(),
+    };
+    let c = match cpython {
+        Ok(c) => c,
+        Err(e) => {
+            return format!(
+                "could not time the interpreter's cold start ({e}); right after \
+                 {COLD_SLEEP_MS} ms asleep {model_part}"
+            )
+        }
+    };
+    let model_added = model.map_or(0.0, ColdStart::added_us).max(1.0);
+    let verdict = if c.added_us() >= 5.0 && c.added_us() > 3.0 * model_added {
+        "the interpreter's GIL-held work after each wait grows far more than the model's \
+         here, which can tip the hand-offs that turn on microseconds (two CPU threads, long \
+         intervals; README, \"Calibrating\")"
+    } else {
+        "comparable here: this cause of misfit does not apply"
+    };
+    format!(
+        "right after {} ms asleep, a small pure-Python step in this interpreter took {:+.1} us \
+         ({:.1} against {:.2} us at once), {model_part}: {verdict}",
+        c.slept_ms,
+        c.added_us(),
+        c.after_sleep_us,
+        c.at_once_us
+    )
 }
 
 /// The CSV header of a calibrate table (one line per condition and side).
@@ -1176,7 +1221,7 @@ pub struct Calibration {
     /// How much slower the interpreter runs right after a wait (None: not measured) ...
     #[serde(default)]
     pub cold_start_cpython: Option<ColdStart>,
-    /// ... and the model's `call_work` (first condition's).
+    /// ... and the model's `call_work` (first condition's; None without one).
     #[serde(default)]
     pub cold_start_gilbench: Option<ColdStart>,
     pub notes: Vec<String>,
@@ -1275,7 +1320,7 @@ pub fn execute(
     cal.cold_start_cpython = cold.as_ref().ok().cloned();
     let model_cold = conds
         .first()
-        .map(|c| model_cold_start(c.scenario.tick_bytes, c.scenario.call_work));
+        .and_then(|c| model_cold_start(c.scenario.tick_bytes, c.scenario.call_work));
     cal.cold_start_gilbench = model_cold.clone();
     let mut runs = Vec::new();
     let per_cond: usize = 2 * repeat as usize;
@@ -1402,9 +1447,7 @@ pub fn execute(
     if let Some(s) = suggest_call_work(conds, &cal) {
         cal.notes.push(s);
     }
-    if let Some(m) = &model_cold {
-        cal.notes.push(cold_start_note(&cold, m));
-    }
+    cal.notes.push(cold_start_note(&cold, model_cold.as_ref()));
     if conds.iter().any(|c| !c.scenario.record) {
         cal.notes.push(
             "gilbench ran without its GIL-side recording (record = false), as the twin has none: \

@@ -16,6 +16,7 @@ Stdlib only.
 """
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -75,8 +76,8 @@ def parse_args(argv):
         a.sleeps = [float(s) for s in a.sleeps_ms.split(",")]
     except ValueError:
         p.error("--sleeps-ms: not a list of numbers: %r" % a.sleeps_ms)
-    if any(s < 0 for s in a.sleeps) or a.rounds < 1:
-        p.error("--sleeps-ms must be >= 0 and --rounds >= 1")
+    if not all(math.isfinite(s) and s >= 0 for s in a.sleeps) or a.rounds < 1:
+        p.error("--sleeps-ms must be finite and >= 0, and --rounds >= 1")
     return a
 
 

@@ -16,10 +16,13 @@ Both sides release the GIL around every socket call and build the GIL on glibc's
 variable, whose waits with a timeout (the switch interval) are the only timed futex waits
 an I/O thread makes. For each kind of call (poll: epoll_wait/poll/select; recv; send) it
 reports how often the thread then waited for the GIL before its next socket call, how many
-of those waits timed out (each is an interval paid: the waiter then asks for a drop), and
-how long the thread ran without a system call before its next socket call: the GIL-held
-work between calls, the longest such stretch in the gap (a stretch in which the thread was
-switched out is not counted). Stdlib only.
+of those waits timed out (each is an interval paid; the waiter then asks for a drop unless
+the GIL changed hands meanwhile), and how long the thread ran without a system call before
+its next socket call: the GIL-held work between calls, the longest such stretch after the
+GIL came back (a gap in which the thread was switched out outside a system call, preempted,
+gives no stretch). Timestamps are perf's microseconds (`perf script --ns` gives more
+digits); check that `perf record` lost no events, as a lost wait moves its call to "no
+wait". Stdlib only.
 """
 
 import collections
@@ -100,12 +103,15 @@ def analyse(path):
         waits = timeouts = 0
         longest = None  # the longest stretch so far (None: none seen whole)
         last = None  # when the thread last left the kernel (None: switched out since)
-        in_wait = False
+        in_call = in_wait = False
+        preempted = False  # switched out outside a system call since the GIL came back
         for t, kind, nr, detail in evs:
             if kind == "switch":
                 last = None
+                preempted = preempted or not in_call
                 continue
             if kind == "in":
+                in_call = True
                 if step is not None and last is not None:
                     longest = max(longest or 0.0, t - last)
                 if nr in STEPS:
@@ -114,19 +120,21 @@ def analyse(path):
                         s.calls += 1
                         s.waited += waits > 0
                         s.timeouts[min(timeouts, 2)] += 1
-                        if longest is not None:
+                        if longest is not None and not preempted:
                             s.stretch[waits > 0].append(longest)
                     step = None
                 in_wait = is_gil_wait(nr, detail)
                 if step is not None and in_wait:
                     waits += 1
-                    longest = None  # only the work after the GIL came back counts
+                    # Only the work after the GIL came back counts.
+                    longest, preempted = None, False
             else:
                 if nr in STEPS:
                     step, waits, timeouts, longest = STEPS[nr], 0, 0, None
+                    preempted = False
                 elif in_wait and detail == ETIMEDOUT and step is not None:
                     timeouts += 1
-                in_wait = False
+                in_call = in_wait = False
                 last = t
     return steps
 
@@ -145,6 +153,10 @@ def main(argv):
             steps = analyse(path)
         except OSError as e:
             print("gilsteps.py: cannot read %s: %s" % (path, e.strerror), file=sys.stderr)
+            return 2
+        except UnicodeDecodeError:
+            print("gilsteps.py: %s is not text: give it what `perf script` prints, not "
+                  "perf.data" % path, file=sys.stderr)
             return 2
         print("%s:" % path)
         if not steps:
