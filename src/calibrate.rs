@@ -186,7 +186,7 @@ pub fn cold_start_note(cpython: &Result<ColdStart, String>, model: Option<&ColdS
     };
     let model_added = model.map_or(0.0, ColdStart::added_us).max(1.0);
     let verdict = if c.added_us() >= 5.0 && c.added_us() > 3.0 * model_added {
-        "the interpreter's GIL-held work after each wait grows far more than the model's \
+        "the interpreter slows down after a wait far more than the model's call_work \
          here, which can tip the hand-offs that turn on microseconds (two CPU threads, long \
          intervals; README, \"Calibrating\")"
     } else {

@@ -599,8 +599,8 @@ fn the_cold_start_probe_output_is_read_back() {
         note.contains(
             "right after 20 ms asleep, a small pure-Python step in this interpreter took +37.8 \
              us (38.6 against 0.84 us at once), gilbench's call_work (5 us of ticks) +0.8 us \
-             (6.0 against 5.2 us): the interpreter's GIL-held work after each wait grows far \
-             more than the model's here"
+             (6.0 against 5.2 us): the interpreter slows down after a wait far more than the \
+             model's call_work here"
         ),
         "{note}"
     );
@@ -612,7 +612,7 @@ fn the_cold_start_probe_output_is_read_back() {
     );
     let note = calibrate::cold_start_note(&cpython, None);
     assert!(
-        note.contains("), gilbench does no call_work: the interpreter's"),
+        note.contains("), gilbench does no call_work: the interpreter slows"),
         "{note}"
     );
     let note = calibrate::cold_start_note(&Err("no module".into()), Some(&model));
