@@ -167,8 +167,8 @@ pub fn model_cold_start(tick_bytes: usize, call_work: Duration) -> Option<ColdSt
 pub fn cold_start_note(cpython: &Result<ColdStart, String>, model: Option<&ColdStart>) -> String {
     let model_part = match model {
         Some(m) => format!(
-            "gilbench's call_work ({:.0} us of ticks) {:+.1} us ({:.1} against {:.1} us)",
-            m.call_work_us.unwrap_or(0.0),
+            "gilbench's call_work ({} us of ticks) {:+.1} us ({:.1} against {:.1} us)",
+            (m.call_work_us.unwrap_or(0.0) * 100.0).round() / 100.0,
             m.added_us(),
             m.after_sleep_us,
             m.at_once_us
