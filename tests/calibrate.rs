@@ -217,7 +217,8 @@ fn the_twin_names_its_threads_as_gilbench_does() {
 }
 
 /// The text one of the trace readers (`workloads/python/SCRIPT`) prints for the fixture
-/// `tests/data/FIXTURE`; checks on the way that a missing file is one line and exit 2.
+/// `tests/data/FIXTURE`; checks on the way that a missing file and a binary one (perf.data
+/// instead of its text) are one line and exit 2.
 fn read_trace(py: &Python, script: &str, fixture: &str) -> String {
     let script = workload_path(&format!("python/{script}"));
     let fixture = format!("{}/tests/data/{fixture}", env!("CARGO_MANIFEST_DIR"));
@@ -228,6 +229,13 @@ fn read_trace(py: &Python, script: &str, fixture: &str) -> String {
             .arg("/nonexistent/trace.txt"),
         "cannot read /nonexistent/trace.txt",
     );
+    let binary = std::env::temp_dir().join(format!("gilbench-{}-perf.data", std::process::id()));
+    std::fs::write(&binary, b"PERFILE2\xff\xfe\x00\x80").unwrap();
+    fails_in_one_line(
+        Command::new(&py.path).arg(&script).arg(&binary),
+        "is not text: give it what `perf script` prints",
+    );
+    let _ = std::fs::remove_file(&binary);
     text
 }
 

@@ -30,7 +30,8 @@ import re
 import statistics
 import sys
 
-LINE = re.compile(r"^\s*(.+?)\s+(\d+)\s+\[(\d+)\]\s+([\d.]+):\s+(\S+):\s+(.*)$")
+from perftrace import LINE, main as run_reader, role, roles
+
 # x86-64 system call numbers.
 STEPS = {
     232: "poll", 281: "poll", 7: "poll", 271: "poll", 23: "poll", 270: "poll",
@@ -40,10 +41,6 @@ STEPS = {
 FUTEX = 202
 FUTEX_WAIT, FUTEX_WAIT_BITSET = 0, 9
 ETIMEDOUT = -110
-
-
-def is_io(comm):
-    return re.fullmatch(r"(echo|bulk)-\d+(\.c\d+)?", comm) is not None
 
 
 def parse(path):
@@ -72,13 +69,9 @@ def parse(path):
                 s = re.match(r"NR (\d+) = (-?\d+)", rest)
                 if s:
                     events[tid].append((t, "out", int(s.group(1)), int(s.group(2))))
-            if is_io(comm):
+            if role(comm):
                 names[tid] = comm
-    io = {tid: c for tid, c in names.items() if is_io(c)}
-    # With connection threads (echo-0.cK), the accepting thread (echo-0) serves nothing.
-    if any(".c" in c for c in io.values()):
-        io = {tid: c for tid, c in io.items() if ".c" in c}
-    return {tid: events[tid] for tid in io}
+    return {tid: events[tid] for tid, r in roles(names).items() if r == "io"}
 
 
 class Step:
@@ -143,46 +136,35 @@ def median_us(values):
     return "%.0f us" % (statistics.median(values) * 1e6) if values else "-"
 
 
-def main(argv):
-    if not argv or argv[0].startswith("-"):
-        print("usage: gilsteps.py PERF_SCRIPT.txt [...]  (see the top of this file)",
-              file=sys.stderr)
-        return 2
-    for path in argv:
-        try:
-            steps = analyse(path)
-        except OSError as e:
-            print("gilsteps.py: cannot read %s: %s" % (path, e.strerror), file=sys.stderr)
-            return 2
-        except UnicodeDecodeError:
-            print("gilsteps.py: %s is not text: give it what `perf script` prints, not "
-                  "perf.data" % path, file=sys.stderr)
-            return 2
-        print("%s:" % path)
-        if not steps:
-            print("  no socket calls by threads named echo-N or bulk-N (record with -p and "
-                  "raw_syscalls, see the top of this file)")
-        for name in ("poll", "recv", "send"):
-            s = steps.get(name)
-            if not s or not s.calls:
-                continue
-            tc = s.timeouts
-            print(
-                "  after %-4s %6d calls: waited for the GIL after %3.0f%% (intervals paid "
-                "0/1/2+: %.0f/%.0f/%.0f%%); GIL-held work before the next call, median: "
-                "%s without a wait, %s after one"
-                % (
-                    name,
-                    s.calls,
-                    100.0 * s.waited / s.calls,
-                    100.0 * tc[0] / s.calls,
-                    100.0 * tc[1] / s.calls,
-                    100.0 * tc[2] / s.calls,
-                    median_us(s.stretch[False]),
-                    median_us(s.stretch[True]),
-                )
+def show(path, steps):
+    print("%s:" % path)
+    if not steps:
+        print("  no socket calls by threads named echo-N or bulk-N (record with -p and "
+              "raw_syscalls, see the top of this file)")
+    for name in ("poll", "recv", "send"):
+        s = steps.get(name)
+        if not s or not s.calls:
+            continue
+        tc = s.timeouts
+        print(
+            "  after %-4s %6d calls: waited for the GIL after %3.0f%% (intervals paid "
+            "0/1/2+: %.0f/%.0f/%.0f%%); GIL-held work before the next call, median: "
+            "%s without a wait, %s after one"
+            % (
+                name,
+                s.calls,
+                100.0 * s.waited / s.calls,
+                100.0 * tc[0] / s.calls,
+                100.0 * tc[1] / s.calls,
+                100.0 * tc[2] / s.calls,
+                median_us(s.stretch[False]),
+                median_us(s.stretch[True]),
             )
-    return 0
+        )
+
+
+def main(argv):
+    return run_reader(argv, "gilsteps.py", analyse, show)
 
 
 if __name__ == "__main__":

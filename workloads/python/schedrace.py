@@ -27,7 +27,8 @@ import collections
 import re
 import sys
 
-LINE = re.compile(r"^\s*(.+?)\s+(\d+)\s+\[(\d+)\]\s+([\d.]+):\s+(\S+):\s+(.*)$")
+from perftrace import events as parse, main as run_reader, role, roles as roles_by_name
+
 FUTEX_WAIT, FUTEX_WAKE, FUTEX_WAIT_BITSET = 0, 1, 9
 # A release's signal follows the thread's blocking on the mutex this closely when the
 # mutex was what held it up.
@@ -37,26 +38,6 @@ TIMER_S = 20e-6
 # A CPU thread that ran on this long after a hand-off held the GIL (an interval is >= 1 ms
 # in every scenario this is for; a waiter that finds the GIL taken sleeps within microseconds).
 RUN_HELD_S = 1e-3
-
-
-def role(comm):
-    if re.fullmatch(r"cpu-\d+", comm):
-        return "cpu"
-    if re.fullmatch(r"(echo|bulk)-\d+(\.c\d+)?", comm):
-        return "io"
-    return None
-
-
-def parse(path):
-    """The trace's events in order: (time, cpu, comm, tid, event, fields)."""
-    out = []
-    with open(path) as f:
-        for ln in f:
-            m = LINE.match(ln)
-            if m:
-                comm, tid, cpu, t, ev, rest = m.groups()
-                out.append((float(t), int(cpu), comm, int(tid), ev, rest))
-    return out
 
 
 def futex_args(rest):
@@ -88,13 +69,7 @@ def roles(events):
     for _t, _cpu, comm, tid, _ev, _rest in events:
         if role(comm):
             named[tid] = comm
-    threads = {tid: role(c) for tid, c in named.items()}
-    # With connection threads (echo-0.cK), the accepting thread (echo-0) serves nothing.
-    if any(".c" in c for c in named.values()):
-        for tid, c in named.items():
-            if threads[tid] == "io" and ".c" not in c:
-                threads[tid] = "acceptor"
-    return threads
+    return roles_by_name(named)
 
 
 def analyse(path):
@@ -188,39 +163,32 @@ def pct(a, b):
     return "%.0f%%" % (100.0 * a / b) if b else "-"
 
 
-def main(argv):
-    if not argv or argv[0].startswith("-"):
-        print("usage: schedrace.py PERF_SCRIPT.txt [...]  (see the top of this file)",
-              file=sys.stderr)
-        return 2
-    for path in argv:
-        try:
-            r = analyse(path)
-        except OSError as e:
-            print("schedrace.py: cannot read %s: %s" % (path, e.strerror), file=sys.stderr)
-            return 2
-        print(
-            "%s: %d responses; %d drops by CPU threads, %d (%s) right after blocking on the "
-            "GIL's mutex; %d woke an I/O thread, which held the GIL next in %d (%s): "
-            "%d of %d (%s) when the dropper had met the mutex held, %d of %d (%s) when not"
-            % (
-                path,
-                r["responses"],
-                r["drops"],
-                r["dropper_met_mutex_held"],
-                pct(r["dropper_met_mutex_held"], r["drops"]),
-                r["drops_waking_io"],
-                r["io_held_gil_next"],
-                pct(r["io_held_gil_next"], r["drops_waking_io"]),
-                r["after_mutex_held"][1],
-                r["after_mutex_held"][0],
-                pct(r["after_mutex_held"][1], r["after_mutex_held"][0]),
-                r["after_mutex_free"][1],
-                r["after_mutex_free"][0],
-                pct(r["after_mutex_free"][1], r["after_mutex_free"][0]),
-            )
+def show(path, r):
+    print(
+        "%s: %d responses; %d drops by CPU threads, %d (%s) right after blocking on the "
+        "GIL's mutex; %d woke an I/O thread, which held the GIL next in %d (%s): "
+        "%d of %d (%s) when the dropper had met the mutex held, %d of %d (%s) when not"
+        % (
+            path,
+            r["responses"],
+            r["drops"],
+            r["dropper_met_mutex_held"],
+            pct(r["dropper_met_mutex_held"], r["drops"]),
+            r["drops_waking_io"],
+            r["io_held_gil_next"],
+            pct(r["io_held_gil_next"], r["drops_waking_io"]),
+            r["after_mutex_held"][1],
+            r["after_mutex_held"][0],
+            pct(r["after_mutex_held"][1], r["after_mutex_held"][0]),
+            r["after_mutex_free"][1],
+            r["after_mutex_free"][0],
+            pct(r["after_mutex_free"][1], r["after_mutex_free"][0]),
         )
-    return 0
+    )
+
+
+def main(argv):
+    return run_reader(argv, "schedrace.py", analyse, show)
 
 
 if __name__ == "__main__":
