@@ -160,6 +160,11 @@ struct LoadOpts {
     /// A request unanswered this long has failed.
     #[arg(long, default_value = "1s")]
     timeout: String,
+    /// Pin the load generator to this core, where it spins instead of sleeping between
+    /// polls, as `run` and `calibrate` do with their pinned load generator (so that its own
+    /// wake-up latency stays out of the round trip). Unpinned, it sleeps in each poll.
+    #[arg(long, value_name = "CORE")]
+    pin: Option<String>,
     #[command(flatten)]
     out: OutputOpts,
 }

@@ -331,6 +331,51 @@ fn serve_and_load_as_two_processes() {
 }
 
 #[test]
+fn a_pinned_load_spins_on_its_core_and_a_core_it_may_not_use_is_bad_input() {
+    let _t = one();
+    let core = gilbench::pin::available_cores().map_or(0, |c| c[c.len() - 1]);
+    let (child, addr) = serve(&[]);
+    let io = &load_io(
+        &addr,
+        "load-pinned.json",
+        &[
+            "--duration",
+            "500ms",
+            "--warmup",
+            "100ms",
+            "--pin",
+            &core.to_string(),
+        ],
+    );
+    assert!(io["requests"].as_u64().unwrap() > 50, "{io}");
+    assert_eq!(
+        io["loadgen"],
+        format!("this process, core {core}, spinning"),
+        "{io}"
+    );
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The server alone has no latency to show: no made-up zeros.
+    assert!(
+        text.contains("req/s (latency is measured by the client)"),
+        "{text}"
+    );
+    assert!(!text.contains("latency p50"), "{text}");
+    for (bad, why) in [
+        ("4096", "may not run on core 4096"),
+        ("x", "not a core number"),
+    ] {
+        let o = output(&["load", "--connect", &addr, "--pin", bad]);
+        assert_eq!(o.status.code(), Some(2));
+        let e = err_line(&o);
+        assert!(
+            e.contains(&format!("--pin {bad}: ")) && e.contains(why),
+            "{e}"
+        );
+    }
+}
+
+#[test]
 fn a_port_in_use_is_bad_input() {
     let _t = one();
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use gilbench::metrics::Percentiles;
+use gilbench::pin;
 use gilbench::result::{GilSummary, IoSummary, RunResult};
 use gilbench::scenario::{cli_value, Scenario};
 use gilbench::signals;
@@ -60,9 +61,31 @@ fn resolve(target: &str) -> Result<SocketAddr, Failure> {
         .ok_or_else(|| Failure::Input(format!("--connect {target}: the name has no address")))
 }
 
+/// `--pin CORE`: a core this process may run on, or none.
+fn core_of(o: &LoadOpts) -> Result<Option<usize>, Failure> {
+    let Some(raw) = &o.pin else {
+        return Ok(None);
+    };
+    let core: usize = raw
+        .trim()
+        .parse()
+        .map_err(|_| Failure::Input(format!("--pin {raw}: not a core number")))?;
+    match pin::available_cores() {
+        Some(cores) if !cores.contains(&core) => {
+            let list: Vec<String> = cores.iter().map(|c| c.to_string()).collect();
+            Err(Failure::Input(format!(
+                "--pin {raw}: this process may not run on core {core} (it may use {})",
+                list.join(",")
+            )))
+        }
+        _ => Ok(Some(core)),
+    }
+}
+
 pub fn run(o: &LoadOpts) -> Result<RunResult, Failure> {
     let s = scenario_of(o)?;
     let addr = resolve(&o.connect)?;
+    let core = core_of(o)?;
     // One descriptor per connection, and a few more.
     let needed = s.connections as u64 + 32;
     if let Some(limit) = limits::ensure_nofile(needed).filter(|&l| l < needed) {
@@ -71,6 +94,17 @@ pub fn run(o: &LoadOpts) -> Result<RunResult, Failure> {
             s.connections
         )));
     }
+    let mut notes = Vec::new();
+    // Spinning only pays on a core of its own; unpinned, it would take a core from the server.
+    let pinned = core.is_some_and(|c| {
+        let ok = pin::pin_current(c);
+        if !ok {
+            notes.push(format!(
+                "could not pin the load generator to core {c}: it ran unpinned and slept in its polls"
+            ));
+        }
+        ok
+    });
     let cfg = LoadConfig {
         transport: s.transport,
         targets: vec![addr],
@@ -80,7 +114,7 @@ pub fn run(o: &LoadOpts) -> Result<RunResult, Failure> {
         warmup: s.warmup,
         duration: s.duration,
         timeout: s.timeout,
-        busy_wait: false,
+        busy_wait: pinned,
         intervals: None,
     };
     let stop = AtomicBool::new(false);
@@ -108,7 +142,7 @@ pub fn run(o: &LoadOpts) -> Result<RunResult, Failure> {
             res.why_none_succeeded(s.timeout)
         )));
     }
-    let mut notes = res.notes.clone();
+    notes.extend(res.notes.iter().cloned());
     if let Some(e) = &res.first_error {
         notes.push(format!("{} connection errors, the first: {e}", res.errors));
     }
@@ -131,7 +165,10 @@ pub fn run(o: &LoadOpts) -> Result<RunResult, Failure> {
             "duration_s": s.duration.as_secs_f64(),
             "warmup_s": s.warmup.as_secs_f64(),
             "timeout_s": s.timeout.as_secs_f64(),
-            "pin": "none",
+            "pin": match (core, pinned) {
+                (Some(c), true) => format!("core {c}"),
+                _ => "none".to_owned(),
+            },
         }),
         wall_s: t0.elapsed().as_secs_f64(),
         measured_s: res.measured_s,
@@ -158,7 +195,10 @@ pub fn run(o: &LoadOpts) -> Result<RunResult, Failure> {
             lateness_us: Percentiles::of(&res.lateness),
             errors: res.errors,
             first_error: res.first_error,
-            loadgen: "this process, unpinned".into(),
+            loadgen: match (core, pinned) {
+                (Some(c), true) => format!("this process, core {c}, spinning"),
+                _ => "this process, unpinned".into(),
+            },
             ..Default::default()
         }),
         gil: GilSummary::default(),

@@ -104,6 +104,14 @@ pub fn run_table(r: &RunResult) -> String {
                     io.requests
                 ),
             };
+        } else if io.mode == "serve" {
+            // A server alone (`serve`) has no client here: latency is the client's to measure.
+            let _ = writeln!(
+                o,
+                "io: {} requests, {} req/s (latency is measured by the client)",
+                io.requests,
+                rate(io.requests_per_sec),
+            );
         } else {
             let _ = writeln!(
                 o,
