@@ -160,9 +160,10 @@ struct LoadOpts {
     /// A request unanswered this long has failed.
     #[arg(long, default_value = "1s")]
     timeout: String,
-    /// Pin the load generator to this core, where it spins instead of sleeping between
-    /// polls, as `run` and `calibrate` do with their pinned load generator (so that its own
-    /// wake-up latency stays out of the round trip). Unpinned, it sleeps in each poll.
+    /// Pin the load generator to this core, where it spins instead of sleeping while it
+    /// waits for replies (closed loop) or for the last stretch before each send (open
+    /// loop), as the pinned load generator of `run` and `calibrate` does, so that its own
+    /// wake-up latency stays out of the round trip. Unpinned, it sleeps in its polls.
     #[arg(long, value_name = "CORE")]
     pin: Option<String>,
     #[command(flatten)]

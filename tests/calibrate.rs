@@ -285,8 +285,9 @@ fn the_sched_race_reader_counts_drops_and_who_held_the_gil_next() {
 /// waits out four 5 ms intervals; between them it holds three tenures: 40 + 20 us around a
 /// short poll, an escape of 520 us on the CPU but for a 10 us preemption, and 30 + 10 us
 /// around 400 us off the CPU (a late client: no escape); the tenure after the last wait is
-/// unfinished. The client's and perf's switches count for nothing; `--min-wait 0.3` makes the
-/// 400 us a wait.
+/// unfinished; the third wait began with a preemption. The client's and perf's switches
+/// count for nothing; `--min-wait 0.3` (or `--min-wait=0.3` after the file) makes the 400 us
+/// a wait.
 #[test]
 fn the_tenures_reader_finds_the_interval_waits_the_tenures_and_the_escapes() {
     let _g = one();
@@ -297,7 +298,8 @@ fn the_tenures_reader_finds_the_interval_waits_the_tenures_and_the_escapes() {
     };
     let text = read_trace(&py, "tenures.py", "tenures.txt");
     for line in [
-        "echo-0: 0.02 s traced; 4 waits of 1 ms or more (189.8/s, median 5.00 ms)",
+        "echo-0: 0.02 s traced; 4 waits of 1 ms or more (189.8/s, median 5.00 ms; 1 of them \
+         began with a preemption)",
         "3 tenures between them; the thread's CPU per tenure: median 60 us; under 50 us 33%, \
          50-100 us 33%, 100 us or more 33%",
         "escapes (tenures of 0.3 ms or more, at least half on the CPU): 1, 0.52 ms in all \
@@ -307,16 +309,17 @@ fn the_tenures_reader_finds_the_interval_waits_the_tenures_and_the_escapes() {
     }
     let script = workload_path("python/tenures.py");
     let fixture = format!("{}/tests/data/tenures.txt", env!("CARGO_MANIFEST_DIR"));
-    let text = stdout_ok(
-        Command::new(&py.path)
-            .arg(&script)
-            .args(["--min-wait", "0.3"])
-            .arg(&fixture),
-    );
-    assert!(
-        text.contains("5 waits of 0.3 ms or more") && text.contains("4 tenures between them"),
-        "{text}"
-    );
+    for args in [
+        ["--min-wait", "0.3", &fixture],
+        [&fixture, "--min-wait=0.3", ""],
+    ] {
+        let args: Vec<&str> = args.into_iter().filter(|a| !a.is_empty()).collect();
+        let text = stdout_ok(Command::new(&py.path).arg(&script).args(&args));
+        assert!(
+            text.contains("5 waits of 0.3 ms or more") && text.contains("4 tenures between them"),
+            "{args:?}: {text}"
+        );
+    }
     fails_in_one_line(
         Command::new(&py.path)
             .arg(&script)

@@ -330,28 +330,52 @@ fn serve_and_load_as_two_processes() {
     assert!(text.contains("echo-0"), "{text}");
 }
 
+/// Voluntary context switches of this process's waited-for children, so far.
+fn children_voluntary_switches() -> i64 {
+    // SAFETY: getrusage only writes the struct it is given, which is plain data.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_CHILDREN is a valid `who`; `u` is a valid, writable rusage.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut u) };
+    assert_eq!(rc, 0);
+    u.ru_nvcsw
+}
+
 #[test]
 fn a_pinned_load_spins_on_its_core_and_a_core_it_may_not_use_is_bad_input() {
     let _t = one();
     let core = gilbench::pin::available_cores().map_or(0, |c| c[c.len() - 1]);
     let (child, addr) = serve(&[]);
-    let io = &load_io(
+    let json = tmp("load-pinned.json");
+    let (core_s, json_s) = (core.to_string(), json.to_str().unwrap().to_owned());
+    // Every other test holds `one()`, so only this load is reaped meanwhile.
+    let before = children_voluntary_switches();
+    let o = output(&[
+        "load",
+        "--connect",
         &addr,
-        "load-pinned.json",
-        &[
-            "--duration",
-            "500ms",
-            "--warmup",
-            "100ms",
-            "--pin",
-            &core.to_string(),
-        ],
-    );
-    assert!(io["requests"].as_u64().unwrap() > 50, "{io}");
-    assert_eq!(
-        io["loadgen"],
-        format!("this process, core {core}, spinning"),
-        "{io}"
+        "--duration",
+        "500ms",
+        "--warmup",
+        "100ms",
+        "--pin",
+        &core_s,
+        "--json",
+        &json_s,
+    ]);
+    let slept = children_voluntary_switches() - before;
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run = &read_json(&json)["runs"][0];
+    let requests = run["io"]["requests"].as_i64().unwrap();
+    assert!(requests > 50, "{run}");
+    assert_eq!(run["params"]["pin"], format!("core {core}"), "{run}");
+    let said = format!("this process, core {core}, spinning");
+    assert_eq!(run["io"]["loadgen"], said, "{run}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&said));
+    // A spinning client never sleeps for a reply; a sleeping one does so for nearly every
+    // request (the thread that watches for signals sleeps about 60 times).
+    assert!(
+        slept < 200 && slept * 10 < requests,
+        "{slept} voluntary switches for {requests} requests"
     );
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -373,6 +397,42 @@ fn a_pinned_load_spins_on_its_core_and_a_core_it_may_not_use_is_bad_input() {
             "{e}"
         );
     }
+}
+
+/// A bulk server alone says what it received, and no request rate or latency it cannot have.
+#[test]
+fn a_bulk_server_alone_reports_what_it_received() {
+    let _t = one();
+    let mut child = bin()
+        .arg("serve")
+        .arg(workload_path("convoy-bulk.toml"))
+        .args([
+            "--cpu-threads",
+            "0",
+            "--duration",
+            "1s",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = addr_of(&first_line(&mut child));
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.write_all(&vec![7u8; 1_000_000]).unwrap();
+    drop(s);
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("io: 1.00MB received in") && text.contains("(the sender times the transfer)"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("req/s") && !text.contains("latency p50"),
+        "{text}"
+    );
 }
 
 #[test]

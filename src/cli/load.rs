@@ -94,17 +94,6 @@ pub fn run(o: &LoadOpts) -> Result<RunResult, Failure> {
             s.connections
         )));
     }
-    let mut notes = Vec::new();
-    // Spinning only pays on a core of its own; unpinned, it would take a core from the server.
-    let pinned = core.is_some_and(|c| {
-        let ok = pin::pin_current(c);
-        if !ok {
-            notes.push(format!(
-                "could not pin the load generator to core {c}: it ran unpinned and slept in its polls"
-            ));
-        }
-        ok
-    });
     let cfg = LoadConfig {
         transport: s.transport,
         targets: vec![addr],
@@ -114,27 +103,42 @@ pub fn run(o: &LoadOpts) -> Result<RunResult, Failure> {
         warmup: s.warmup,
         duration: s.duration,
         timeout: s.timeout,
-        busy_wait: pinned,
+        busy_wait: false,
         intervals: None,
     };
     let stop = AtomicBool::new(false);
     let t0 = Instant::now();
-    let res = std::thread::scope(|scope| {
+    let (res, pinned) = std::thread::scope(|scope| {
         let stop = &stop;
-        let watcher = scope.spawn(move || {
-            while !stop.load(Ordering::SeqCst) {
-                if signals::caught().is_some() {
-                    stop.store(true, Ordering::SeqCst);
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
+        let cfg = &cfg;
+        // Only the load thread is pinned (this one watches for signals, elsewhere), and it
+        // spins only when pinned: unpinned, spinning would take a core from the server.
+        let load = scope.spawn(move || {
+            let pinned = core.is_some_and(pin::pin_current);
+            let cfg = LoadConfig {
+                busy_wait: pinned,
+                ..cfg.clone()
+            };
+            let r = run_echo_load(&cfg, stop);
+            stop.store(true, Ordering::SeqCst);
+            (r, pinned)
         });
-        let r = run_echo_load(&cfg, stop);
-        stop.store(true, Ordering::SeqCst);
-        let _ = watcher.join();
-        r
-    })
-    .map_err(Failure::Run)?;
+        while !stop.load(Ordering::SeqCst) {
+            if signals::caught().is_some() {
+                stop.store(true, Ordering::SeqCst);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        load.join()
+            .unwrap_or_else(|_| (Err("the load generator panicked".into()), false))
+    });
+    let res = res.map_err(Failure::Run)?;
+    let mut notes = Vec::new();
+    if let (Some(c), false) = (core, pinned) {
+        notes.push(format!(
+            "could not pin the load generator to core {c}: it ran unpinned and slept in its polls"
+        ));
+    }
     let interrupted = signals::caught().is_some();
     if res.requests == 0 && !interrupted {
         return Err(Failure::Run(format!(

@@ -104,8 +104,16 @@ pub fn run_table(r: &RunResult) -> String {
                     io.requests
                 ),
             };
+        } else if io.mode == "serve" && r.params["io"] == "bulk" {
+            // A server alone (`serve`) has no client here: the sender times the transfer.
+            let _ = writeln!(
+                o,
+                "io: {}B received in {} recvs (the sender times the transfer)",
+                rate(io.bytes as f64),
+                io.requests,
+            );
         } else if io.mode == "serve" {
-            // A server alone (`serve`) has no client here: latency is the client's to measure.
+            // ... and the client measures latency.
             let _ = writeln!(
                 o,
                 "io: {} requests, {} req/s (latency is measured by the client)",

@@ -42,12 +42,11 @@ def roles(named):
     return threads
 
 
-def main(argv, prog, analyse, show):
+def main(argv, prog, analyse, show, args="PERF_SCRIPT.txt [...]"):
     """Runs `show(path, analyse(path))` for every file in `argv`; a missing or binary file,
-    or no file, is one line on standard error and exit 2."""
-    if not argv or argv[0].startswith("-"):
-        print("usage: %s PERF_SCRIPT.txt [...]  (see the top of %s)" % (prog, prog),
-              file=sys.stderr)
+    or no file, is one line on standard error and exit 2. `args` is the usage's synopsis."""
+    if not argv or any(a.startswith("-") for a in argv):
+        print("usage: %s %s  (see the top of %s)" % (prog, args, prog), file=sys.stderr)
         return 2
     for path in argv:
         try:
@@ -59,5 +58,9 @@ def main(argv, prog, analyse, show):
             print("%s: %s is not text: give it what `perf script` prints, not perf.data"
                   % (prog, path), file=sys.stderr)
             return 2
-        show(path, result)
+        try:
+            show(path, result)
+        except BrokenPipeError:  # e.g. piped into `head`
+            sys.stdout = None
+            return 0
     return 0
