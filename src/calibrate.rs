@@ -80,14 +80,15 @@ impl ColdStart {
 
 /// Runs the cold-start probe in `py` (about a second).
 pub fn cold_start(py: &Python) -> Result<ColdStart, String> {
-    let out = Command::new(&py.path)
-        .args(["-c", COLD_START, "--sleeps-ms"])
-        .arg(format!("0,{COLD_SLEEP_MS}"))
-        .arg("--rounds")
-        .arg(COLD_ROUNDS.to_string())
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run it ({e})"))?;
+    let out = output_within(
+        Command::new(&py.path)
+            .args(["-c", COLD_START, "--sleeps-ms"])
+            .arg(format!("0,{COLD_SLEEP_MS}"))
+            .arg("--rounds")
+            .arg(COLD_ROUNDS.to_string())
+            .stdin(Stdio::null()),
+        PROBE_LIMIT,
+    )?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         return Err(err.lines().last().unwrap_or("failed").to_owned());
@@ -237,16 +238,11 @@ pub fn find_python(given: Option<&Path>) -> Result<Python, String> {
     };
     let probe = "import platform, sys; print(platform.python_implementation(), \
                  platform.python_version(), sys.version_info >= (3, 8))";
-    let out = Command::new(&path)
-        .args(["-c", probe])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| {
-            format!(
-                "--python {}: cannot run it ({e})",
-                shown(&path.display().to_string())
-            )
-        })?;
+    let out = output_within(
+        Command::new(&path).args(["-c", probe]).stdin(Stdio::null()),
+        PROBE_LIMIT,
+    )
+    .map_err(|e| format!("--python {}: {e}", shown(&path.display().to_string())))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let words: Vec<&str> = text.split_whitespace().collect();
     match words.as_slice() {
@@ -560,6 +556,63 @@ impl Drop for Reap {
     }
 }
 
+/// How long the interpreter may take to say what it is, and to run the cold-start probe
+/// (about a second): past that it is stuck, and calibrate says so instead of waiting.
+const PROBE_LIMIT: Duration = Duration::from_secs(20);
+
+/// Runs `cmd` to the end, as `Command::output` does, but gives up (killing it) after
+/// `limit` or on a signal: a stuck interpreter must not hang calibrate.
+fn output_within(cmd: &mut Command, limit: Duration) -> Result<std::process::Output, String> {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run it ({e})"))?;
+    let mut child = Reap(child);
+    let read = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut v);
+            }
+            v
+        })
+    };
+    let out = read(
+        child
+            .0
+            .stdout
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let err = read(
+        child
+            .0
+            .stderr
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if signals::caught().is_some() {
+            return Err("interrupted".into());
+        }
+        if let Some(st) = child.0.try_wait().map_err(|e| e.to_string())? {
+            break st;
+        }
+        if Instant::now() >= deadline {
+            // Dropping `child` kills it; its pipes close, so the readers end.
+            return Err(format!("it did not finish within {}s", limit.as_secs()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ok(std::process::Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
+}
+
 /// Runs the twin for `sc` (with its server and the load generator, or its CPU threads alone).
 pub fn run_twin(py: &Python, sc: &Scenario, with_server: bool) -> Result<TwinRun, RunError> {
     let args = twin_args(sc, with_server).map_err(RunError::BadInput)?;
@@ -603,9 +656,19 @@ pub fn run_twin(py: &Python, sc: &Scenario, with_server: bool) -> Result<TwinRun
             }
         ))
     };
-    let first = match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(l) => l,
-        Err(_) => return Err(failed("did not start", child)),
+    // The twin prints its first line at once; a stuck interpreter gets 30 s, and a signal
+    // ends the wait sooner.
+    let started = Instant::now();
+    let first = loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(l) => break l,
+            Err(mpsc::RecvTimeoutError::Timeout) if started.elapsed() < Duration::from_secs(30) => {
+                if signals::caught().is_some() {
+                    return Err(RunError::Failed("interrupted".into()));
+                }
+            }
+            Err(_) => return Err(failed("did not start", child)),
+        }
     };
     let plan = pin::plan(&sc.pin, usize::from(with_server) + sc.cpu_threads)
         .map_err(|e| RunError::BadInput(format!("--pin {}: {e}", sc.pin)))?;

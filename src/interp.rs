@@ -199,6 +199,16 @@ impl<'a, G: Gil> Interp<'a, G> {
         }
     }
 
+    /// At the thread's end: if it never saw the measured window begin (the run stopped
+    /// during the warm-up, or before the thread noticed), what it kept is the warm-up's, and
+    /// is dropped; its window is then empty.
+    #[cold]
+    pub fn drop_warmup(&mut self) {
+        if !self.warm {
+            self.begin_measuring();
+        }
+    }
+
     /// When this thread's measured window began (after the warm-up).
     pub fn measured_since(&self) -> Instant {
         self.measured_since

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::read_json as json_of;
-use common::{bin, err_line, one, tmp, workload, workload_path};
+use common::{bin, err_line, one, signal, tmp, workload, workload_path};
 use gilbench::calibrate::{self, Python};
 use gilbench::metrics::{new_hist, record};
 use gilbench::scenario::Scenario;
@@ -1121,4 +1121,38 @@ fn bulk_fits_on_mb_per_sec_and_the_slowdown_against_no_cpu_threads() {
     let mut back: calibrate::Calibration = serde_json::from_str(&text).unwrap();
     calibrate::resummarize(&mut back);
     assert!(back.conditions[0].fit.ok);
+}
+
+/// An interpreter that never answers does not hang calibrate: Ctrl-C while it is asked what
+/// it is ends the command at once, with one line and the signal's status (it hung, and then
+/// called the interpreter broken). Past 20 s it is refused as not answering (checked by hand:
+/// 20.0 s, "it did not finish within 20s").
+#[test]
+fn a_stuck_interpreter_does_not_hang_calibrate() {
+    let _g = one();
+    let fake = tmp("stuck-python");
+    std::fs::write(&fake, "#!/bin/sh\nexec sleep 60\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let child = bin()
+        .arg("calibrate")
+        .arg(workload_path("convoy-echo.toml"))
+        .args(["--duration", "200ms", "--python"])
+        .arg(&fake)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    signal(&child, libc::SIGINT);
+    let t0 = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    assert_eq!(out.status.code(), Some(130));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("interrupted by SIGINT before any run"),
+        "{err}"
+    );
 }

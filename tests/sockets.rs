@@ -788,6 +788,41 @@ fn the_connect_phase_ends_with_the_duration_and_with_ctrl_c() {
     assert_eq!(read_json(&json)["runs"][0]["partial"], true);
 }
 
+/// Stopped in its warm-up, a run measured nothing: no warm-up work is passed off as measured
+/// (it was: 0.5 s of warm-up became "0.51s measured" with its ticks and acquisitions).
+#[test]
+fn a_run_interrupted_in_its_warmup_reports_nothing_measured() {
+    let _t = one();
+    let json = tmp("warmup-interrupted.json");
+    let child = bin()
+        .arg("run")
+        .arg(workload_path("convoy-echo.toml"))
+        .args(["--duration", "1s", "--set", "warmup=5s", "--json"])
+        .arg(&json)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    signal(&child, libc::SIGINT);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("nothing was measured: the run stopped before its warm-up ended"),
+        "{text}"
+    );
+    assert!(!text.contains("ticks/s"), "{text}");
+    let r = &read_json(&json)["runs"][0];
+    assert_eq!(r["measured_s"], 0.0, "{r}");
+    assert_eq!(r["partial"], true);
+    assert_eq!(r["cpu"]["ticks"], 0, "{r}");
+    for t in r["threads"].as_array().unwrap() {
+        assert_eq!(t["ticks"], 0, "{t}");
+        assert_eq!(t["acquisitions"], 0, "{t}");
+    }
+}
+
 #[test]
 fn the_server_drops_peers_that_break_its_limits_and_serves_the_rest() {
     let _t = one();

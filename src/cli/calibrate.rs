@@ -145,7 +145,11 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
         retries: 3,
     };
     let conds = calibrate::conditions(&base, &lists).map_err(Failure::Input)?;
-    let py = calibrate::find_python(a.python.as_deref()).map_err(Failure::Input)?;
+    let py = calibrate::find_python(a.python.as_deref()).map_err(|e| {
+        // A Ctrl-C while the interpreter answers is no fault of the interpreter.
+        crate::cli::outputs::exit_if_interrupted_before_running();
+        Failure::Input(e)
+    })?;
     let show = !a.out.quiet && std::io::stderr().is_terminal();
     let mut progress = |s: Step<'_>| {
         if let (

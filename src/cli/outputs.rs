@@ -272,6 +272,17 @@ pub fn finish(
     Ok(())
 }
 
+/// Before any run: a signal that came says so and exits with the signal's status.
+pub fn exit_if_interrupted_before_running() {
+    if let Some(sig) = signals::caught() {
+        warn(&format!(
+            "interrupted by {} before any run",
+            signals::name(sig)
+        ));
+        std::process::exit(i32::from(signals::exit_status(sig)));
+    }
+}
+
 /// After a run a signal cut short, whose results were written: says so and exits with the
 /// signal's status (130 for SIGINT, 143 for SIGTERM, ...). Returns when no signal came.
 pub fn exit_if_interrupted() {

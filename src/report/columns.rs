@@ -117,7 +117,13 @@ pub const COLUMNS: &[Column] = &[
     Column {
         name: "p99 vs alone",
         key: "p99_vs_alone",
-        source: Source::Run(|r| r.baseline.as_ref().map(|b| b.p99_vs_alone)),
+        // 0 only when either side has no latency: no ratio, not "0.00x".
+        source: Source::Run(|r| {
+            r.baseline
+                .as_ref()
+                .map(|b| b.p99_vs_alone)
+                .filter(|x| *x > 0.0)
+        }),
         human: |x| format!("{x:.2}x"),
         plain: three_decimals,
         optional: true,

@@ -65,6 +65,15 @@ pub fn run_table(r: &RunResult) -> String {
             .collect();
         parts.join(" ")
     };
+    if r.measured_s <= 0.0 {
+        // Figures of an empty window would all be zeros or rates of nothing.
+        let _ = writeln!(
+            o,
+            "nothing was measured: the run stopped before its warm-up ended"
+        );
+        notes_and_verdict(&mut o, r);
+        return o;
+    }
     let text = || THREAD_COLUMNS.iter().filter(|c| c.in_text);
     let _ = writeln!(o, "{}", line(text().map(|c| c.name.to_owned()).collect()));
     for t in &r.threads {
@@ -120,6 +129,13 @@ pub fn run_table(r: &RunResult) -> String {
                 io.requests,
                 rate(io.requests_per_sec),
             );
+        } else if l.count == 0 {
+            let _ = writeln!(
+                o,
+                "io: {} requests, {} req/s; no reply timed, so no latency",
+                io.requests,
+                rate(io.requests_per_sec),
+            );
         } else {
             let _ = writeln!(
                 o,
@@ -136,7 +152,13 @@ pub fn run_table(r: &RunResult) -> String {
         if let (Some(t), false) = (io.transfer_s, io.mode == "bulk") {
             let _ = writeln!(o, "io: transfer of {}B took {t:.3}s", rate(io.bytes as f64));
         }
-        if io.mode == "open" {
+        if io.mode == "open" && io.lateness_us.count == 0 {
+            let _ = writeln!(
+                o,
+                "io: open loop at {}/s; no send was due in the measured window",
+                rate(io.rate)
+            );
+        } else if io.mode == "open" {
             let l = &io.lateness_us;
             let _ = writeln!(
                 o,
@@ -155,7 +177,7 @@ pub fn run_table(r: &RunResult) -> String {
                 io.failed
             );
         }
-        if io.reacquire_us.count > 0 {
+        if io.reacquire_us.count > 0 && r.lock != "none" {
             let r = &io.reacquire_us;
             let _ = writeln!(
                 o,
@@ -182,6 +204,12 @@ pub fn run_table(r: &RunResult) -> String {
         let parts: Vec<String> = g.design.iter().map(|(k, v)| format!("{k} {v}")).collect();
         let _ = writeln!(o, "{}: {}", r.lock, parts.join(", "));
     }
+    notes_and_verdict(&mut o, r);
+    o
+}
+
+/// The run's notes, then whether it failed or was cut short.
+fn notes_and_verdict(o: &mut String, r: &RunResult) {
     for n in &r.notes {
         let _ = writeln!(o, "note: {n}");
     }
@@ -193,7 +221,6 @@ pub fn run_table(r: &RunResult) -> String {
             "partial: the run was cut short; its numbers cover less than asked"
         );
     }
-    o
 }
 
 /// The median and the spread of one cell over repeated runs.
@@ -413,4 +440,47 @@ pub fn summary_text(runs: &[RunResult]) -> String {
         }
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Percentiles;
+    use crate::report::export::sample_run;
+
+    /// A run's table never shows figures it does not have: no latency zeros without a reply,
+    /// no lateness zeros without a send, no table for an empty window, no ratio of nothing.
+    #[test]
+    fn the_table_shows_no_made_up_figures() {
+        let mut r = sample_run("r");
+        assert!(run_table(&r).contains("latency p50"));
+        let io = r.io.as_mut().unwrap();
+        io.requests = 0;
+        io.requests_per_sec = 0.0;
+        io.latency_us = Percentiles::default();
+        io.mode = "open".into();
+        io.rate = 1.0;
+        let t = run_table(&r);
+        assert!(
+            t.contains("io: 0 requests, 0 req/s; no reply timed, so no latency"),
+            "{t}"
+        );
+        assert!(t.contains("io: open loop at 1/s; no send was due in the measured window"));
+        assert!(!t.contains(" 0.0us"), "{t}");
+        r.measured_s = 0.0;
+        let t = run_table(&r);
+        assert!(t.contains("nothing was measured"), "{t}");
+        assert!(
+            !t.contains("ticks/s") && t.contains("note: a note <b>"),
+            "{t}"
+        );
+        let mut b = crate::result::Baseline::of(&r, &sample_run("alone"), &sample_run("cpu"));
+        b.p99_vs_alone = 0.0;
+        r.baseline = Some(b);
+        let col = crate::report::columns::COLUMNS
+            .iter()
+            .find(|c| c.key == "p99_vs_alone")
+            .unwrap();
+        assert!(matches!(&col.source, columns::Source::Run(f) if f(&r).is_none()));
+    }
 }

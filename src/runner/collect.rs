@@ -234,9 +234,10 @@ fn cpu_summary(outs: &[ThreadOut], secs: f64) -> Option<CpuSummary> {
         CpuSummary {
             threads: cpu_threads.len(),
             ticks,
-            ticks_per_sec: ticks as f64 / secs,
+            // An empty window (a run stopped in its warm-up) kept no ticks: no rate either.
+            ticks_per_sec: if secs > 0.0 { ticks as f64 / secs } else { 0.0 },
             bytes,
-            bytes_per_sec: bytes as f64 / secs,
+            bytes_per_sec: if secs > 0.0 { bytes as f64 / secs } else { 0.0 },
         }
     })
 }

@@ -345,12 +345,10 @@ fn idle_while_wanted(shared: &Shared, outs: &[ThreadOut], stop_at: Instant) -> D
 /// The measured window: from the end of the warm-up (the start, if there was none) to the
 /// stop, `stopped` after the start; and when it began, after the start.
 fn measured_window(shared: &Shared, start: Instant, stopped: Duration) -> (Duration, Duration) {
-    let measure_start = shared
-        .occupancy
-        .measure_start
-        .get()
-        .copied()
-        .unwrap_or(start);
+    // A run stopped during its warm-up measured nothing: an empty window at the stop.
+    let Some(&measure_start) = shared.occupancy.measure_start.get() else {
+        return (Duration::ZERO, stopped);
+    };
     let measured = start.checked_add(stopped).map_or(stopped, |stop_at| {
         stop_at.saturating_duration_since(measure_start)
     });

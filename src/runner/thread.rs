@@ -273,6 +273,7 @@ fn finish<G: Gil>(
     if interp.holds() {
         interp.release(Release::Exit);
     }
+    interp.drop_warmup();
     let secs = interp.measured_since().elapsed().as_secs_f64();
     let mut ctx_switches = interp.ctx_switches();
     ctx_switches.add(worked.conns.ctx);
