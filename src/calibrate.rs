@@ -781,6 +781,7 @@ fn drive(
                 timeout: sc.timeout,
                 busy_wait: pinned,
                 intervals: None,
+                window_over: None,
             };
             let r = run_echo_load(&cfg, stop);
             stop.store(true, Ordering::SeqCst);

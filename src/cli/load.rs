@@ -105,6 +105,7 @@ pub fn run(o: &LoadOpts) -> Result<RunResult, Failure> {
         timeout: s.timeout,
         busy_wait: false,
         intervals: None,
+        window_over: None,
     };
     let stop = AtomicBool::new(false);
     let t0 = Instant::now();

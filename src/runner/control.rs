@@ -55,6 +55,9 @@ pub(super) struct Shared {
     pub(super) io_done: AtomicUsize,
     /// The load generator has finished (its servers may stop now).
     pub(super) load_done: AtomicBool,
+    /// The load generator's measured window is over: so is the run's (it only closes its
+    /// connections now, and the servers' stopping does it no harm).
+    pub(super) load_window_over: std::sync::Arc<AtomicBool>,
     /// The start of the run, set just before the threads are let loose.
     pub(super) epoch: std::sync::OnceLock<Instant>,
     /// Set when the warm-up is over: from then on the threads keep what they measure.
@@ -93,6 +96,7 @@ impl Shared {
             failed: AtomicBool::new(false),
             io_done: AtomicUsize::new(0),
             load_done: AtomicBool::new(false),
+            load_window_over: Default::default(),
             epoch: std::sync::OnceLock::new(),
             measuring: AtomicBool::new(measuring),
             occupancy: Occupancy::new(Instant::now()),
@@ -285,7 +289,10 @@ pub(super) fn monitor(
         if sc.io == IoWork::Bulk && shared.io_done.load(Ordering::SeqCst) > 0 {
             return End::Done;
         }
-        if with_load && shared.load_done.load(Ordering::SeqCst) {
+        if with_load
+            && (shared.load_done.load(Ordering::SeqCst)
+                || shared.load_window_over.load(Ordering::SeqCst))
+        {
             return End::Done;
         }
         let left = limit.saturating_sub(elapsed);

@@ -475,6 +475,7 @@ fn load_thread(
                 timeout: sc.timeout,
                 busy_wait: pinned,
                 intervals: shared.inst.hlog_interval,
+                window_over: Some(shared.load_window_over.clone()),
             };
             LoadOut::Echo(Box::new(loadgen::run_echo_load(&cfg, &shared.stop)))
         }

@@ -59,6 +59,9 @@ pub struct LoadConfig {
     pub busy_wait: bool,
     /// Also cut the latency histogram into intervals of this length (`--hlog`).
     pub intervals: Option<Duration>,
+    /// Set when the measured window is over, before the connections close: a runner ends
+    /// its own window there, not after the closing (up to 100 ms more).
+    pub window_over: Option<std::sync::Arc<AtomicBool>>,
 }
 
 /// What the load generator saw.
@@ -1116,6 +1119,9 @@ impl Gen<'_> {
         if let Some(iv) = self.res.interval_hists.take() {
             self.res.intervals = iv.finish(finished);
         }
+        if let Some(over) = &self.cfg.window_over {
+            over.store(true, Ordering::SeqCst);
+        }
         self.close_politely();
         Ok(self.res)
     }
@@ -1239,12 +1245,19 @@ impl Gen<'_> {
         } else {
             "the server had not answered".to_owned()
         };
-        self.res.unanswered = Some(format!(
+        let said = format!(
             "{waiting} request{} still waited for a reply when the run ended, the oldest for {:.3}s (timeout {}): {why}",
             if waiting == 1 { "" } else { "s" },
             oldest.as_secs_f64(),
             crate::units::format_duration(timeout)
-        ));
+        );
+        // Neither answered nor failed, they are in no figure. A closed loop always ends with
+        // its requests in flight, one per connection; an open loop's show how far the server
+        // had fallen behind. (With no request answered, the run says it anyway.)
+        if self.cfg.rate > 0.0 && self.res.requests > 0 {
+            self.res.notes.push(said.clone());
+        }
+        self.res.unanswered = Some(said);
     }
 
     /// Half-closes every open TCP connection and reads what is still on its way (for up to
@@ -1436,6 +1449,7 @@ mod held_up {
             timeout: Duration::from_secs(5),
             busy_wait: false,
             intervals: None,
+            window_over: None,
         }
     }
 
