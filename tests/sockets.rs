@@ -924,6 +924,18 @@ fn the_server_drops_peers_that_break_its_limits_and_serves_the_rest() {
         text.contains("dropped"),
         "no dropped peers reported:\n{text}"
     );
+    // The flooder's bytes were received, never answered: they are no requests served (the
+    // figure counted them, 15.7k "req/s" with 54 echoes).
+    let answered: u64 = text
+        .split("answered ")
+        .nth(1)
+        .and_then(|t| t.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no received/answered note:\n{text}"));
+    assert!(
+        text.contains(&format!("io: {answered} requests,")),
+        "{text}"
+    );
 }
 
 #[test]

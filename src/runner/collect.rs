@@ -430,8 +430,25 @@ fn io_summary(
         }
         None if mode == Mode::Serve => {
             io.mode = "serve".into();
-            io.requests = server.requests;
-            io.requests_per_sec = server.requests as f64 / secs;
+            // Requests answered in full: a peer dropped or reset before its echo had its
+            // bytes counted in, not answered.
+            let answered = if sc.io == IoWork::Echo {
+                (server.bytes_out / sc.request_bytes.max(1) as u64).min(server.requests)
+            } else {
+                server.requests
+            };
+            if answered < server.requests {
+                notes.push(format!(
+                    "the server received {} requests and answered {answered}: the rest came from peers that were dropped, reset or gone before their echo",
+                    server.requests
+                ));
+            }
+            io.requests = answered;
+            io.requests_per_sec = if secs > 0.0 {
+                answered as f64 / secs
+            } else {
+                0.0
+            };
             io.bytes = server.bytes_in + server.bytes_out;
             io.transfer_s = server.transfer_s;
         }
@@ -497,6 +514,12 @@ fn note_server_limits(server: &ServerStats, notes: &mut Vec<String>) {
         notes.push(format!(
             "the server dropped {} peers that broke its limits",
             server.dropped_peers
+        ));
+    }
+    if server.peer_errors > 0 {
+        notes.push(format!(
+            "the server saw {} peer errors (connections reset or broken by their clients)",
+            server.peer_errors
         ));
     }
     if server.turned_away > 0 {
