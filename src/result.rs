@@ -216,7 +216,8 @@ pub struct IoSummary {
     pub mode: String,
     /// Open loop: the target rate.
     pub rate: f64,
-    /// Requests that got no reply within the timeout.
+    /// Requests that failed: no reply within the timeout, lost with their connection, or a
+    /// wrong reply (the load generator's notes say which).
     pub failed: u64,
     /// Open loop: sends that left more than 1 ms after their intended time.
     pub late_sends: u64,

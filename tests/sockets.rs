@@ -559,6 +559,43 @@ fn a_peer_that_resets_is_counted_not_fatal() {
     server.join().unwrap();
 }
 
+/// A failed request is called what it was: lost with a connection the server closed, or
+/// waiting on a short reply (both were "unanswered (timeout)" / "the server had not
+/// answered").
+#[test]
+fn failures_say_whether_the_connection_broke_or_the_reply_was_short() {
+    let _t = one();
+    for (short, said) in [
+        (false, "were lost with their connection"),
+        (true, "only part of a reply had arrived (20 of 64 bytes)"),
+    ] {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let server = std::thread::spawn(move || {
+            l.set_nonblocking(true).unwrap();
+            let mut held = Vec::new();
+            let end = Instant::now() + Duration::from_millis(1500);
+            while Instant::now() < end {
+                match l.accept() {
+                    Ok((mut c, _)) if short => {
+                        let _ = c.write_all(&[b'x'; 20]);
+                        held.push(c);
+                    }
+                    Ok(_) => {} // dropped: closed at once
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        let e = load_fails(&addr, &["--duration", "300ms", "--timeout", "1s"]);
+        assert!(
+            e.contains("no request succeeded") && e.contains(said),
+            "{e}"
+        );
+        assert!(!e.contains("went unanswered"), "{e}");
+        server.join().unwrap();
+    }
+}
+
 #[test]
 fn a_silent_server_fails_the_load() {
     let _t = one();

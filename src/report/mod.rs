@@ -173,7 +173,7 @@ pub fn run_table(r: &RunResult) -> String {
         if io.failed > 0 {
             let _ = writeln!(
                 o,
-                "io: {} requests failed (no reply within the timeout)",
+                "io: {} requests failed (no reply within the timeout, lost with their connection, or a wrong reply)",
                 io.failed
             );
         }

@@ -67,7 +67,12 @@ pub struct LoadConfig {
 /// What the load generator saw.
 pub struct LoadResult {
     pub requests: u64,
+    /// Requests that failed: unanswered within the timeout, or counted below.
     pub failed: u64,
+    /// ... of them, lost when their connection broke or was closed (a reset, a wrong reply).
+    pub lost: u64,
+    /// ... of them, answered with a datagram that was not their reply.
+    pub wrong: u64,
     /// Open loop: sends that went out more than [`LATE_AFTER`] after their intended time.
     pub late: u64,
     pub bytes: u64,
@@ -102,6 +107,8 @@ impl LoadResult {
         LoadResult {
             requests: 0,
             failed: 0,
+            lost: 0,
+            wrong: 0,
             late: 0,
             bytes: 0,
             latency: new_hist(),
@@ -120,15 +127,31 @@ impl LoadResult {
         }
     }
 
+    /// How the failed requests failed: "12 requests went unanswered (timeout 1s), 3 were
+    /// lost with their connection, 1 got a wrong reply" (the parts there are).
+    pub fn failures(&self, timeout: Duration) -> String {
+        let timed_out = self.failed - self.lost - self.wrong;
+        let mut parts = Vec::new();
+        if timed_out > 0 {
+            parts.push(format!(
+                "{timed_out} requests went unanswered (timeout {})",
+                crate::units::format_duration(timeout)
+            ));
+        }
+        if self.lost > 0 {
+            parts.push(format!("{} were lost with their connection", self.lost));
+        }
+        if self.wrong > 0 {
+            parts.push(format!("{} got a wrong reply", self.wrong));
+        }
+        parts.join(", ")
+    }
+
     /// Why no request succeeded, in a few words, for a run with `requests == 0`.
     pub fn why_none_succeeded(&self, timeout: Duration) -> String {
         let mut why = Vec::new();
         if self.failed > 0 {
-            why.push(format!(
-                "{} requests went unanswered (timeout {})",
-                self.failed,
-                crate::units::format_duration(timeout)
-            ));
+            why.push(self.failures(timeout));
         }
         if let Some(e) = &self.first_error {
             why.push(format!("{} connection errors, the first: {e}", self.errors));
@@ -596,8 +619,10 @@ impl<'a> Gen<'a> {
         self.conns[i].link = link;
     }
 
-    /// Closes connection `i`, counting its outstanding recorded requests as failed.
+    /// Closes connection `i`, counting its outstanding recorded requests as failed: lost with
+    /// it when it broke (`why`), timed out when it was given up for a stale request (none).
     fn close(&mut self, i: usize, why: Option<String>) {
+        let broke = why.is_some();
         if let Some(w) = why {
             self.fail(w);
         }
@@ -607,6 +632,9 @@ impl<'a> Gen<'a> {
             .filter(|r| r.intended >= self.win.measure_from)
             .count();
         self.res.failed += recorded as u64;
+        if broke {
+            self.res.lost += recorded as u64;
+        }
         let c = &mut self.conns[i];
         c.inflight.clear();
         c.rx.clear();
@@ -839,6 +867,7 @@ impl<'a> Gen<'a> {
             if !is_reply_to(reply, req.seq, len) {
                 // The datagram stands alone: the request failed, the socket is fine.
                 self.res.failed += u64::from(recorded);
+                self.res.wrong += u64::from(recorded);
                 let msg = format!("{}: a reply that does not match its request", c.target);
                 self.fail(msg);
                 if self.closed_loop() {
@@ -1109,6 +1138,11 @@ impl Gen<'_> {
             .as_secs_f64();
         self.note_connections(ending, now);
         self.count_unanswered(now);
+        // Without a success the run says it anyway (`why_none_succeeded`).
+        if self.res.requests > 0 && self.res.lost + self.res.wrong > 0 {
+            let how = self.res.failures(self.cfg.timeout);
+            self.res.notes.push(format!("failed requests: {how}"));
+        }
         self.res.held_up = self.pauses.longest;
         if self.res.held_up >= HELD_UP_NOTE && self.res.requests > 0 {
             self.res.notes.push(format!(
@@ -1208,7 +1242,7 @@ impl Gen<'_> {
     fn count_unanswered(&mut self, now: Instant) {
         let timeout = self.cfg.timeout;
         let (mut waiting, mut oldest) = (0u64, Duration::ZERO);
-        let (mut unread, mut resent) = (false, 0u32);
+        let (mut unread, mut resent, mut partial) = (false, 0u32, 0usize);
         for c in &self.conns {
             let age = |r: &Inflight| now.saturating_duration_since(r.intended);
             self.res.failed += c
@@ -1227,6 +1261,7 @@ impl Gen<'_> {
             };
             waiting += young.len() as u64;
             oldest = oldest.max(max);
+            partial = partial.max(c.rx.len() % self.cfg.request_bytes.max(1));
             let st = c.sock.as_ref().map(SockState::of).unwrap_or_default();
             unread |= st.unread > 0;
             resent += st.resent;
@@ -1234,7 +1269,12 @@ impl Gen<'_> {
         if waiting == 0 {
             return;
         }
-        let why = if unread && self.pauses.longest >= HELD_UP_NOTE {
+        let why = if partial > 0 {
+            format!(
+                "only part of a reply had arrived ({partial} of {} bytes): the server answered short, or with something else",
+                self.cfg.request_bytes
+            )
+        } else if unread && self.pauses.longest >= HELD_UP_NOTE {
             "replies had arrived that the load generator had not read".to_owned()
         } else if unread {
             "a reply arrived as the run ended".to_owned()
