@@ -343,6 +343,11 @@ fn serve_and_load_as_two_processes() {
     );
     assert!(io["requests"].as_u64().unwrap() > 50, "{io}");
     assert_eq!(io["failed"], 0);
+    // The bytes are those of the requests measured (the warm-up's were counted too).
+    assert_eq!(
+        io["bytes"].as_u64(),
+        io["requests"].as_u64().map(|n| n * 64)
+    );
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);

@@ -829,8 +829,9 @@ impl<'a> Gen<'a> {
                 ));
                 break;
             }
-            self.res.bytes += len as u64;
+            // Bytes, as requests, count only in the measured window.
             if req.intended >= self.win.measure_from {
+                self.res.bytes += len as u64;
                 self.res.record_latency(now, now - req.intended);
             }
             done += 1;
@@ -875,8 +876,8 @@ impl<'a> Gen<'a> {
                 }
                 continue;
             }
-            self.res.bytes += n as u64;
             if recorded {
+                self.res.bytes += n as u64;
                 self.res.record_latency(now, now - req.intended);
             }
             done += 1;
