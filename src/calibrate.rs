@@ -569,29 +569,8 @@ fn output_within(cmd: &mut Command, limit: Duration) -> Result<std::process::Out
         .spawn()
         .map_err(|e| format!("cannot run it ({e})"))?;
     let mut child = Reap(child);
-    let read = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut v);
-            }
-            v
-        })
-    };
-    let out = read(
-        child
-            .0
-            .stdout
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    );
-    let err = read(
-        child
-            .0
-            .stderr
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    );
+    let out = read_all(child.0.stdout.take());
+    let err = read_all(child.0.stderr.take());
     let deadline = Instant::now() + limit;
     let status = loop {
         if signals::caught().is_some() {
@@ -610,6 +589,18 @@ fn output_within(cmd: &mut Command, limit: Duration) -> Result<std::process::Out
         status,
         stdout: out.join().unwrap_or_default(),
         stderr: err.join().unwrap_or_default(),
+    })
+}
+
+/// Reads `r` to its end in a thread of its own (a child's pipe, so that a full pipe never
+/// blocks the child while its parent waits for it).
+fn read_all<R: Read + Send + 'static>(r: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut v = Vec::new();
+        if let Some(mut r) = r {
+            let _ = r.read_to_end(&mut v);
+        }
+        v
     })
 }
 
