@@ -128,7 +128,7 @@ pub fn parse_cold_start(text: &str) -> Result<ColdStart, String> {
 
 /// The same measure for the model's GIL-held work between calls, in this process: `call_work`
 /// worth of ticks at once and right after sleeping as long as the probe does. None when there
-/// is no `call_work`.
+/// is no `call_work`, or when a signal came (it sleeps a second in all).
 pub fn model_cold_start(tick_bytes: usize, call_work: Duration) -> Option<ColdStart> {
     if call_work.is_zero() {
         return None;
@@ -137,22 +137,24 @@ pub fn model_cold_start(tick_bytes: usize, call_work: Duration) -> Option<ColdSt
         ((call_work.as_nanos() as f64 / calibrate_tick_ns(tick_bytes)).ceil() as u64).max(1);
     let mut h = TickHasher::new(tick_bytes, 11);
     let mut median_of = |sleep: Duration| {
-        let v = (0..COLD_ROUNDS)
-            .map(|_| {
-                if !sleep.is_zero() {
-                    std::thread::sleep(sleep);
-                }
-                let t = Instant::now();
-                for _ in 0..ticks {
-                    h.tick();
-                }
-                t.elapsed().as_secs_f64() * 1e6
-            })
-            .collect();
-        median(v)
+        let mut v = Vec::with_capacity(COLD_ROUNDS as usize);
+        for _ in 0..COLD_ROUNDS {
+            if signals::caught().is_some() {
+                return None;
+            }
+            if !sleep.is_zero() {
+                std::thread::sleep(sleep);
+            }
+            let t = Instant::now();
+            for _ in 0..ticks {
+                h.tick();
+            }
+            v.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        Some(median(v))
     };
-    let at_once_us = median_of(Duration::ZERO);
-    let after_sleep_us = median_of(Duration::from_millis(u64::from(COLD_SLEEP_MS)));
+    let at_once_us = median_of(Duration::ZERO)?;
+    let after_sleep_us = median_of(Duration::from_millis(u64::from(COLD_SLEEP_MS)))?;
     std::hint::black_box(h.finish());
     Some(ColdStart {
         at_once_us,

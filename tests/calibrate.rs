@@ -1156,3 +1156,46 @@ fn a_stuck_interpreter_does_not_hang_calibrate() {
         "{err}"
     );
 }
+
+/// Calibrate ends within a second of Ctrl-C in every phase, the cold-start probes included
+/// (the model's slept a second through a signal: 1.02 s).
+#[test]
+fn calibrate_ends_within_a_second_of_ctrl_c() {
+    let _g = one();
+    let Some(py) = python("calibrate_ends_within_a_second_of_ctrl_c") else {
+        return;
+    };
+    for after_ms in [300, 1200, 2000] {
+        let child = bin()
+            .arg("calibrate")
+            .arg(workload_path("convoy-echo.toml"))
+            .args([
+                "--duration",
+                "1s",
+                "--set",
+                "warmup=100ms",
+                "-q",
+                "--python",
+            ])
+            .arg(&py.path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(after_ms));
+        signal(&child, libc::SIGINT);
+        let t0 = std::time::Instant::now();
+        let out = child.wait_with_output().unwrap();
+        let took = t0.elapsed();
+        assert!(
+            took < Duration::from_secs(1),
+            "{after_ms} ms: took {took:?}"
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(130),
+            "{after_ms} ms: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
