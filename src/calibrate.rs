@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::gil::LockKind;
-use crate::metrics::{distribution, Hist, Percentiles};
+use crate::metrics::{distribution, per_sec, Hist, Percentiles};
 use crate::pin::{self, PinMode};
 use crate::result::{CpuSummary, GilSummary, IoSummary, RunResult};
 use crate::runner::{self, Instrument, Mode, RunError};
@@ -936,15 +936,6 @@ pub fn waited(latency: &Hist, interval: Duration) -> [f64; 4] {
         return [0.0; 4];
     }
     counts.map(|c| c as f64 / total as f64)
-}
-
-/// `n` per second of `secs` (0 for no time).
-fn per_sec(n: f64, secs: f64) -> f64 {
-    if secs > 0.0 {
-        n / secs
-    } else {
-        0.0
-    }
 }
 
 fn kept(with: Option<f64>, alone: Option<f64>) -> Option<f64> {

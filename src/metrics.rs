@@ -81,6 +81,15 @@ pub fn distribution(h: &Hist) -> Vec<[f64; 2]> {
         .collect()
 }
 
+/// `n` per second of `secs`: 0 for no time (an empty window counted nothing, at no rate).
+pub fn per_sec(n: f64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        n / secs
+    } else {
+        0.0
+    }
+}
+
 /// Event counters of one interpreter thread.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Counters {

@@ -220,8 +220,7 @@ fn the_twin_names_its_threads_as_gilbench_does() {
 /// `tests/data/FIXTURE`; checks on the way that a missing file and a binary one (perf.data
 /// instead of its text) are one line and exit 2.
 fn read_trace(py: &Python, script: &str, fixture: &str) -> String {
-    let script = workload_path(&format!("python/{script}"));
-    let fixture = format!("{}/tests/data/{fixture}", env!("CARGO_MANIFEST_DIR"));
+    let (script, fixture) = trace_paths(script, fixture);
     let text = stdout_ok(Command::new(&py.path).arg(&script).arg(&fixture));
     fails_in_one_line(
         Command::new(&py.path)
@@ -237,6 +236,14 @@ fn read_trace(py: &Python, script: &str, fixture: &str) -> String {
     );
     let _ = std::fs::remove_file(&binary);
     text
+}
+
+/// `workloads/python/SCRIPT` and `tests/data/FIXTURE`.
+fn trace_paths(script: &str, fixture: &str) -> (std::path::PathBuf, String) {
+    (
+        workload_path(&format!("python/{script}")),
+        format!("{}/tests/data/{fixture}", env!("CARGO_MANIFEST_DIR")),
+    )
 }
 
 /// Runs `cmd`, checks that it succeeded, and returns its standard output.
@@ -307,8 +314,7 @@ fn the_tenures_reader_finds_the_interval_waits_the_tenures_and_the_escapes() {
     ] {
         assert!(text.contains(line), "{line}\n{text}");
     }
-    let script = workload_path("python/tenures.py");
-    let fixture = format!("{}/tests/data/tenures.txt", env!("CARGO_MANIFEST_DIR"));
+    let (script, fixture) = trace_paths("tenures.py", "tenures.txt");
     for args in [
         ["--min-wait", "0.3", &fixture],
         [&fixture, "--min-wait=0.3", ""],

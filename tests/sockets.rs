@@ -304,7 +304,17 @@ fn serve(extra: &[&str]) -> (std::process::Child, String) {
 
 /// `serve`, with at most `nofile` open file descriptors if given.
 fn serve_limited(extra: &[&str], nofile: Option<u64>) -> (std::process::Child, String) {
-    let w = workload_path("convoy-echo.toml");
+    serve_workload("convoy-echo.toml", extra, nofile)
+}
+
+/// `serve` of `workloads/WORKLOAD` without CPU threads (4 s unless `extra` says), with at
+/// most `nofile` open file descriptors if given.
+fn serve_workload(
+    workload: &str,
+    extra: &[&str],
+    nofile: Option<u64>,
+) -> (std::process::Child, String) {
+    let w = workload_path(workload);
     let mut args = vec!["serve", w.to_str().unwrap(), "--cpu-threads", "0"];
     if !extra.contains(&"--duration") {
         args.extend_from_slice(&["--duration", "4s"]);
@@ -427,22 +437,7 @@ fn a_pinned_load_spins_on_its_core_and_a_core_it_may_not_use_is_bad_input() {
 #[test]
 fn a_bulk_server_alone_reports_what_it_received() {
     let _t = one();
-    let mut child = bin()
-        .arg("serve")
-        .arg(workload_path("convoy-bulk.toml"))
-        .args([
-            "--cpu-threads",
-            "0",
-            "--duration",
-            "1s",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let addr = addr_of(&first_line(&mut child));
+    let (child, addr) = serve_workload("convoy-bulk.toml", &["--duration", "1s"], None);
     let mut s = TcpStream::connect(&addr).unwrap();
     s.write_all(&vec![7u8; 1_000_000]).unwrap();
     drop(s);
@@ -526,26 +521,16 @@ fn reset_on_close(s: &TcpStream) {
 fn a_peer_that_resets_is_counted_not_fatal() {
     let _t = one();
     // A server that echoes 20 requests per connection, then resets it.
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap().to_string();
-    l.set_nonblocking(true).unwrap();
-    let server = std::thread::spawn(move || {
-        let end = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < end {
-            match l.accept() {
-                Ok((mut s, _)) => {
-                    s.set_nonblocking(false).unwrap();
-                    let mut b = [0u8; 64];
-                    for _ in 0..20 {
-                        if s.read_exact(&mut b).is_err() || s.write_all(&b).is_err() {
-                            break;
-                        }
-                    }
-                    reset_on_close(&s);
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+    let (addr, server) = fake_server(Duration::from_secs(3), |mut s| {
+        s.set_nonblocking(false).unwrap();
+        let mut b = [0u8; 64];
+        for _ in 0..20 {
+            if s.read_exact(&mut b).is_err() || s.write_all(&b).is_err() {
+                break;
             }
         }
+        reset_on_close(&s);
+        None
     });
     let t0 = Instant::now();
     let io = &load_io(
@@ -564,6 +549,28 @@ fn a_peer_that_resets_is_counted_not_fatal() {
     server.join().unwrap();
 }
 
+/// A server on loopback that accepts every connection for `lasts`, hands it to `accepted`,
+/// and keeps open those it gets back; its address and its thread.
+fn fake_server(
+    lasts: Duration,
+    mut accepted: impl FnMut(TcpStream) -> Option<TcpStream> + Send + 'static,
+) -> (String, std::thread::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        l.set_nonblocking(true).unwrap();
+        let mut held = Vec::new();
+        let end = Instant::now() + lasts;
+        while Instant::now() < end {
+            match l.accept() {
+                Ok((c, _)) => held.extend(accepted(c)),
+                Err(_) => std::thread::sleep(Duration::from_millis(2)),
+            }
+        }
+    });
+    (addr, server)
+}
+
 /// A failed request is called what it was: lost with a connection the server closed, or
 /// waiting on a short reply (both were "unanswered (timeout)" / "the server had not
 /// answered").
@@ -574,22 +581,12 @@ fn failures_say_whether_the_connection_broke_or_the_reply_was_short() {
         (false, "were lost with their connection"),
         (true, "only part of a reply had arrived (20 of 64 bytes)"),
     ] {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap().to_string();
-        let server = std::thread::spawn(move || {
-            l.set_nonblocking(true).unwrap();
-            let mut held = Vec::new();
-            let end = Instant::now() + Duration::from_millis(1500);
-            while Instant::now() < end {
-                match l.accept() {
-                    Ok((mut c, _)) if short => {
-                        let _ = c.write_all(&[b'x'; 20]);
-                        held.push(c);
-                    }
-                    Ok(_) => {} // dropped: closed at once
-                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
-                }
+        let (addr, server) = fake_server(Duration::from_millis(1500), move |mut c| {
+            if !short {
+                return None; // closed at once
             }
+            let _ = c.write_all(&[b'x'; 20]);
+            Some(c)
         });
         let e = load_fails(&addr, &["--duration", "300ms", "--timeout", "1s"]);
         assert!(
@@ -604,20 +601,8 @@ fn failures_say_whether_the_connection_broke_or_the_reply_was_short() {
 #[test]
 fn a_silent_server_fails_the_load() {
     let _t = one();
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap().to_string();
-    let server = std::thread::spawn(move || {
-        // Accept every connection, never answer.
-        l.set_nonblocking(true).unwrap();
-        let mut held = Vec::new();
-        let end = Instant::now() + Duration::from_millis(2500);
-        while Instant::now() < end {
-            match l.accept() {
-                Ok((s, _)) => held.push(s),
-                Err(_) => std::thread::sleep(Duration::from_millis(5)),
-            }
-        }
-    });
+    // Accept every connection, never answer.
+    let (addr, server) = fake_server(Duration::from_millis(2500), Some);
     let t0 = Instant::now();
     let e = load_fails(&addr, &["--duration", "1s", "--timeout", "200ms"]);
     assert!(

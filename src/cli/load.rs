@@ -180,11 +180,7 @@ pub fn run(o: &LoadOpts) -> Result<RunResult, Failure> {
         cpu: None,
         io: Some(IoSummary {
             requests: res.requests,
-            requests_per_sec: if res.measured_s > 0.0 {
-                res.requests as f64 / res.measured_s
-            } else {
-                0.0
-            },
+            requests_per_sec: gilbench::metrics::per_sec(res.requests as f64, res.measured_s),
             bytes: res.bytes,
             transfer_s: None,
             latency_us: Percentiles::of(&res.latency),

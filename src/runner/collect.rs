@@ -10,7 +10,9 @@ use super::control::End;
 use super::thread::{design_figures, ThreadOut};
 use super::{Mode, RunError};
 use crate::gil::Gil;
-use crate::metrics::{merge, new_hist, Counters, CtxSwitches, Hist, Interval, Percentiles};
+use crate::metrics::{
+    merge, new_hist, per_sec, Counters, CtxSwitches, Hist, Interval, Percentiles,
+};
 use crate::pin::PinPlan;
 use crate::result::{CpuSummary, GilSummary, IoSummary, RunResult};
 use crate::scenario::{IoWork, Scenario};
@@ -234,10 +236,9 @@ fn cpu_summary(outs: &[ThreadOut], secs: f64) -> Option<CpuSummary> {
         CpuSummary {
             threads: cpu_threads.len(),
             ticks,
-            // An empty window (a run stopped in its warm-up) kept no ticks: no rate either.
-            ticks_per_sec: if secs > 0.0 { ticks as f64 / secs } else { 0.0 },
+            ticks_per_sec: per_sec(ticks as f64, secs),
             bytes,
-            bytes_per_sec: if secs > 0.0 { bytes as f64 / secs } else { 0.0 },
+            bytes_per_sec: per_sec(bytes as f64, secs),
         }
     })
 }
@@ -410,7 +411,7 @@ fn io_summary(
             let client_s = r.map_err(RunError::Failed)?;
             io.mode = "bulk".into();
             io.requests = server.requests;
-            io.requests_per_sec = server.requests as f64 / secs;
+            io.requests_per_sec = per_sec(server.requests as f64, secs);
             io.bytes = server.bytes_in;
             io.transfer_s = server.transfer_s;
             io.transfer_bytes = Some(sc.bulk_mib << 20);
@@ -444,11 +445,7 @@ fn io_summary(
                 ));
             }
             io.requests = answered;
-            io.requests_per_sec = if secs > 0.0 {
-                answered as f64 / secs
-            } else {
-                0.0
-            };
+            io.requests_per_sec = per_sec(answered as f64, secs);
             io.bytes = server.bytes_in + server.bytes_out;
             io.transfer_s = server.transfer_s;
         }
@@ -474,11 +471,7 @@ fn echo_figures(
     };
     io.rate = sc.rate;
     io.requests = l.requests;
-    io.requests_per_sec = if l.measured_s > 0.0 {
-        l.requests as f64 / l.measured_s
-    } else {
-        0.0
-    };
+    io.requests_per_sec = per_sec(l.requests as f64, l.measured_s);
     io.bytes = l.bytes;
     io.latency_us = Percentiles::of(&l.latency);
     io.latency_dist = crate::metrics::distribution(&l.latency);

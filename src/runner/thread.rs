@@ -295,11 +295,7 @@ fn finish<G: Gil>(
         cores: metrics.cores.cores(),
         migrations: metrics.cores.migrations,
         pinned,
-        ticks_per_sec: if secs > 0.0 {
-            c.ticks as f64 / secs
-        } else {
-            0.0
-        },
+        ticks_per_sec: crate::metrics::per_sec(c.ticks as f64, secs),
         counters,
         wait_us: Percentiles::of(&metrics.wait),
         hold_us: Percentiles::of(&metrics.hold),
