@@ -51,8 +51,7 @@ fn uncontended(c: &mut Criterion) {
 
 fn tick_path(c: &mut Criterion) {
     let gil = TimedGil::new(&GilParams::default());
-    let last = AtomicUsize::new(usize::MAX);
-    let mut it = Interp::new(&gil, 0, &last);
+    let mut it = Interp::new(&gil);
     it.take();
     c.bench_function("tick/eval-breaker check (timed)", |b| b.iter(|| it.check()));
     drop(it);

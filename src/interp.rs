@@ -8,13 +8,13 @@
 //! releases the GIL if it is held, so a thread that panics while holding the GIL never
 //! leaves the others waiting.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::clock::{Epoch, RawClock};
 use crate::gil::{Gil, Release};
-use crate::metrics::{
-    record, CtxSwitches, IdleClock, Interval, IntervalHists, Occupancy, ThreadMetrics,
-};
+use crate::holdlog::{Ev as LogEv, HoldLog, LogBudget};
+use crate::metrics::{record, CtxSwitches, Interval, IntervalHists, ThreadMetrics};
 use crate::trace::{Ev, TraceBuf};
 
 /// Optional recorders, touched only at take and release (never per tick).
@@ -57,19 +57,51 @@ pub const INTERVAL_WAIT: usize = 0;
 /// Index of the GIL-hold histogram in [`Extras::intervals`].
 pub const INTERVAL_HOLD: usize = 1;
 
+/// What a run gives its interpreter threads to stamp their GIL events with: the clock, the
+/// epoch the stamps count from, the start of the measured window once the runner sets it,
+/// and the budget of the per-thread event logs. Read-only on the take/release path: the
+/// threads write only their own logs.
+#[derive(Clone, Copy)]
+pub struct Probe<'a> {
+    pub clock: &'a RawClock,
+    pub epoch: Epoch,
+    /// The raw reading at which the measured window began; [`Probe::NOT_YET`] until then.
+    pub measure_start: &'a AtomicU64,
+    pub budget: &'a LogBudget,
+}
+
+impl Probe<'_> {
+    /// `measure_start` before the warm-up has ended.
+    pub const NOT_YET: u64 = u64::MAX;
+}
+
+/// A take whose figures are written at the next release, once the GIL is given up.
+#[derive(Clone, Copy, Debug)]
+struct PendingTake {
+    asked: u64,
+    got: u64,
+    /// The take after a blocking call (the re-acquire delay).
+    reacquire: bool,
+}
+
 /// One interpreter thread's view of the GIL.
 pub struct Interp<'a, G: Gil> {
     gil: &'a G,
     thread: G::Thread,
-    /// This thread's identity for switch counting (distinct per thread of a run).
-    id: usize,
-    /// The last thread to take the GIL, shared by the run's threads; only touched by the
-    /// holder at acquisition, never on the tick path.
-    last_holder: &'a AtomicUsize,
+    clock: RawClock,
+    /// The epoch of the stamps (the run's, with a probe).
+    epoch: Epoch,
+    probe: Option<Probe<'a>>,
+    /// This thread's GIL events, for the figures derived after the run (with a probe only).
+    log: HoldLog,
     pub metrics: ThreadMetrics,
     pub extras: Extras,
     held: bool,
-    held_since: Instant,
+    /// The raw stamp at which the current hold began.
+    held_since: u64,
+    pending: Option<PendingTake>,
+    /// A drop request seen at this raw stamp, for the timeline of the release it causes.
+    drop_request_at: Option<u64>,
     recording: bool,
     beacon: Option<&'a Beacon>,
     /// What this thread last published to its beacon.
@@ -82,10 +114,9 @@ pub struct Interp<'a, G: Gil> {
     warm: bool,
     /// When this thread started measuring, and its context switches then.
     measured_since: Instant,
+    /// The raw stamp where the measured window begins: holds and waits are cut there.
+    window_from: u64,
     ctx_at_start: CtxSwitches,
-    /// The run's GIL occupancy, for the idle-while-wanted figure, and this thread's share.
-    occupancy: Option<&'a Occupancy>,
-    idle: IdleClock,
 }
 
 /// What an interpreter thread publishes for the watchdog: its state, and a counter that
@@ -119,18 +150,22 @@ impl Beacon {
 }
 
 impl<'a, G: Gil> Interp<'a, G> {
-    /// Registers a new interpreter thread with `gil`. `id` must be unique within the run and
-    /// not `usize::MAX`.
-    pub fn new(gil: &'a G, id: usize, last_holder: &'a AtomicUsize) -> Self {
+    /// Registers a new interpreter thread with `gil`.
+    pub fn new(gil: &'a G) -> Self {
+        let clock = RawClock::new();
         Interp {
             thread: gil.register(),
             gil,
-            id,
-            last_holder,
+            epoch: Epoch::now(&clock),
+            held_since: clock.raw(),
+            clock,
+            probe: None,
+            log: HoldLog::default(),
             metrics: ThreadMetrics::default(),
             extras: Extras::default(),
             held: false,
-            held_since: Instant::now(),
+            pending: None,
+            drop_request_at: None,
             recording: true,
             beacon: None,
             progress: 0,
@@ -138,21 +173,24 @@ impl<'a, G: Gil> Interp<'a, G> {
             measuring: None,
             warm: true,
             measured_since: Instant::now(),
+            window_from: 0,
             ctx_at_start: CtxSwitches::of_current_thread(),
-            occupancy: None,
-            idle: IdleClock::default(),
         }
     }
 
-    /// Reports this thread's wants, takes and releases to the run's `occupancy` (for the
-    /// idle-while-wanted figure).
-    pub fn set_occupancy(&mut self, occupancy: &'a Occupancy) {
-        self.occupancy = Some(occupancy);
+    /// Stamps this thread's GIL events with the run's clock and epoch and logs them (for an
+    /// exclusive design: holder switches, the exclusion check and idle-while-wanted are
+    /// derived from the logs after the run, see [`crate::holdlog`]).
+    pub fn set_probe(&mut self, probe: Probe<'a>) {
+        self.clock = probe.clock.clone();
+        self.epoch = probe.epoch;
+        self.held_since = self.clock.raw();
+        self.probe = G::EXCLUSIVE.then_some(probe);
     }
 
-    /// This thread's share of the idle-while-wanted sum.
-    pub fn idle_clock(&self) -> IdleClock {
-        self.idle
+    /// This thread's GIL event log (empty without a probe, or not recording).
+    pub fn take_log(&mut self) -> HoldLog {
+        std::mem::take(&mut self.log)
     }
 
     /// Makes [`Interp::stopped`] follow the run's stop flag.
@@ -174,13 +212,18 @@ impl<'a, G: Gil> Interp<'a, G> {
         self.begin_measuring();
     }
 
-    /// Starts (or restarts) the measured window now: metrics, clock and context switches.
+    /// Starts (or restarts) the measured window: metrics, clock and context switches. Holds
+    /// and waits under way are cut at the window's start (the runner's, with a probe).
     fn begin_measuring(&mut self) {
-        // A broken exclusion counts whenever it happens, warm-up or not.
-        let overlaps = self.metrics.counters.overlaps;
         self.metrics = ThreadMetrics::default();
-        self.metrics.counters.overlaps = overlaps;
         self.measured_since = Instant::now();
+        self.window_from = match self.probe {
+            Some(p) => match p.measure_start.load(Ordering::Acquire) {
+                Probe::NOT_YET => self.clock.raw(),
+                at => at,
+            },
+            None => self.clock.raw(),
+        };
         self.ctx_at_start = CtxSwitches::of_current_thread();
     }
 
@@ -193,7 +236,7 @@ impl<'a, G: Gil> Interp<'a, G> {
 
     #[cold]
     fn end_warmup(&mut self) {
-        if self.measuring.is_some_and(|m| m.load(Ordering::Relaxed)) {
+        if self.measuring.is_some_and(|m| m.load(Ordering::Acquire)) {
             self.warm = true;
             self.begin_measuring();
         }
@@ -229,11 +272,16 @@ impl<'a, G: Gil> Interp<'a, G> {
         self.held
     }
 
-    /// Turns recording of histograms and counters on or off (on by default). Off, take and
-    /// release read no clock and record nothing: the baseline for measuring what the
-    /// instrumentation costs.
+    /// Turns recording of histograms, counters and the event log on or off (on by default).
+    /// Off, take and release read no clock and record nothing: the baseline for measuring
+    /// what the instrumentation costs, and its figures are absent from the result.
     pub fn set_recording(&mut self, on: bool) {
         self.recording = on;
+    }
+
+    /// Whether this thread records its GIL figures.
+    pub fn recording(&self) -> bool {
+        self.recording
     }
 
     /// Publishes this thread's state and progress to `beacon` (for the watchdog).
@@ -264,49 +312,44 @@ impl<'a, G: Gil> Interp<'a, G> {
         }
     }
 
-    /// Takes the GIL (blocking); returns how long that took (zero when not recording).
-    pub fn take(&mut self) -> Duration {
+    /// Appends an event to this thread's log (with a probe; nothing shared is written but
+    /// a fresh chunk's budget).
+    #[inline]
+    fn log(&mut self, raw: u64, ev: LogEv) {
+        if let Some(p) = &self.probe {
+            self.log.push(raw.saturating_sub(p.epoch.raw), ev, p.budget);
+        }
+    }
+
+    /// Takes the GIL (blocking).
+    pub fn take(&mut self) {
+        self.take_as(false);
+    }
+
+    /// Takes the GIL; recording, only the two stamps and the thread's own log entries are
+    /// written now: the figures wait for the release, after the GIL is given up.
+    fn take_as(&mut self, reacquire: bool) {
         debug_assert!(!self.holds(), "take while holding the GIL");
         self.signal(Beacon::WANTS_GIL);
         if !self.recording {
             self.gil.take(&mut self.thread);
             self.held = true;
             self.signal(Beacon::HOLDS_GIL);
-            if G::EXCLUSIVE {
-                self.last_holder.store(self.id, Ordering::Relaxed);
-            }
-            return Duration::ZERO;
+            return;
         }
-        let asked = Instant::now();
-        if let Some(o) = self.occupancy {
-            o.want(&mut self.idle, asked);
-        }
+        let asked = self.clock.raw();
         self.gil.take(&mut self.thread);
-        let now = Instant::now();
-        if let Some(o) = self.occupancy {
-            o.acquired(&mut self.idle, now);
-        }
+        let got = self.clock.raw();
         self.held = true;
         self.signal(Beacon::HOLDS_GIL);
-        self.check_warmup();
-        let waited = now - asked;
-        let m = &mut self.metrics;
-        m.cores.sample();
-        record(&mut m.wait, waited);
-        m.counters.acquisitions += 1;
-        if G::EXCLUSIVE && self.last_holder.swap(self.id, Ordering::Relaxed) != self.id {
-            m.counters.switches += 1;
-        }
-        self.held_since = now;
-        if let Some(iv) = &mut self.extras.intervals {
-            iv.record(now, INTERVAL_WAIT, waited);
-        }
-        if let Some(t) = &mut self.extras.trace {
-            t.push(asked, Ev::WantBegin);
-            t.push(now, Ev::WantEnd);
-            t.push(now, Ev::HoldBegin);
-        }
-        waited
+        self.log(asked, LogEv::Want);
+        self.log(got, LogEv::Hold);
+        self.held_since = got;
+        self.pending = Some(PendingTake {
+            asked,
+            got,
+            reacquire,
+        });
     }
 
     /// Gives the GIL up.
@@ -317,11 +360,6 @@ impl<'a, G: Gil> Interp<'a, G> {
         }
         self.held = false;
         self.check_warmup();
-        // The exclusion check: every take writes the taker's id, so another id here means
-        // someone took the GIL while this thread held it.
-        if G::EXCLUSIVE && self.last_holder.load(Ordering::Relaxed) != self.id {
-            self.metrics.counters.overlaps += 1;
-        }
         if !self.recording {
             self.signal(Beacon::RELEASING);
             self.gil.release(&mut self.thread, why);
@@ -335,26 +373,91 @@ impl<'a, G: Gil> Interp<'a, G> {
         });
     }
 
-    /// The recorded release. Only the time stamp and the idle-while-wanted transition come
-    /// before the GIL is given up: a hand-off is a race that a few hundred nanoseconds can
-    /// tip (README, "What the testbed itself costs"), so the histograms, counters, interval
-    /// log and timeline are written once it is gone.
+    /// The recorded release: only the time stamp and the thread's own log entry come before
+    /// the GIL is given up (a hand-off is a race that a few hundred nanoseconds can tip); the
+    /// take's and the hold's figures are written once it is gone.
     fn release_recorded(&mut self, why: Release) {
-        let now = Instant::now();
+        let at = self.clock.raw();
+        self.log(at, LogEv::Release);
         self.signal(Beacon::RELEASING);
-        if let Some(o) = self.occupancy {
-            o.released(&mut self.idle, now);
-        }
         self.gil.release(&mut self.thread, why);
-        if why != Release::Exit {
-            record(&mut self.metrics.switch_wait, now.elapsed());
+        let back = (why != Release::Exit).then(|| self.clock.raw());
+        self.record_take();
+        self.record_hold(at, why, back);
+    }
+
+    /// Writes the figures of the take that began the hold now given up: its wait (and
+    /// re-acquire delay) and acquisition, if it fell in the measured window; a wait that
+    /// began in the warm-up is cut at the window's start.
+    fn record_take(&mut self) {
+        let Some(p) = self.pending.take() else { return };
+        self.trace_take(p);
+        if p.got < self.window_from {
+            return;
         }
-        let held = now - self.held_since;
-        record(&mut self.metrics.hold, held);
+        let waited = self.clock.between(p.asked.max(self.window_from), p.got);
+        let m = &mut self.metrics;
+        record(&mut m.wait, waited);
+        if p.reacquire {
+            record(&mut m.reacquire, waited);
+        }
+        m.counters.acquisitions += 1;
+        if self.extras.intervals.is_some() {
+            let now = self.epoch.instant(&self.clock, p.got);
+            if let Some(iv) = &mut self.extras.intervals {
+                iv.record(now, INTERVAL_WAIT, waited);
+            }
+        }
+    }
+
+    /// Writes the figures of a hold given up at raw stamp `at` (the part in the measured
+    /// window), the time the release itself took (until `back`) and the release's counter.
+    fn record_hold(&mut self, at: u64, why: Release, back: Option<u64>) {
+        let held = self
+            .clock
+            .between(self.held_since.max(self.window_from), at);
+        let m = &mut self.metrics;
+        record(&mut m.hold, held);
+        if let Some(back) = back {
+            record(&mut m.switch_wait, self.clock.between(at, back));
+        }
+        match why {
+            Release::Forced => m.counters.forced_drops += 1,
+            Release::Blocking => m.counters.voluntary_drops += 1,
+            Release::Exit => {}
+        }
+        m.cores.sample();
+        if self.extras.intervals.is_some() || self.extras.trace.is_some() {
+            self.extras_of_release(at, why, held);
+        }
+    }
+
+    /// The interval histogram and timeline entries of a take, at release.
+    fn trace_take(&mut self, p: PendingTake) {
+        if self.extras.trace.is_none() {
+            return;
+        }
+        let (asked, got) = (self.instant(p.asked), self.instant(p.got));
+        if let Some(t) = &mut self.extras.trace {
+            t.push(asked, Ev::WantBegin);
+            t.push(got, Ev::WantEnd);
+            t.push(got, Ev::HoldBegin);
+        }
+    }
+
+    #[cold]
+    fn extras_of_release(&mut self, at: u64, why: Release, held: Duration) {
+        let (now, request) = (
+            self.instant(at),
+            self.drop_request_at.take().map(|r| self.instant(r)),
+        );
         if let Some(iv) = &mut self.extras.intervals {
             iv.record(now, INTERVAL_HOLD, held);
         }
         if let Some(t) = &mut self.extras.trace {
+            if let Some(r) = request {
+                t.push(r, Ev::DropRequest);
+            }
             t.push(now, Ev::HoldEnd);
             match why {
                 Release::Blocking => t.push(now, Ev::ReleasedBegin),
@@ -362,11 +465,11 @@ impl<'a, G: Gil> Interp<'a, G> {
                 Release::Exit => {}
             }
         }
-        match why {
-            Release::Forced => self.metrics.counters.forced_drops += 1,
-            Release::Blocking => self.metrics.counters.voluntary_drops += 1,
-            Release::Exit => {}
-        }
+    }
+
+    /// The `Instant` of a raw stamp, on the run's timeline.
+    fn instant(&self, raw: u64) -> Instant {
+        self.epoch.instant(&self.clock, raw)
     }
 
     /// The eval-breaker check between two ticks.
@@ -380,8 +483,8 @@ impl<'a, G: Gil> Interp<'a, G> {
     #[cold]
     #[inline(never)]
     fn yield_gil(&mut self) {
-        if let Some(t) = &mut self.extras.trace {
-            t.push(Instant::now(), Ev::DropRequest);
+        if self.extras.trace.is_some() {
+            self.drop_request_at = Some(self.clock.raw());
         }
         self.release(Release::Forced);
         self.take();
@@ -404,6 +507,13 @@ impl<'a, G: Gil> Interp<'a, G> {
     pub fn gil_stats(&self) -> Vec<(&'static str, u64)> {
         self.gil.thread_stats(&self.thread)
     }
+
+    /// Closes the recorders at the thread's end: the timeline, and the interval histograms
+    /// with the last (partial) interval cut now.
+    pub fn finish_extras(&mut self, name: String) -> Recorded {
+        let now = self.instant(self.clock.raw());
+        self.extras.finish(name, now)
+    }
 }
 
 impl<G: Gil> Drop for Interp<'_, G> {
@@ -421,10 +531,13 @@ pub struct Released<'i, 'a, G: Gil> {
 
 impl<G: Gil> Drop for Released<'_, '_, G> {
     fn drop(&mut self) {
-        if let Some(t) = &mut self.interp.extras.trace {
-            t.push(Instant::now(), Ev::ReleasedEnd);
+        let i = &mut *self.interp;
+        if i.extras.trace.is_some() {
+            let now = i.instant(i.clock.raw());
+            if let Some(t) = &mut i.extras.trace {
+                t.push(now, Ev::ReleasedEnd);
+            }
         }
-        let waited = self.interp.take();
-        record(&mut self.interp.metrics.reacquire, waited);
+        i.take_as(true);
     }
 }

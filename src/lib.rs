@@ -9,8 +9,10 @@
 //! * [`scenario`], [`runner`], [`result`], [`report`]: scenario files in, results out.
 
 pub mod calibrate;
+pub mod clock;
 pub mod experiment;
 pub mod gil;
+pub mod holdlog;
 pub mod interp;
 pub mod metrics;
 pub mod output;

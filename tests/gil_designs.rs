@@ -7,12 +7,14 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use gilbench::clock::{Epoch, RawClock};
 use gilbench::gil::mlfq::MlfqThread;
 use gilbench::gil::{
     BfsGil, FastcondGil, FifoGil, Gil, GilParams, LockKind, MlfqGil, NoGil, OcamlGil, PypyGil,
     Release, RubyGil, TickGil, TimedGil, WithGil,
 };
-use gilbench::interp::Interp;
+use gilbench::holdlog::{self, HoldLog, LogBudget, DEFAULT_BUDGET_EVENTS};
+use gilbench::interp::{Interp, Probe};
 use gilbench::pin;
 use gilbench::workload::TickHasher;
 
@@ -51,19 +53,31 @@ fn lost_updates<G: Gil>(gil: G) -> u64 {
     exclusion(gil).0
 }
 
-/// As [`lost_updates`], and also the holds that `Interp`'s own exclusion check (the one every
-/// run reports as `overlaps`) found overlapping another holder.
+/// As [`lost_updates`], and also the takes that the run's exclusion check (the one every
+/// run reports as `overlaps`, derived from the threads' GIL event logs) found overlapping
+/// another holder.
 fn exclusion<G: Gil>(gil: G) -> (u64, u64) {
     let counter = Racy(UnsafeCell::new(0));
-    let last = AtomicUsize::new(usize::MAX);
     let barrier = Barrier::new(THREADS);
-    let overlaps = AtomicU64::new(0);
+    let clock = RawClock::new();
+    let epoch = Epoch::now(&clock);
+    let (start, budget) = (
+        AtomicU64::new(epoch.raw),
+        LogBudget::new(DEFAULT_BUDGET_EVENTS),
+    );
+    let probe = Probe {
+        clock: &clock,
+        epoch,
+        measure_start: &start,
+        budget: &budget,
+    };
+    let logs = std::sync::Mutex::new(Vec::new());
     thread::scope(|s| {
-        for i in 0..THREADS {
-            let (gil, counter, last, barrier, overlaps) =
-                (&gil, &counter, &last, &barrier, &overlaps);
+        for _ in 0..THREADS {
+            let (gil, counter, barrier, logs) = (&gil, &counter, &barrier, &logs);
             s.spawn(move || {
-                let mut it = Interp::new(gil, i, last);
+                let mut it = Interp::new(gil);
+                it.set_probe(probe);
                 barrier.wait();
                 it.take();
                 for r in 0..ROUNDS {
@@ -74,14 +88,18 @@ fn exclusion<G: Gil>(gil: G) -> (u64, u64) {
                     }
                 }
                 it.release(Release::Exit);
-                overlaps.fetch_add(it.metrics.counters.overlaps, Ordering::Relaxed);
+                logs.lock().unwrap().push(it.take_log());
             });
         }
     });
-    (
-        THREADS as u64 * ROUNDS - counter.get(),
-        overlaps.into_inner(),
-    )
+    let logs = logs.into_inner().unwrap();
+    let all: Vec<&HoldLog> = logs.iter().collect();
+    let overlaps = holdlog::derive(&all, &clock, (0, u64::MAX))
+        .expect("the logs fit their budget")
+        .overlaps
+        .iter()
+        .sum();
+    (THREADS as u64 * ROUNDS - counter.get(), overlaps)
 }
 
 /// No GIL that claims to be one: what the exclusion checks must catch.
@@ -161,7 +179,7 @@ fn every_gil_excludes_other_holders() {
     ] {
         for (name, (lost, overlaps)) in on_every_design(params, Exclusion) {
             assert_eq!(lost, 0, "{name}{what}: lost updates");
-            // Interp's per-hold check (reported as `overlaps` by every run).
+            // The run's check from the event logs (reported as `overlaps` by every run).
             assert_eq!(overlaps, 0, "{name}{what}: overlapping holds");
         }
     }
@@ -174,7 +192,7 @@ fn the_exclusion_check_detects_a_missing_gil() {
         lost_updates(NoGil) > 0,
         "no lost updates without a GIL: the check is blind"
     );
-    // Interp's per-hold check (reported as `overlaps` by every run) sees it too.
+    // The run's check from the event logs (reported as `overlaps` by every run) sees it too.
     let (lost, overlaps) = exclusion(Pretend(NoGil));
     assert!(lost > 0 && overlaps > 0, "lost {lost}, overlaps {overlaps}");
 }
@@ -555,25 +573,24 @@ impl WithGil for PanicsRelease {
     type Out = ();
     fn run<G: Gil>(self, gil: G) {
         let gil = Arc::new(gil);
-        let last = Arc::new(AtomicUsize::new(usize::MAX));
-        let (g, l) = (gil.clone(), last.clone());
+        let g = gil.clone();
         let r = thread::spawn(move || {
-            let mut it = Interp::new(&*g, 0, &l);
+            let mut it = Interp::new(&*g);
             it.take();
             panic!("boom while holding the GIL");
         })
         .join();
         assert!(r.is_err());
-        let (g, l) = (gil.clone(), last.clone());
+        let g = gil.clone();
         let r = thread::spawn(move || {
-            let mut it = Interp::new(&*g, 1, &l);
+            let mut it = Interp::new(&*g);
             it.take();
             it.allow_threads(|| panic!("boom with the GIL released"));
         })
         .join();
         assert!(r.is_err());
         // Both panicking threads gave the GIL back: a third thread gets it.
-        let mut it = Interp::new(&*gil, 2, &last);
+        let mut it = Interp::new(&*gil);
         it.take();
         assert!(it.holds());
     }

@@ -37,8 +37,9 @@ pub(super) struct Setup {
     pub(super) run_for: Duration,
     /// From the start, when the run must have ended.
     pub(super) deadline: Duration,
-    /// Time the GIL was free or in transit while someone waited, in the measured window.
-    pub(super) idle_while_wanted: Duration,
+    /// Time the GIL was free or in transit while someone waited, in the measured window
+    /// (derived from the threads' event logs; `None` when not measured).
+    pub(super) idle_while_wanted: Option<Duration>,
 }
 
 /// What came back from the threads.
@@ -314,7 +315,13 @@ fn params(sc: &Scenario, addrs: &[SocketAddr], tick_ns: f64, call_work_ticks: u6
     params
 }
 
-fn gil_summary<G: Gil>(gil: &G, m: &Merged, idle_while_wanted: Duration, secs: f64) -> GilSummary {
+fn gil_summary<G: Gil>(
+    gil: &G,
+    m: &Merged,
+    idle_while_wanted: Option<Duration>,
+    secs: f64,
+) -> GilSummary {
+    let idle_while_wanted = idle_while_wanted.unwrap_or_default();
     GilSummary {
         acquisitions: m.total.acquisitions,
         switches: m.total.switches,

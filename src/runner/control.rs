@@ -1,15 +1,16 @@
 //! Coordination of a run's threads: the start gate, the shared flags, the monitor loop and
 //! the watchdog.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
 use super::Instrument;
-use crate::interp::Beacon;
-use crate::metrics::Occupancy;
+use crate::clock::{Epoch, RawClock};
+use crate::holdlog::{LogBudget, DEFAULT_BUDGET_EVENTS};
+use crate::interp::{Beacon, Probe};
 use crate::scenario::{IoWork, Scenario};
 use crate::signals;
 
@@ -62,14 +63,18 @@ pub(super) struct Shared {
     pub(super) epoch: std::sync::OnceLock<Instant>,
     /// Set when the warm-up is over: from then on the threads keep what they measure.
     pub(super) measuring: AtomicBool,
-    /// Who holds and who wants the GIL, for the idle-while-wanted figure; also keeps when
-    /// `measuring` was set (`occupancy.measure_start`).
-    pub(super) occupancy: Occupancy,
+    /// The instrument's clock; every interpreter thread stamps its GIL events with it.
+    pub(super) clock: RawClock,
+    /// The start of the run on both clocks, set just before the threads are let loose.
+    pub(super) raw_epoch: std::sync::OnceLock<Epoch>,
+    /// The raw reading at which `measuring` was set ([`Probe::NOT_YET`] before).
+    pub(super) measure_start: AtomicU64,
+    /// What the threads' GIL event logs may hold in all.
+    pub(super) log_budget: LogBudget,
     pub(super) inst: Instrument,
     /// One per interpreter thread, for the watchdog.
     pub(super) beacons: Vec<crossbeam_utils::CachePadded<Beacon>>,
     pub(super) names: Vec<String>,
-    pub(super) last_holder: AtomicUsize,
     pub(super) gate: StartGate,
     /// Timeline events each interpreter thread keeps: an equal share of `--trace-events`
     /// for every role thread and every connection thread expected.
@@ -99,17 +104,45 @@ impl Shared {
             load_window_over: Default::default(),
             epoch: std::sync::OnceLock::new(),
             measuring: AtomicBool::new(measuring),
-            occupancy: Occupancy::new(Instant::now()),
+            clock: RawClock::new(),
+            raw_epoch: std::sync::OnceLock::new(),
+            measure_start: AtomicU64::new(Probe::NOT_YET),
+            log_budget: LogBudget::new(DEFAULT_BUDGET_EVENTS),
             inst,
             beacons: (0..names.len()).map(|_| Default::default()).collect(),
             names,
-            last_holder: AtomicUsize::new(usize::MAX),
             gate: StartGate::new(),
         }
     }
 }
 
 impl Shared {
+    /// Ends the warm-up: the window starts now (the stamp first, so that a thread that sees
+    /// `measuring` finds it).
+    pub(super) fn start_measuring(&self) {
+        self.measure_start
+            .store(self.clock.raw(), Ordering::Release);
+        self.measuring.store(true, Ordering::SeqCst);
+    }
+
+    /// The raw reading at which the measured window began, if it did.
+    pub(super) fn measure_start_raw(&self) -> Option<u64> {
+        match self.measure_start.load(Ordering::Acquire) {
+            Probe::NOT_YET => None,
+            at => Some(at),
+        }
+    }
+
+    /// What the interpreter threads stamp their GIL events with (once the epoch is set).
+    pub(super) fn probe(&self) -> Option<Probe<'_>> {
+        self.raw_epoch.get().map(|&epoch| Probe {
+            clock: &self.clock,
+            epoch,
+            measure_start: &self.measure_start,
+            budget: &self.log_budget,
+        })
+    }
+
     /// Timeline events a role thread keeps.
     pub(super) fn role_trace_events(&self) -> usize {
         self.trace_share
@@ -283,8 +316,7 @@ pub(super) fn monitor(
         }
         let elapsed = start.elapsed();
         if !shared.measuring.load(Ordering::Relaxed) && elapsed >= timing.warmup {
-            let _ = shared.occupancy.measure_start.set(Instant::now());
-            shared.measuring.store(true, Ordering::SeqCst);
+            shared.start_measuring();
         }
         if sc.io == IoWork::Bulk && shared.io_done.load(Ordering::SeqCst) > 0 {
             return End::Done;

@@ -13,9 +13,10 @@ use std::sync::Arc;
 use std::thread as std_thread;
 use std::time::{Duration, Instant};
 
+use crate::clock::Epoch;
 use crate::gil::{Gil, WithGil};
+use crate::holdlog::{self, HoldLog};
 use crate::interp::Beacon;
-use crate::metrics::IdleClock;
 use crate::pin;
 use crate::result::RunResult;
 use crate::scenario::{IoWork, Scenario, ServerKind};
@@ -275,8 +276,8 @@ fn run_with<G: Gil>(
     let end = monitor(&shared, sc, p.with_load, &p.timing, start);
     shared.stop.store(true, Ordering::SeqCst);
     let stopped = start.elapsed();
-    let joined = join_by_deadline(threads, &shared, &p.timing, start, &end);
-    let idle_while_wanted = idle_while_wanted(&shared, &joined.outs, start + stopped);
+    let stop_raw = shared.clock.raw();
+    let mut joined = join_by_deadline(threads, &shared, &p.timing, start, &end);
     let wall = start.elapsed();
     if !joined.panics.is_empty() {
         return Err(RunError::Failed(format!(
@@ -284,7 +285,9 @@ fn run_with<G: Gil>(
             joined.panics.join("; ")
         )));
     }
-    let (measured, measured_from) = measured_window(&shared, start, stopped);
+    let idle_while_wanted =
+        derive_from_logs::<G>(sc, &shared, &mut joined.outs, stop_raw, &mut p.notes);
+    let (measured, measured_from) = measured_window(&shared, stopped);
     let fin = Finished {
         outs: joined.outs,
         load: joined.load,
@@ -323,41 +326,72 @@ fn conn_threads(sc: &Scenario) -> usize {
 /// count from and, without a warm-up, the start of the measured window) and opens the gate.
 fn open_gate(shared: &Shared, threads: usize, timing: &Timing) -> Instant {
     shared.gate.wait_ready(threads);
-    let start = Instant::now();
+    let epoch = Epoch::now(&shared.clock);
+    let start = epoch.at;
     let _ = shared.epoch.set(start);
+    let _ = shared.raw_epoch.set(epoch);
     if timing.warmup.is_zero() {
-        let _ = shared.occupancy.measure_start.set(start);
+        shared.measure_start.store(epoch.raw, Ordering::Release);
     }
     shared.gate.open(true);
     start
 }
 
-/// Time the GIL was free or in transit while someone wanted it, in the measured window that
-/// ended at `stop_at`, from every joined thread's share.
-fn idle_while_wanted(shared: &Shared, outs: &[ThreadOut], stop_at: Instant) -> Duration {
-    let mut idle = IdleClock::default();
-    for o in outs {
-        idle.add(o.idle);
+/// Derives from the threads' GIL event logs what needs several threads' events: each
+/// thread's holder switches and overlapping takes (written into its counters), and the time
+/// the GIL was free or in transit while someone wanted it in the measured window, which ended
+/// at raw reading `stop_raw`. `None` where nothing was logged (not recording, a design
+/// without exclusion, a run stopped in its warm-up) or a log overflowed its budget (a note
+/// says so).
+fn derive_from_logs<G: Gil>(
+    sc: &Scenario,
+    shared: &Shared,
+    outs: &mut [ThreadOut],
+    stop_raw: u64,
+    notes: &mut Vec<String>,
+) -> Option<Duration> {
+    let logs: Vec<Vec<HoldLog>> = outs
+        .iter_mut()
+        .map(|o| std::mem::take(&mut o.logs))
+        .collect();
+    if !(G::EXCLUSIVE && sc.record) {
+        return None;
     }
-    shared.occupancy.total(idle, stop_at)
+    let (epoch, from) = (shared.raw_epoch.get()?.raw, shared.measure_start_raw()?);
+    let all: Vec<&HoldLog> = logs.iter().flatten().collect();
+    let window = (from.saturating_sub(epoch), stop_raw.saturating_sub(epoch));
+    let Some(d) = holdlog::derive(&all, &shared.clock, window) else {
+        notes.push(LOGS_FULL.into());
+        return None;
+    };
+    let mut at = 0;
+    for (o, l) in outs.iter_mut().zip(&logs) {
+        let c = &mut o.metrics.counters;
+        c.switches = d.switches[at..at + l.len()].iter().sum();
+        c.overlaps = d.overlaps[at..at + l.len()].iter().sum();
+        o.result.counters.switches = c.switches;
+        o.result.counters.overlaps = c.overlaps;
+        at += l.len();
+    }
+    Some(Duration::from_nanos(d.idle_while_wanted_ns))
 }
+
+const LOGS_FULL: &str = "the GIL event logs outgrew their budget: holder switches, the exclusion check and idle-while-wanted were not derived";
 
 /// The measured window: from the end of the warm-up (the start, if there was none) to the
 /// stop, `stopped` after the start; and when it began, after the start.
-fn measured_window(shared: &Shared, start: Instant, stopped: Duration) -> (Duration, Duration) {
+fn measured_window(shared: &Shared, stopped: Duration) -> (Duration, Duration) {
     // A run stopped during its warm-up measured nothing: an empty window at the stop.
-    let Some(&measure_start) = shared.occupancy.measure_start.get() else {
+    let (Some(from), Some(epoch)) = (shared.measure_start_raw(), shared.raw_epoch.get()) else {
         return (Duration::ZERO, stopped);
     };
-    let measured = start.checked_add(stopped).map_or(stopped, |stop_at| {
-        stop_at.saturating_duration_since(measure_start)
-    });
-    (measured, measure_start.saturating_duration_since(start))
+    let from = shared.clock.between(epoch.raw, from);
+    (stopped.saturating_sub(from), from)
 }
 
 impl Plan {
     /// What the result keeps of the plan, with the idle-while-wanted time measured since.
-    fn into_setup(self, idle_while_wanted: Duration) -> Setup {
+    fn into_setup(self, idle_while_wanted: Option<Duration>) -> Setup {
         Setup {
             addrs: self.addrs,
             plan: self.pins,

@@ -6,8 +6,9 @@ use std::time::Instant;
 
 use super::control::Shared;
 use crate::gil::{Gil, Release};
+use crate::holdlog::HoldLog;
 use crate::interp::{Extras, Interp, Recorded};
-use crate::metrics::{IdleClock, IntervalHists, Percentiles, ThreadMetrics};
+use crate::metrics::{IntervalHists, Percentiles, ThreadMetrics};
 use crate::pin;
 use crate::result::ThreadResult;
 use crate::scenario::{CpuWork, Scenario, ServerKind};
@@ -41,8 +42,9 @@ pub(super) struct ThreadOut {
     /// The timeline and interval histograms of GIL wait and hold (`--trace`, `--hlog`) of
     /// this thread, then of the connection threads it started, each under its own name.
     pub(super) recorded: Vec<Recorded>,
-    /// This thread's share of the idle-while-wanted sum.
-    pub(super) idle: IdleClock,
+    /// The GIL event logs of this thread, then of the connection threads it started (see
+    /// [`crate::holdlog`]).
+    pub(super) logs: Vec<HoldLog>,
 }
 
 /// One interpreter thread, from start to finish: it registers with the GIL, waits at the
@@ -59,7 +61,7 @@ pub(super) fn gil_thread<G: Gil>(
     let _flag = PanicFlag(&shared.failed);
     let name = role.name();
     let pinned = core.filter(|&c| pin::pin_current(c));
-    let mut interp = Interp::new(gil, id, &shared.last_holder);
+    let mut interp = Interp::new(gil);
     interp.set_beacon(&shared.beacons[id]);
     interp.set_recording(sc.record);
     let seed = id as u64 + 1;
@@ -92,15 +94,15 @@ pub(super) fn gil_thread<G: Gil>(
     finish(interp, hasher, name, pinned, kind, worked)
 }
 
-/// Once the gate opens: follow the run's stop flag, warm-up gate and GIL occupancy, and
-/// start the recorders the outputs asked for. After the gate, because the runner sets the
-/// epoch the recorders count from just before it opens it.
+/// Once the gate opens: take the run's probe (clock, epoch, window), follow its stop flag and
+/// warm-up gate, and start the recorders the outputs asked for. After the gate, because the
+/// runner sets the epoch the stamps and recorders count from just before it opens it.
 fn join_the_run<'a, G: Gil>(interp: &mut Interp<'a, G>, shared: &'a Shared) {
+    if let Some(p) = shared.probe() {
+        interp.set_probe(p);
+    }
     interp.set_stop(&shared.stop);
     interp.set_warmup_gate(&shared.measuring);
-    if G::EXCLUSIVE {
-        interp.set_occupancy(&shared.occupancy);
-    }
     interp.extras = recorders(shared, shared.role_trace_events());
 }
 
@@ -219,10 +221,9 @@ fn serve_echo<G: Gil>(
         // The threaded TCP server: its connection threads' figures are added here.
         Listener::Bulk(l) => {
             let sp = threaded::Spawner {
-                last_holder: &shared.last_holder,
+                probe: shared.probe(),
                 measuring: &shared.measuring,
                 failed: &shared.failed,
-                occupancy: G::EXCLUSIVE.then_some(&shared.occupancy),
                 record: sc.record,
                 tick_bytes: sc.tick_bytes,
                 name,
@@ -279,7 +280,7 @@ fn finish<G: Gil>(
     ctx_switches.add(worked.conns.ctx);
     let design = design_figures(interp.gil_stats());
     let metrics = std::mem::take(&mut interp.metrics);
-    let mut recorded = vec![interp.extras.finish(name.clone(), Instant::now())];
+    let mut recorded = vec![interp.finish_extras(name.clone())];
     recorded.append(&mut worked.conns.recorded);
     let hash_digest = hasher.finish();
     let c = &metrics.counters;
@@ -310,14 +311,14 @@ fn finish<G: Gil>(
         },
         server: worked.server,
     };
-    let mut idle = interp.idle_clock();
-    idle.add(worked.conns.idle);
+    let mut logs = vec![interp.take_log()];
+    logs.append(&mut worked.conns.logs);
     ThreadOut {
         result,
         metrics,
         error: worked.error,
         recorded,
-        idle,
+        logs,
     }
 }
 

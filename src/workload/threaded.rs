@@ -18,8 +18,8 @@
 //! back for the GIL every [`ACCEPT_POLL`] when idle, as `serve_forever` does.
 //!
 //! Connection threads are interpreter threads like the others (their own `Interp`, the run's
-//! warm-up gate, stop flag and GIL occupancy); what they measure (counters, histograms,
-//! context switches, idle-while-wanted share) is added to the server thread that accepted
+//! warm-up gate, stop flag and probe); what they measure (counters, histograms, context
+//! switches) is added, and their GIL event logs go with it, to the server thread that accepted
 //! them, so `echo-0` reports the whole server. What they record for the outputs (the
 //! `--trace` timeline, the `--hlog` interval histograms) keeps their own names, `echo-0.cK`.
 
@@ -39,8 +39,9 @@ pub use super::kinds::ServerKind;
 use super::server::{call, EchoConfig, ServerStats};
 use super::{PanicFlag, TickHasher, WorkCtx};
 use crate::gil::{Gil, Release};
-use crate::interp::{Extras, Interp, Recorded};
-use crate::metrics::{merge, CtxSwitches, IdleClock, Occupancy, ThreadMetrics};
+use crate::holdlog::HoldLog;
+use crate::interp::{Extras, Interp, Probe, Recorded};
+use crate::metrics::{merge, CtxSwitches, ThreadMetrics};
 
 /// How long one `poll(2)` inside a blocking call lasts before the thread looks at the stop
 /// flag again (with the GIL still released).
@@ -57,14 +58,12 @@ pub const ACCEPT_POLL: Duration = Duration::from_millis(500);
 
 /// What a server needs to start interpreter threads of its own, one per connection.
 pub struct Spawner<'a> {
-    /// The run's last holder, for switch counting and the exclusion check.
-    pub last_holder: &'a AtomicUsize,
+    /// The run's clock, epoch, measured window and event-log budget (with recording).
+    pub probe: Option<Probe<'a>>,
     /// The run's warm-up gate.
     pub measuring: &'a AtomicBool,
     /// Set when a connection thread panics, so that the run stops at once.
     pub failed: &'a AtomicBool,
-    /// The run's GIL occupancy (exclusive designs only).
-    pub occupancy: Option<&'a Occupancy>,
     pub record: bool,
     pub tick_bytes: usize,
     /// The server thread's name; connection threads are called `NAME.cK`.
@@ -78,14 +77,12 @@ pub struct Spawner<'a> {
 #[derive(Debug, Default)]
 pub struct ConnTotals {
     pub ctx: CtxSwitches,
-    pub idle: IdleClock,
+    /// Each connection thread's GIL event log (see [`crate::holdlog`]).
+    pub logs: Vec<HoldLog>,
     /// Each connection thread's timeline and interval histograms, under its own name, in
     /// the order the threads ended.
     pub recorded: Vec<Recorded>,
 }
-
-/// Ids for connection threads: distinct from every role id (`0..threads`) and from each other.
-static NEXT_CONN_ID: AtomicUsize = AtomicUsize::new(usize::MAX / 2);
 
 /// How a blocking call ended.
 enum Blocked<R> {
@@ -412,7 +409,7 @@ impl Tally {
         merge(&mut m.reacquire, &out.metrics.reacquire);
         merge(&mut m.switch_wait, &out.metrics.switch_wait);
         self.totals.ctx.add(out.ctx);
-        self.totals.idle.add(out.idle);
+        self.totals.logs.push(out.log);
         self.totals.recorded.push(out.recorded);
     }
 }
@@ -422,7 +419,7 @@ struct ConnOut {
     stats: ServerStats,
     metrics: ThreadMetrics,
     ctx: CtxSwitches,
-    idle: IdleClock,
+    log: HoldLog,
     recorded: Recorded,
 }
 
@@ -462,24 +459,23 @@ fn serve_conn<G: Gil>(
     ConnOut {
         stats: conn.st,
         ctx: interp.ctx_switches(),
-        idle: interp.idle_clock(),
+        log: interp.take_log(),
         metrics: std::mem::take(&mut interp.metrics),
-        recorded: interp.extras.finish(name, Instant::now()),
+        recorded: interp.finish_extras(name),
     }
 }
 
-/// A connection thread's interpreter, under an id of its own and set up as the run's other
-/// interpreter threads are: recording, stop flag, warm-up gate, occupancy, output recorders.
+/// A connection thread's interpreter, set up as the run's other interpreter threads are:
+/// probe, recording, stop flag, warm-up gate, output recorders.
 fn conn_interp<'a, G: Gil>(conns: &Conns<'a, G>) -> Interp<'a, G> {
     let sp = conns.sp;
-    let id = NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed);
-    let mut interp = Interp::new(conns.gil, id, sp.last_holder);
+    let mut interp = Interp::new(conns.gil);
+    if let Some(p) = sp.probe {
+        interp.set_probe(p);
+    }
     interp.set_recording(sp.record);
     interp.set_stop(conns.ctx.stop);
     interp.set_warmup_gate(sp.measuring);
-    if let Some(o) = sp.occupancy {
-        interp.set_occupancy(o);
-    }
     interp.extras = (sp.recorders)();
     interp
 }
