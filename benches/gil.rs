@@ -4,16 +4,19 @@
 //! * cross-core hand-off: two threads pinned to different cores pass the GIL back and forth
 //!   (a turn flag under the GIL says whose turn it is), per design, beside the same
 //!   ping-pong on parking_lot's Mutex + Condvar and on a bare atomic flag (the hardware limit);
-//! * recording one value in the per-thread histograms and counters.
+//! * recording one value in the per-thread histograms and counters, and the whole recorded
+//!   take+release against the unrecorded one.
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
-use gilbench::gil::{Gil, GilParams, LockKind, Release, TimedGil, WithGil};
-use gilbench::interp::Interp;
+use gilbench::clock::{Epoch, RawClock};
+use gilbench::gil::{Gil, GilParams, LockKind, Release, TickGil, TimedGil, WithGil};
+use gilbench::holdlog::LogBudget;
+use gilbench::interp::{Interp, Probe};
 use gilbench::metrics::{new_hist, record, ThreadMetrics};
 use gilbench::pin;
 use gilbench::workload::TickHasher;
@@ -218,7 +221,56 @@ fn recording(c: &mut Criterion) {
     c.bench_function("record/raw TSC read (quanta::Clock::raw)", |b| {
         b.iter(|| black_box(clock.raw()))
     });
+    c.bench_function("record/core sample (sched_getcpu)", |b| {
+        b.iter(|| black_box(gilbench::metrics::current_core()))
+    });
 }
 
-criterion_group!(benches, uncontended, tick_path, handoff, recording);
+/// The whole instrument per GIL cycle: `Interp`'s take+release under `tick` (uncontended),
+/// recorded with a run's probe (stamps, event log, histograms, counters, core sample) and
+/// unrecorded. Their difference over the ticks between two of `tick`'s re-takes (100) is the
+/// share of single-thread ticks/s the instrument costs.
+fn instrument(c: &mut Criterion) {
+    let gil = TickGil::new(&GilParams::default());
+    let clock = RawClock::new();
+    let epoch = Epoch::now(&clock);
+    let start = AtomicU64::new(epoch.raw);
+    let stop_at = AtomicU64::new(Probe::NOT_YET);
+    // Unbounded: the bench drops its logs as it goes but never gives the budget back.
+    let budget = LogBudget::new(usize::MAX);
+    let probe = Probe {
+        clock: &clock,
+        epoch,
+        measure_start: &start,
+        stop_at: &stop_at,
+        budget: &budget,
+    };
+    for recorded in [true, false] {
+        let mut it = Interp::new(&gil);
+        it.set_probe(probe);
+        it.set_recording(recorded);
+        let name = if recorded { "recorded" } else { "unrecorded" };
+        let mut n = 0u32;
+        c.bench_function(&format!("record/Interp take+release, {name} (tick)"), |b| {
+            b.iter(|| {
+                it.take();
+                it.release(Release::Forced);
+                // Keep the log (and its budget) bounded, as a chunk at a time, like a run.
+                n = n.wrapping_add(1);
+                if n.is_multiple_of(1 << 20) {
+                    drop(it.take_log());
+                }
+            })
+        });
+    }
+}
+
+criterion_group!(
+    benches,
+    uncontended,
+    tick_path,
+    handoff,
+    recording,
+    instrument
+);
 criterion_main!(benches);

@@ -67,6 +67,9 @@ pub struct Probe<'a> {
     pub epoch: Epoch,
     /// The raw reading at which the measured window began; [`Probe::NOT_YET`] until then.
     pub measure_start: &'a AtomicU64,
+    /// The raw reading at which the run was stopped (the window's end); [`Probe::NOT_YET`]
+    /// until then. Holds are cut there, and takes after it are not counted.
+    pub stop_at: &'a AtomicU64,
     pub budget: &'a LogBudget,
 }
 
@@ -82,6 +85,8 @@ struct PendingTake {
     got: u64,
     /// The take after a blocking call (the re-acquire delay).
     reacquire: bool,
+    /// The stamp of the forced release this take follows: its switch wait ran until `asked`.
+    forced_at: Option<u64>,
 }
 
 /// One interpreter thread's view of the GIL.
@@ -102,6 +107,8 @@ pub struct Interp<'a, G: Gil> {
     pending: Option<PendingTake>,
     /// A drop request seen at this raw stamp, for the timeline of the release it causes.
     drop_request_at: Option<u64>,
+    /// The stamp of a forced release whose re-take has not begun yet.
+    forced_at: Option<u64>,
     recording: bool,
     beacon: Option<&'a Beacon>,
     /// What this thread last published to its beacon.
@@ -166,6 +173,7 @@ impl<'a, G: Gil> Interp<'a, G> {
             held: false,
             pending: None,
             drop_request_at: None,
+            forced_at: None,
             recording: true,
             beacon: None,
             progress: 0,
@@ -340,6 +348,7 @@ impl<'a, G: Gil> Interp<'a, G> {
         let asked = self.clock.raw();
         self.gil.take(&mut self.thread);
         let got = self.clock.raw();
+        let forced_at = self.forced_at.take();
         self.held = true;
         self.signal(Beacon::HOLDS_GIL);
         self.log(asked, LogEv::Want);
@@ -349,6 +358,7 @@ impl<'a, G: Gil> Interp<'a, G> {
             asked,
             got,
             reacquire,
+            forced_at,
         });
     }
 
@@ -381,7 +391,16 @@ impl<'a, G: Gil> Interp<'a, G> {
         self.log(at, LogEv::Release);
         self.signal(Beacon::RELEASING);
         self.gil.release(&mut self.thread, why);
-        let back = (why != Release::Exit).then(|| self.clock.raw());
+        // A forced release is followed at once by a take, whose first stamp ends the switch
+        // wait; a blocking one needs a stamp of its own.
+        let back = match why {
+            Release::Blocking => Some(self.clock.raw()),
+            Release::Forced => {
+                self.forced_at = Some(at);
+                None
+            }
+            Release::Exit => None,
+        };
         self.record_take();
         self.record_hold(at, why, back);
     }
@@ -392,11 +411,14 @@ impl<'a, G: Gil> Interp<'a, G> {
     fn record_take(&mut self) {
         let Some(p) = self.pending.take() else { return };
         self.trace_take(p);
-        if p.got < self.window_from {
+        if p.got < self.window_from || p.got > self.window_to() {
             return;
         }
         let waited = self.clock.between(p.asked.max(self.window_from), p.got);
         let m = &mut self.metrics;
+        if let Some(at) = p.forced_at {
+            record(&mut m.switch_wait, self.clock.between(at, p.asked));
+        }
         record(&mut m.wait, waited);
         if p.reacquire {
             record(&mut m.reacquire, waited);
@@ -413,9 +435,10 @@ impl<'a, G: Gil> Interp<'a, G> {
     /// Writes the figures of a hold given up at raw stamp `at` (the part in the measured
     /// window), the time the release itself took (until `back`) and the release's counter.
     fn record_hold(&mut self, at: u64, why: Release, back: Option<u64>) {
-        let held = self
-            .clock
-            .between(self.held_since.max(self.window_from), at);
+        let held = self.clock.between(
+            self.held_since.max(self.window_from),
+            at.min(self.window_to()),
+        );
         let m = &mut self.metrics;
         record(&mut m.hold, held);
         if let Some(back) = back {
@@ -426,7 +449,7 @@ impl<'a, G: Gil> Interp<'a, G> {
             Release::Blocking => m.counters.voluntary_drops += 1,
             Release::Exit => {}
         }
-        m.cores.sample();
+        m.cores.sample_now_and_then();
         if self.extras.intervals.is_some() || self.extras.trace.is_some() {
             self.extras_of_release(at, why, held);
         }
@@ -465,6 +488,13 @@ impl<'a, G: Gil> Interp<'a, G> {
                 Release::Exit => {}
             }
         }
+    }
+
+    /// The raw stamp where the measured window ends: the run's stop, once there is one.
+    #[inline]
+    fn window_to(&self) -> u64 {
+        self.probe
+            .map_or(Probe::NOT_YET, |p| p.stop_at.load(Ordering::Relaxed))
     }
 
     /// The `Instant` of a raw stamp, on the run's timeline.

@@ -65,10 +65,12 @@ fn exclusion<G: Gil>(gil: G) -> (u64, u64) {
         AtomicU64::new(epoch.raw),
         LogBudget::new(DEFAULT_BUDGET_EVENTS),
     );
+    let stop_at = AtomicU64::new(Probe::NOT_YET);
     let probe = Probe {
         clock: &clock,
         epoch,
         measure_start: &start,
+        stop_at: &stop_at,
         budget: &budget,
     };
     let logs = std::sync::Mutex::new(Vec::new());

@@ -21,6 +21,7 @@ fn hammer<G: Gil>(gil: &G, budget_events: usize) -> (Vec<HoldLog>, u64, u64, usi
     let clock = RawClock::new();
     let epoch = Epoch::now(&clock);
     let start = AtomicU64::new(epoch.raw);
+    let stop_at = AtomicU64::new(Probe::NOT_YET);
     let budget = LogBudget::new(budget_events);
     let (stop, measuring) = (AtomicBool::new(false), AtomicBool::new(true));
     let beacons: Vec<Beacon> = (0..THREADS).map(|_| Beacon::default()).collect();
@@ -28,6 +29,7 @@ fn hammer<G: Gil>(gil: &G, budget_events: usize) -> (Vec<HoldLog>, u64, u64, usi
         clock: &clock,
         epoch,
         measure_start: &start,
+        stop_at: &stop_at,
         budget: &budget,
     };
     let barrier = Barrier::new(THREADS);

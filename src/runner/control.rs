@@ -69,6 +69,8 @@ pub(super) struct Shared {
     pub(super) raw_epoch: std::sync::OnceLock<Epoch>,
     /// The raw reading at which `measuring` was set ([`Probe::NOT_YET`] before).
     pub(super) measure_start: AtomicU64,
+    /// The raw reading at which the run was stopped ([`Probe::NOT_YET`] before).
+    pub(super) stop_at: AtomicU64,
     /// What the threads' GIL event logs may hold in all.
     pub(super) log_budget: LogBudget,
     pub(super) inst: Instrument,
@@ -107,6 +109,7 @@ impl Shared {
             clock: RawClock::new(),
             raw_epoch: std::sync::OnceLock::new(),
             measure_start: AtomicU64::new(Probe::NOT_YET),
+            stop_at: AtomicU64::new(Probe::NOT_YET),
             log_budget: LogBudget::new(DEFAULT_BUDGET_EVENTS),
             inst,
             beacons: (0..names.len()).map(|_| Default::default()).collect(),
@@ -125,6 +128,15 @@ impl Shared {
         self.measuring.store(true, Ordering::SeqCst);
     }
 
+    /// Stops the run: the window ends now (the stamp first, so that a thread that sees the
+    /// stop flag finds it). Returns the stamp.
+    pub(super) fn stop_now(&self) -> u64 {
+        let at = self.clock.raw();
+        self.stop_at.store(at, Ordering::Release);
+        self.stop.store(true, Ordering::SeqCst);
+        at
+    }
+
     /// The raw reading at which the measured window began, if it did.
     pub(super) fn measure_start_raw(&self) -> Option<u64> {
         match self.measure_start.load(Ordering::Acquire) {
@@ -139,6 +151,7 @@ impl Shared {
             clock: &self.clock,
             epoch,
             measure_start: &self.measure_start,
+            stop_at: &self.stop_at,
             budget: &self.log_budget,
         })
     }

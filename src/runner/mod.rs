@@ -274,9 +274,8 @@ fn run_with<G: Gil>(
     let threads = spawn_all(&gil, &shared, &sc_arc, &mut p)?;
     let start = open_gate(&shared, threads.len(), &p.timing);
     let end = monitor(&shared, sc, p.with_load, &p.timing, start);
-    shared.stop.store(true, Ordering::SeqCst);
+    let stop_raw = shared.stop_now();
     let stopped = start.elapsed();
-    let stop_raw = shared.clock.raw();
     let mut joined = join_by_deadline(threads, &shared, &p.timing, start, &end);
     let wall = start.elapsed();
     if !joined.panics.is_empty() {
@@ -287,7 +286,7 @@ fn run_with<G: Gil>(
     }
     let idle_while_wanted =
         derive_from_logs::<G>(sc, &shared, &mut joined.outs, stop_raw, &mut p.notes);
-    let (measured, measured_from) = measured_window(&shared, stopped);
+    let (measured, measured_from) = measured_window(&shared, stopped, stop_raw);
     let fin = Finished {
         outs: joined.outs,
         load: joined.load,
@@ -379,14 +378,16 @@ fn derive_from_logs<G: Gil>(
 const LOGS_FULL: &str = "the GIL event logs outgrew their budget: holder switches, the exclusion check and idle-while-wanted were not derived";
 
 /// The measured window: from the end of the warm-up (the start, if there was none) to the
-/// stop, `stopped` after the start; and when it began, after the start.
-fn measured_window(shared: &Shared, stopped: Duration) -> (Duration, Duration) {
+/// stop (at raw reading `stop_raw`, `stopped` after the start); and when it began, after the
+/// start.
+fn measured_window(shared: &Shared, stopped: Duration, stop_raw: u64) -> (Duration, Duration) {
     // A run stopped during its warm-up measured nothing: an empty window at the stop.
     let (Some(from), Some(epoch)) = (shared.measure_start_raw(), shared.raw_epoch.get()) else {
         return (Duration::ZERO, stopped);
     };
-    let from = shared.clock.between(epoch.raw, from);
-    (stopped.saturating_sub(from), from)
+    // On the instrument's clock, as the threads cut their holds and waits.
+    let c = &shared.clock;
+    (c.between(from, stop_raw), c.between(epoch.raw, from))
 }
 
 impl Plan {
