@@ -1561,6 +1561,7 @@ pub fn twin_result(sc: &Scenario, t: &TwinRun, label: &str, repeat: u32) -> RunR
         lock: "cpython".into(),
         label: format!("cpython {label}"),
         repeat,
+        sequence: None,
         params,
         wall_s: rep.window_s,
         measured_s: rep.window_s,

@@ -92,6 +92,10 @@ pub struct RunResult {
     /// Which repetition of its row this run is (0-based).
     #[serde(default)]
     pub repeat: u32,
+    /// In a compare or sweep: the run's place in the experiment's sequence and the order
+    /// the repetitions ran in (absent for a single run and in older results).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<Sequence>,
     pub params: serde_json::Value,
     /// From the start signal until every thread was joined.
     pub wall_s: f64,
@@ -124,6 +128,40 @@ pub struct RunResult {
     /// The GIL timeline (not in the result JSON; for `--trace`).
     #[serde(skip)]
     pub trace: Option<crate::trace::Timeline>,
+}
+
+/// The order an experiment's repetitions run in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// A B C A B C ...: each repetition of every row before the next repetition, so that a
+    /// machine that drifts over time moves every row alike.
+    #[default]
+    Interleaved,
+    /// A A A B B B ...: every repetition of a row before the next row.
+    Blocks,
+}
+
+impl Order {
+    pub fn name(self) -> &'static str {
+        match self {
+            Order::Interleaved => "interleaved",
+            Order::Blocks => "blocks",
+        }
+    }
+}
+
+/// How the note on an experiment's runs left undone begins (a note of its last run; see
+/// `experiment::not_run_note`).
+pub const NOT_RUN: &str = "not run:";
+
+/// Where a run stood in its experiment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sequence {
+    /// Its place in the sequence of runs (0-based; baselines are not counted).
+    pub index: u32,
+    /// The order the experiment ran its repetitions in.
+    pub order: Order,
 }
 
 /// A run beside its two baselines: its I/O threads without the CPU threads, and its CPU

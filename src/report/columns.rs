@@ -262,9 +262,10 @@ pub fn index(key: &str) -> usize {
 }
 
 /// Whether `r` has figures at all: a run that failed before it produced any (kept to name
-/// the failure, see `experiment::execute`) has none.
+/// the failure, see `experiment::execute`), or one stopped before its warm-up ended, has
+/// none (its zeros were never measured).
 pub fn measured(r: &RunResult) -> bool {
-    !(r.failure.is_some() && r.threads.is_empty() && r.measured_s == 0.0)
+    r.measured_s > 0.0
 }
 
 /// Column `c`'s figure of run `r` (`None` for the ratio, or when the run has none).

@@ -358,15 +358,34 @@ pub fn shown(rows: &[SummaryRow]) -> Vec<(usize, &'static Column)> {
         .collect()
 }
 
-/// `3 runs`, or `3 runs, 1 failed` when some failed before they produced results.
+/// `3 runs`, or `3 runs, 1 failed` when some failed before they produced results (and `1
+/// stopped in its warm-up` for runs a signal stopped before they measured anything).
 pub fn count_runs(runs: &[RunResult]) -> String {
-    let failed = runs.iter().filter(|r| !columns::measured(r)).count();
-    let n = runs.len() - failed;
+    let unmeasured = |failed: bool| {
+        runs.iter()
+            .filter(|r| !columns::measured(r) && r.failure.is_some() == failed)
+            .count()
+    };
+    let (failed, stopped) = (unmeasured(true), unmeasured(false));
+    let n = runs.len() - failed - stopped;
     let mut s = format!("{n} run{}", if n == 1 { "" } else { "s" });
     if failed > 0 {
         s += &format!(", {failed} failed");
     }
+    if stopped > 0 {
+        s += &format!(", {stopped} stopped in its warm-up");
+    }
     s
+}
+
+/// The notes about the experiment rather than one run (the runs a stop left undone, and the
+/// rows never started), from runs whose notes are not shown with their failure.
+pub fn experiment_notes(runs: &[RunResult]) -> impl Iterator<Item = &str> {
+    runs.iter()
+        .filter(|r| r.failure.is_none() || columns::measured(r))
+        .flat_map(|r| r.notes.iter())
+        .filter(|n| n.starts_with(crate::result::NOT_RUN))
+        .map(String::as_str)
 }
 
 /// The line above a compare/sweep table: what it holds and what the ratio compares.
@@ -438,6 +457,9 @@ pub fn summary_text(runs: &[RunResult]) -> String {
         for n in r.notes.iter().filter(|_| !columns::measured(r)) {
             let _ = writeln!(o, "  {n}");
         }
+    }
+    for n in experiment_notes(runs) {
+        let _ = writeln!(o, "note: {n}");
     }
     o
 }

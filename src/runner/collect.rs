@@ -117,6 +117,7 @@ pub(super) fn assemble<G: Gil>(
         baseline: None,
         label: sc.design_label(),
         repeat: 0,
+        sequence: None,
         hists,
         intervals,
         trace,

@@ -236,7 +236,8 @@ fn alerts(o: &mut String, runs: &[RunResult]) {
     }
     // Each note once, with the rows that have it.
     let mut grouped: Vec<(&str, Vec<&str>)> = Vec::new();
-    for r in runs.iter().filter(|r| measured(r)) {
+    // (A failed run without figures lists its notes with its failure.)
+    for r in runs.iter().filter(|r| r.failure.is_none() || measured(r)) {
         for n in &r.notes {
             match grouped.iter_mut().find(|(t, _)| t == n) {
                 Some((_, labels)) if !labels.contains(&r.row_label()) => {

@@ -79,5 +79,8 @@ pub fn markdown(runs: &[RunResult]) -> String {
             let _ = writeln!(o, "- {}", escape(n));
         }
     }
+    for n in crate::report::experiment_notes(runs) {
+        let _ = writeln!(o, "\n**Note**: {}", escape(n));
+    }
     o
 }

@@ -202,6 +202,7 @@ pub(crate) fn sample_run(label: &str) -> RunResult {
         lock: "timed".into(),
         label: label.into(),
         repeat: 0,
+        sequence: None,
         params: serde_json::json!({"pin": "spread", "interval": "5ms"}),
         wall_s: 1.1,
         measured_s: 1.0,
