@@ -14,7 +14,9 @@ use crate::metrics::Percentiles;
 use crate::output::{resolve, write_file};
 use crate::report::about::Provenance;
 use crate::report::columns::{measured, THREAD_COLUMNS};
-use crate::report::{caption, plot, rate, shown, summary, Stat};
+use crate::report::{
+    caption, other_verdicts, plot, rate, shown, summary, verdicts, Stat, VERDICT,
+};
 use crate::result::RunResult;
 use crate::units::us;
 
@@ -292,12 +294,16 @@ fn results(o: &mut String, runs: &[RunResult]) {
     if let Some(c) = caption(runs, &rows) {
         let _ = write!(o, "<p class=\"caption\">{}</p>", esc(&c));
     }
+    let verdicts = verdicts(&rows);
     o.push_str("<div class=\"scroll\"><table class=\"results\"><thead><tr><th scope=\"col\">run</th>");
     for (_, c) in &cols {
         let _ = write!(o, "<th scope=\"col\">{}</th>", esc(c.name));
     }
+    if verdicts.is_some() {
+        let _ = write!(o, "<th scope=\"col\">{VERDICT}</th>");
+    }
     o.push_str("</tr></thead><tbody>");
-    for row in &rows {
+    for (n, row) in rows.iter().enumerate() {
         let class = if row.failed {
             " class=\"failed\""
         } else if row.partial {
@@ -332,9 +338,18 @@ fn results(o: &mut String, runs: &[RunResult]) {
                 }
             }
         }
+        if let Some(v) = &verdicts {
+            let _ = write!(o, "<td data-col=\"{VERDICT}\">{}</td>", esc(&v[n]));
+        }
         o.push_str("</tr>");
     }
-    o.push_str("</tbody></table></div></section>");
+    o.push_str("</tbody></table></div>");
+    // (The caption says how verdicts are reached.)
+    let others = other_verdicts(&rows);
+    if !others.is_empty() {
+        list(o, others.iter().map(String::as_str));
+    }
+    o.push_str("</section>");
 }
 
 fn tags(failed: bool, partial: bool) -> &'static str {

@@ -241,3 +241,87 @@ pub(crate) fn sample_run(label: &str) -> RunResult {
         trace: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::about::About;
+
+    /// Every format of `runs`: the text table, Markdown, CSV, JSON and the HTML page.
+    pub(crate) fn every_format(runs: &[RunResult]) -> [(&'static str, String); 5] {
+        let about = About::default();
+        let cx = Context {
+            runs,
+            sweep_key: None,
+            force: false,
+            about: &about,
+            written: &[],
+            say: &|_| {},
+            note: &|_| {},
+        };
+        [
+            ("text", crate::report::summary_text(runs)),
+            ("markdown", markdown::markdown(runs)),
+            ("csv", csv::csv(runs)),
+            ("json", json::json(runs)),
+            ("html", html::page(&cx, Path::new("/tmp/r.html")).unwrap()),
+        ]
+    }
+
+    /// Rows `a` and `b`, `n` runs each: b serves `factor` times a's requests/s (each run a
+    /// little off), with the same p99 give or take.
+    fn two_rows(n: usize, factor: f64) -> Vec<RunResult> {
+        let wobble = [1.0, 1.04, 0.97, 1.02, 0.99, 1.01];
+        let mut runs = Vec::new();
+        for r in 0..n {
+            for (label, f) in [("a", 1.0), ("b", factor)] {
+                let mut run = sample_run(label);
+                run.repeat = r as u32;
+                let io = run.io.as_mut().unwrap();
+                io.requests_per_sec = 1000.0 * f * wobble[r];
+                io.latency_us.p99 = 600.0 * wobble[(r + usize::from(f > 1.0)) % 6];
+                runs.push(run);
+            }
+        }
+        runs
+    }
+
+    #[test]
+    fn a_clear_difference_has_its_verdict_in_every_format() {
+        let runs = two_rows(5, 2.8);
+        for (format, out) in every_format(&runs) {
+            assert!(out.contains("2.80x faster, 95% CI "), "{format}: {out}");
+            // (The CSV has the other figures' intervals as numbers.)
+            assert!(
+                format == "csv" || out.contains("within noise, 95% CI"),
+                "{format}: {out}"
+            );
+        }
+        let v: serde_json::Value = serde_json::from_str(&json::json(&runs)).unwrap();
+        let c = &v["comparison"][0];
+        assert_eq!(c["row"], "b");
+        assert_eq!(c["key"], "requests_per_sec");
+        assert!(c["interval"]["low"].as_f64().unwrap() > 2.5, "{c}");
+        assert!((c["interval"]["coverage"].as_f64().unwrap() - 0.968).abs() < 0.001);
+    }
+
+    #[test]
+    fn below_the_minimum_the_spread_shows_and_no_verdict() {
+        let runs = two_rows(3, 2.8);
+        for (format, out) in every_format(&runs) {
+            assert!(
+                out.contains("no verdict: 3 runs (needs 4)"),
+                "{format}: {out}"
+            );
+            assert!(!out.contains("faster"), "{format}: {out}");
+        }
+        let csv = csv::csv(&runs);
+        let line = csv.lines().nth(2).unwrap();
+        // b's requests/s ratio is there, its interval empty.
+        assert!(line.contains(",2.8,,,"), "{line}");
+        // Single runs: no verdict column at all.
+        for (format, out) in every_format(&two_rows(1, 2.8)) {
+            assert!(!out.contains("no verdict"), "{format}: {out}");
+        }
+    }
+}
