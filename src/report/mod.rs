@@ -77,7 +77,7 @@ pub fn run_table(r: &RunResult) -> String {
     let text = || THREAD_COLUMNS.iter().filter(|c| c.in_text);
     let _ = writeln!(o, "{}", line(text().map(|c| c.name.to_owned()).collect()));
     for t in &r.threads {
-        let _ = writeln!(o, "{}", line(text().map(|c| (c.thread)(t)).collect()));
+        let _ = writeln!(o, "{}", line(text().map(|c| c.cell(r, t)).collect()));
     }
     let _ = writeln!(o, "{}", line(text().map(|c| (c.total)(r)).collect()));
     let g = &r.gil;
@@ -191,14 +191,21 @@ pub fn run_table(r: &RunResult) -> String {
             let _ = writeln!(o, "io: load generator ran on {}", io.loadgen);
         }
     }
-    if g.acquisitions > 0 && r.lock != "none" {
-        let _ = writeln!(
-            o,
-            "gil: idle while wanted {:.1}% of the measured window ({}); holds with another holder: {}",
-            g.idle_while_wanted * 100.0,
-            us(g.idle_while_wanted_s * 1e6),
-            g.overlaps
-        );
+    match (g.idle_while_wanted, g.idle_while_wanted_s, g.overlaps) {
+        (Some(idle), Some(idle_s), Some(overlaps))
+            if g.acquisitions > Some(0) && r.lock != "none" =>
+        {
+            let _ = writeln!(
+                o,
+                "gil: idle while wanted {:.1}% of the measured window ({}); holds with another holder: {overlaps}",
+                idle * 100.0,
+                us(idle_s * 1e6),
+            );
+        }
+        _ if g.acquisitions.is_none() && r.lock != "external" => {
+            let _ = writeln!(o, "gil: not recorded (record = false): no GIL counters");
+        }
+        _ => {}
     }
     if !g.design.is_empty() {
         let parts: Vec<String> = g.design.iter().map(|(k, v)| format!("{k} {v}")).collect();

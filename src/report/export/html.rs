@@ -13,7 +13,7 @@ use super::{Context, Dest, Exporter, Mark, Outcome, Target};
 use crate::metrics::Percentiles;
 use crate::output::{resolve, write_file};
 use crate::report::about::Provenance;
-use crate::report::columns::{measured, THREAD_COLUMNS};
+use crate::report::columns::{counter, measured, THREAD_COLUMNS};
 use crate::report::{
     caption, other_verdicts, plot, rate, shown, summary, verdicts, Stat, VERDICT,
 };
@@ -227,13 +227,16 @@ fn alerts(o: &mut String, runs: &[RunResult]) {
             esc(r.row_label())
         );
     }
-    for r in runs.iter().filter(|r| r.gil.overlaps > 0 && r.lock != "none") {
+    for r in runs
+        .iter()
+        .filter(|r| r.gil.overlaps > Some(0) && r.lock != "none")
+    {
         let _ = write!(
             o,
             "<div class=\"alert failed\" role=\"alert\"><strong>Broken exclusion: {}</strong>\
              {} holds saw another thread take the GIL.</div>",
             esc(r.row_label()),
-            r.gil.overlaps
+            r.gil.overlaps.unwrap_or_default()
         );
     }
     // Each note once, with the rows that have it.
@@ -443,7 +446,7 @@ fn threads(o: &mut String, r: &RunResult) {
         o.push_str("<tr>");
         for (i, c) in THREAD_COLUMNS.iter().enumerate() {
             let tag = if i == 0 { "th scope=\"row\"" } else { "td" };
-            let _ = write!(o, "<{tag}>{}</{}>", esc(&(c.thread)(t)), &tag[..2]);
+            let _ = write!(o, "<{tag}>{}</{}>", esc(&c.cell(r, t)), &tag[..2]);
         }
         o.push_str("</tr>");
     }
@@ -468,22 +471,23 @@ fn gil(o: &mut String, r: &RunResult) {
     kv(
         o,
         &[
-            ("acquisitions", g.acquisitions.to_string()),
-            ("switches", g.switches.to_string()),
-            ("forced drops", g.forced_drops.to_string()),
-            ("voluntary drops", g.voluntary_drops.to_string()),
+            ("acquisitions", counter(g.acquisitions)),
+            ("switches", counter(g.switches)),
+            ("forced drops", counter(g.forced_drops)),
+            ("voluntary drops", counter(g.voluntary_drops)),
             (
                 "idle while wanted",
-                format!(
-                    "{:.2}% ({})",
-                    g.idle_while_wanted * 100.0,
-                    us(g.idle_while_wanted_s * 1e6)
-                ),
+                g.idle_while_wanted
+                    .zip(g.idle_while_wanted_s)
+                    .map_or("-".into(), |(share, s)| {
+                        format!("{:.2}% ({})", share * 100.0, us(s * 1e6))
+                    }),
             ),
-            ("overlaps", g.overlaps.to_string()),
+            ("overlaps", counter(g.overlaps)),
             (
                 "context switches (vol/inv)",
-                format!("{}/{}", g.ctx_switches.voluntary, g.ctx_switches.involuntary),
+                g.ctx_switches
+                    .map_or("-".into(), |c| format!("{}/{}", c.voluntary, c.involuntary)),
             ),
         ],
     );
