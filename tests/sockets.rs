@@ -260,7 +260,17 @@ fn load_io(addr: &str, name: &str, extra: &[&str]) -> serde_json::Value {
     args.extend_from_slice(&["--json", json.to_str().unwrap()]);
     let o = output(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    read_json(&json)["runs"][0]["io"].clone()
+    let run = &read_json(&json)["runs"][0];
+    // No GIL here: no GIL counters or context switches (they were zeros).
+    for k in [
+        "switches",
+        "forced_drops",
+        "idle_while_wanted",
+        "ctx_switches",
+    ] {
+        assert!(run["gil"][k].is_null(), "gil.{k}: {}", run["gil"]);
+    }
+    run["io"].clone()
 }
 
 /// Runs `gilbench load --connect addr --warmup 0s EXTRA...`, expects exit status 1, and
