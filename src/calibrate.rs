@@ -950,7 +950,7 @@ pub fn model_sample(r: &RunResult, alone: Option<&RunResult>, interval: Duration
     let io = r.io.clone().unwrap_or_default();
     let cpu = r.cpu.as_ref().map(|c| c.ticks_per_sec);
     let cpu_alone = alone.and_then(|a| a.cpu.as_ref()).map(|c| c.ticks_per_sec);
-    let ctx = r.gil.ctx_switches;
+    let ctx = r.gil.ctx_switches.unwrap_or_default();
     Sample {
         requests_per_sec: io.requests_per_sec,
         p50_us: io.latency_us.p50,
@@ -1561,6 +1561,7 @@ pub fn twin_result(sc: &Scenario, t: &TwinRun, label: &str, repeat: u32) -> RunR
         lock: "cpython".into(),
         label: format!("cpython {label}"),
         repeat,
+        sequence: None,
         params,
         wall_s: rep.window_s,
         measured_s: rep.window_s,
@@ -1573,10 +1574,10 @@ pub fn twin_result(sc: &Scenario, t: &TwinRun, label: &str, repeat: u32) -> RunR
         }),
         io,
         gil: GilSummary {
-            ctx_switches: crate::metrics::CtxSwitches {
+            ctx_switches: Some(crate::metrics::CtxSwitches {
                 voluntary: tot.voluntary,
                 involuntary: tot.involuntary,
-            },
+            }),
             ..Default::default()
         },
         threads: Vec::new(),

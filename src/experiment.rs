@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::gil::LockKind;
 use crate::output::file_part;
-use crate::result::RunResult;
+use crate::result::{Order, RunResult, Sequence, NOT_RUN};
 use crate::runner::{self, Instrument, Mode, RunError};
 use crate::scenario::{parse_sweep, shown, Scenario};
 use crate::signals;
@@ -150,65 +150,108 @@ pub enum Progress<'a> {
     Done,
 }
 
-/// Runs every row `repeat` times, each repetition followed by its two baselines when
+/// The runs of an experiment of `rows` rows repeated `repeat` times, as (row, repetition),
+/// in the order they run.
+pub fn schedule(rows: usize, repeat: u32, order: Order) -> Vec<(usize, u32)> {
+    match order {
+        Order::Interleaved => (0..repeat)
+            .flat_map(|r| (0..rows).map(move |i| (i, r)))
+            .collect(),
+        Order::Blocks => (0..rows)
+            .flat_map(|i| (0..repeat).map(move |r| (i, r)))
+            .collect(),
+    }
+}
+
+/// The note on an experiment stopped before its end: how many runs did not run, and the rows
+/// never started (none of their runs began). `done` is how many runs of `plan` began.
+pub fn not_run_note(rows: &[Row], plan: &[(usize, u32)], done: usize) -> Option<String> {
+    let undone = plan.len().checked_sub(done).filter(|&n| n > 0)?;
+    let never: Vec<&str> = rows
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !plan[..done].iter().any(|(j, _)| j == i))
+        .map(|(_, r)| r.label.as_str())
+        .collect();
+    Some(format!(
+        "{NOT_RUN} {undone} run{}{}",
+        if undone == 1 { "" } else { "s" },
+        if never.is_empty() {
+            String::new()
+        } else {
+            format!(" (rows never started: {})", never.join(", "))
+        }
+    ))
+}
+
+/// Runs every row `repeat` times in `order`, each run followed by its two baselines when
 /// `baselines` is set (for rows that have both CPU and I/O threads). Stops early (returning
-/// what it has, the last run marked partial) when a signal arrives. When a run fails after
-/// others finished, the finished runs are kept and returned with a [`failed_run`] in the
-/// failed one's place that names the failure and the runs left undone: finished work is never
-/// thrown away. Only a first run that fails is an error.
+/// what it has, the last run marked partial and naming the runs left undone) when a signal
+/// arrives. When a run fails after others finished, the finished runs are kept and returned
+/// with a [`failed_run`] in the failed one's place that names the failure and the runs left
+/// undone: finished work is never thrown away. Only a first run that fails is an error.
 pub fn execute(
     rows: &[Row],
-    repeat: u32,
+    (repeat, order): (u32, Order),
     baselines: bool,
     inst: &Instrument,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<Vec<RunResult>, RunError> {
-    let total = rows.len() * repeat as usize;
-    let mut runs = Vec::with_capacity(total);
-    let mut index = 0;
-    'outer: for (i, row) in rows.iter().enumerate() {
-        for r in 0..repeat {
-            if signals::caught().is_some() {
-                break 'outer;
+    let plan = schedule(rows.len(), repeat, order);
+    let total = plan.len();
+    let mut runs: Vec<RunResult> = Vec::with_capacity(total);
+    for (index, &(i, r)) in plan.iter().enumerate() {
+        let row = &rows[i];
+        if signals::caught().is_some() {
+            break;
+        }
+        progress(Progress::Start {
+            index: index + 1,
+            total,
+            label: &row.label,
+            repeat: r,
+            expected: expected(&row.scenario),
+        });
+        let mut res = match runner::run_mode(&row.scenario, Mode::Run, inst, &|_| {}) {
+            Ok(res) => res,
+            Err(e) if runs.is_empty() => {
+                progress(Progress::Done);
+                return Err(e);
             }
-            index += 1;
-            progress(Progress::Start {
-                index,
-                total,
-                label: &row.label,
-                repeat: r,
-                expected: expected(&row.scenario),
-            });
-            let mut res = match runner::run_mode(&row.scenario, Mode::Run, inst, &|_| {}) {
-                Ok(res) => res,
-                Err(e) if runs.is_empty() => {
-                    progress(Progress::Done);
-                    return Err(e);
-                }
-                Err(e) => {
-                    let undone = (
-                        total - index,
-                        rows[i + 1..].iter().map(|r| r.label.as_str()),
-                    );
-                    runs.push(failed_run(row, r, (index, total), &e, undone));
-                    break 'outer;
-                }
-            };
-            res.label = row.label.clone();
-            res.repeat = r;
-            if baselines && has_baselines(&row.scenario) && !res.partial {
-                if let Err(e) = add_baseline(row, inst, &mut res) {
-                    res.notes.push(format!("its baselines could not run: {e}"));
-                }
+            Err(e) => {
+                let undone = not_run_note(rows, &plan, index + 1);
+                runs.push(failed_run(row, r, (index + 1, total, order), &e, undone));
+                break;
             }
-            // A run cut short by a signal, or one that left hung threads behind, ends the
-            // experiment; one whose load generator lost every connection is kept (marked
-            // partial) and the experiment goes on.
-            let interrupted = (res.partial && signals::caught().is_some()) || res.failure.is_some();
-            runs.push(res);
-            if interrupted {
-                break 'outer;
+        };
+        res.label = row.label.clone();
+        res.repeat = r;
+        res.sequence = Some(Sequence {
+            index: index as u32,
+            order,
+        });
+        if baselines && has_baselines(&row.scenario) && !res.partial {
+            if let Err(e) = add_baseline(row, inst, &mut res) {
+                res.notes.push(format!("its baselines could not run: {e}"));
             }
+        }
+        // A run cut short by a signal, or one that left hung threads behind, ends the
+        // experiment; one whose load generator lost every connection is kept (marked
+        // partial) and the experiment goes on.
+        let interrupted = (res.partial && signals::caught().is_some()) || res.failure.is_some();
+        if interrupted {
+            res.notes.extend(not_run_note(rows, &plan, index + 1));
+        }
+        runs.push(res);
+        if interrupted {
+            break;
+        }
+    }
+    let began = runs.len();
+    if let Some(last) = runs.last_mut() {
+        // Stopped by a signal between two runs: the last one finished whole.
+        if !last.notes.iter().any(|n| n.starts_with(NOT_RUN)) {
+            last.notes.extend(not_run_note(rows, &plan, began));
         }
     }
     progress(Progress::Done);
@@ -218,13 +261,13 @@ pub fn execute(
 /// The place of run `index` of `total` (row `row`, repetition `repeat`) that failed
 /// without results (`e`), in an experiment that has some: no figures (see
 /// `report::columns::measured`), marked partial, its `failure` saying what went wrong, and
-/// notes naming the runs left undone (how many, and the rows never started).
-pub fn failed_run<'a>(
+/// notes naming the runs left undone (`not_run`, see [`not_run_note`]).
+pub fn failed_run(
     row: &Row,
     repeat: u32,
-    (index, total): (usize, usize),
+    (index, total, order): (usize, usize, Order),
     e: &RunError,
-    (undone, rows_left): (usize, impl Iterator<Item = &'a str>),
+    not_run: Option<String>,
 ) -> RunResult {
     let why = match e {
         RunError::BadInput(m) | RunError::Failed(m) => m,
@@ -233,23 +276,16 @@ pub fn failed_run<'a>(
         "run {index} of {total} failed before it produced results; the {} before it are complete",
         index - 1
     )];
-    if undone > 0 {
-        let left: Vec<&str> = rows_left.collect();
-        notes.push(format!(
-            "not run: {undone} run{}{}",
-            if undone == 1 { "" } else { "s" },
-            if left.is_empty() {
-                String::new()
-            } else {
-                format!(" (rows {})", left.join(", "))
-            }
-        ));
-    }
+    notes.extend(not_run);
     RunResult {
         scenario: row.scenario.name.clone(),
         lock: row.scenario.lock.name().to_owned(),
         label: row.label.clone(),
         repeat,
+        sequence: Some(Sequence {
+            index: index as u32 - 1,
+            order,
+        }),
         params: row.scenario.params_json(),
         wall_s: 0.0,
         measured_s: 0.0,
@@ -264,5 +300,61 @@ pub fn failed_run<'a>(
         hists: Default::default(),
         intervals: Vec::new(),
         trace: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(labels: &[&str]) -> Vec<Row> {
+        labels
+            .iter()
+            .map(|l| Row {
+                label: (*l).to_owned(),
+                scenario: Scenario::default(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn repetitions_interleave_unless_blocks_are_asked_for() {
+        assert_eq!(
+            schedule(3, 2, Order::Interleaved),
+            [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1)]
+        );
+        assert_eq!(
+            schedule(3, 2, Order::Blocks),
+            [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)]
+        );
+        assert_eq!(
+            schedule(2, 1, Order::Interleaved),
+            schedule(2, 1, Order::Blocks)
+        );
+    }
+
+    #[test]
+    fn a_stopped_experiment_names_the_rows_never_started() {
+        let rows = rows(&["a", "b", "c"]);
+        let plan = schedule(3, 2, Order::Interleaved);
+        assert_eq!(
+            not_run_note(&rows, &plan, 2).as_deref(),
+            Some("not run: 4 runs (rows never started: c)")
+        );
+        // Interleaved, every row has started after the first round.
+        assert_eq!(
+            not_run_note(&rows, &plan, 4).as_deref(),
+            Some("not run: 2 runs")
+        );
+        let plan = schedule(3, 2, Order::Blocks);
+        assert_eq!(
+            not_run_note(&rows, &plan, 3).as_deref(),
+            Some("not run: 3 runs (rows never started: c)")
+        );
+        assert_eq!(
+            not_run_note(&rows, &plan, 1).as_deref(),
+            Some("not run: 5 runs (rows never started: b, c)")
+        );
+        assert_eq!(not_run_note(&rows, &plan, 6), None);
     }
 }

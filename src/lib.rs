@@ -22,6 +22,7 @@ pub mod result;
 pub mod runner;
 pub mod scenario;
 pub mod signals;
+pub mod stats;
 pub(crate) mod sync;
 pub mod trace;
 pub mod units;

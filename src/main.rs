@@ -96,6 +96,11 @@ struct ExperimentArgs {
     /// Run each row N times; the table shows the median and the min-max spread.
     #[arg(long, value_name = "N", default_value = "1")]
     repeat: String,
+    /// The order of repeated runs: `interleaved` (A B C A B C ..., each with its baselines)
+    /// or `blocks` (A A B B C C ...).
+    #[arg(long, value_name = "ORDER", default_value = "interleaved",
+          value_parser = ["interleaved", "blocks"])]
+    order: String,
     /// Also run each row with I/O alone and with CPU alone, and show it against them (the
     /// default for scenarios with both CPU and I/O threads).
     #[arg(long, overrides_with = "no_baseline")]
@@ -267,6 +272,14 @@ fn instrument(out: &OutputOpts) -> Result<Instrument, Failure> {
     })
 }
 
+/// `--order` (clap checked the value).
+fn order_arg(order: &str) -> gilbench::result::Order {
+    match order {
+        "blocks" => gilbench::result::Order::Blocks,
+        _ => gilbench::result::Order::Interleaved,
+    }
+}
+
 /// `--locks a,b,c`, if given.
 fn locks_arg(locks: &Option<String>) -> Result<Option<Vec<LockKind>>, Failure> {
     locks
@@ -376,6 +389,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             scenario,
             locks,
             repeat,
+            order,
             baseline: _,
             no_baseline,
             opts,
@@ -386,7 +400,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             let repeat = positive("--repeat", &repeat, 1000)? as u32;
             let locks = locks_arg(&locks)?.unwrap_or_else(|| sc.compare_locks.clone());
             let rows = experiment::compare_rows(&sc, &locks).map_err(Failure::Input)?;
-            let runs = run_rows(rows, repeat, !no_baseline, &out)?;
+            let runs = run_rows(rows, (repeat, order_arg(&order)), !no_baseline, &out)?;
             if !out.prints() {
                 say(&report::summary_text(&runs));
             }
@@ -396,6 +410,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             scenario,
             locks,
             repeat,
+            order,
             baseline: _,
             no_baseline,
             opts,
@@ -413,7 +428,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             let locks = locks_arg(&locks)?.unwrap_or_default();
             let rows = experiment::sweep_rows(&sc, &sweep.spec, &sweep.origin, &locks)
                 .map_err(Failure::Input)?;
-            let runs = run_rows(rows, repeat, !no_baseline, &out)?;
+            let runs = run_rows(rows, (repeat, order_arg(&order)), !no_baseline, &out)?;
             if !out.prints() {
                 say(&report::summary_text(&runs));
             }

@@ -30,6 +30,26 @@ pub fn merge(dst: &mut Hist, src: &Hist) {
         .expect("histograms with equal bounds always merge");
 }
 
+/// A histogram summary in the result format: `null` when the histogram holds nothing (no
+/// figure was measured), read back as an empty one (`#[serde(with = ...)]`).
+pub mod absent_if_empty {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::Percentiles;
+
+    pub fn serialize<S: Serializer>(p: &Percentiles, s: S) -> Result<S::Ok, S::Error> {
+        if p.count == 0 {
+            s.serialize_none()
+        } else {
+            p.serialize(s)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Percentiles, D::Error> {
+        Ok(Option::<Percentiles>::deserialize(d)?.unwrap_or_default())
+    }
+}
+
 /// The summary of a histogram that the result format carries, in microseconds.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Percentiles {

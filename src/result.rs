@@ -92,6 +92,10 @@ pub struct RunResult {
     /// Which repetition of its row this run is (0-based).
     #[serde(default)]
     pub repeat: u32,
+    /// In a compare or sweep: the run's place in the experiment's sequence and the order
+    /// the repetitions ran in (absent for a single run and in older results).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<Sequence>,
     pub params: serde_json::Value,
     /// From the start signal until every thread was joined.
     pub wall_s: f64,
@@ -124,6 +128,40 @@ pub struct RunResult {
     /// The GIL timeline (not in the result JSON; for `--trace`).
     #[serde(skip)]
     pub trace: Option<crate::trace::Timeline>,
+}
+
+/// The order an experiment's repetitions run in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// A B C A B C ...: each repetition of every row before the next repetition, so that a
+    /// machine that drifts over time moves every row alike.
+    #[default]
+    Interleaved,
+    /// A A A B B B ...: every repetition of a row before the next row.
+    Blocks,
+}
+
+impl Order {
+    pub fn name(self) -> &'static str {
+        match self {
+            Order::Interleaved => "interleaved",
+            Order::Blocks => "blocks",
+        }
+    }
+}
+
+/// How the note on an experiment's runs left undone begins (a note of its last run; see
+/// `experiment::not_run_note`).
+pub const NOT_RUN: &str = "not run:";
+
+/// Where a run stood in its experiment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sequence {
+    /// Its place in the sequence of runs (0-based; baselines are not counted).
+    pub index: u32,
+    /// The order the experiment ran its repetitions in.
+    pub order: Order,
 }
 
 /// A run beside its two baselines: its I/O threads without the CPU threads, and its CPU
@@ -208,6 +246,7 @@ pub struct IoSummary {
     #[serde(default)]
     pub bytes_per_sec: Option<f64>,
     /// Client side: round trip (closed loop) or from the intended send time (open loop).
+    #[serde(default, with = "crate::metrics::absent_if_empty")]
     pub latency_us: Percentiles,
     /// The latency distribution as [percentile, microseconds] points, for plots.
     #[serde(default)]
@@ -222,6 +261,7 @@ pub struct IoSummary {
     /// Open loop: sends that left more than 1 ms after their intended time.
     pub late_sends: u64,
     /// Open loop: actual minus intended send time.
+    #[serde(default, with = "crate::metrics::absent_if_empty")]
     pub lateness_us: Percentiles,
     /// Connection errors seen by the load generator, and the first of them.
     pub errors: u64,
@@ -229,37 +269,50 @@ pub struct IoSummary {
     /// Where the load generator ran ("core 1", "unpinned, shares cores with GIL threads").
     pub loadgen: String,
     /// Server side: GIL wait right after each blocking socket call.
+    #[serde(default, with = "crate::metrics::absent_if_empty")]
     pub reacquire_us: Percentiles,
     /// Server side, summed over server threads.
     pub server: ServerStats,
 }
 
+/// The GIL side of a run. Its counters and shares are recorded only with `record = true`:
+/// absent (`null`) otherwise, and where there is no GIL (`load`, the Python twin); a
+/// histogram that holds nothing is `null` too.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct GilSummary {
-    pub acquisitions: u64,
-    pub switches: u64,
-    pub forced_drops: u64,
-    pub voluntary_drops: u64,
+    #[serde(default)]
+    pub acquisitions: Option<u64>,
+    #[serde(default)]
+    pub switches: Option<u64>,
+    #[serde(default)]
+    pub forced_drops: Option<u64>,
+    #[serde(default)]
+    pub voluntary_drops: Option<u64>,
     /// Holds during which another thread took the GIL too (must be 0 but for `none`).
     #[serde(default)]
-    pub overlaps: u64,
+    pub overlaps: Option<u64>,
     /// Share of the measured window (0-1) in which the GIL was held by nobody (free, or
     /// handed to a thread not yet running) while at least one thread waited for it: what a
     /// design's hand-off costs. 0 for `none`.
     #[serde(default)]
-    pub idle_while_wanted: f64,
+    pub idle_while_wanted: Option<f64>,
     /// The same, in seconds.
     #[serde(default)]
-    pub idle_while_wanted_s: f64,
+    pub idle_while_wanted_s: Option<f64>,
+    #[serde(default, with = "crate::metrics::absent_if_empty")]
     pub wait_us: Percentiles,
+    #[serde(default, with = "crate::metrics::absent_if_empty")]
     pub hold_us: Percentiles,
     /// GIL wait right after a blocking or native call.
+    #[serde(default, with = "crate::metrics::absent_if_empty")]
     pub reacquire_us: Percentiles,
     /// Time spent inside releases before the releaser may go on (`timed`'s forced-switch
     /// wait); neither wait nor hold.
-    #[serde(default)]
+    #[serde(default, with = "crate::metrics::absent_if_empty")]
     pub switch_wait_us: Percentiles,
-    pub ctx_switches: CtxSwitches,
+    /// The OS's context switches of the interpreter threads (absent without them).
+    #[serde(default)]
+    pub ctx_switches: Option<CtxSwitches>,
     /// Design-specific counters (e.g. mlfq boosts).
     pub design: BTreeMap<String, u64>,
 }
@@ -282,10 +335,13 @@ pub struct ThreadResult {
     #[serde(flatten)]
     pub counters: Counters,
     pub ticks_per_sec: f64,
+    #[serde(default, with = "crate::metrics::absent_if_empty")]
     pub wait_us: Percentiles,
+    #[serde(default, with = "crate::metrics::absent_if_empty")]
     pub hold_us: Percentiles,
+    #[serde(default, with = "crate::metrics::absent_if_empty")]
     pub reacquire_us: Percentiles,
-    #[serde(default)]
+    #[serde(default, with = "crate::metrics::absent_if_empty")]
     pub switch_wait_us: Percentiles,
     pub ctx_switches: CtxSwitches,
     /// Design-specific per-thread counters (e.g. mlfq level and demotions).

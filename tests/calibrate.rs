@@ -616,7 +616,11 @@ fn calibrate_end_to_end() {
     assert_eq!(runs[0]["lock"], "cpython");
     assert_eq!(runs[1]["lock"], "timed");
     // The model ran without its GIL-side recording (the twin has none), and says so.
-    assert_eq!(runs[3]["gil"]["acquisitions"], 0, "{}", runs[3]["gil"]);
+    assert!(
+        runs[3]["gil"]["acquisitions"].is_null(),
+        "{}",
+        runs[3]["gil"]
+    );
     assert!(runs[3]["io"]["requests"].as_u64().unwrap() > 0);
     assert!(text.contains("record = false"), "{text}");
     // `report` prints the calibrate table again from the file.

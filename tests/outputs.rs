@@ -486,3 +486,56 @@ fn an_export_on_stdout_replaces_the_table() {
         );
     }
 }
+
+/// A run without GIL-side recording shows no GIL counters, shares or re-acquire waits it
+/// never measured (it printed `acq 0 switch 0 forced 0`, a re-acquire p50 of 0.0us, and
+/// the JSON held a histogram of zero durations), in the table, the JSON and as no `.hgrm`.
+#[test]
+fn an_unrecorded_run_shows_no_gil_figures() {
+    let d = dir("unrecorded");
+    let json = d.join("u.json");
+    let hg = d.join("hg");
+    let o = bin()
+        .args([
+            "run",
+            &workload("convoy-echo.toml"),
+            "--lock",
+            "tick",
+            "--set",
+            "record=false",
+            "--set",
+            "warmup=100ms",
+            "--duration",
+            "300ms",
+            "--json",
+            s(&json),
+            "--hgrm",
+            s(&hg),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(!text.contains("re-acquire"), "{text}");
+    assert!(text.contains("gil: not recorded"), "{text}");
+    let total = text.lines().find(|l| l.starts_with("total")).unwrap();
+    assert!(!total.contains(" 0 "), "{total}");
+    let r = &common::read_json(&json)["runs"][0];
+    for k in [
+        "acquisitions",
+        "switches",
+        "forced_drops",
+        "idle_while_wanted",
+    ] {
+        assert!(r["gil"][k].is_null(), "gil.{k}: {}", r["gil"]);
+    }
+    assert!(r["gil"]["reacquire_us"].is_null(), "{}", r["gil"]);
+    assert!(r["io"]["reacquire_us"].is_null(), "{}", r["io"]);
+    assert!(r["io"]["requests"].as_u64().unwrap() > 0);
+    let files: Vec<String> = std::fs::read_dir(&hg)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files.len(), 1, "only the client's latency: {files:?}");
+    assert!(files[0].ends_with("io-latency.hgrm"), "{files:?}");
+}

@@ -497,7 +497,10 @@ fn a_failed_run_keeps_the_rows_finished_before_it() {
         out.contains("fault=panic-holding-gil (failed)") && out.contains("FAILED:"),
         "{out}"
     );
-    assert!(out.contains("rows fault=panic-released"), "{out}");
+    assert!(
+        out.contains("not run: 1 run (rows never started: fault=panic-released)"),
+        "{out}"
+    );
     let v = read_json(&d.join("r.json"));
     let runs = v["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 2);
@@ -515,4 +518,53 @@ fn a_failed_run_keeps_the_rows_finished_before_it() {
         .output()
         .unwrap());
     assert_eq!(String::from_utf8_lossy(&r.stdout), out);
+}
+
+/// `--repeat` runs the rows in turn (A B A B), each run saying where it stood; `--order
+/// blocks` keeps the old order (A A B B).
+#[test]
+fn repeated_rows_run_interleaved_unless_blocks_are_asked_for() {
+    let d = scratch().join("order");
+    std::fs::create_dir_all(&d).unwrap();
+    for (order, labels) in [
+        ("interleaved", ["tick", "none", "tick", "none"]),
+        ("blocks", ["tick", "tick", "none", "none"]),
+    ] {
+        let f = d.join(format!("{order}.json"));
+        ok(bin()
+            .args([
+                "compare",
+                &workload("cpu-scaling.toml"),
+                "--locks",
+                "tick,none",
+                "--repeat",
+                "2",
+                "--order",
+                order,
+                "--duration",
+                "50ms",
+                "--json",
+                f.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap());
+        let v = read_json(&f);
+        let runs = v["runs"].as_array().unwrap();
+        let got: Vec<&str> = runs.iter().map(|r| r["label"].as_str().unwrap()).collect();
+        assert_eq!(got, labels, "{order}");
+        for (i, r) in runs.iter().enumerate() {
+            assert_eq!(r["sequence"]["index"], i, "{order}");
+            assert_eq!(r["sequence"]["order"], order);
+        }
+    }
+    let o = bin()
+        .args([
+            "compare",
+            &workload("cpu-scaling.toml"),
+            "--order",
+            "random",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
 }

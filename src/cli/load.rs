@@ -161,6 +161,7 @@ pub fn run(o: &LoadOpts) -> Result<RunResult, Failure> {
     Ok(RunResult {
         scenario: "load".into(),
         lock: "external".into(),
+        sequence: None,
         params: serde_json::json!({
             "connect": addr.to_string(),
             "transport": s.transport,

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use gilbench::experiment::{self, Progress, Row};
-use gilbench::result::RunResult;
+use gilbench::result::{Order, RunResult};
 
 use crate::{instrument, Failure, OutputOpts};
 
@@ -69,7 +69,7 @@ impl Bar {
 
 pub fn run_rows(
     rows: Vec<Row>,
-    repeat: u32,
+    (repeat, order): (u32, Order),
     baselines: bool,
     out: &OutputOpts,
 ) -> Result<Vec<RunResult>, Failure> {
@@ -98,7 +98,7 @@ pub fn run_rows(
                 }
             });
         }
-        let r = experiment::execute(&rows, repeat, baselines, &inst, &mut |p| {
+        let r = experiment::execute(&rows, (repeat, order), baselines, &inst, &mut |p| {
             if let Some(b) = &bar {
                 b.update(p);
             }

@@ -176,7 +176,7 @@ pub const COLUMNS: &[Column] = &[
     Column {
         name: "switches",
         key: "switches",
-        source: Source::Run(|r| Some(r.gil.switches as f64)),
+        source: Source::Run(|r| r.gil.switches.map(|x| x as f64)),
         human: whole,
         plain: whole,
         optional: false,
@@ -184,7 +184,7 @@ pub const COLUMNS: &[Column] = &[
     Column {
         name: "forced drops",
         key: "forced_drops",
-        source: Source::Run(|r| Some(r.gil.forced_drops as f64)),
+        source: Source::Run(|r| r.gil.forced_drops.map(|x| x as f64)),
         human: whole,
         plain: whole,
         optional: false,
@@ -193,7 +193,9 @@ pub const COLUMNS: &[Column] = &[
         name: "ctx switches",
         key: "ctx_switches",
         source: Source::Run(|r| {
-            Some((r.gil.ctx_switches.voluntary + r.gil.ctx_switches.involuntary) as f64)
+            r.gil
+                .ctx_switches
+                .map(|c| (c.voluntary + c.involuntary) as f64)
         }),
         human: whole,
         plain: whole,
@@ -202,7 +204,7 @@ pub const COLUMNS: &[Column] = &[
     Column {
         name: "idle/wanted",
         key: "idle_while_wanted",
-        source: Source::Run(|r| Some(r.gil.idle_while_wanted)),
+        source: Source::Run(|r| r.gil.idle_while_wanted),
         human: percent,
         plain: percent_plain,
         optional: false,
@@ -262,9 +264,10 @@ pub fn index(key: &str) -> usize {
 }
 
 /// Whether `r` has figures at all: a run that failed before it produced any (kept to name
-/// the failure, see `experiment::execute`) has none.
+/// the failure, see `experiment::execute`), or one stopped before its warm-up ended, has
+/// none (its zeros were never measured).
 pub fn measured(r: &RunResult) -> bool {
-    !(r.failure.is_some() && r.threads.is_empty() && r.measured_s == 0.0)
+    r.measured_s > 0.0
 }
 
 /// Column `c`'s figure of run `r` (`None` for the ratio, or when the run has none).
@@ -286,6 +289,11 @@ fn pct(p: &Percentiles) -> String {
     format!("{}/{}/{}", us(p.p50), us(p.p99), us(p.max))
 }
 
+/// A counter of the run, `-` when it was not measured.
+pub fn counter(x: Option<u64>) -> String {
+    x.map_or("-".into(), |x| x.to_string())
+}
+
 fn ctx(c: &crate::metrics::CtxSwitches) -> String {
     format!("{}/{}", c.voluntary, c.involuntary)
 }
@@ -299,10 +307,22 @@ pub struct ThreadColumn {
     pub left: bool,
     /// Whether the text table shows it (the HTML page shows every column).
     pub in_text: bool,
+    /// A GIL counter: `-` for every thread of a run that did not record them.
+    pub gil_counter: bool,
     /// The cell of one thread.
     pub thread: fn(&ThreadResult) -> String,
     /// The cell of the total row.
     pub total: fn(&RunResult) -> String,
+}
+
+impl ThreadColumn {
+    /// The cell of thread `t` of run `r`.
+    pub fn cell(&self, r: &RunResult, t: &ThreadResult) -> String {
+        if self.gil_counter && r.gil.acquisitions.is_none() {
+            return "-".into();
+        }
+        (self.thread)(t)
+    }
 }
 
 /// A run's table of threads, in order.
@@ -311,6 +331,7 @@ pub const THREAD_COLUMNS: &[ThreadColumn] = &[
         name: "thread",
         width: 8,
         left: true,
+        gil_counter: false,
         in_text: true,
         thread: |t| t.name.clone(),
         total: |_| "total".into(),
@@ -319,6 +340,7 @@ pub const THREAD_COLUMNS: &[ThreadColumn] = &[
         name: "work",
         width: 10,
         left: true,
+        gil_counter: false,
         in_text: true,
         thread: |t| t.workload.clone(),
         total: |_| String::new(),
@@ -327,6 +349,7 @@ pub const THREAD_COLUMNS: &[ThreadColumn] = &[
         name: "core",
         width: 5,
         left: false,
+        gil_counter: false,
         in_text: true,
         thread: core,
         total: |_| String::new(),
@@ -335,6 +358,7 @@ pub const THREAD_COLUMNS: &[ThreadColumn] = &[
         name: "cores seen",
         width: 10,
         left: false,
+        gil_counter: false,
         in_text: false,
         thread: |t| {
             let c: Vec<String> = t.cores.iter().map(usize::to_string).collect();
@@ -350,6 +374,7 @@ pub const THREAD_COLUMNS: &[ThreadColumn] = &[
         name: "migrations",
         width: 10,
         left: false,
+        gil_counter: false,
         in_text: false,
         thread: |t| t.migrations.to_string(),
         total: |r| {
@@ -364,6 +389,7 @@ pub const THREAD_COLUMNS: &[ThreadColumn] = &[
         name: "ticks/s",
         width: 10,
         left: false,
+        gil_counter: false,
         in_text: true,
         thread: |t| rate(t.ticks_per_sec),
         total: |r| r.cpu.as_ref().map_or("-".into(), |c| rate(c.ticks_per_sec)),
@@ -372,30 +398,34 @@ pub const THREAD_COLUMNS: &[ThreadColumn] = &[
         name: "acq",
         width: 8,
         left: false,
+        gil_counter: true,
         in_text: true,
         thread: |t| t.counters.acquisitions.to_string(),
-        total: |r| r.gil.acquisitions.to_string(),
+        total: |r| counter(r.gil.acquisitions),
     },
     ThreadColumn {
         name: "switch",
         width: 8,
         left: false,
+        gil_counter: true,
         in_text: true,
         thread: |t| t.counters.switches.to_string(),
-        total: |r| r.gil.switches.to_string(),
+        total: |r| counter(r.gil.switches),
     },
     ThreadColumn {
         name: "forced",
         width: 8,
         left: false,
+        gil_counter: true,
         in_text: true,
         thread: |t| t.counters.forced_drops.to_string(),
-        total: |r| r.gil.forced_drops.to_string(),
+        total: |r| counter(r.gil.forced_drops),
     },
     ThreadColumn {
         name: "GIL wait p50/p99/max",
         width: 26,
         left: false,
+        gil_counter: false,
         in_text: true,
         thread: |t| pct(&t.wait_us),
         total: |r| pct(&r.gil.wait_us),
@@ -404,6 +434,7 @@ pub const THREAD_COLUMNS: &[ThreadColumn] = &[
         name: "GIL hold p50/p99/max",
         width: 26,
         left: false,
+        gil_counter: false,
         in_text: true,
         thread: |t| pct(&t.hold_us),
         total: |r| pct(&r.gil.hold_us),
@@ -412,6 +443,7 @@ pub const THREAD_COLUMNS: &[ThreadColumn] = &[
         name: "switch wait p50/p99/max",
         width: 26,
         left: false,
+        gil_counter: false,
         in_text: false,
         thread: |t| pct(&t.switch_wait_us),
         total: |r| pct(&r.gil.switch_wait_us),
@@ -420,8 +452,9 @@ pub const THREAD_COLUMNS: &[ThreadColumn] = &[
         name: "ctx vol/inv",
         width: 12,
         left: false,
+        gil_counter: false,
         in_text: true,
         thread: |t| ctx(&t.ctx_switches),
-        total: |r| ctx(&r.gil.ctx_switches),
+        total: |r| r.gil.ctx_switches.as_ref().map_or("-".into(), ctx),
     },
 ];

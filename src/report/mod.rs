@@ -77,7 +77,7 @@ pub fn run_table(r: &RunResult) -> String {
     let text = || THREAD_COLUMNS.iter().filter(|c| c.in_text);
     let _ = writeln!(o, "{}", line(text().map(|c| c.name.to_owned()).collect()));
     for t in &r.threads {
-        let _ = writeln!(o, "{}", line(text().map(|c| (c.thread)(t)).collect()));
+        let _ = writeln!(o, "{}", line(text().map(|c| c.cell(r, t)).collect()));
     }
     let _ = writeln!(o, "{}", line(text().map(|c| (c.total)(r)).collect()));
     let g = &r.gil;
@@ -191,14 +191,21 @@ pub fn run_table(r: &RunResult) -> String {
             let _ = writeln!(o, "io: load generator ran on {}", io.loadgen);
         }
     }
-    if g.acquisitions > 0 && r.lock != "none" {
-        let _ = writeln!(
-            o,
-            "gil: idle while wanted {:.1}% of the measured window ({}); holds with another holder: {}",
-            g.idle_while_wanted * 100.0,
-            us(g.idle_while_wanted_s * 1e6),
-            g.overlaps
-        );
+    match (g.idle_while_wanted, g.idle_while_wanted_s, g.overlaps) {
+        (Some(idle), Some(idle_s), Some(overlaps))
+            if g.acquisitions > Some(0) && r.lock != "none" =>
+        {
+            let _ = writeln!(
+                o,
+                "gil: idle while wanted {:.1}% of the measured window ({}); holds with another holder: {overlaps}",
+                idle * 100.0,
+                us(idle_s * 1e6),
+            );
+        }
+        _ if g.acquisitions.is_none() && r.lock != "external" => {
+            let _ = writeln!(o, "gil: not recorded (record = false): no GIL counters");
+        }
+        _ => {}
     }
     if !g.design.is_empty() {
         let parts: Vec<String> = g.design.iter().map(|(k, v)| format!("{k} {v}")).collect();
@@ -276,6 +283,9 @@ pub struct SummaryRow {
     pub partial: bool,
     /// Some run of the row failed (its `failure`).
     pub failed: bool,
+    /// The row against the first, figure by figure (of [`CONFIDENCE_KEYS`] that both have);
+    /// empty for the first row.
+    pub confidence: Vec<Confidence>,
 }
 
 impl SummaryRow {
@@ -287,6 +297,87 @@ impl SummaryRow {
     /// The label with its mark: `timed (partial)`.
     pub fn marked_label(&self) -> String {
         format!("{}{}", self.label, row_mark(self.failed, self.partial))
+    }
+
+    /// How this row compares with the first on `key`, if both have the figure.
+    pub fn against_first(&self, key: &str) -> Option<&Confidence> {
+        self.confidence.iter().find(|c| c.key == key)
+    }
+}
+
+/// The header of the verdict column.
+pub const VERDICT: &str = "verdict";
+
+/// How the verdicts are reached, in a caption.
+pub const CONFIDENCE_METHOD: &str =
+    "95% CI by Hodges-Lehmann on log values (exact Mann-Whitney), none below 4 runs a row";
+
+/// The figures each row is set against the first row's with a confidence interval.
+pub const CONFIDENCE_KEYS: [&str; 4] = [
+    "requests_per_sec",
+    "cpu_ticks_per_sec",
+    "latency_p99_us",
+    "cpu_kept",
+];
+
+/// One figure of a row against the first row's: the ratio of their medians, and how sure
+/// it is (see [`crate::stats`]).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Confidence {
+    /// The column (a key of [`COLUMNS`]).
+    pub key: &'static str,
+    /// This row's median over the first row's.
+    pub ratio: f64,
+    /// The ratio's 95% interval; `None` with fewer runs than `stats::min_runs` (or a zero).
+    pub interval: Option<crate::stats::RatioInterval>,
+    /// Runs with the figure: the first row's, and this row's.
+    pub runs: [usize; 2],
+}
+
+impl Confidence {
+    fn of(key: &'static str, reference: &[f64], mine: &[f64]) -> Option<Confidence> {
+        let (r, m) = (Stat::of(reference.to_vec())?, Stat::of(mine.to_vec())?);
+        (r.median > 0.0).then(|| Confidence {
+            key,
+            ratio: m.median / r.median,
+            interval: crate::stats::ratio_interval(reference, mine),
+            runs: [reference.len(), mine.len()],
+        })
+    }
+
+    /// The verdict in words: `2.80x faster, 95% CI 2.50-3.10x`, `within noise, 95% CI
+    /// 0.91-1.08x`, or why there is none (the spread is in the ratio column).
+    pub fn verdict(&self) -> String {
+        let (up, down) = match self.key {
+            "latency_p99_us" => ("higher p99", "lower p99"),
+            "cpu_kept" => ("more CPU kept", "less CPU kept"),
+            _ => ("faster", "slower"),
+        };
+        let Some(i) = self.interval else {
+            let need = crate::stats::min_runs();
+            let fewest = self.runs[0].min(self.runs[1]);
+            return if fewest < need {
+                let s = if fewest == 1 { "" } else { "s" };
+                format!("no verdict: {fewest} run{s} (needs {need})")
+            } else {
+                "no verdict: a zero figure".into()
+            };
+        };
+        if i.high < 1.0 {
+            format!(
+                "{:.2}x {down}, 95% CI {:.2}-{:.2}x",
+                1.0 / self.ratio,
+                1.0 / i.high,
+                1.0 / i.low
+            )
+        } else if i.low > 1.0 {
+            format!(
+                "{:.2}x {up}, 95% CI {:.2}-{:.2}x",
+                self.ratio, i.low, i.high
+            )
+        } else {
+            format!("within noise, 95% CI {:.2}-{:.2}x", i.low, i.high)
+        }
     }
 }
 
@@ -300,20 +391,39 @@ pub fn summary(runs: &[RunResult]) -> Vec<SummaryRow> {
             labels.push(l);
         }
     }
-    let mut rows: Vec<SummaryRow> = labels
+    // values[row][column]: the column's figure of every run of the row that has it.
+    let values: Vec<Vec<Vec<f64>>> = labels
         .iter()
         .map(|&l| {
             let group: Vec<&RunResult> = runs.iter().filter(|r| r.row_label() == l).collect();
-            let cells = COLUMNS
+            COLUMNS
                 .iter()
-                .map(|c| Stat::of(group.iter().filter_map(|r| columns::value(c, r)).collect()))
-                .collect();
-            SummaryRow {
-                label: l.to_owned(),
-                cells,
-                partial: group.iter().any(|r| r.partial),
-                failed: group.iter().any(|r| r.failure.is_some()),
-            }
+                .map(|c| group.iter().filter_map(|r| columns::value(c, r)).collect())
+                .collect()
+        })
+        .collect();
+    let mut rows: Vec<SummaryRow> = labels
+        .iter()
+        .zip(&values)
+        .enumerate()
+        .map(|(i, (&l, v))| SummaryRow {
+            label: l.to_owned(),
+            cells: v.iter().map(|v| Stat::of(v.clone())).collect(),
+            partial: runs.iter().any(|r| r.row_label() == l && r.partial),
+            failed: runs
+                .iter()
+                .any(|r| r.row_label() == l && r.failure.is_some()),
+            confidence: if i == 0 {
+                Vec::new()
+            } else {
+                CONFIDENCE_KEYS
+                    .iter()
+                    .filter_map(|&k| {
+                        let c = columns::index(k);
+                        Confidence::of(k, &values[0][c], &v[c])
+                    })
+                    .collect()
+            },
         })
         .collect();
     let base_key = ratio_base(&rows);
@@ -340,6 +450,45 @@ pub fn summary(runs: &[RunResult]) -> Vec<SummaryRow> {
     rows
 }
 
+/// The verdict cell of each row (the ratio's figure against the first row), when some row
+/// was repeated; `None` for a table of single runs.
+pub fn verdicts(rows: &[SummaryRow]) -> Option<Vec<String>> {
+    let repeated = rows
+        .iter()
+        .any(|r| r.cells.iter().flatten().any(|s| s.n > 1));
+    if !repeated {
+        return None;
+    }
+    let key = ratio_base(rows);
+    Some(
+        rows.iter()
+            .enumerate()
+            .map(|(i, r)| match r.against_first(key) {
+                _ if i == 0 => "reference".to_owned(),
+                Some(c) => c.verdict(),
+                None => "-".to_owned(),
+            })
+            .collect(),
+    )
+}
+
+/// The other figures' verdicts (p99, CPU), one line per row and figure, for the lines under
+/// a table; empty for a table of single runs.
+pub fn other_verdicts(rows: &[SummaryRow]) -> Vec<String> {
+    if verdicts(rows).is_none() {
+        return Vec::new();
+    }
+    let key = ratio_base(rows);
+    rows.iter()
+        .flat_map(|r| {
+            r.confidence.iter().filter(|c| c.key != key).map(|c| {
+                let name = COLUMNS[columns::index(c.key)].name;
+                format!("{}, {name} {:.2}x: {}", r.label, c.ratio, c.verdict())
+            })
+        })
+        .collect()
+}
+
 /// The column the ratio compares: the first of [`RATIO_BASES`] the first row has.
 fn ratio_base(rows: &[SummaryRow]) -> &'static str {
     RATIO_BASES
@@ -358,15 +507,34 @@ pub fn shown(rows: &[SummaryRow]) -> Vec<(usize, &'static Column)> {
         .collect()
 }
 
-/// `3 runs`, or `3 runs, 1 failed` when some failed before they produced results.
+/// `3 runs`, or `3 runs, 1 failed` when some failed before they produced results (and `1
+/// stopped in its warm-up` for runs a signal stopped before they measured anything).
 pub fn count_runs(runs: &[RunResult]) -> String {
-    let failed = runs.iter().filter(|r| !columns::measured(r)).count();
-    let n = runs.len() - failed;
+    let unmeasured = |failed: bool| {
+        runs.iter()
+            .filter(|r| !columns::measured(r) && r.failure.is_some() == failed)
+            .count()
+    };
+    let (failed, stopped) = (unmeasured(true), unmeasured(false));
+    let n = runs.len() - failed - stopped;
     let mut s = format!("{n} run{}", if n == 1 { "" } else { "s" });
     if failed > 0 {
         s += &format!(", {failed} failed");
     }
+    if stopped > 0 {
+        s += &format!(", {stopped} stopped in its warm-up");
+    }
     s
+}
+
+/// The notes about the experiment rather than one run (the runs a stop left undone, and the
+/// rows never started), from runs whose notes are not shown with their failure.
+pub fn experiment_notes(runs: &[RunResult]) -> impl Iterator<Item = &str> {
+    runs.iter()
+        .filter(|r| r.failure.is_none() || columns::measured(r))
+        .flat_map(|r| r.notes.iter())
+        .filter(|n| n.starts_with(crate::result::NOT_RUN))
+        .map(String::as_str)
 }
 
 /// The line above a compare/sweep table: what it holds and what the ratio compares.
@@ -375,11 +543,16 @@ pub fn caption(runs: &[RunResult], rows: &[SummaryRow]) -> Option<String> {
     let reps = runs.iter().map(|r| r.repeat + 1).max().unwrap_or(1);
     let base = COLUMNS[columns::index(ratio_base(rows))].name;
     Some(format!(
-        "{}: {}{}; latency is client-side; ratio is {base} against the first row",
+        "{}: {}{}; latency is client-side; ratio is {base} against the first row{}",
         r.scenario,
         count_runs(runs),
         if reps > 1 {
             format!(", each row the median (min-max) of {reps}")
+        } else {
+            String::new()
+        },
+        if reps > 1 {
+            format!("; verdict: {CONFIDENCE_METHOD}")
         } else {
             String::new()
         },
@@ -390,15 +563,18 @@ pub fn caption(runs: &[RunResult], rows: &[SummaryRow]) -> Option<String> {
 pub fn summary_text(runs: &[RunResult]) -> String {
     let rows = summary(runs);
     let cols = shown(&rows);
+    let verdicts = verdicts(&rows);
     let mut table: Vec<Vec<String>> = vec![std::iter::once("run".to_owned())
         .chain(cols.iter().map(|(_, c)| c.name.to_owned()))
+        .chain(verdicts.as_ref().map(|_| VERDICT.to_owned()))
         .collect()];
-    for r in &rows {
+    for (n, r) in rows.iter().enumerate() {
         let mut line = vec![r.marked_label()];
         line.extend(
             cols.iter()
                 .map(|&(i, c)| r.cells[i].map_or("-".into(), |s| s.show(c.human, "-"))),
         );
+        line.extend(verdicts.as_ref().map(|v| v[n].clone()));
         table.push(line);
     }
     let widths: Vec<usize> = (0..table[0].len())
@@ -438,6 +614,12 @@ pub fn summary_text(runs: &[RunResult]) -> String {
         for n in r.notes.iter().filter(|_| !columns::measured(r)) {
             let _ = writeln!(o, "  {n}");
         }
+    }
+    for v in other_verdicts(&rows) {
+        let _ = writeln!(o, "{v}");
+    }
+    for n in experiment_notes(runs) {
+        let _ = writeln!(o, "note: {n}");
     }
     o
 }
@@ -482,5 +664,14 @@ mod tests {
             .find(|c| c.key == "p99_vs_alone")
             .unwrap();
         assert!(matches!(&col.source, columns::Source::Run(f) if f(&r).is_none()));
+    }
+}
+
+#[cfg(test)]
+mod confidence_tests {
+    #[test]
+    fn the_method_names_the_minimum_it_uses() {
+        let need = crate::stats::min_runs();
+        assert!(super::CONFIDENCE_METHOD.contains(&format!("below {need} runs")));
     }
 }

@@ -87,6 +87,7 @@ pub(super) fn assemble<G: Gil>(
     );
     let hists = full_hists(sc, &merged, &load);
     let cut_short = load_cut_short(&load);
+    // A run stopped in its warm-up measured nothing: no CPU or I/O figures (not zeros).
     let io = match sc.io {
         IoWork::None => None,
         _ => Some(io_summary(
@@ -107,9 +108,9 @@ pub(super) fn assemble<G: Gil>(
         params: params(sc, &setup.addrs, setup.tick_ns, setup.call_work_ticks),
         wall_s: fin.wall.as_secs_f64(),
         measured_s: secs,
-        cpu,
-        io,
-        gil: gil_summary(gil, &merged, setup.idle_while_wanted, secs),
+        cpu: cpu.filter(|_| secs > 0.0),
+        io: io.filter(|_| secs > 0.0),
+        gil: gil_summary(gil, &merged, setup.idle_while_wanted, (secs, sc.record)),
         threads: outs.into_iter().map(|o| o.result).collect(),
         notes,
         partial: interrupted.is_some() || failure.is_some() || cut_short,
@@ -117,6 +118,7 @@ pub(super) fn assemble<G: Gil>(
         baseline: None,
         label: sc.design_label(),
         repeat: 0,
+        sequence: None,
         hists,
         intervals,
         trace,
@@ -315,30 +317,34 @@ fn params(sc: &Scenario, addrs: &[SocketAddr], tick_ns: f64, call_work_ticks: u6
     params
 }
 
+/// The GIL side of the run: its counters only when they were recorded (`record`) over a
+/// measured window, and the figures derived from the threads' logs after the run (holder
+/// switches, overlaps, idle-while-wanted) only when they were (`idle_while_wanted` is
+/// `Some`); absent otherwise.
 fn gil_summary<G: Gil>(
     gil: &G,
     m: &Merged,
     idle_while_wanted: Option<Duration>,
-    secs: f64,
+    (secs, recorded): (f64, bool),
 ) -> GilSummary {
-    let idle_while_wanted = idle_while_wanted.unwrap_or_default();
+    let rec = |x: u64| (recorded && secs > 0.0).then_some(x);
+    let derived = |x: u64| idle_while_wanted.and(rec(x));
+    let idle = idle_while_wanted
+        .filter(|_| recorded && secs > 0.0)
+        .map(|d| d.as_secs_f64());
     GilSummary {
-        acquisitions: m.total.acquisitions,
-        switches: m.total.switches,
-        forced_drops: m.total.forced_drops,
-        voluntary_drops: m.total.voluntary_drops,
-        overlaps: m.total.overlaps,
-        idle_while_wanted_s: idle_while_wanted.as_secs_f64(),
-        idle_while_wanted: if secs > 0.0 {
-            (idle_while_wanted.as_secs_f64() / secs).min(1.0)
-        } else {
-            0.0
-        },
+        acquisitions: rec(m.total.acquisitions),
+        switches: derived(m.total.switches),
+        forced_drops: rec(m.total.forced_drops),
+        voluntary_drops: rec(m.total.voluntary_drops),
+        overlaps: derived(m.total.overlaps),
+        idle_while_wanted_s: idle,
+        idle_while_wanted: idle.map(|i| (i / secs).min(1.0)),
         wait_us: Percentiles::of(&m.wait),
         hold_us: Percentiles::of(&m.hold),
         reacquire_us: Percentiles::of(&m.reacquire),
         switch_wait_us: Percentiles::of(&m.switch_wait),
-        ctx_switches: m.ctx,
+        ctx_switches: (secs > 0.0).then_some(m.ctx),
         design: design_figures(gil.stats()),
     }
 }

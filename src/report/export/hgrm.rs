@@ -45,7 +45,8 @@ impl Exporter for Hgrm {
         ensure_dir(dir)?;
         let mut written = 0;
         for r in cx.runs {
-            for (metric, h) in &r.hists {
+            // An empty histogram measured nothing (e.g. unrecorded GIL waits): no file.
+            for (metric, h) in r.hists.iter().filter(|(_, h)| !h.is_empty()) {
                 let name = format!(
                     "{}_{}_{}_{}.hgrm",
                     file_part(&r.scenario),

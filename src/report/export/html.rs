@@ -13,8 +13,10 @@ use super::{Context, Dest, Exporter, Mark, Outcome, Target};
 use crate::metrics::Percentiles;
 use crate::output::{resolve, write_file};
 use crate::report::about::Provenance;
-use crate::report::columns::{measured, THREAD_COLUMNS};
-use crate::report::{caption, plot, rate, shown, summary, Stat};
+use crate::report::columns::{counter, measured, THREAD_COLUMNS};
+use crate::report::{
+    caption, other_verdicts, plot, rate, shown, summary, verdicts, Stat, VERDICT,
+};
 use crate::result::RunResult;
 use crate::units::us;
 
@@ -225,18 +227,22 @@ fn alerts(o: &mut String, runs: &[RunResult]) {
             esc(r.row_label())
         );
     }
-    for r in runs.iter().filter(|r| r.gil.overlaps > 0 && r.lock != "none") {
+    for r in runs
+        .iter()
+        .filter(|r| r.gil.overlaps > Some(0) && r.lock != "none")
+    {
         let _ = write!(
             o,
             "<div class=\"alert failed\" role=\"alert\"><strong>Broken exclusion: {}</strong>\
              {} holds saw another thread take the GIL.</div>",
             esc(r.row_label()),
-            r.gil.overlaps
+            r.gil.overlaps.unwrap_or_default()
         );
     }
     // Each note once, with the rows that have it.
     let mut grouped: Vec<(&str, Vec<&str>)> = Vec::new();
-    for r in runs.iter().filter(|r| measured(r)) {
+    // (A failed run without figures lists its notes with its failure.)
+    for r in runs.iter().filter(|r| r.failure.is_none() || measured(r)) {
         for n in &r.notes {
             match grouped.iter_mut().find(|(t, _)| t == n) {
                 Some((_, labels)) if !labels.contains(&r.row_label()) => {
@@ -291,12 +297,16 @@ fn results(o: &mut String, runs: &[RunResult]) {
     if let Some(c) = caption(runs, &rows) {
         let _ = write!(o, "<p class=\"caption\">{}</p>", esc(&c));
     }
+    let verdicts = verdicts(&rows);
     o.push_str("<div class=\"scroll\"><table class=\"results\"><thead><tr><th scope=\"col\">run</th>");
     for (_, c) in &cols {
         let _ = write!(o, "<th scope=\"col\">{}</th>", esc(c.name));
     }
+    if verdicts.is_some() {
+        let _ = write!(o, "<th scope=\"col\">{VERDICT}</th>");
+    }
     o.push_str("</tr></thead><tbody>");
-    for row in &rows {
+    for (n, row) in rows.iter().enumerate() {
         let class = if row.failed {
             " class=\"failed\""
         } else if row.partial {
@@ -331,9 +341,18 @@ fn results(o: &mut String, runs: &[RunResult]) {
                 }
             }
         }
+        if let Some(v) = &verdicts {
+            let _ = write!(o, "<td data-col=\"{VERDICT}\">{}</td>", esc(&v[n]));
+        }
         o.push_str("</tr>");
     }
-    o.push_str("</tbody></table></div></section>");
+    o.push_str("</tbody></table></div>");
+    // (The caption says how verdicts are reached.)
+    let others = other_verdicts(&rows);
+    if !others.is_empty() {
+        list(o, others.iter().map(String::as_str));
+    }
+    o.push_str("</section>");
 }
 
 fn tags(failed: bool, partial: bool) -> &'static str {
@@ -427,7 +446,7 @@ fn threads(o: &mut String, r: &RunResult) {
         o.push_str("<tr>");
         for (i, c) in THREAD_COLUMNS.iter().enumerate() {
             let tag = if i == 0 { "th scope=\"row\"" } else { "td" };
-            let _ = write!(o, "<{tag}>{}</{}>", esc(&(c.thread)(t)), &tag[..2]);
+            let _ = write!(o, "<{tag}>{}</{}>", esc(&c.cell(r, t)), &tag[..2]);
         }
         o.push_str("</tr>");
     }
@@ -452,22 +471,23 @@ fn gil(o: &mut String, r: &RunResult) {
     kv(
         o,
         &[
-            ("acquisitions", g.acquisitions.to_string()),
-            ("switches", g.switches.to_string()),
-            ("forced drops", g.forced_drops.to_string()),
-            ("voluntary drops", g.voluntary_drops.to_string()),
+            ("acquisitions", counter(g.acquisitions)),
+            ("switches", counter(g.switches)),
+            ("forced drops", counter(g.forced_drops)),
+            ("voluntary drops", counter(g.voluntary_drops)),
             (
                 "idle while wanted",
-                format!(
-                    "{:.2}% ({})",
-                    g.idle_while_wanted * 100.0,
-                    us(g.idle_while_wanted_s * 1e6)
-                ),
+                g.idle_while_wanted
+                    .zip(g.idle_while_wanted_s)
+                    .map_or("-".into(), |(share, s)| {
+                        format!("{:.2}% ({})", share * 100.0, us(s * 1e6))
+                    }),
             ),
-            ("overlaps", g.overlaps.to_string()),
+            ("overlaps", counter(g.overlaps)),
             (
                 "context switches (vol/inv)",
-                format!("{}/{}", g.ctx_switches.voluntary, g.ctx_switches.involuntary),
+                g.ctx_switches
+                    .map_or("-".into(), |c| format!("{}/{}", c.voluntary, c.involuntary)),
             ),
         ],
     );

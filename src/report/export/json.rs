@@ -2,6 +2,7 @@
 
 use super::{text_to, Context, Dest, Exporter, Mark, Outcome, Target};
 use crate::report::about::Provenance;
+use crate::report::{summary, verdicts, Confidence};
 use crate::result::RunResult;
 
 /// The format.
@@ -38,20 +39,49 @@ pub fn json(runs: &[RunResult]) -> String {
 
 /// The result file as pretty JSON, with how the results were made when known.
 pub fn json_with(runs: &[RunResult], provenance: Option<&Provenance>) -> String {
-    /// `ResultFile` without copying the runs, and with its provenance.
+    /// `ResultFile` without copying the runs, with its provenance and each row against the
+    /// first (not read back: `report` computes it again from the runs).
     #[derive(serde::Serialize)]
     struct Borrowed<'a> {
         gilbench: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
         provenance: Option<&'a Provenance>,
         runs: &'a [RunResult],
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        comparison: Vec<Compared<'a>>,
     }
+    let rows = summary(runs);
+    // Only for repeated rows, as the tables (single runs have no verdict).
+    let repeated = verdicts(&rows).is_some();
+    let comparison = rows
+        .iter()
+        .filter(|_| repeated)
+        .flat_map(|r| {
+            r.confidence.iter().map(|c| Compared {
+                row: &r.label,
+                reference: &rows[0].label,
+                verdict: c.verdict(),
+                figure: c,
+            })
+        })
+        .collect();
     let doc = Borrowed {
         gilbench: env!("CARGO_PKG_VERSION"),
         provenance,
         runs,
+        comparison,
     };
     serde_json::to_string_pretty(&doc).expect("results always encode") + "\n"
+}
+
+/// One figure of a row against the first row's, in the result file.
+#[derive(serde::Serialize)]
+struct Compared<'a> {
+    row: &'a str,
+    reference: &'a str,
+    #[serde(flatten)]
+    figure: &'a Confidence,
+    verdict: String,
 }
 
 /// How the results in a result file were made, if it says (`provenance`).

@@ -5,7 +5,9 @@ use std::fmt::Write;
 
 use super::{text_to, Context, Dest, Exporter, Mark, Outcome, Target};
 use crate::report::columns::measured;
-use crate::report::{shown, summary};
+use crate::report::{
+    other_verdicts, shown, summary, verdicts, CONFIDENCE_METHOD, VERDICT,
+};
 use crate::result::RunResult;
 
 /// The format.
@@ -53,13 +55,19 @@ pub fn markdown(runs: &[RunResult]) -> String {
     }
     let rows = summary(runs);
     let cols = shown(&rows);
-    let names: Vec<&str> = cols.iter().map(|(_, c)| c.name).collect();
+    let verdicts = verdicts(&rows);
+    let names: Vec<&str> = cols
+        .iter()
+        .map(|(_, c)| c.name)
+        .chain(verdicts.as_ref().map(|_| VERDICT))
+        .collect();
     let _ = writeln!(o, "| run | {} |", names.join(" | "));
-    let _ = writeln!(o, "|---|{}", "---:|".repeat(cols.len()));
-    for row in &rows {
+    let _ = writeln!(o, "|---|{}", "---:|".repeat(names.len()));
+    for (n, row) in rows.iter().enumerate() {
         let cells: Vec<String> = cols
             .iter()
             .map(|&(i, c)| row.cells[i].map_or("-".into(), |s| s.show(c.plain, "–")))
+            .chain(verdicts.as_ref().map(|v| escape(&v[n])))
             .collect();
         let _ = writeln!(
             o,
@@ -67,6 +75,12 @@ pub fn markdown(runs: &[RunResult]) -> String {
             escape(&row.marked_label()),
             cells.join(" | ")
         );
+    }
+    if verdicts.is_some() {
+        let _ = writeln!(o, "\nVerdicts: {CONFIDENCE_METHOD}.");
+        for v in other_verdicts(&rows) {
+            let _ = writeln!(o, "- {}", escape(&v));
+        }
     }
     for r in runs.iter().filter(|r| r.failure.is_some()) {
         let _ = writeln!(
@@ -78,6 +92,9 @@ pub fn markdown(runs: &[RunResult]) -> String {
         for n in r.notes.iter().filter(|_| !measured(r)) {
             let _ = writeln!(o, "- {}", escape(n));
         }
+    }
+    for n in crate::report::experiment_notes(runs) {
+        let _ = writeln!(o, "\n**Note**: {}", escape(n));
     }
     o
 }

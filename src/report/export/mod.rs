@@ -202,6 +202,7 @@ pub(crate) fn sample_run(label: &str) -> RunResult {
         lock: "timed".into(),
         label: label.into(),
         repeat: 0,
+        sequence: None,
         params: serde_json::json!({"pin": "spread", "interval": "5ms"}),
         wall_s: 1.1,
         measured_s: 1.0,
@@ -221,11 +222,14 @@ pub(crate) fn sample_run(label: &str) -> RunResult {
             ..Default::default()
         }),
         gil: GilSummary {
-            acquisitions: 2000,
-            switches: 1500,
-            forced_drops: 200,
-            idle_while_wanted: 0.0123,
-            idle_while_wanted_s: 0.0123,
+            acquisitions: Some(2000),
+            switches: Some(1500),
+            forced_drops: Some(200),
+            voluntary_drops: Some(0),
+            overlaps: Some(0),
+            idle_while_wanted: Some(0.0123),
+            idle_while_wanted_s: Some(0.0123),
+            ctx_switches: Some(Default::default()),
             wait_us: pct(10.0),
             hold_us: pct(100.0),
             ..Default::default()
@@ -238,5 +242,198 @@ pub(crate) fn sample_run(label: &str) -> RunResult {
         hists: [("io-latency".to_owned(), h)].into_iter().collect(),
         intervals: Vec::new(),
         trace: None,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::report::about::About;
+
+    /// Every format of `runs`: the text table, Markdown, CSV, JSON and the HTML page.
+    pub(crate) fn every_format(runs: &[RunResult]) -> [(&'static str, String); 5] {
+        let about = About::default();
+        let cx = Context {
+            runs,
+            sweep_key: None,
+            force: false,
+            about: &about,
+            written: &[],
+            say: &|_| {},
+            note: &|_| {},
+        };
+        [
+            ("text", crate::report::summary_text(runs)),
+            ("markdown", markdown::markdown(runs)),
+            ("csv", csv::csv(runs)),
+            ("json", json::json(runs)),
+            ("html", html::page(&cx, Path::new("/tmp/r.html")).unwrap()),
+        ]
+    }
+
+    /// Rows `a` and `b`, `n` runs each: b serves `factor` times a's requests/s (each run a
+    /// little off), with the same p99 give or take.
+    fn two_rows(n: usize, factor: f64) -> Vec<RunResult> {
+        let wobble = [1.0, 1.04, 0.97, 1.02, 0.99, 1.01];
+        let mut runs = Vec::new();
+        for r in 0..n {
+            for (label, f) in [("a", 1.0), ("b", factor)] {
+                let mut run = sample_run(label);
+                run.repeat = r as u32;
+                let io = run.io.as_mut().unwrap();
+                io.requests_per_sec = 1000.0 * f * wobble[r];
+                io.latency_us.p99 = 600.0 * wobble[(r + usize::from(f > 1.0)) % 6];
+                runs.push(run);
+            }
+        }
+        runs
+    }
+
+    #[test]
+    fn a_clear_difference_has_its_verdict_in_every_format() {
+        let runs = two_rows(5, 2.8);
+        for (format, out) in every_format(&runs) {
+            assert!(out.contains("2.80x faster, 95% CI "), "{format}: {out}");
+            // (The CSV has the other figures' intervals as numbers.)
+            assert!(
+                format == "csv" || out.contains("within noise, 95% CI"),
+                "{format}: {out}"
+            );
+        }
+        let v: serde_json::Value = serde_json::from_str(&json::json(&runs)).unwrap();
+        let c = &v["comparison"][0];
+        assert_eq!(c["row"], "b");
+        assert_eq!(c["key"], "requests_per_sec");
+        assert!(c["interval"]["low"].as_f64().unwrap() > 2.5, "{c}");
+        assert!((c["interval"]["coverage"].as_f64().unwrap() - 0.968).abs() < 0.001);
+    }
+
+    #[test]
+    fn below_the_minimum_the_spread_shows_and_no_verdict() {
+        let runs = two_rows(3, 2.8);
+        for (format, out) in every_format(&runs) {
+            assert!(
+                out.contains("no verdict: 3 runs (needs 4)"),
+                "{format}: {out}"
+            );
+            assert!(!out.contains("faster"), "{format}: {out}");
+        }
+        let csv = csv::csv(&runs);
+        let line = csv.lines().nth(2).unwrap();
+        // b's requests/s ratio is there, its interval empty.
+        assert!(line.contains(",2.8,,,"), "{line}");
+        // Single runs: no verdict column at all.
+        for (format, out) in every_format(&two_rows(1, 2.8)) {
+            assert!(!out.contains("no verdict"), "{format}: {out}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod absent {
+    use super::tests::every_format;
+    use super::*;
+    use crate::result::GilSummary;
+
+    /// A run without GIL-side recording: its counters and shares are absent, not zeros.
+    fn unrecorded(label: &str) -> RunResult {
+        let mut r = sample_run(label);
+        r.gil = GilSummary {
+            ctx_switches: Some(Default::default()),
+            ..Default::default()
+        };
+        for t in &mut r.threads {
+            t.wait_us = Default::default();
+            t.hold_us = Default::default();
+        }
+        r
+    }
+
+    #[test]
+    fn unrecorded_figures_are_absent_in_every_format() {
+        let runs = [unrecorded("a"), unrecorded("b")];
+        for (format, out) in every_format(&runs) {
+            let (absent, zero) = match format {
+                "csv" => (",0.0123", ",1500,200,0,"),
+                // (Each thread's counters are still numbers in the JSON.)
+                "json" => ("\"switches\": null", "\"idle_while_wanted\": 0"),
+                "html" => (
+                    "data-col=\"switches\" class=\"none\">-<",
+                    "data-col=\"idle_while_wanted\" data-value",
+                ),
+                "markdown" => ("| - | - | 0 | - |", "1.23%"),
+                _ => ("      -", "1.2%"),
+            };
+            assert!(!out.contains(zero), "{format}: {out}");
+            assert!(format == "csv" || out.contains(absent), "{format}: {out}");
+            assert!(format != "csv" || !out.contains(absent), "{format}: {out}");
+        }
+        let line = super::csv::csv(&runs).lines().nth(1).unwrap().to_owned();
+        // switches, forced drops and idle/wanted empty; ctx switches measured (0).
+        assert!(line.contains(",,,0,,"), "{line}");
+        let v: serde_json::Value = serde_json::from_str(&json::json(&runs)).unwrap();
+        let g = &v["runs"][0]["gil"];
+        for k in [
+            "acquisitions",
+            "idle_while_wanted",
+            "wait_us",
+            "reacquire_us",
+        ] {
+            assert!(g[k].is_null(), "{k}: {g}");
+        }
+        assert!(v["runs"][0]["threads"][0]["wait_us"].is_null());
+        // Read back: the same run.
+        let back: crate::result::ResultFile = serde_json::from_value(v).unwrap();
+        assert_eq!(back.runs[0].gil.switches, None);
+        assert_eq!(back.runs[0].gil.wait_us.count, 0);
+        let table = crate::report::run_table(&runs[0]);
+        assert!(table.contains("gil: not recorded"), "{table}");
+        assert!(!table.contains("idle while wanted"), "{table}");
+    }
+
+    /// Results of gilbench before absent figures (numbers everywhere) still read.
+    #[test]
+    fn older_results_still_read() {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&json::json(&[sample_run("a")])).unwrap();
+        v["runs"][0]["gil"]["reacquire_us"] = serde_json::json!({
+            "p50": 0.0, "p90": 0.0, "p99": 0.0, "p999": 0.0, "max": 0.0, "mean": 0.0, "count": 0
+        });
+        v["runs"][0]["gil"]
+            .as_object_mut()
+            .unwrap()
+            .remove("overlaps");
+        let back: crate::result::ResultFile = serde_json::from_value(v).unwrap();
+        assert_eq!(back.runs[0].gil.switches, Some(1500));
+        assert_eq!(back.runs[0].gil.overlaps, None);
+        assert_eq!(back.runs[0].gil.reacquire_us.count, 0);
+    }
+
+    /// A run a signal stopped in its warm-up (nothing measured) has no figures and no ratio
+    /// (it showed 0 req/s and 0.00x).
+    #[test]
+    fn a_row_stopped_in_its_warm_up_has_no_figures() {
+        let mut b = sample_run("b");
+        b.measured_s = 0.0;
+        b.partial = true;
+        b.cpu = None;
+        b.io = None;
+        b.notes = vec!["not run: 1 run (rows never started: c)".into()];
+        let runs = [sample_run("a"), b];
+        for (format, out) in every_format(&runs) {
+            assert!(
+                !out.contains("0.00x") && !out.contains(",0.0,"),
+                "{format}: {out}"
+            );
+            // (The CSV has a line per run and no notes.)
+            assert!(
+                format == "csv" || out.contains("rows never started: c"),
+                "{format}: {out}"
+            );
+        }
+        let text = crate::report::summary_text(&runs);
+        let row = text.lines().find(|l| l.starts_with("b (partial)")).unwrap();
+        assert!(row.split_whitespace().skip(2).all(|c| c == "-"), "{row}");
+        assert!(text.contains("1 run, 1 stopped in its warm-up"), "{text}");
     }
 }
