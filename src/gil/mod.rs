@@ -13,6 +13,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub(crate) mod handoff;
+#[cfg(all(test, not(loom)))]
+pub(crate) mod testing;
 pub(crate) mod ticker;
 
 /// Declares every design: `module::Type => Variant`. Adding a design is one new module and
