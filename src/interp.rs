@@ -445,6 +445,8 @@ impl<'a, G: Gil> Interp<'a, G> {
             record(&mut m.switch_wait, self.clock.between(at, back));
         }
         match why {
+            // A yield that kept the GIL (nobody to yield to) is no drop.
+            Release::Forced if self.gil.kept(&self.thread) => {}
             Release::Forced => m.counters.forced_drops += 1,
             Release::Blocking => m.counters.voluntary_drops += 1,
             Release::Exit => {}

@@ -1286,3 +1286,27 @@ fn bfs_snatches_when_the_designated_thread_has_not_started() {
     assert!(barged > 0, "no snatch in 50 tries");
     assert_eq!(gil.snatches(), barged as u64);
 }
+
+/// A yield that keeps the GIL because nobody waits (ocaml's and ruby's return at once) is not
+/// a forced drop: the interpreter does not count it as one.
+#[test]
+fn a_yield_that_keeps_the_gil_is_not_a_forced_drop() {
+    struct KeptYield;
+    impl WithGil for KeptYield {
+        type Out = (u64, bool);
+        fn run<G: Gil>(self, gil: G) -> (u64, bool) {
+            let mut it = Interp::new(&gil);
+            it.take();
+            it.release(Release::Forced);
+            it.take();
+            let held = it.holds();
+            it.release(Release::Exit);
+            (it.metrics.counters.forced_drops, held)
+        }
+    }
+    for k in [LockKind::Ocaml, LockKind::Ruby] {
+        let (drops, held) = k.with_design(&GilParams::default(), KeptYield);
+        assert!(held, "{k}");
+        assert_eq!(drops, 0, "{k}: a kept yield was counted as a forced drop");
+    }
+}

@@ -141,18 +141,19 @@ fn mlfq_three_holders() {
 /// mutual exclusion, no deadlock, no thread left parked.
 #[test]
 fn mlfq_fast_path_three_threads_two_rounds() {
-    // Periods far beyond the model's run: no branch may depend on the real clock (loom
-    // replays each interleaving and needs the same choices every time).
-    fn make() -> MlfqGil {
-        let long = std::time::Duration::from_secs(1000);
-        MlfqGil::new(&GilParams {
-            quanta: vec![long, long],
-            allotments: vec![long, long],
-            boost_interval: long,
-            ..params()
-        })
-    }
-    model(3, 2, Some(2), make, |_| {}, Release::Blocking);
+    model(3, 2, Some(2), mlfq_untimed, |_| {}, Release::Blocking);
+}
+
+/// mlfq with periods far beyond a model's run: no branch may depend on the real clock (loom
+/// replays each interleaving and needs the same choices every time).
+fn mlfq_untimed() -> MlfqGil {
+    let long = std::time::Duration::from_secs(1000);
+    MlfqGil::new(&GilParams {
+        quanta: vec![long, long],
+        allotments: vec![long, long],
+        boost_interval: long,
+        ..params()
+    })
 }
 
 #[test]
@@ -184,44 +185,14 @@ fn timed_three_holders() {
 
 /// mlfq's snatch-back: one thread releases for a blocking call and asks again at once while
 /// two others wait, so it may take the GIL back from a thread that was handed it but has not
-/// started. In every interleaving: mutual exclusion, no deadlock, and the snatched thread is
-/// not lost (it still gets the GIL).
+/// started (and then drops the drop request a waiter had set for that thread). In every
+/// interleaving: mutual exclusion, no deadlock, and the snatched thread is not lost (it still
+/// gets the GIL).
 #[test]
 fn mlfq_snatch_back_three_threads() {
-    let mut b = loom::model::Builder::new();
-    b.preemption_bound = Some(1);
-    b.check(|| {
-        let gil = Arc::new(MlfqGil::new(&params()));
-        let cell = Arc::new(UnsafeCell::new(0u32));
-        let bump = |cell: &UnsafeCell<u32>| {
-            // SAFETY: loom reports any concurrent access here as a failure.
-            cell.with_mut(|v| unsafe { *v += 1 })
-        };
-        let mut me = gil.register();
-        gil.take(&mut me);
-        let waiters: Vec<_> = (0..2)
-            .map(|_| {
-                let (gil, cell) = (gil.clone(), cell.clone());
-                thread::spawn(move || {
-                    let mut w = gil.register();
-                    gil.take(&mut w);
-                    bump(&cell);
-                    gil.release(&mut w, Release::Blocking);
-                })
-            })
-            .collect();
-        bump(&cell);
-        gil.release(&mut me, Release::Blocking);
-        gil.take(&mut me);
-        bump(&cell);
-        gil.release(&mut me, Release::Exit);
-        for h in waiters {
-            h.join().unwrap();
-        }
-        // SAFETY: every thread was joined.
-        assert_eq!(cell.with(|v| unsafe { *v }), 4);
-    });
+    call_and_return_three_threads(mlfq_untimed);
 }
+
 /// A yield while another thread waits: the holder's check says yield (after `prepare`, e.g. a
 /// tick), it releases with `Release::Forced` and takes again. In every interleaving: mutual
 /// exclusion, no deadlock or lost wake-up, and, once the waiter is known to wait, the yielder
@@ -388,4 +359,66 @@ fn bfs_yield_goes_to_the_waiter() {
         |g| g.queued_len() > 0,
         |_| {},
     );
+}
+
+/// The holder releases for a call, two others wait, and the holder takes again at once: a
+/// thread that wins the fast word while polling hands the GIL to the stealer (PyPy's
+/// fairness unlock of `mutex_gil`) and queues behind it. In every interleaving: mutual
+/// exclusion (the fast word and `mutex_gil` are never both free), no deadlock, nobody left
+/// parked.
+#[test]
+fn pypy_early_poll_hands_on_three_threads() {
+    call_and_return_three_threads(|| PypyGil::new(&pypy_params()));
+}
+
+/// BFS with every slice spent at once: every release that has a successor, blocking ones
+/// included, waits for the switch, and the eval-breaker flags are cleared at release (not at
+/// take), so a preempt set while the designated thread was waking reaches it. Three threads,
+/// one of which releases for a call and takes again at once (so it may snatch).
+#[test]
+fn bfs_release_side_flags_three_threads() {
+    call_and_return_three_threads(|| BfsGil::new(&bfs_params()));
+}
+
+/// Three threads: one holds, releases for a call, takes again at once (yielding at its check
+/// if the design says so) and leaves; two others take, yield at their check if asked, and
+/// leave. Checks mutual exclusion, no deadlock, no lost wake-up, every take served.
+fn call_and_return_three_threads<G: Gil>(make: fn() -> G) {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(1);
+    b.check(move || {
+        let gil = Arc::new(make());
+        let cell = Arc::new(UnsafeCell::new(0u32));
+        let bump = |cell: &UnsafeCell<u32>| {
+            // SAFETY: loom reports any concurrent access here as a failure.
+            cell.with_mut(|v| unsafe { *v += 1 })
+        };
+        let mut me = gil.register();
+        gil.take(&mut me);
+        let others: Vec<_> = (0..2)
+            .map(|_| {
+                let (gil, cell) = (gil.clone(), cell.clone());
+                thread::spawn(move || {
+                    let mut w = gil.register();
+                    gil.take(&mut w);
+                    bump(&cell);
+                    if gil.check(&mut w) {
+                        gil.release(&mut w, Release::Forced);
+                        gil.take(&mut w);
+                    }
+                    gil.release(&mut w, Release::Exit);
+                })
+            })
+            .collect();
+        bump(&cell);
+        gil.release(&mut me, Release::Blocking);
+        gil.take(&mut me);
+        bump(&cell);
+        gil.release(&mut me, Release::Exit);
+        for h in others {
+            h.join().unwrap();
+        }
+        // SAFETY: every thread was joined.
+        assert_eq!(cell.with(|v| unsafe { *v }), 4);
+    });
 }

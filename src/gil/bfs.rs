@@ -8,20 +8,25 @@
 //! `check_depleted`. Per thread: `slice`, `deadline` (virtual), `timestamp`, its own wake-up.
 //!
 //! * take: if `slice <= 0`, refill `slice = rr` and set `deadline = python_time + 8 rr`. If
-//!   nobody holds, take it. Else `urgent = my.deadline <= current.deadline && current.deadline
-//!   >= python_time`. Urgent while `prev` is set (the designated thread has not started yet):
+//!   nobody holds, take it. Else `urgent = my.deadline <= current.deadline &&
+//!   current.deadline >= python_time`. Urgent while `prev` is set (the designated thread has not started yet):
 //!   snatch the GIL now. Otherwise set `preempt` (urgent) or `check_depleted` (not urgent),
 //!   join the run list, and wait, `0.55 rr x waiters` at a time; a wait that times out sets
 //!   `check_depleted`. Chosen while `prev` is still more urgent and my own deadline has not
 //!   expired: unlock, spin `bfs_switch_back_spin` (12 us) so `prev` can snatch the GIL back,
 //!   relock. On success: leave the run list, hold, clear `prev`, confirm a pending forced
-//!   switch, stamp `timestamp`.
-//! * release: `dt = min(now - timestamp, rr)`; `python_time += dt`; `slice -= dt`. For a
-//!   blocking release `prev = me`. Choose the next thread: the first in the run list whose
-//!   deadline has expired, else the one with the earliest deadline; designate it and wake it.
-//!   Forced switch: when releasing at a check, if a next thread exists and (`slice <= 0`, or
-//!   its deadline expired, or `my.deadline >= its deadline`), wait until someone confirms the
-//!   take-over. (Only at a check: a thread releasing for I/O must stay free to snatch back.)
+//!   switch, stamp `timestamp`. The flags are left alone: the `preempt` of an urgent waiter
+//!   that came while the designated thread was still waking stops that thread at its first
+//!   check.
+//! * release: `dt = min(now - timestamp, rr)`; `python_time += dt`; `slice -= dt`; clear
+//!   `preempt` and `check_depleted` ("we heard the shout"). For a blocking release
+//!   `prev = me`. Choose the next thread: the first in the run list whose deadline has
+//!   expired, else the one with the earliest deadline; designate it and wake it. Forced
+//!   switch, on every release but a thread's last (blocking ones too, as `_bfs_yield` does):
+//!   if a next thread exists and (`slice <= 0`, or its deadline expired, or
+//!   `my.deadline >= its deadline`), wait until someone confirms the take-over. A blocking
+//!   releaser skips the wait only when it is strictly more urgent than the next thread, its
+//!   slice left and that thread's deadline not expired: exactly when it may snatch back.
 //! * check: if `preempt`, or `check_depleted` and the slice is used up
 //!   (`slice <= min(now - timestamp, rr)`), release and take again.
 //!
@@ -132,8 +137,9 @@ impl BfsGil {
         s.current = Some(t.id);
         s.started = true;
         s.prev = None;
-        self.preempt.store(false, Ordering::Relaxed);
-        self.check_depleted.store(false, Ordering::Relaxed);
+        // The eval-breaker flags stay: `bfs_schedule` leaves them to the releaser, so an urgent
+        // waiter's `preempt` set while this thread was still waking preempts it at its first
+        // check.
         if let Some(r) = s.switch.take() {
             s.threads[r].switched = true;
             s.threads[r].slot.poke();
@@ -270,6 +276,9 @@ impl Gil for BfsGil {
         let dt = (t.timestamp.elapsed().as_nanos() as u64).min(self.rr);
         s.python_time += dt;
         t.slice -= dt as i64;
+        // "Reset preemption flags - we heard the shout." (`_bfs_yield`)
+        self.preempt.store(false, Ordering::Relaxed);
+        self.check_depleted.store(false, Ordering::Relaxed);
         if why == Release::Blocking {
             s.prev = Some(t.id);
         }
@@ -279,7 +288,10 @@ impl Gil for BfsGil {
         let Some(n) = next else { return };
         s.threads[n].slot.poke();
         let (mine, theirs) = (Self::deadline(&s, t.id), Self::deadline(&s, n));
-        let forced = why == Release::Forced
+        // On every yield, blocking ones included (not a thread's last release: `bfs_clear`
+        // makes an exiting thread opaque, and an opaque thread's yield skips the wait).
+        let forced = why != Release::Exit
+            && s.switch.is_none()
             && (t.slice <= 0 || theirs < s.python_time || mine >= theirs);
         if !forced {
             return;
@@ -318,5 +330,59 @@ impl Gil for BfsGil {
     fn stats(&self) -> Vec<(&'static str, u64)> {
         let s = lock(&self.st);
         vec![("snatches", s.snatches), ("switch_backs", s.switch_backs)]
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::super::testing::{flags, taker, wait_until};
+    use super::*;
+
+    /// `_bfs_yield` waits for the next thread on every yield: an I/O thread whose slice is
+    /// spent, releasing for a blocking call with C queued, returns only once C holds.
+    #[test]
+    fn a_blocking_release_with_a_spent_slice_waits_for_the_next_thread() {
+        let g = Arc::new(BfsGil::new(&GilParams::default()));
+        let mut io = g.register();
+        g.take(&mut io);
+        io.slice = 0;
+        let [c_held, go] = flags();
+        let c = taker(&g, &c_held, &go);
+        wait_until("C queues", || g.queued_len() == 1);
+        let c_id = io.id + 1;
+        g.release(&mut io, Release::Blocking);
+        let seen = {
+            let s = lock(&g.st);
+            (s.current, s.started)
+        };
+        go.store(true, Ordering::SeqCst);
+        c.join().unwrap();
+        assert_eq!(io.forced_switches, 1, "the release did not wait for the switch");
+        assert_eq!(seen, (Some(c_id), true), "C did not hold when the release returned");
+    }
+
+    /// `bfs.c` clears `preempt` at release, not at take: an urgent waiter C that arrives
+    /// while B is designated but not started still preempts B at B's first check.
+    #[test]
+    fn an_urgent_waiters_preempt_survives_the_designated_threads_start() {
+        let g = Arc::new(BfsGil::new(&GilParams::default()));
+        let mut b = g.register();
+        {
+            let mut s = lock(&g.st);
+            s.current = Some(b.id);
+            s.started = false;
+            // Far later than the deadline C gets (8 rr): C is urgent.
+            s.threads[b.id].deadline = 100 * g.rr;
+        }
+        let [c_held, go] = flags();
+        go.store(true, Ordering::SeqCst);
+        let c = taker(&g, &c_held, &go);
+        wait_until("C queues", || g.queued_len() == 1);
+        g.hold(&mut lock(&g.st), &mut b);
+        let preempted = g.check(&mut b);
+        g.release(&mut b, Release::Forced);
+        c.join().unwrap();
+        assert!(c_held.load(Ordering::SeqCst));
+        assert!(preempted, "B's first check did not see C's preempt");
     }
 }

@@ -26,7 +26,9 @@
 //! I/O call that did not really block then costs no switch, and the woken thread keeps its
 //! place at the head of its queue. A more urgent thread may snatch as often as it likes (it
 //! would preempt the woken thread at once anyway); an equally urgent one only once before the
-//! woken thread has run, so snatching cannot starve it.
+//! woken thread has run, so snatching cannot starve it. A drop request that a waiter had set
+//! for the overtaken thread does not pass to the snatcher: the waiters look again at the new
+//! holder, and only one that outranks it asks again.
 //!
 //! A thread preempted by a more urgent one goes back to the head of its queue and finishes
 //! the quantum it had begun (as a preempted process does in an OS scheduler), so CPU-bound
@@ -442,6 +444,7 @@ impl MlfqGil {
             t.fast.begin(self.clock.raw());
             self.word.store(held_by(t.id), Ordering::Release);
             t.held_fast = true;
+            t.fast_takes += 1;
             return;
         }
         if let Some(h) = fast_holder(word) {
@@ -461,7 +464,12 @@ impl MlfqGil {
                 s.threads[h].snatched = true;
                 s.snatches += 1;
                 s.start_holding(t.id, now);
-                s.threads[h].slot.poke();
+                // A drop request set so far was a waiter's preemption of `h` (which had not
+                // started): it was meant for `h`, not for this thread, which that waiter may
+                // not outrank. The waiters look again at the new holder (`h` among them).
+                s.priority_preempt = false;
+                self.drop_request.store(false, Ordering::Relaxed);
+                self.poke_late_waiters(&s, now);
                 return;
             }
             Some(_) => {}
@@ -507,9 +515,15 @@ impl MlfqGil {
         s.handoffs += 1;
         s.threads[next].deadline = None;
         s.threads[next].slot.grant();
-        // Waiters timed their next look on the previous holder; those that would look later
-        // than the new holder's quantum allows (or not at all) must look again now.
-        let due = now + self.quanta[s.threads[next].level];
+        self.poke_late_waiters(&s, now);
+    }
+
+    /// After a change of holder: waiters timed their next look on the previous holder; those
+    /// that would look later than the new holder's quantum allows (or not at all: they had
+    /// asked the previous holder to drop) must look again now.
+    fn poke_late_waiters(&self, s: &Sched, now: Instant) {
+        let Some(h) = s.holder else { return };
+        let due = now + self.quanta[s.threads[h].level];
         for &w in s.queues.iter().flatten() {
             let t = &s.threads[w];
             if t.deadline.is_none_or(|d| d > due) {
@@ -864,6 +878,59 @@ mod tests {
             used >= Duration::from_millis(2),
             "a resumed its quantum with {used:?} of it used"
         );
+    }
+
+    /// A snatch drops a drop request meant for the overtaken thread: R (level 0) releases for
+    /// a blocking call and h (level 2) is handed the GIL; W (level 1) arrives and, more urgent
+    /// than h, asks for a drop; R snatches the GIL back. W does not outrank R, so R must not
+    /// be asked to drop.
+    #[test]
+    fn a_snatch_drops_a_request_meant_for_the_overtaken_thread() {
+        // Three levels (1, 5, 20 ms quanta), no boosts.
+        let g = Arc::new(MlfqGil::new(&GilParams {
+            boost_interval: Duration::from_secs(1000),
+            ..GilParams::default()
+        }));
+        let (mut r, h, mut w) = (g.register(), g.register(), g.register());
+        g.take(&mut r);
+        {
+            let mut s = to_sched(&g);
+            s.threads[h.id].level = 2;
+            s.threads[w.id].level = 1;
+            s.queues[2].push_back(h.id);
+        }
+        g.release(&mut r, Release::Blocking);
+        let g2 = g.clone();
+        let waiter = std::thread::spawn(move || {
+            g2.take(&mut w);
+            g2.release(&mut w, Release::Exit);
+        });
+        let t0 = std::time::Instant::now();
+        while !(g.queued_len() == 1 && g.drop_request.load(Ordering::Relaxed)) {
+            assert!(t0.elapsed() < Duration::from_secs(10), "W never asked for a drop");
+            std::thread::yield_now();
+        }
+        g.take(&mut r);
+        let snatched = stat(g.stats(), "snatches");
+        // Time for W to look again (well within R's 10 ms allotment at the top).
+        std::thread::sleep(Duration::from_millis(2));
+        let asked = g.check(&mut r);
+        g.release(&mut r, Release::Exit);
+        waiter.join().unwrap();
+        assert_eq!(snatched, 1, "R did not snatch");
+        assert!(!asked, "R was asked to drop for W, which it outranks");
+    }
+
+    /// The fallback fast hold of the slow path (the fast holder left between the take's CAS
+    /// and the scheduler's look) is a fast take like any other.
+    #[test]
+    fn the_slow_paths_fast_hold_counts_as_a_fast_take() {
+        let g = gil_without_boosts();
+        let mut t = g.register();
+        g.take_slow(&mut t);
+        assert_eq!(g.word.load(Ordering::Relaxed), held_by(t.id));
+        g.release(&mut t, Release::Blocking);
+        assert_eq!(t.fast_takes, 1);
     }
 
     fn stat(stats: Vec<(&'static str, u64)>, name: &str) -> u64 {

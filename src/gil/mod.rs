@@ -13,6 +13,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub(crate) mod handoff;
+#[cfg(all(test, not(loom)))]
+pub(crate) mod testing;
 pub(crate) mod ticker;
 
 /// Declares every design: `module::Type => Variant`. Adding a design is one new module and
@@ -180,6 +182,13 @@ pub trait Gil: Send + Sync + 'static {
     /// The eval-breaker check, called by the holder between ticks. Returns `true` when the
     /// holder must drop the GIL and take it again now.
     fn check(&self, t: &mut Self::Thread) -> bool;
+
+    /// Whether the thread's last `release(Forced)` kept the GIL: a yield that found nobody to
+    /// yield to (ocaml's and ruby's yields return at once then, and the next `take` is a
+    /// no-op). Such a yield is not a drop, and is not counted as one.
+    fn kept(&self, _t: &Self::Thread) -> bool {
+        false
+    }
 
     /// Design-specific per-thread counters (e.g. mlfq's demotions), reported per thread.
     fn thread_stats(&self, _t: &Self::Thread) -> Vec<(&'static str, u64)> {

@@ -5,7 +5,9 @@
 //! * take: lock; while `busy` { `waiters += 1`; wait `is_free`; `waiters -= 1` }; `busy = 1`.
 //!   There is no queue: a thread that returns from a blocking section and finds the lock free
 //!   takes it, ahead of a waiter that was signalled but has not run yet (barging).
-//! * release: `busy = 0`; signal `is_free`.
+//! * release: `busy = 0`; unlock; then signal `is_free` (`st_masterlock_release` in 4.x:
+//!   "m->busy = 0; pthread_mutex_unlock(&m->lock); pthread_cond_signal(&m->is_free);"; OCaml
+//!   5 moved the signal inside the mutex). The yield signals inside: it goes on to wait.
 //! * yield: if nobody waits, carry on. Otherwise, in one critical section, `busy = 0`, signal
 //!   `is_free`, count itself as a waiter, and wait on `is_free` (at least once, then while
 //!   `busy`). The yielder is waiting before anyone else can run, so the signal it sent goes
@@ -19,6 +21,12 @@
 //! yielder remembers how many signals had been sent when it yielded and, in `take`, waits
 //! until a later one was sent *and* the lock is free: the behaviour of waiting once and then
 //! while `busy`, without holding the mutex across the two calls.
+//!
+//! The condition variable is std's (a futex), not glibc's `pthread_cond_t` as in OCaml: the
+//! one property of glibc's the design relies on, that the yielder's own signal cannot wake
+//! the yielder ("the POSIX spec prevents the above signal from pairing with this wait"), is
+//! kept by the signal count above. Whether glibc's waiter groups change who wins a race for
+//! a freed lock was not measured (`timed` uses glibc's, `src/sync/pthread.rs`).
 //!
 //! No waiter busy-waits unless the user sets `spin` (as for every design with waiters): then an
 //! ordinary take polls for a free lock that long before it waits; the yielder's wait never
@@ -103,13 +111,15 @@ impl OcamlGil {
         self.inner.busy_hint.store(busy, Ordering::Relaxed);
     }
 
-    /// Frees the lock and signals `is_free` if anyone waits.
-    fn free(&self, st: &mut State) {
+    /// Frees the lock; whether anyone waits for the signal on `is_free` (counted as sent:
+    /// the caller sends it, inside the mutex or after it).
+    fn free(&self, st: &mut State) -> bool {
         self.set_busy(st, false);
-        if st.waiters > 0 {
+        let wake = st.waiters > 0;
+        if wake {
             st.signals += 1;
-            self.inner.is_free.notify_one();
         }
+        wake
     }
 
     #[cold]
@@ -201,7 +211,11 @@ impl Gil for OcamlGil {
     fn release(&self, t: &mut OcamlThread, why: Release) {
         let mut st = lock(&self.inner.m);
         if why != Release::Forced {
-            self.free(&mut st);
+            let wake = self.free(&mut st);
+            drop(st);
+            if wake {
+                self.inner.is_free.notify_one();
+            }
             return;
         }
         // st_thread_yield: nothing to do (and no one to wake us) without waiters.
@@ -209,7 +223,9 @@ impl Gil for OcamlGil {
             t.kept = true;
             return;
         }
-        self.free(&mut st);
+        if self.free(&mut st) {
+            self.inner.is_free.notify_one();
+        }
         // Count ourselves as a waiter before anyone else can run.
         let n = st.waiters + 1;
         self.set_waiters(&mut st, n);
@@ -225,6 +241,10 @@ impl Gil for OcamlGil {
         }
         self.inner.tick.store(false, Ordering::Relaxed);
         self.inner.waiters_hint.load(Ordering::Relaxed) > 0
+    }
+
+    fn kept(&self, t: &OcamlThread) -> bool {
+        t.kept
     }
 
     fn thread_stats(&self, t: &OcamlThread) -> Vec<(&'static str, u64)> {

@@ -9,7 +9,12 @@
 //!   release: no wake-up, no system call.
 //! * take, fast path: compare-and-swap `fastgil` 0 -> me (also no system call).
 //! * take, slow path: count self as waiting; poll a bounded, randomised number of times
-//!   (40-400), pausing the CPU and retrying the CAS; then lock `mutex_gil_stealer` (the thread
+//!   (40-400), pausing the CPU and retrying the CAS, and stop polling as soon as the count of
+//!   waiting threads moves (someone entered or left the slow path). A poll that wins the CAS
+//!   does not keep the GIL: "wake up the stealer thread now and go to the waiting queue
+//!   anyway, for fairness" (`thread_gil.c`) — it unlocks `mutex_gil`, so the stealer's timed
+//!   lock gets the GIL, and queues behind it (with nobody else waiting it falls through and
+//!   relocks `mutex_gil` itself). Then lock `mutex_gil_stealer` (the thread
 //!   that holds it is *the* stealer; the others queue there: FIFO here, as PyPy means it to
 //!   be roughly) and loop: if `fastgil` is 0 try the CAS, else try to lock `mutex_gil` for
 //!   `pypy_steal_timeout` (100 us); if that succeeds the holder has yielded, and the stealer
@@ -23,7 +28,8 @@
 //! a call and returns before then takes it straight back with one CAS (barging).
 //!
 //! The bounded polling is PyPy's own busy-wait (a few microseconds at most); the `spin` key
-//! adds, as for every design with waiters, up to `spin` of polling after it (0 by default).
+//! adds, as for every design with waiters, up to `spin` of polling after it (0 by default),
+//! under the same rules: it stops when the waiting count moves, and a win is handed on.
 //! The stealer's loop is a sequence of timed waits, not a busy-wait, but it wakes every
 //! `pypy_steal_timeout`: at 100 us that costs the waiting stealer about a tenth of a core
 //! (measured here: 16 ms of CPU in 150 ms of waiting), PyPy's own price for a release that
@@ -34,7 +40,8 @@
 //! # Fairness
 //! Little. A free GIL goes to whoever CASes first: a thread returning from an external call
 //! usually beats the stealer, which only looks every `pypy_steal_timeout`; the stealer mutex
-//! orders the waiters (FIFO here). The yield is the one fair step: it keeps `fastgil` set, so
+//! orders the waiters (FIFO here). Only the take's first CAS barges, though: a thread that
+//! found the GIL held and wins it while polling hands it to the waiting stealer. The yield is the one fair step: it keeps `fastgil` set, so
 //! the stealer, already waiting on `mutex_gil`, gets the GIL, and the yielder queues behind it.
 //! A CPU-bound holder thus hands over every `pypy_checkinterval` ticks (about half a
 //! millisecond of hashing here) while someone waits. Its own busy-waits, both from the source
@@ -156,7 +163,10 @@ pub struct PypyThread {
     yielded: bool,
     rng: u32,
     yields: u64,
+    /// Takes through `mutex_gil` (after a yield, or after an early-poll winner unlocked it).
     steals: u64,
+    /// Early polls that won the fast word (and unlocked `mutex_gil` for fairness).
+    early_wins: u64,
 }
 
 impl PypyGil {
@@ -172,42 +182,67 @@ impl PypyGil {
             .is_ok()
     }
 
+    /// `RPyGilAcquireSlowPath`.
     #[cold]
     fn take_slow(&self, t: &mut PypyThread) {
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        // PyPy's bounded, randomised polling.
+        let entered = self.waiting.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.early_poll(t, entered) {
+            // "We got the gil before entering the waiting queue. In case there are other
+            // threads waiting for the GIL, wake up the stealer thread now and go to the
+            // waiting queue anyway, for fairness." (thread_gil.c)
+            t.early_wins += 1;
+            self.mutex_gil.unlock();
+        }
+        self.mutex_gil_stealer.lock(&t.slot);
+        self.steal(t);
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        self.mutex_gil_stealer.unlock();
+    }
+
+    /// PyPy's early polling before the stealer queue, bounded and randomised, then up to
+    /// `spin` more of it; whether it won the fast word. It stops as soon as the number of
+    /// waiting threads moves from `entered`: "if another thread left it means the GIL has been
+    /// acquired by that thread; if another thread entered there is no point in running the
+    /// present loop twice" (thread_gil.c).
+    fn early_poll(&self, t: &mut PypyThread, entered: usize) -> bool {
         t.rng ^= t.rng << 13;
         t.rng ^= t.rng >> 17;
         t.rng ^= t.rng << 5;
         let polls = POLLS.0 + t.rng % (POLLS.1 - POLLS.0 + 1);
+        let moved = || self.waiting.load(Ordering::Relaxed) != entered;
+        let free_and_won = || self.fastgil.load(Ordering::Relaxed) == FREE && self.try_fast(t);
         for _ in 0..polls {
+            if moved() {
+                return false;
+            }
             spin_hint();
-            if self.fastgil.load(Ordering::Relaxed) == FREE && self.try_fast(t) {
-                self.waiting.fetch_sub(1, Ordering::Relaxed);
-                return;
+            if free_and_won() {
+                return true;
             }
         }
-        if spin_until(self.spin, || {
-            self.fastgil.load(Ordering::Relaxed) == FREE && self.try_fast(t)
-        }) {
-            self.waiting.fetch_sub(1, Ordering::Relaxed);
-            return;
-        }
-        self.mutex_gil_stealer.lock(&t.slot);
+        let mut won = false;
+        spin_until(self.spin, || {
+            won = !moved() && free_and_won();
+            won || moved()
+        });
+        won
+    }
+
+    /// The stealer's loop, holding `mutex_gil_stealer`: take a free fast word, else wait
+    /// `steal_timeout` for `mutex_gil`, which a yield (or an early-poll winner) unlocks.
+    fn steal(&self, t: &mut PypyThread) {
         loop {
             if self.fastgil.load(Ordering::Relaxed) == FREE {
                 if self.try_fast(t) {
-                    break;
+                    return;
                 }
             } else if self.mutex_gil.lock_timeout(self.steal_timeout) {
-                // The holder yielded: `mutex_gil` is ours, and so is the GIL.
+                // `mutex_gil` is ours, and so is the GIL.
                 self.fastgil.store(t.id, Ordering::Release);
                 t.steals += 1;
-                break;
+                return;
             }
         }
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
-        self.mutex_gil_stealer.unlock();
     }
 }
 
@@ -245,6 +280,7 @@ impl Gil for PypyGil {
             rng: (id as u32).wrapping_mul(2_654_435_761) | 1,
             yields: 0,
             steals: 0,
+            early_wins: 0,
         }
     }
 
@@ -280,6 +316,81 @@ impl Gil for PypyGil {
     }
 
     fn thread_stats(&self, t: &PypyThread) -> Vec<(&'static str, u64)> {
-        vec![("yields", t.yields), ("steals", t.steals)]
+        vec![
+            ("yields", t.yields),
+            ("steals", t.steals),
+            ("early_wins", t.early_wins),
+        ]
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::super::testing::{flags, taker, wait_until};
+    use super::*;
+    use std::time::Instant;
+
+    fn gil_spinning(spin: Duration) -> Arc<PypyGil> {
+        Arc::new(PypyGil::new(&GilParams {
+            spin,
+            ..GilParams::default()
+        }))
+    }
+
+    /// Threads parked in the stealer's timed lock on `mutex_gil`.
+    fn parked(g: &PypyGil) -> usize {
+        lock(&g.mutex_gil.m).1
+    }
+
+    /// Holder H, stealer S parked in its timed lock, poller P still polling (a long `spin`):
+    /// H releases for a call. P's poll wins the fast word, but PyPy's rule hands the GIL on
+    /// "for fairness": S gets it, P queues behind.
+    #[test]
+    fn an_early_poll_winner_hands_the_gil_to_the_stealer() {
+        let g = gil_spinning(Duration::from_millis(300));
+        let mut h = g.register();
+        g.take(&mut h);
+        let [s_held, p_held, go] = flags();
+        let s = taker(&g, &s_held, &go);
+        wait_until("S parks in its timed lock", || parked(&g) > 0);
+        let p = taker(&g, &p_held, &go);
+        wait_until("P waits", || g.waiting() == 2);
+        std::thread::sleep(Duration::from_millis(20));
+        g.release(&mut h, Release::Blocking);
+        wait_until("someone takes the GIL", || {
+            s_held.load(Ordering::SeqCst) || p_held.load(Ordering::SeqCst)
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        let held = (s_held.load(Ordering::SeqCst), p_held.load(Ordering::SeqCst));
+        go.store(true, Ordering::SeqCst);
+        s.join().unwrap();
+        p.join().unwrap();
+        assert_eq!(held, (true, false), "(stealer, poller) holding");
+    }
+
+    /// A thread polling (a long `spin`) stops as soon as another thread enters the slow path,
+    /// and goes to the stealer queue: it parks in the timed lock long before its spin is over.
+    #[test]
+    fn early_polling_stops_when_another_thread_arrives() {
+        let g = gil_spinning(Duration::from_secs(2));
+        let mut h = g.register();
+        g.take(&mut h);
+        let [p_held, q_held, go] = flags();
+        go.store(true, Ordering::SeqCst);
+        let p = taker(&g, &p_held, &go);
+        wait_until("P waits", || g.waiting() == 1);
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(parked(&g), 0, "P is still polling");
+        let q = taker(&g, &q_held, &go);
+        let t0 = Instant::now();
+        wait_until("P parks", || parked(&g) > 0);
+        let stopped_after = t0.elapsed();
+        g.release(&mut h, Release::Blocking);
+        p.join().unwrap();
+        q.join().unwrap();
+        assert!(
+            stopped_after < Duration::from_millis(500),
+            "P polled on for {stopped_after:?} after Q arrived"
+        );
     }
 }

@@ -11,7 +11,11 @@
 //!   the holder's running time (checked at its next eval-breaker check); once that reaches
 //!   `ruby_quantum` (100 ms, `RUBY_THREAD_TIMESLICE`) and the queue is not empty, the holder
 //!   yields: hands off to the head and appends itself to the tail, in one critical section.
-//!   The running time restarts whenever a thread becomes the holder.
+//!   The running time restarts when the running thread changes (`rb_ractor_thread_switch`
+//!   resets it only "if (cr->threads.running_ec != th->ec)"), so a thread back from a
+//!   blocking call that nobody else ran during keeps the running time it had; and after
+//!   every time-slice yield, even one that kept the GIL because the queue had emptied (Ruby
+//!   3.4's `rb_thread_schedule_limits` resets it unconditionally, ruby/ruby#12094).
 //!
 //! No waiter busy-waits unless the user sets `spin` (as for every design with waiters): then it
 //! polls its hand-off slot that long before it parks.
@@ -32,7 +36,12 @@ use crate::sync::{lock, Arc, AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering
 
 struct State {
     running: bool,
-    readyq: VecDeque<Arc<Slot>>,
+    /// Waiters in arrival order: (thread id, its slot).
+    readyq: VecDeque<(usize, Arc<Slot>)>,
+    /// The last thread to hold the GIL (`running_ec`): 0 before anyone has.
+    last: usize,
+    /// Thread ids handed out so far (ids start at 1).
+    registered: usize,
 }
 
 struct Inner {
@@ -63,6 +72,7 @@ pub struct RubyGil {
 
 /// A registered thread.
 pub struct RubyThread {
+    id: usize,
     slot: Arc<Slot>,
     /// Running time charged by timer ticks since this thread last became the holder.
     running_time: Duration,
@@ -88,17 +98,20 @@ impl RubyGil {
         self.inner.queued.store(st.readyq.len(), Ordering::Relaxed);
     }
 
-    /// Becomes the holder: a fresh time slice.
-    fn now_running(&self, t: &mut RubyThread) {
-        t.running_time = Duration::ZERO;
+    /// Becomes the holder; a fresh time slice if `switched` (another thread ran last).
+    fn now_running(&self, t: &mut RubyThread, switched: bool) {
+        if switched {
+            t.running_time = Duration::ZERO;
+        }
         self.inner.interrupt.store(false, Ordering::Relaxed);
     }
 
+    /// Waits until handed the GIL, which always comes from another thread.
     #[cold]
     fn wait_for_handoff(&self, t: &mut RubyThread) {
         let w = t.slot.wait(self.spin, None);
         debug_assert_eq!(w, Wake::Granted);
-        self.now_running(t);
+        self.now_running(t, true);
     }
 }
 
@@ -115,6 +128,8 @@ impl Gil for RubyGil {
             m: Mutex::new(State {
                 running: false,
                 readyq: VecDeque::new(),
+                last: 0,
+                registered: 0,
             }),
             queued: AtomicUsize::new(0),
             interrupt: AtomicBool::new(false),
@@ -132,7 +147,10 @@ impl Gil for RubyGil {
     }
 
     fn register(&self) -> RubyThread {
+        let mut st = lock(&self.inner.m);
+        st.registered += 1;
         RubyThread {
+            id: st.registered,
             slot: Arc::new(Slot::new()),
             running_time: Duration::ZERO,
             queued: false,
@@ -152,11 +170,12 @@ impl Gil for RubyGil {
         let mut st = lock(&self.inner.m);
         if !st.running {
             st.running = true;
+            let switched = std::mem::replace(&mut st.last, t.id) != t.id;
             drop(st);
-            self.now_running(t);
+            self.now_running(t, switched);
             return;
         }
-        st.readyq.push_back(t.slot.clone());
+        st.readyq.push_back((t.id, t.slot.clone()));
         self.sync_len(&st);
         if st.readyq.len() == 1 {
             // Someone waits now: time-slice the holder.
@@ -168,10 +187,11 @@ impl Gil for RubyGil {
 
     fn release(&self, t: &mut RubyThread, why: Release) {
         let mut st = lock(&self.inner.m);
-        let Some(next) = st.readyq.pop_front() else {
+        let Some((next_id, next)) = st.readyq.pop_front() else {
             if why == Release::Forced {
-                // thread_sched_yield with an empty queue: carry on.
+                // thread_sched_yield with an empty queue: carry on, with a fresh slice.
                 t.kept = true;
+                t.running_time = Duration::ZERO;
             } else {
                 st.running = false;
             }
@@ -179,7 +199,7 @@ impl Gil for RubyGil {
         };
         if why == Release::Forced {
             // Yield: the head runs, this thread goes to the tail.
-            st.readyq.push_back(t.slot.clone());
+            st.readyq.push_back((t.id, t.slot.clone()));
             t.queued = true;
             t.yields += 1;
         } else if st.readyq.is_empty() {
@@ -187,6 +207,7 @@ impl Gil for RubyGil {
         }
         self.sync_len(&st);
         // `running` stays set: the GIL passes to `next` without a race.
+        st.last = next_id;
         next.grant();
     }
 
@@ -202,11 +223,107 @@ impl Gil for RubyGil {
         t.running_time >= self.quantum && self.inner.queued.load(Ordering::Relaxed) > 0
     }
 
+    fn kept(&self, t: &RubyThread) -> bool {
+        t.kept
+    }
+
     fn thread_stats(&self, t: &RubyThread) -> Vec<(&'static str, u64)> {
         vec![("yields", t.yields)]
     }
 
     fn stats(&self) -> Vec<(&'static str, u64)> {
         vec![("ticks", self.inner.ticks.load(Ordering::Relaxed))]
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// Ticks of 10 s and a 50 s quantum: the timer thread never fires during a test; the test
+    /// ticks by hand.
+    fn gil() -> Arc<RubyGil> {
+        Arc::new(RubyGil::new(&GilParams {
+            ruby_tick: Duration::from_secs(10),
+            ruby_quantum: Duration::from_secs(50),
+            ..GilParams::default()
+        }))
+    }
+
+    /// `n` timer ticks, each handled at a check; whether the last check said yield.
+    fn ticks(g: &RubyGil, t: &mut RubyThread, n: usize) -> bool {
+        (0..n).fold(false, |_, _| {
+            g.tick();
+            g.check(t)
+        })
+    }
+
+    /// A waiter `b` in the ready queue, in its own thread, which takes the GIL and releases
+    /// it for good.
+    fn queue_waiter(g: &Arc<RubyGil>) -> std::thread::JoinHandle<()> {
+        let (g2, mut b) = (g.clone(), g.register());
+        let h = std::thread::spawn(move || {
+            g2.take(&mut b);
+            g2.release(&mut b, Release::Exit);
+        });
+        let t0 = std::time::Instant::now();
+        while g.queued_len() == 0 {
+            assert!(t0.elapsed() < Duration::from_secs(10), "the waiter never queued");
+            std::thread::yield_now();
+        }
+        h
+    }
+
+    /// Back from a blocking call during which nobody else ran, a thread keeps its running
+    /// time: 30 s before the call, two more ticks reach the 50 s quantum.
+    #[test]
+    fn the_running_time_survives_a_call_nobody_else_ran_in() {
+        let g = gil();
+        let mut a = g.register();
+        g.take(&mut a);
+        assert!(!ticks(&g, &mut a, 3));
+        g.release(&mut a, Release::Blocking);
+        g.take(&mut a);
+        let b = queue_waiter(&g);
+        let yield_due = ticks(&g, &mut a, 2);
+        g.release(&mut a, Release::Exit);
+        b.join().unwrap();
+        assert!(yield_due, "the running time restarted at the take");
+    }
+
+    /// The running time restarts when another thread ran in between.
+    #[test]
+    fn the_running_time_restarts_when_another_thread_ran() {
+        let g = gil();
+        let (mut a, mut c) = (g.register(), g.register());
+        g.take(&mut a);
+        assert!(!ticks(&g, &mut a, 3));
+        g.release(&mut a, Release::Blocking);
+        g.take(&mut c);
+        g.release(&mut c, Release::Exit);
+        g.take(&mut a);
+        let b = queue_waiter(&g);
+        let yield_due = ticks(&g, &mut a, 2);
+        g.release(&mut a, Release::Exit);
+        b.join().unwrap();
+        assert!(!yield_due, "the running time went on across another thread's turn");
+    }
+
+    /// A time-slice yield that found the queue empty keeps the GIL with a fresh slice (Ruby
+    /// 3.4 resets the running time after every such yield).
+    #[test]
+    fn a_yield_that_keeps_the_gil_restarts_the_slice() {
+        let g = gil();
+        let mut a = g.register();
+        g.take(&mut a);
+        assert!(!ticks(&g, &mut a, 6));
+        g.release(&mut a, Release::Forced);
+        assert!(g.kept(&a));
+        g.take(&mut a);
+        let b = queue_waiter(&g);
+        let yield_due = ticks(&g, &mut a, 1);
+        g.release(&mut a, Release::Exit);
+        b.join().unwrap();
+        assert!(!yield_due, "the kept yield did not restart the slice");
     }
 }

@@ -4,6 +4,15 @@
 //!
 //! Timer threads are named `gilt-<design>`.
 //!
+//! Disarming does not wake the timer thread, and arming wakes it only when it sleeps for want
+//! of work: re-armed while the period it is sleeping through has not ended, it ticks at the
+//! end of that period, which can be at once. That is what Ruby's timer thread does, the one
+//! design that disarms (Ruby 3.3+ `thread_pthread.c`): it ticks only when its 10 ms wait
+//! times out, and adding a running thread to the time-sliced ones wakes it only from an
+//! infinite wait (`timer_thread_wakeup_locked`: "if (vm->ractor.sched.timeslice_wait_inf)";
+//! otherwise "will be wakeup..."). So a Ruby time slice can come out up to one tick short,
+//! in Ruby as here.
+//!
 //! Under loom no thread is started (loom does not model time): the models call the design's
 //! tick action themselves, from a loom thread, where a real timer would fire.
 
@@ -61,7 +70,9 @@ mod real {
             self.shared.ctl.lock().unwrap_or_else(|e| e.into_inner())
         }
 
-        /// Starts ticking (the first tick one `period` from now); a no-op when armed.
+        /// Starts ticking: the first tick one `period` from now if the timer was idle, at the
+        /// end of the running period if it was disarmed within that period (see the module
+        /// docs); a no-op when armed.
         pub(crate) fn arm(&self) {
             let mut c = self.ctl();
             if !c.armed {
@@ -140,8 +151,53 @@ impl Ticker {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
+    use super::Ticker;
     use crate::gil::{Gil, GilParams, LockKind, Release, WithGil};
-    use std::time::Duration;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    /// As Ruby's timer thread: re-armed within the period it sleeps through, the timer ticks
+    /// at the end of that period (here 100 ms after the re-arm, not 400); re-armed once it
+    /// has gone idle, a whole period after the re-arm.
+    #[test]
+    fn a_rearm_within_the_period_keeps_its_end() {
+        let period = Duration::from_millis(400);
+        let ticks = Arc::new(Mutex::new(Vec::new()));
+        let seen = ticks.clone();
+        // Not `gilt-`: `timer_threads_end_with_their_gil` counts those.
+        let t = Ticker::spawn("tick-test", period, false, move || {
+            seen.lock().unwrap().push(Instant::now());
+        });
+        let first_tick = |n: usize| {
+            let t0 = Instant::now();
+            loop {
+                if let Some(&at) = ticks.lock().unwrap().get(n) {
+                    return at;
+                }
+                assert!(t0.elapsed() < Duration::from_secs(10), "no tick {n}");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        };
+        t.arm();
+        std::thread::sleep(Duration::from_millis(250));
+        t.disarm();
+        std::thread::sleep(Duration::from_millis(50));
+        let rearmed = Instant::now();
+        t.arm();
+        let early = first_tick(0) - rearmed;
+        t.disarm();
+        // Past the end of the period that follows the tick: the timer is idle.
+        std::thread::sleep(period + Duration::from_millis(200));
+        let rearmed = Instant::now();
+        t.arm();
+        let full = first_tick(1) - rearmed;
+        drop(t);
+        assert!(
+            early < period - Duration::from_millis(100),
+            "re-armed: first tick {early:?}"
+        );
+        assert!(full >= period, "armed from idle: first tick after {full:?}");
+    }
 
     /// This process's threads that are GIL timer threads.
     fn timer_threads() -> usize {

@@ -6,6 +6,7 @@
 //! were already waiting). Under loom the shim's own types stand in (see `timed.rs`).
 
 use std::cell::UnsafeCell;
+use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
@@ -23,8 +24,31 @@ unsafe impl<T: Send> Send for Mutex<T> {}
 unsafe impl<T: Send> Sync for Mutex<T> {}
 
 /// Holds the mutex locked; unlocks on drop.
+///
+/// Neither `Send` nor `Sync`: a default pthread mutex must be unlocked by the thread that
+/// locked it (POSIX leaves unlocking it from another thread undefined), so the guard may not
+/// move to, or be shared with, another thread. The raw-pointer marker removes both auto
+/// traits; `guard_is_not_send` below stops the build if it ever regains them.
 pub(crate) struct MutexGuard<'a, T> {
     m: &'a Mutex<T>,
+    _not_send: PhantomData<*const ()>,
+}
+
+/// Fails to compile if `MutexGuard` is `Send` or `Sync`: with either, both impls of
+/// `AmbiguousIfEither` below apply and the call cannot pick one. (A `compile_fail` doc test
+/// cannot do this: doc tests see only the public API, and the guard is `pub(crate)`, so such
+/// a test would fail to compile for privacy whatever the guard's traits.)
+#[allow(dead_code)]
+fn guard_is_not_send() {
+    trait AmbiguousIfEither<A> {
+        fn check() {}
+    }
+    impl<T: ?Sized> AmbiguousIfEither<()> for T {}
+    struct IfSend;
+    impl<T: ?Sized + Send> AmbiguousIfEither<IfSend> for T {}
+    struct IfSync;
+    impl<T: ?Sized + Sync> AmbiguousIfEither<IfSync> for T {}
+    <MutexGuard<'static, ()> as AmbiguousIfEither<_>>::check();
 }
 
 impl<T> Mutex<T> {
@@ -73,7 +97,10 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // SAFETY: the mutex was initialised in `new` and lives as long as `m`.
     let rc = unsafe { libc::pthread_mutex_lock(m.raw.get()) };
     assert_eq!(rc, 0, "pthread_mutex_lock failed: {rc}");
-    MutexGuard { m }
+    MutexGuard {
+        m,
+        _not_send: PhantomData,
+    }
 }
 
 /// A `pthread_cond_t` on `CLOCK_MONOTONIC` (as CPython's, when the platform has it).
