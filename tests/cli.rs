@@ -82,6 +82,18 @@ fn bad_input_is_one_line_and_exit_2() {
         spin.to_str().unwrap(),
     );
     let echo = workload("convoy-echo.toml");
+    let fifo_path = tmp("no-writer.fifo");
+    let _ = std::fs::remove_file(&fifo_path);
+    let fifo_c = std::ffi::CString::new(fifo_path.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads the NUL-terminated path, which outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(fifo_c.as_ptr(), 0o600) }, 0);
+    let fifo = fifo_path.to_str().unwrap();
+    let result_path = tmp("result.json");
+    std::fs::write(&result_path, "{\"gilbench\": \"0.1.0\", \"runs\": []}\n").unwrap();
+    let result = result_path.to_str().unwrap();
+    let pin_path = tmp("pin.toml");
+    std::fs::write(&pin_path, "pin = \"9999\"\n").unwrap();
+    let pin_file = pin_path.to_str().unwrap();
     // Cases that used to run (and exit 0) run briefly (`brief`) if they regress.
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["run", "/nonexistent/scenario.toml"], "no such file"),
@@ -204,6 +216,96 @@ fn bad_input_is_one_line_and_exit_2() {
             "cannot be swept",
         ),
         (vec!["frobnicate"], "frobnicate"),
+        // Issue 24: inputs that hung, ate memory or failed late, and unclear or silent ones.
+        (
+            vec!["run", "/dev/zero"],
+            "a character device, not a regular file",
+        ),
+        (
+            vec!["run", "/dev/urandom"],
+            "a character device, not a regular file",
+        ),
+        (vec!["run", fifo], "a FIFO, not a regular file"),
+        (vec!["report", fifo], "a FIFO, not a regular file"),
+        (
+            vec!["report", "/dev/zero"],
+            "a character device, not a regular file",
+        ),
+        (vec!["report", result, "--csv", result], "is the input file"),
+        (vec!["run", &scn, "--json", &scn], "is the input file"),
+        (
+            brief(&[
+                "run",
+                &echo,
+                "--set",
+                "transport=udp",
+                "--set",
+                "request_bytes=65508",
+                "--set",
+                "max_request_bytes=70000",
+            ]),
+            "more than a UDP datagram can carry",
+        ),
+        (
+            vec![
+                "load",
+                "--connect",
+                "127.0.0.1:1",
+                "--transport",
+                "udp",
+                "--request-bytes",
+                "70000",
+            ],
+            "more than a UDP datagram can carry",
+        ),
+        (vec!["load", "--connect", "127.0.0.1:0"], "port 0"),
+        (vec!["load", "--connect", "::1:7000"], "[::1]:7000"),
+        (vec!["run", &echo, "--duration", "1ns"], "at least 1ms"),
+        (
+            vec!["run", &scn, "--cpu-threads", "99999999999999999999"],
+            "99999999999999999999 is too large",
+        ),
+        (
+            vec!["run", &scn, "--set", "check_interval=18446744073709551615"],
+            "18446744073709551615 is too large",
+        ),
+        (vec!["run", pin_file], "key 'pin' (9999): core 9999"),
+        (
+            brief(&["compare", &scn, "--baseline", "--no-baseline"]),
+            "cannot be used with",
+        ),
+        (
+            brief(&["compare", &scn, "--lock", "tick", "--locks", "timed"]),
+            "--lock tick: compare runs each design of --locks",
+        ),
+        (
+            brief(&[
+                "sweep",
+                &scn,
+                "--lock",
+                "tick",
+                "--locks",
+                "timed",
+                "--set",
+                "interval=1ms,2ms",
+            ]),
+            "give one or the other",
+        ),
+        (
+            brief(&[
+                "run",
+                &echo,
+                "--cpu-threads",
+                "0",
+                "--set",
+                "fault=panic-holding-gil",
+            ]),
+            "the fault would never happen",
+        ),
+        (
+            brief(&["sweep", &scn, "--set", "interval=1ms,1000us"]),
+            "'1ms' and '1000us' are the same value, named twice",
+        ),
         (vec!["run", &scn, "--no-such-flag"], "no-such-flag"),
     ];
     for (args, needle) in cases {

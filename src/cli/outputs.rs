@@ -10,7 +10,7 @@ use clap::builder::ArgAction;
 use clap::parser::ValueSource;
 use clap::{value_parser, Arg, Args};
 
-use gilbench::output::{check_dir, check_file};
+use gilbench::output::{check_dir, check_dir_files, check_file, resolve};
 use gilbench::report::about::{About, Provenance};
 use gilbench::report::columns::measured;
 use gilbench::report::export::{replace, Context, Dest, Exporter, Needs, Outcome, Target, ALL};
@@ -160,7 +160,10 @@ pub fn check_outputs(out: &OutputOpts) -> Result<(), Failure> {
                 files.push((flag, check_file(p, may_replace).map_err(Failure::Input)?));
             }
             (Dest::Dir(p), Target::Dir { ext }) => {
-                dirs.push((flag, check_dir(p).map_err(Failure::Input)?, ext));
+                let dir = check_dir(p).map_err(Failure::Input)?;
+                check_dir_files(p, ext, may_replace)
+                    .map_err(|m| Failure::Input(format!("{flag} {}: {m}", p.display())))?;
+                dirs.push((flag, dir, ext));
             }
             _ => {}
         }
@@ -186,6 +189,22 @@ pub fn check_outputs(out: &OutputOpts) -> Result<(), Failure> {
                     pa.display()
                 )));
             }
+        }
+    }
+    Ok(())
+}
+
+/// No output may be the input file (`report r.json --csv r.json`): it would replace what
+/// it was made from.
+pub fn check_apart(out: &OutputOpts, input: &Path) -> Result<(), Failure> {
+    let input_at = resolve(input);
+    for (e, dest) in &out.formats.0 {
+        if let Some(p) = dest.path().filter(|p| resolve(p) == input_at) {
+            return Err(Failure::Input(format!(
+                "--{} {} is the input file; an output never replaces its input",
+                e.flag(),
+                p.display()
+            )));
         }
     }
     Ok(())
@@ -251,6 +270,7 @@ pub fn finish(
     out: &OutputOpts,
     sweep_key: Option<&str>,
 ) -> Result<(), Failure> {
+    exit_if_nothing_measured(runs);
     write_outputs(runs, out, sweep_key, &About::fresh(provenance().clone()))?;
     if runs.iter().any(|r| r.partial) || runs.is_empty() {
         exit_if_interrupted();
@@ -270,6 +290,24 @@ pub fn finish(
         }));
     }
     Ok(())
+}
+
+/// A signal that stopped the runs before any measured anything (all in their warm-up or
+/// before): no output is written, so none replaces an existing file with an empty one; says
+/// so and exits with the signal's status.
+pub fn exit_if_nothing_measured(runs: &[RunResult]) {
+    let Some(sig) = signals::caught() else {
+        return;
+    };
+    if runs.iter().any(|r| r.measured_s > 0.0) {
+        return;
+    }
+    let _ = std::io::stdout().flush();
+    warn(&format!(
+        "interrupted by {} before anything was measured; no output was written",
+        signals::name(sig)
+    ));
+    std::process::exit(i32::from(signals::exit_status(sig)));
 }
 
 /// Before any run: a signal that came says so and exits with the signal's status.

@@ -150,8 +150,8 @@ fn plan(sc: &Scenario, mode: Mode) -> Result<Plan, RunError> {
         });
     }
     roles.extend((0..sc.cpu_threads).map(|index| Role::Cpu { index }));
-    let pins = pin::plan(&sc.pin, roles.len())
-        .map_err(|e| RunError::BadInput(format!("--pin {}: {e}", sc.pin)))?;
+    let pins =
+        pin::plan(&sc.pin, roles.len()).map_err(|e| RunError::BadInput(pin_error(sc, &e)))?;
     let with_load = mode == Mode::Run && sc.io != IoWork::None;
     let mut notes = pins.notes.clone();
     check_descriptors(sc, mode, &mut notes)?;
@@ -230,10 +230,10 @@ fn check_work_fits(sc: &Scenario, p: &Plan) -> Result<(), RunError> {
     let cost = Duration::from_nanos((per_request as f64 * p.tick_ns).min(u64::MAX as f64) as u64);
     if sc.io != IoWork::None && cost > sc.duration {
         return Err(RunError::BadInput(format!(
-            "work_ticks = {} plus call_work = {} take about {:.3}s per request here ({:.0} ns a tick), longer than the run (duration = {}); shorten them or lengthen the run",
+            "work_ticks = {} plus call_work = {} take about {} per request here ({:.0} ns a tick), longer than the run (duration = {}); shorten them or lengthen the run",
             sc.work_ticks,
             format_duration(sc.call_work),
-            cost.as_secs_f64(),
+            format_duration(cost),
             p.tick_ns,
             format_duration(sc.duration)
         )));
@@ -607,5 +607,16 @@ fn describe_unfinished(t: &Started, shared: &Shared, progress_then: &[u64]) -> S
             )
         }
         None => format!("{name} is still running"),
+    }
+}
+
+/// A placement that cannot be made, named where the `pin` came from: `--pin 9999: ...`, or
+/// `FILE: key 'pin' (9999): ...` for a scenario file or `--set`.
+fn pin_error(sc: &Scenario, e: &str) -> String {
+    let origin = sc.origin_of("pin");
+    if origin.starts_with("--pin") {
+        format!("{origin}: {e}")
+    } else {
+        format!("{origin}: key 'pin' ({}): {e}", sc.pin)
     }
 }
