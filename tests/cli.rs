@@ -440,3 +440,28 @@ fn hash_nogil_runs_and_hashes() {
     assert_eq!(r["threads"][0]["workload"], "hash-nogil");
     assert_eq!(r["threads"][0]["digest"].as_str().unwrap().len(), 64);
 }
+
+/// Every file of the repository the README names (`*.md`, `workloads/*.toml`) is in the
+/// repository: it cited DESIGN.md and HISTORY.md, which were not.
+#[test]
+fn the_readme_cites_only_files_in_the_repository() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let cited: Vec<&str> = readme
+        .split(|c: char| !(c.is_ascii_alphanumeric() || "_./-".contains(c)))
+        // A document by its name (DESIGN.md, docs/design.md), not an output in an example
+        // (`--markdown cal.md`).
+        .filter(|w| {
+            (w.ends_with(".md") && (w.contains('/') || w.starts_with(char::is_uppercase)))
+                || (w.starts_with("workloads/") && w.ends_with(".toml"))
+        })
+        .filter(|w| !w.starts_with("http") && !w.starts_with('.'))
+        .collect();
+    assert!(cited.iter().any(|w| w.starts_with("docs/")), "{cited:?}");
+    for w in cited {
+        assert!(
+            root.join(w).is_file(),
+            "README cites {w}, which is not in the repository"
+        );
+    }
+}

@@ -1,6 +1,8 @@
 //! The load generator fails a request only once its own deadline has passed: requests behind
 //! a late one keep waiting (issue 24, item 1). Loopback servers that answer late or never.
 
+mod common;
+
 use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -123,4 +125,41 @@ fn late_udp_server(sock: UdpSocket, stop: &AtomicBool) {
             }
         }
     }
+}
+
+/// `load` against a server that never answers: no request succeeded, the run failed (exit
+/// 1), and its result is written all the same, with the failures (no file was written).
+#[test]
+fn a_load_in_which_no_request_succeeded_still_writes_its_json() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        let kept = l.accept();
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(kept);
+    });
+    let json = common::tmp("none-succeeded.json");
+    let _ = std::fs::remove_file(&json);
+    let o = common::output(&[
+        "load",
+        "--connect",
+        &addr,
+        "--duration",
+        "500ms",
+        "--warmup",
+        "0s",
+        "--timeout",
+        "100ms",
+        "--json",
+        common::s(&json),
+    ]);
+    let err = common::err_line(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("no request succeeded"), "{err}");
+    let v = common::read_json(&json);
+    let r = &v["runs"][0];
+    assert_eq!(r["io"]["requests"], 0, "{r}");
+    assert!(r["io"]["failed"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["partial"], true);
+    server.join().unwrap();
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin, s, signal, stderr, wait_for, workload};
+use common::{bin, err_line, s, signal, stderr, wait_for, workload};
 use gilbench::report::export::{Target, ALL};
 
 /// A fresh directory for one test.
@@ -465,13 +465,14 @@ fn sigint_during_a_long_trace_write_stops_it_and_leaves_no_temporary_file() {
     assert!(json.is_file(), "the other outputs were not written");
 }
 
-/// A SIGINT while the run is in its warm-up (nothing measured yet) writes no output: an
-/// existing trace (a big one, recognised from its first MiB) and result stay as they were,
-/// and the process ends within a second of the signal.
+/// A SIGINT while the run is in its warm-up (nothing measured yet) replaces no output: an
+/// existing trace (a big one, recognised from its first MiB) and result stay as they were
+/// (the trace was replaced by an empty one), a new output is written, and the process ends
+/// within a second of the signal.
 #[test]
 fn sigint_before_anything_was_measured_replaces_no_output() {
     let d = dir("sigint-warmup");
-    let (trace, json) = (d.join("t.json"), d.join("r.json"));
+    let (trace, json, md) = (d.join("t.json"), d.join("r.json"), d.join("new.md"));
     let events = "{\"ph\":\"i\",\"ts\":1},".repeat(1 << 20);
     let old_trace =
         format!("{{\"otherData\":{{\"gilbench\":\"0.1.0\"}},\"traceEvents\":[{events}{{}}]}}\n");
@@ -481,7 +482,7 @@ fn sigint_before_anything_was_measured_replaces_no_output() {
     let mut child = bin()
         .args(["run", &workload("cpu-scaling.toml"), "--duration", "1s"])
         .args(["--set", "warmup=3s", "--quiet", "--trace", s(&trace)])
-        .args(["--json", s(&json)])
+        .args(["--json", s(&json), "--markdown", s(&md)])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -502,11 +503,15 @@ fn sigint_before_anything_was_measured_replaces_no_output() {
         took < Duration::from_secs(1),
         "stopped {took:?} after SIGINT"
     );
+    let e = err_line(&o);
     assert!(
-        stderr(&o).contains("before anything was measured; no output was written"),
-        "{}",
-        stderr(&o)
+        e.contains("before anything was measured; the existing")
+            && e.contains(s(&trace))
+            && e.contains(s(&json))
+            && e.contains("kept as they were"),
+        "{e}"
     );
+    assert!(md.is_file(), "a new output is written all the same");
     assert_eq!(
         std::fs::read_to_string(&trace).unwrap().len(),
         old_trace.len()

@@ -270,8 +270,11 @@ pub fn finish(
     out: &OutputOpts,
     sweep_key: Option<&str>,
 ) -> Result<(), Failure> {
-    exit_if_nothing_measured(runs);
-    write_outputs(runs, out, sweep_key, &About::fresh(provenance().clone()))?;
+    let about = About::fresh(provenance().clone());
+    if let Some(sig) = signals::caught().filter(|_| !runs.iter().any(|r| r.measured_s > 0.0)) {
+        write_only_new(runs, out, sweep_key, &about, sig);
+    }
+    write_outputs(runs, out, sweep_key, &about)?;
     if runs.iter().any(|r| r.partial) || runs.is_empty() {
         exit_if_interrupted();
     }
@@ -292,9 +295,51 @@ pub fn finish(
     Ok(())
 }
 
-/// A signal that stopped the runs before any measured anything (all in their warm-up or
-/// before): no output is written, so none replaces an existing file with an empty one; says
-/// so and exits with the signal's status.
+/// The runs were stopped by `sig` before any measured anything (all in their warm-up or
+/// before): a run that measured nothing replaces nothing. The outputs that name no existing
+/// file or directory are written (they say nothing was measured); the existing ones are kept
+/// as they were. Says so in one line and exits with the signal's status.
+fn write_only_new(
+    runs: &[RunResult],
+    out: &OutputOpts,
+    sweep_key: Option<&str>,
+    about: &About,
+    sig: i32,
+) -> ! {
+    let (kept, new): (Vec<_>, Vec<_>) = out
+        .formats
+        .0
+        .iter()
+        .cloned()
+        .partition(|(_, d)| d.path().is_some_and(|p| p.symlink_metadata().is_ok()));
+    let new = OutputOpts {
+        formats: Formats(new),
+        ..out.clone()
+    };
+    let wrote = write_outputs(runs, &new, sweep_key, about);
+    let _ = std::io::stdout().flush();
+    if let Err(Failure::Run(m) | Failure::Input(m)) = wrote {
+        warn(&m);
+    }
+    let kept: Vec<String> = kept
+        .iter()
+        .filter_map(|(_, d)| d.path().map(|p| p.display().to_string()))
+        .collect();
+    let kept = if kept.is_empty() {
+        String::new()
+    } else {
+        format!("; the existing {} kept as they were", kept.join(", "))
+    };
+    warn(&format!(
+        "interrupted by {} before anything was measured{kept}",
+        signals::name(sig)
+    ));
+    std::process::exit(i32::from(signals::exit_status(sig)));
+}
+
+/// A signal that stopped the runs before any measured anything: no output is written, so
+/// none replaces an existing file with an empty one; says so and exits with the signal's
+/// status (calibrate, whose result with no pair is no result at all).
 pub fn exit_if_nothing_measured(runs: &[RunResult]) {
     let Some(sig) = signals::caught() else {
         return;
