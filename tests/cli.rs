@@ -465,3 +465,36 @@ fn the_readme_cites_only_files_in_the_repository() {
         );
     }
 }
+
+/// The descriptor check sizes its margin from what the run opens: under `ulimit -n 64` a
+/// one-connection echo run (11 descriptors) runs, with every output, where it was refused
+/// as needing about 66; 40 connections (80 sockets) are still refused before running.
+#[test]
+fn the_descriptor_check_counts_what_the_run_opens() {
+    let d = tmp("fd-limit");
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    let echo = workload("convoy-echo.toml");
+    let under_64 = |extra: &str| {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -n 64 && exec \"$0\" run \"$1\" --duration 300ms --set warmup=100ms -q {extra}"
+            ))
+            .arg(env!("CARGO_BIN_EXE_gilbench"))
+            .arg(&echo)
+            .current_dir(&d)
+            .output()
+            .unwrap()
+    };
+    let o = under_64("--json r.json --trace t.json --hgrm h --plot p --html r.html");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(d.join("r.json").is_file() && d.join("r.html").is_file());
+    let o = under_64("--set connections=40");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("open file descriptors"),
+        "{}",
+        stderr(&o)
+    );
+}
