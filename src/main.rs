@@ -4,6 +4,7 @@
 mod cli {
     pub mod calibrate;
     pub mod load;
+    pub mod oom;
     pub mod outputs;
     pub mod progress;
 }
@@ -29,6 +30,9 @@ use gilbench::result::ResultFile;
 use gilbench::runner::{self, Instrument, Mode, RunError};
 use gilbench::scenario::{parse_locks, shown, split_sweep, IoWork, Scenario, KEYS};
 use gilbench::signals;
+
+#[global_allocator]
+static ALLOC: cli::oom::ExitOnOom = cli::oom::ExitOnOom;
 
 /// Interpreter-lock (GIL) designs on real threads, measured.
 #[derive(Parser, Debug)]

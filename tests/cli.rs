@@ -498,3 +498,20 @@ fn the_descriptor_check_counts_what_the_run_opens() {
         stderr(&o)
     );
 }
+
+/// Out of address space (`ulimit -v`), a run with many threads ends in one line and exit
+/// status 1 (it aborted: status 134, "memory allocation of 270336 bytes failed").
+#[test]
+fn running_out_of_memory_is_one_line_and_exit_1() {
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 98304 && exec \"$0\" run \"$1\" --cpu-threads 32 --duration 300ms -q")
+        .arg(env!("CARGO_BIN_EXE_gilbench"))
+        .arg(workload("convoy-echo.toml"))
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{:?}: {err}", o.status);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("out of memory"), "{err}");
+}
