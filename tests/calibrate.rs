@@ -1227,7 +1227,9 @@ fn calibrate_stopped_before_its_first_pair_writes_nothing_report_refuses() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // Past the probes ("before any run" up to about 0.5 s here), before the first pair
+    // has measured anything.
+    std::thread::sleep(Duration::from_millis(1000));
     signal(&child, libc::SIGINT);
     let out = child.wait_with_output().unwrap();
     assert_eq!(
