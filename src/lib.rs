@@ -13,6 +13,7 @@ pub mod clock;
 pub mod experiment;
 pub mod gil;
 pub mod holdlog;
+pub mod input;
 pub mod interp;
 pub mod metrics;
 pub mod output;

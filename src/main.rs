@@ -4,6 +4,7 @@
 mod cli {
     pub mod calibrate;
     pub mod load;
+    pub mod oom;
     pub mod outputs;
     pub mod progress;
 }
@@ -16,7 +17,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use cli::outputs::{
-    check_outputs, finish, provenance, say, stdout_error, warn, write_outputs, OutputOpts,
+    check_apart, check_outputs, finish, provenance, say, stdout_error, warn, write_outputs,
+    OutputOpts,
 };
 use cli::progress::run_rows;
 use gilbench::experiment;
@@ -28,6 +30,9 @@ use gilbench::result::ResultFile;
 use gilbench::runner::{self, Instrument, Mode, RunError};
 use gilbench::scenario::{parse_locks, shown, split_sweep, IoWork, Scenario, KEYS};
 use gilbench::signals;
+
+#[global_allocator]
+static ALLOC: cli::oom::ExitOnOom = cli::oom::ExitOnOom;
 
 /// Interpreter-lock (GIL) designs on real threads, measured.
 #[derive(Parser, Debug)]
@@ -103,10 +108,10 @@ struct ExperimentArgs {
     order: String,
     /// Also run each row with I/O alone and with CPU alone, and show it against them (the
     /// default for scenarios with both CPU and I/O threads).
-    #[arg(long, overrides_with = "no_baseline")]
+    #[arg(long, conflicts_with = "no_baseline")]
     baseline: bool,
     /// No baseline runs.
-    #[arg(long, overrides_with = "baseline")]
+    #[arg(long)]
     no_baseline: bool,
     #[command(flatten)]
     opts: RunOpts,
@@ -355,6 +360,27 @@ fn sweep_spec(o: &RunOpts, path: &Path) -> Result<Option<SweepSpec>, Failure> {
     }
 }
 
+/// The largest result file `report` reads.
+const MAX_RESULT_BYTES: u64 = 1 << 30;
+
+/// The text of the result file `report` was given (a regular file, UTF-8, at most
+/// [`MAX_RESULT_BYTES`]).
+fn read_result(path: &Path) -> Result<String, Failure> {
+    let bytes = gilbench::input::read_regular(path, MAX_RESULT_BYTES).map_err(|e| {
+        Failure::Input(format!(
+            "cannot read {}: {}",
+            path.display(),
+            e.reason(MAX_RESULT_BYTES)
+        ))
+    })?;
+    String::from_utf8(bytes).map_err(|_| {
+        Failure::Input(format!(
+            "{}: not a gilbench result (not UTF-8 text)",
+            path.display()
+        ))
+    })
+}
+
 fn real_main(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Locks => {
@@ -376,6 +402,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             opts,
             out,
         } => {
+            check_apart(&out, &scenario)?;
             check_outputs(&out)?;
             let sc = load_scenario(&scenario, &opts, None)?;
             let r = runner::run_mode(&sc, Mode::Run, &instrument(&out)?, &|_| {})?;
@@ -395,7 +422,13 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             opts,
             out,
         }) => {
+            check_apart(&out, &scenario)?;
             check_outputs(&out)?;
+            if let Some(l) = &opts.lock {
+                return Err(Failure::Input(shown(&format!(
+                    "--lock {l}: compare runs each design of --locks (or the scenario's `locks`), not one; give them with --locks"
+                ))));
+            }
             let sc = load_scenario(&scenario, &opts, None)?;
             let repeat = positive("--repeat", &repeat, 1000)? as u32;
             let locks = locks_arg(&locks)?.unwrap_or_else(|| sc.compare_locks.clone());
@@ -416,6 +449,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             opts,
             out,
         }) => {
+            check_apart(&out, &scenario)?;
             check_outputs(&out)?;
             let Some(sweep) = sweep_spec(&opts, &scenario)? else {
                 return Err(Failure::Input(format!(
@@ -423,6 +457,11 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
                     scenario.display()
                 )));
             };
+            if let (Some(l), Some(ls)) = (&opts.lock, &locks) {
+                return Err(Failure::Input(shown(&format!(
+                    "--lock {l} and --locks {ls}: the sweep runs each design of --locks; give one or the other"
+                ))));
+            }
             let sc = load_scenario(&scenario, &opts, Some(&sweep))?;
             let repeat = positive("--repeat", &repeat, 1000)? as u32;
             let locks = locks_arg(&locks)?.unwrap_or_default();
@@ -435,9 +474,9 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             finish(&runs, &out, Some(&sweep.key))?;
         }
         Command::Report { result, out } => {
+            check_apart(&out, &result)?;
             check_outputs(&out)?;
-            let text = std::fs::read_to_string(&result)
-                .map_err(|e| Failure::Input(format!("cannot read {}: {e}", result.display())))?;
+            let text = read_result(&result)?;
             let file: ResultFile = serde_json::from_str(&text).map_err(|e| {
                 Failure::Input(format!("{}: not a gilbench result ({e})", result.display()))
             })?;
@@ -480,6 +519,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             opts,
             out,
         } => {
+            check_apart(&out, &scenario)?;
             check_outputs(&out)?;
             let mut sc = load_scenario(&scenario, &opts, None)?;
             if let Some(l) = &listen {
@@ -570,6 +610,12 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        // A signal that stopped the command (e.g. while it read its input) gives the exit
+        // status, not what it left unfinished.
+        Err(Failure::Input(m)) if signals::caught().is_some() => {
+            warn(&m);
+            ExitCode::from(signals::exit_status(signals::caught().unwrap_or(0)))
+        }
         Err(Failure::Input(m)) => {
             warn(&m);
             ExitCode::from(2)

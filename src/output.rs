@@ -30,7 +30,7 @@ impl Replace {
 }
 
 /// What kind of file system object `m` is, for messages.
-fn kind(m: &std::fs::Metadata) -> &'static str {
+pub(crate) fn kind(m: &std::fs::Metadata) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
     let t = m.file_type();
     if t.is_dir() {
@@ -99,6 +99,11 @@ pub fn resolve(path: &Path) -> PathBuf {
 /// `replace` allows. Never opens anything but a regular file.
 pub fn check_target(path: &Path, replace: Replace) -> Result<PathBuf, String> {
     let shown = path.display();
+    if std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).ends_with(b"/") {
+        return Err(format!(
+            "{shown} ends in '/', which names a directory; give a file name"
+        ));
+    }
     let target = match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path)
             .map_err(|e| format!("{shown} is a symbolic link that cannot be followed ({e})"))?,
@@ -203,6 +208,24 @@ pub fn check_dir(dir: &Path) -> Result<PathBuf, String> {
             Err(e) => return Err(format!("cannot create {shown}: {}: {e}", up.display())),
         }
     }
+}
+
+/// Checks, before anything runs, the files already in an output directory that would bear
+/// gilbench's names (`*.{ext}`): each must be one gilbench may replace (see
+/// [`check_target`]), so a user's file, or a link to one, named like an output is found
+/// before the run, not after it. A directory not made yet holds none.
+pub fn check_dir_files(dir: &Path, ext: &str, replace: Replace) -> Result<(), String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == ext) {
+            check_target(&p, replace)
+                .map_err(|m| format!("{m} (gilbench writes its own .{ext} files there)"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes `path` atomically with what `fill` writes (buffered): to a temporary file in the

@@ -1,4 +1,4 @@
-//! The one result type every exporter reads (DESIGN.md §6). Extra fields are welcome; the
+//! The one result type every exporter reads (docs/design.md §6). Extra fields are welcome; the
 //! documented ones keep their names.
 
 use std::collections::BTreeMap;

@@ -1209,3 +1209,45 @@ fn calibrate_ends_within_a_second_of_ctrl_c() {
         );
     }
 }
+
+/// Calibrate stopped before its first pair has measured nothing: it writes no JSON (it
+/// wrote one with no runs, which `report` refused) and exits with the signal's status.
+#[test]
+fn calibrate_stopped_before_its_first_pair_writes_nothing_report_refuses() {
+    let _g = one();
+    let Some(py) = python("calibrate_stopped_before_its_first_pair_writes_nothing") else {
+        return;
+    };
+    let json = tmp("stopped-early.json");
+    let _ = std::fs::remove_file(&json);
+    let child = bin()
+        .arg("calibrate")
+        .arg(workload_path("convoy-echo.toml"))
+        .args(["--duration", "1s", "-q", "--json"])
+        .arg(&json)
+        .arg("--python")
+        .arg(&py.path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Past the probes ("before any run" up to about 0.5 s here), before the first pair
+    // has measured anything.
+    std::thread::sleep(Duration::from_millis(1000));
+    signal(&child, libc::SIGINT);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if json.exists() {
+        let o = bin().arg("report").arg(&json).output().unwrap();
+        assert!(
+            o.status.success(),
+            "report refused what calibrate wrote: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}

@@ -82,6 +82,18 @@ fn bad_input_is_one_line_and_exit_2() {
         spin.to_str().unwrap(),
     );
     let echo = workload("convoy-echo.toml");
+    let fifo_path = tmp("no-writer.fifo");
+    let _ = std::fs::remove_file(&fifo_path);
+    let fifo_c = std::ffi::CString::new(fifo_path.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads the NUL-terminated path, which outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(fifo_c.as_ptr(), 0o600) }, 0);
+    let fifo = fifo_path.to_str().unwrap();
+    let result_path = tmp("result.json");
+    std::fs::write(&result_path, "{\"gilbench\": \"0.1.0\", \"runs\": []}\n").unwrap();
+    let result = result_path.to_str().unwrap();
+    let pin_path = tmp("pin.toml");
+    std::fs::write(&pin_path, "pin = \"9999\"\n").unwrap();
+    let pin_file = pin_path.to_str().unwrap();
     // Cases that used to run (and exit 0) run briefly (`brief`) if they regress.
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["run", "/nonexistent/scenario.toml"], "no such file"),
@@ -204,6 +216,96 @@ fn bad_input_is_one_line_and_exit_2() {
             "cannot be swept",
         ),
         (vec!["frobnicate"], "frobnicate"),
+        // Issue 24: inputs that hung, ate memory or failed late, and unclear or silent ones.
+        (
+            vec!["run", "/dev/zero"],
+            "a character device, not a regular file",
+        ),
+        (
+            vec!["run", "/dev/urandom"],
+            "a character device, not a regular file",
+        ),
+        (vec!["run", fifo], "a FIFO, not a regular file"),
+        (vec!["report", fifo], "a FIFO, not a regular file"),
+        (
+            vec!["report", "/dev/zero"],
+            "a character device, not a regular file",
+        ),
+        (vec!["report", result, "--csv", result], "is the input file"),
+        (vec!["run", &scn, "--json", &scn], "is the input file"),
+        (
+            brief(&[
+                "run",
+                &echo,
+                "--set",
+                "transport=udp",
+                "--set",
+                "request_bytes=65508",
+                "--set",
+                "max_request_bytes=70000",
+            ]),
+            "more than a UDP datagram can carry",
+        ),
+        (
+            vec![
+                "load",
+                "--connect",
+                "127.0.0.1:1",
+                "--transport",
+                "udp",
+                "--request-bytes",
+                "70000",
+            ],
+            "more than a UDP datagram can carry",
+        ),
+        (vec!["load", "--connect", "127.0.0.1:0"], "port 0"),
+        (vec!["load", "--connect", "::1:7000"], "[::1]:7000"),
+        (vec!["run", &echo, "--duration", "1ns"], "at least 1ms"),
+        (
+            vec!["run", &scn, "--cpu-threads", "99999999999999999999"],
+            "99999999999999999999 is too large",
+        ),
+        (
+            vec!["run", &scn, "--set", "check_interval=18446744073709551615"],
+            "18446744073709551615 is too large",
+        ),
+        (vec!["run", pin_file], "key 'pin' (9999): core 9999"),
+        (
+            brief(&["compare", &scn, "--baseline", "--no-baseline"]),
+            "cannot be used with",
+        ),
+        (
+            brief(&["compare", &scn, "--lock", "tick", "--locks", "timed"]),
+            "--lock tick: compare runs each design of --locks",
+        ),
+        (
+            brief(&[
+                "sweep",
+                &scn,
+                "--lock",
+                "tick",
+                "--locks",
+                "timed",
+                "--set",
+                "interval=1ms,2ms",
+            ]),
+            "give one or the other",
+        ),
+        (
+            brief(&[
+                "run",
+                &echo,
+                "--cpu-threads",
+                "0",
+                "--set",
+                "fault=panic-holding-gil",
+            ]),
+            "the fault would never happen",
+        ),
+        (
+            brief(&["sweep", &scn, "--set", "interval=1ms,1000us"]),
+            "'1ms' and '1000us' are the same value, named twice",
+        ),
         (vec!["run", &scn, "--no-such-flag"], "no-such-flag"),
     ];
     for (args, needle) in cases {
@@ -337,4 +439,79 @@ fn hash_nogil_runs_and_hashes() {
     assert!(r["gil"]["voluntary_drops"].as_u64().unwrap() > 0);
     assert_eq!(r["threads"][0]["workload"], "hash-nogil");
     assert_eq!(r["threads"][0]["digest"].as_str().unwrap().len(), 64);
+}
+
+/// Every file of the repository the README names (`*.md`, `workloads/*.toml`) is in the
+/// repository: it cited DESIGN.md and HISTORY.md, which were not.
+#[test]
+fn the_readme_cites_only_files_in_the_repository() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let cited: Vec<&str> = readme
+        .split(|c: char| !(c.is_ascii_alphanumeric() || "_./-".contains(c)))
+        // A document by its name (DESIGN.md, docs/design.md), not an output in an example
+        // (`--markdown cal.md`).
+        .filter(|w| {
+            (w.ends_with(".md") && (w.contains('/') || w.starts_with(char::is_uppercase)))
+                || (w.starts_with("workloads/") && w.ends_with(".toml"))
+        })
+        .filter(|w| !w.starts_with("http") && !w.starts_with('.'))
+        .collect();
+    assert!(cited.iter().any(|w| w.starts_with("docs/")), "{cited:?}");
+    for w in cited {
+        assert!(
+            root.join(w).is_file(),
+            "README cites {w}, which is not in the repository"
+        );
+    }
+}
+
+/// The descriptor check sizes its margin from what the run opens: under `ulimit -n 64` a
+/// one-connection echo run (11 descriptors) runs, with every output, where it was refused
+/// as needing about 66; 40 connections (80 sockets) are still refused before running.
+#[test]
+fn the_descriptor_check_counts_what_the_run_opens() {
+    let d = tmp("fd-limit");
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    let echo = workload("convoy-echo.toml");
+    let under_64 = |extra: &str| {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -n 64 && exec \"$0\" run \"$1\" --duration 300ms --set warmup=100ms -q {extra}"
+            ))
+            .arg(env!("CARGO_BIN_EXE_gilbench"))
+            .arg(&echo)
+            .current_dir(&d)
+            .output()
+            .unwrap()
+    };
+    let o = under_64("--json r.json --trace t.json --hgrm h --plot p --html r.html");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(d.join("r.json").is_file() && d.join("r.html").is_file());
+    let o = under_64("--set connections=40");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("open file descriptors"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Out of address space (`ulimit -v`), a run with many threads ends in one line and exit
+/// status 1 (it aborted: status 134, "memory allocation of 270336 bytes failed").
+#[test]
+fn running_out_of_memory_is_one_line_and_exit_1() {
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 98304 && exec \"$0\" run \"$1\" --cpu-threads 32 --duration 300ms -q")
+        .arg(env!("CARGO_BIN_EXE_gilbench"))
+        .arg(workload("convoy-echo.toml"))
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{:?}: {err}", o.status);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("out of memory"), "{err}");
 }

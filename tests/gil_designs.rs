@@ -747,7 +747,7 @@ fn mlfq_bottom_level_thread_gets_the_gil_under_a_saturating_load() {
         "the bottom-level thread waited {waited:?}"
     );
 }
-// ---- The historical designs (HISTORY.md): the behaviour each is known for. ----
+// ---- The historical designs (docs/history-sources.md): the behaviour each is known for. ----
 
 /// A holder runs eval-breaker checks (with a tick of work between them) until `check` says
 /// yield or `limit` passes; returns how long that took, or None.

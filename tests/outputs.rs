@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin, s, signal, stderr, wait_for, workload};
+use common::{bin, err_line, s, signal, stderr, wait_for, workload};
 use gilbench::report::export::{Target, ALL};
 
 /// A fresh directory for one test.
@@ -282,7 +282,24 @@ fn bad_output_paths_are_refused_before_running() {
     let under_file = file.join("r.json");
     let plots_under_file = file.join("plots");
     let trace = d.join("t.json");
+    let slash = format!("{}/", d.join("new.json").display());
+    // A user's files named like outputs in the --hgrm and --plot directories: a file, and
+    // a link to one.
+    let (hg, plots) = (d.join("hg"), d.join("plots"));
+    std::fs::create_dir(&hg).unwrap();
+    std::fs::create_dir(&plots).unwrap();
+    std::fs::write(hg.join("cpu-scaling_timed_0_gil-hold.hgrm"), "mine").unwrap();
+    std::os::unix::fs::symlink(&file, plots.join("cpu-scaling_latency.svg")).unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--json", &slash], "ends in '/'"),
+        (
+            vec!["--hgrm", s(&hg)],
+            "gil-hold.hgrm exists and was not written by gilbench",
+        ),
+        (
+            vec!["--plot", s(&plots)],
+            "latency.svg exists and was not written by gilbench",
+        ),
         (vec!["--json", s(&missing)], "does not exist"),
         (vec!["--csv", s(&under_file)], "not a directory"),
         (vec!["--markdown", s(&d)], "directory"),
@@ -446,6 +463,60 @@ fn sigint_during_a_long_trace_write_stops_it_and_leaves_no_temporary_file() {
     no_tmp_in(&d);
     assert!(!trace.exists(), "an abandoned trace was written");
     assert!(json.is_file(), "the other outputs were not written");
+}
+
+/// A SIGINT while the run is in its warm-up (nothing measured yet) replaces no output: an
+/// existing trace (a big one, recognised from its first MiB) and result stay as they were
+/// (the trace was replaced by an empty one), a new output is written, and the process ends
+/// within a second of the signal.
+#[test]
+fn sigint_before_anything_was_measured_replaces_no_output() {
+    let d = dir("sigint-warmup");
+    let (trace, json, md) = (d.join("t.json"), d.join("r.json"), d.join("new.md"));
+    let events = "{\"ph\":\"i\",\"ts\":1},".repeat(1 << 20);
+    let old_trace =
+        format!("{{\"otherData\":{{\"gilbench\":\"0.1.0\"}},\"traceEvents\":[{events}{{}}]}}\n");
+    std::fs::write(&trace, &old_trace).unwrap();
+    let old_json = "{\"gilbench\": \"0.1.0\", \"runs\": []}\n";
+    std::fs::write(&json, old_json).unwrap();
+    let mut child = bin()
+        .args(["run", &workload("cpu-scaling.toml"), "--duration", "1s"])
+        .args(["--set", "warmup=3s", "--quiet", "--trace", s(&trace)])
+        .args(["--json", s(&json), "--markdown", s(&md)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    signal(&child, libc::SIGINT);
+    let signalled = Instant::now();
+    let st = wait_for(&mut child, Duration::from_secs(10));
+    let took = signalled.elapsed();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        st.and_then(|s| s.code()),
+        Some(130),
+        "{st:?} {}",
+        stderr(&o)
+    );
+    assert!(
+        took < Duration::from_secs(1),
+        "stopped {took:?} after SIGINT"
+    );
+    let e = err_line(&o);
+    assert!(
+        e.contains("before anything was measured; the existing")
+            && e.contains(s(&trace))
+            && e.contains(s(&json))
+            && e.contains("kept as they were"),
+        "{e}"
+    );
+    assert!(md.is_file(), "a new output is written all the same");
+    assert_eq!(
+        std::fs::read_to_string(&trace).unwrap().len(),
+        old_trace.len()
+    );
+    assert_eq!(std::fs::read_to_string(&json).unwrap(), old_json);
 }
 
 #[test]

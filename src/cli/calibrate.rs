@@ -177,6 +177,7 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
         }
     };
     let outcome = calibrate::execute(&py, &base.name, &conds, &plan, &mut progress)?;
+    super::outputs::exit_if_nothing_measured(&outcome.runs);
     let cal = &outcome.calibration;
     write_all(
         &outcome,

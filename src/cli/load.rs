@@ -38,6 +38,15 @@ fn scenario_of(o: &LoadOpts) -> Result<Scenario, Failure> {
         s.set_value(key, &v, &format!("{flag} {raw}"))
             .map_err(Failure::Input)?;
     }
+    if s.transport == gilbench::workload::Transport::Udp
+        && s.request_bytes > gilbench::workload::MAX_DATAGRAM
+    {
+        return Err(Failure::Input(format!(
+            "--request-bytes {}: more than a UDP datagram can carry ({} bytes)",
+            s.request_bytes,
+            gilbench::workload::MAX_DATAGRAM
+        )));
+    }
     if s.transport == gilbench::workload::Transport::Udp && s.request_bytes < 8 {
         return Err(Failure::Input(format!(
             "--request-bytes {}: at least 8 over UDP (requests carry a sequence number)",
@@ -48,6 +57,13 @@ fn scenario_of(o: &LoadOpts) -> Result<Scenario, Failure> {
 }
 
 fn resolve(target: &str) -> Result<SocketAddr, Failure> {
+    // `::1:7000` is an IPv6 address (`::1:7000` itself, no port) or `[::1]:7000`: the
+    // resolver would take the latter silently.
+    if target.matches(':').count() > 1 && !target.starts_with('[') {
+        return Err(Failure::Input(format!(
+            "--connect {target}: an IPv6 address with a port is written in brackets, e.g. [::1]:7000"
+        )));
+    }
     let mut addrs = target.to_socket_addrs().map_err(|e| {
         let why = if e.kind() == std::io::ErrorKind::InvalidInput {
             "not HOST:PORT".to_owned()
@@ -56,9 +72,15 @@ fn resolve(target: &str) -> Result<SocketAddr, Failure> {
         };
         Failure::Input(format!("--connect {target}: {why}"))
     })?;
-    addrs
+    let addr = addrs
         .next()
-        .ok_or_else(|| Failure::Input(format!("--connect {target}: the name has no address")))
+        .ok_or_else(|| Failure::Input(format!("--connect {target}: the name has no address")))?;
+    if addr.port() == 0 {
+        return Err(Failure::Input(format!(
+            "--connect {target}: port 0 is no server's port"
+        )));
+    }
+    Ok(addr)
 }
 
 /// `--pin CORE`: a core this process may run on, or none.
@@ -141,12 +163,14 @@ pub fn run(o: &LoadOpts) -> Result<RunResult, Failure> {
         ));
     }
     let interrupted = signals::caught().is_some();
-    if res.requests == 0 && !interrupted {
-        return Err(Failure::Run(format!(
+    // A run in which no request succeeded failed, and its result (the failures, the
+    // errors) is written all the same.
+    let failure = (res.requests == 0 && !interrupted).then(|| {
+        format!(
             "no request succeeded: {}",
             res.why_none_succeeded(s.timeout)
-        )));
-    }
+        )
+    });
     notes.extend(res.notes.iter().cloned());
     if let Some(e) = &res.first_error {
         notes.push(format!("{} connection errors, the first: {e}", res.errors));
@@ -157,7 +181,7 @@ pub fn run(o: &LoadOpts) -> Result<RunResult, Failure> {
             res.measured_s
         ));
     }
-    let partial = interrupted || res.cut_short.is_some();
+    let partial = interrupted || res.cut_short.is_some() || failure.is_some();
     Ok(RunResult {
         scenario: "load".into(),
         lock: "external".into(),
@@ -207,7 +231,7 @@ pub fn run(o: &LoadOpts) -> Result<RunResult, Failure> {
         threads: Vec::new(),
         notes,
         partial,
-        failure: None,
+        failure,
         baseline: None,
         label: "load".into(),
         repeat: 0,

@@ -10,7 +10,7 @@ use clap::builder::ArgAction;
 use clap::parser::ValueSource;
 use clap::{value_parser, Arg, Args};
 
-use gilbench::output::{check_dir, check_file};
+use gilbench::output::{check_dir, check_dir_files, check_file, resolve};
 use gilbench::report::about::{About, Provenance};
 use gilbench::report::columns::measured;
 use gilbench::report::export::{replace, Context, Dest, Exporter, Needs, Outcome, Target, ALL};
@@ -160,7 +160,10 @@ pub fn check_outputs(out: &OutputOpts) -> Result<(), Failure> {
                 files.push((flag, check_file(p, may_replace).map_err(Failure::Input)?));
             }
             (Dest::Dir(p), Target::Dir { ext }) => {
-                dirs.push((flag, check_dir(p).map_err(Failure::Input)?, ext));
+                let dir = check_dir(p).map_err(Failure::Input)?;
+                check_dir_files(p, ext, may_replace)
+                    .map_err(|m| Failure::Input(format!("{flag} {}: {m}", p.display())))?;
+                dirs.push((flag, dir, ext));
             }
             _ => {}
         }
@@ -186,6 +189,22 @@ pub fn check_outputs(out: &OutputOpts) -> Result<(), Failure> {
                     pa.display()
                 )));
             }
+        }
+    }
+    Ok(())
+}
+
+/// No output may be the input file (`report r.json --csv r.json`): it would replace what
+/// it was made from.
+pub fn check_apart(out: &OutputOpts, input: &Path) -> Result<(), Failure> {
+    let input_at = resolve(input);
+    for (e, dest) in &out.formats.0 {
+        if let Some(p) = dest.path().filter(|p| resolve(p) == input_at) {
+            return Err(Failure::Input(format!(
+                "--{} {} is the input file; an output never replaces its input",
+                e.flag(),
+                p.display()
+            )));
         }
     }
     Ok(())
@@ -251,7 +270,11 @@ pub fn finish(
     out: &OutputOpts,
     sweep_key: Option<&str>,
 ) -> Result<(), Failure> {
-    write_outputs(runs, out, sweep_key, &About::fresh(provenance().clone()))?;
+    let about = About::fresh(provenance().clone());
+    if let Some(sig) = signals::caught().filter(|_| !runs.iter().any(|r| r.measured_s > 0.0)) {
+        write_only_new(runs, out, sweep_key, &about, sig);
+    }
+    write_outputs(runs, out, sweep_key, &about)?;
     if runs.iter().any(|r| r.partial) || runs.is_empty() {
         exit_if_interrupted();
     }
@@ -270,6 +293,66 @@ pub fn finish(
         }));
     }
     Ok(())
+}
+
+/// The runs were stopped by `sig` before any measured anything (all in their warm-up or
+/// before): a run that measured nothing replaces nothing. The outputs that name no existing
+/// file or directory are written (they say nothing was measured); the existing ones are kept
+/// as they were. Says so in one line and exits with the signal's status.
+fn write_only_new(
+    runs: &[RunResult],
+    out: &OutputOpts,
+    sweep_key: Option<&str>,
+    about: &About,
+    sig: i32,
+) -> ! {
+    let (kept, new): (Vec<_>, Vec<_>) = out
+        .formats
+        .0
+        .iter()
+        .cloned()
+        .partition(|(_, d)| d.path().is_some_and(|p| p.symlink_metadata().is_ok()));
+    let new = OutputOpts {
+        formats: Formats(new),
+        ..out.clone()
+    };
+    let wrote = write_outputs(runs, &new, sweep_key, about);
+    let _ = std::io::stdout().flush();
+    if let Err(Failure::Run(m) | Failure::Input(m)) = wrote {
+        warn(&m);
+    }
+    let kept: Vec<String> = kept
+        .iter()
+        .filter_map(|(_, d)| d.path().map(|p| p.display().to_string()))
+        .collect();
+    let kept = if kept.is_empty() {
+        String::new()
+    } else {
+        format!("; the existing {} kept as they were", kept.join(", "))
+    };
+    warn(&format!(
+        "interrupted by {} before anything was measured{kept}",
+        signals::name(sig)
+    ));
+    std::process::exit(i32::from(signals::exit_status(sig)));
+}
+
+/// A signal that stopped the runs before any measured anything: no output is written, so
+/// none replaces an existing file with an empty one; says so and exits with the signal's
+/// status (calibrate, whose result with no pair is no result at all).
+pub fn exit_if_nothing_measured(runs: &[RunResult]) {
+    let Some(sig) = signals::caught() else {
+        return;
+    };
+    if runs.iter().any(|r| r.measured_s > 0.0) {
+        return;
+    }
+    let _ = std::io::stdout().flush();
+    warn(&format!(
+        "interrupted by {} before anything was measured; no output was written",
+        signals::name(sig)
+    ));
+    std::process::exit(i32::from(signals::exit_status(sig)));
 }
 
 /// Before any run: a signal that came says so and exits with the signal's status.

@@ -162,7 +162,7 @@ impl Gil for FifoGil {
     type Thread = FifoThread;
     const NAME: &'static str = "fifo";
     const MODELS: &'static str = "a fair baseline: direct FIFO hand-off to the oldest waiter, drop requests after interval";
-    const SOURCE: &'static str = "gilbench (DESIGN.md §2)";
+    const SOURCE: &'static str = "gilbench (docs/design.md §2)";
     const YEAR: &'static str = "2026";
     const SLICE_KEYS: &'static [&'static str] = &["interval"];
 

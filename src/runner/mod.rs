@@ -54,9 +54,19 @@ pub enum Mode {
     Serve,
 }
 
-/// Descriptors a run needs besides its connections (standard streams, pollers, timers,
-/// listeners, reserve descriptors, /proc reads, output files).
-const FD_MARGIN: u64 = 64;
+/// Descriptors a run holds besides its connections and servers: the standard streams and
+/// the load generator's poller and timer (a convoy-echo run holds 11 in all).
+const FD_FIXED: u64 = 6;
+/// Each echo server's: its listener, poller and reserve descriptor.
+const FD_PER_SERVER: u64 = 3;
+/// Descriptors opened for a moment, a few at a time: /proc reads, an output's temporary
+/// file, the checks of the output directories.
+const FD_SLACK: u64 = 16;
+
+/// Descriptors a run needs besides its connections.
+fn fd_margin(sc: &Scenario) -> u64 {
+    FD_FIXED + FD_PER_SERVER * sc.io_thread_count() as u64 + FD_SLACK
+}
 
 /// Runs a scenario on the design it names.
 pub fn run(sc: &Scenario) -> Result<RunResult, RunError> {
@@ -150,8 +160,8 @@ fn plan(sc: &Scenario, mode: Mode) -> Result<Plan, RunError> {
         });
     }
     roles.extend((0..sc.cpu_threads).map(|index| Role::Cpu { index }));
-    let pins = pin::plan(&sc.pin, roles.len())
-        .map_err(|e| RunError::BadInput(format!("--pin {}: {e}", sc.pin)))?;
+    let pins =
+        pin::plan(&sc.pin, roles.len()).map_err(|e| RunError::BadInput(pin_error(sc, &e)))?;
     let with_load = mode == Mode::Run && sc.io != IoWork::None;
     let mut notes = pins.notes.clone();
     check_descriptors(sc, mode, &mut notes)?;
@@ -195,7 +205,7 @@ fn check_descriptors(sc: &Scenario, mode: Mode, notes: &mut Vec<String>) -> Resu
     if mode == Mode::Run {
         // The load generator's sockets, and over TCP the servers' ends of them too.
         let per_conn = if sc.transport == Transport::Tcp { 2 } else { 1 };
-        let needed = (sc.connections * per_conn) as u64 + FD_MARGIN;
+        let needed = (sc.connections * per_conn) as u64 + fd_margin(sc);
         if let Some(limit) = limits::ensure_nofile(needed).filter(|&l| l < needed) {
             return Err(RunError::BadInput(format!(
                 "connections = {}: the run needs about {needed} open file descriptors; the limit here is {limit} (ulimit -n)",
@@ -212,7 +222,7 @@ fn check_descriptors(sc: &Scenario, mode: Mode, notes: &mut Vec<String>) -> Resu
         }
     } else if sc.transport == Transport::Tcp {
         // Each connection is a descriptor; beyond the limit the servers turn peers away.
-        let needed = (sc.io_thread_count() * sc.max_connections) as u64 + FD_MARGIN;
+        let needed = (sc.io_thread_count() * sc.max_connections) as u64 + fd_margin(sc);
         if let Some(limit) = limits::ensure_nofile(needed).filter(|&l| l < needed) {
             notes.push(format!(
                 "the file descriptor limit ({limit}, ulimit -n) is below the {needed} that max_connections = {} needs: connections beyond it are turned away",
@@ -230,10 +240,10 @@ fn check_work_fits(sc: &Scenario, p: &Plan) -> Result<(), RunError> {
     let cost = Duration::from_nanos((per_request as f64 * p.tick_ns).min(u64::MAX as f64) as u64);
     if sc.io != IoWork::None && cost > sc.duration {
         return Err(RunError::BadInput(format!(
-            "work_ticks = {} plus call_work = {} take about {:.3}s per request here ({:.0} ns a tick), longer than the run (duration = {}); shorten them or lengthen the run",
+            "work_ticks = {} plus call_work = {} take about {} per request here ({:.0} ns a tick), longer than the run (duration = {}); shorten them or lengthen the run",
             sc.work_ticks,
             format_duration(sc.call_work),
-            cost.as_secs_f64(),
+            format_duration(cost),
             p.tick_ns,
             format_duration(sc.duration)
         )));
@@ -608,5 +618,16 @@ fn describe_unfinished(t: &Started, shared: &Shared, progress_then: &[u64]) -> S
             )
         }
         None => format!("{name} is still running"),
+    }
+}
+
+/// A placement that cannot be made, named where the `pin` came from: `--pin 9999: ...`, or
+/// `FILE: key 'pin' (9999): ...` for a scenario file or `--set`.
+fn pin_error(sc: &Scenario, e: &str) -> String {
+    let origin = sc.origin_of("pin");
+    if origin.starts_with("--pin") {
+        format!("{origin}: {e}")
+    } else {
+        format!("{origin}: key 'pin' ({}): {e}", sc.pin)
     }
 }

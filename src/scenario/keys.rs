@@ -44,8 +44,16 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
             Ok(())
         },
     ),
-    ("duration", "how long the measured run lasts", |s, v| {
-        s.duration = positive_duration(v)?;
+    ("duration", "how long the measured run lasts (at least 1ms)", |s, v| {
+        let d = positive_duration(v)?;
+        if d < MIN_DURATION {
+            return Err(format!(
+                "{} is too short: a run lasts at least {}",
+                format_duration(d),
+                format_duration(MIN_DURATION)
+            ));
+        }
+        s.duration = d;
         Ok(())
     }),
     (
@@ -492,14 +500,22 @@ pub fn parse_sweep(spec: &str, s: &Scenario) -> Result<(&'static str, Vec<String
     if vals.len() < 2 {
         return Err("a sweep needs at least two values".into());
     }
-    let mut seen: Vec<Value> = Vec::new();
+    // Each value as written and the scenario it makes: two spellings of one value
+    // (`1ms,1000us`) make the same scenario.
+    let mut seen: Vec<(&str, String)> = Vec::new();
     for raw in &vals {
         let v = cli_value(raw).map_err(|e| format!("{key}={raw}: {e}"))?;
-        if seen.contains(&v) {
-            return Err(format!("'{raw}' is named twice"));
+        let mut with = s.clone();
+        set(&mut with, &v).map_err(|e| format!("{key}={raw}: {e}"))?;
+        let made = format!("{with:?}");
+        if let Some((first, _)) = seen.iter().find(|(_, m)| *m == made) {
+            return Err(if first == raw {
+                format!("'{raw}' is named twice")
+            } else {
+                format!("'{first}' and '{raw}' are the same value, named twice")
+            });
         }
-        set(&mut s.clone(), &v).map_err(|e| format!("{key}={raw}: {e}"))?;
-        seen.push(v);
+        seen.push((raw, made));
     }
     Ok((key, vals))
 }
@@ -566,6 +582,14 @@ fn text(v: &Value) -> Result<String, String> {
 }
 
 fn count(v: &Value, min: u64, max: u64) -> Result<u64, String> {
+    // A number too large for TOML's integers reaches here as the string it was written as.
+    if let Some(digits) = v
+        .as_str()
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(format!("{digits} is too large (at most {max})"));
+    }
     let n = v
         .as_integer()
         .ok_or_else(|| expected("a whole number", v))?;
@@ -596,6 +620,9 @@ fn duration_at_most(v: &Value, max: Duration) -> Result<Duration, String> {
     }
     Ok(d)
 }
+
+/// The shortest run: a shorter one would measure little but its own start and stop.
+const MIN_DURATION: Duration = Duration::from_millis(1);
 
 fn positive_duration(v: &Value) -> Result<Duration, String> {
     let d = duration(v)?;

@@ -144,12 +144,19 @@ pub enum Watchdog {
     After(Duration),
 }
 
+/// The largest scenario file read (a scenario is a few hundred bytes).
+pub const MAX_SCENARIO_BYTES: u64 = 1 << 20;
+
 impl Scenario {
     /// Loads and validates a scenario file.
     pub fn from_file(path: &Path) -> Result<Self, String> {
         let file = shown(&path.display().to_string());
-        let text = std::fs::read(path)
-            .map_err(|e| format!("cannot read scenario {file}: {}", io_reason(&e)))?;
+        let text = crate::input::read_regular(path, MAX_SCENARIO_BYTES).map_err(|e| {
+            format!(
+                "cannot read scenario {file}: {}",
+                e.reason(MAX_SCENARIO_BYTES)
+            )
+        })?;
         let text = String::from_utf8(text)
             .map_err(|_| format!("{file}: not a text file (invalid UTF-8)"))?;
         let mut s = Self::from_toml(&text, &file)?;
@@ -291,6 +298,24 @@ impl Scenario {
             return Err(format!(
                 "{}: key 'cpu_threads' is 0 and the scenario has no I/O threads: nothing to run",
                 self.origin_of("cpu_threads")
+            ));
+        }
+        if self.fault.is_some() && self.cpu_threads == 0 {
+            return Err(format!(
+                "{}: key 'fault' strikes cpu-0, but cpu_threads is 0 ({}): the fault would never happen",
+                self.origin_of("fault"),
+                self.origin_of("cpu_threads")
+            ));
+        }
+        if self.io == IoWork::Echo
+            && self.transport == Transport::Udp
+            && self.request_bytes > crate::workload::MAX_DATAGRAM
+        {
+            return Err(format!(
+                "{}: key 'request_bytes' ({}) is more than a UDP datagram can carry ({} bytes)",
+                self.origin_of("request_bytes"),
+                self.request_bytes,
+                crate::workload::MAX_DATAGRAM
             ));
         }
         if self.io == IoWork::Echo && self.transport == Transport::Udp && self.request_bytes < 8 {
@@ -585,14 +610,6 @@ pub fn shown(s: &str) -> String {
         }
     }
     o
-}
-
-fn io_reason(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file".into(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
-        _ => e.to_string(),
-    }
 }
 
 #[cfg(test)]

@@ -8,8 +8,14 @@
 //!   so a stalled server cannot hide behind a stalled client (coordinated omission corrected,
 //!   as wrk2 does). The client's own lateness (actual minus intended send time) is recorded
 //!   too, so server latency can be told from client lateness.
-//! * Requests sent during `warmup` are not recorded; a request without a reply after
-//!   `timeout` counts as failed and its connection is replaced.
+//! * Requests sent during `warmup` are not recorded. A request without a reply `timeout`
+//!   after it was due has failed, itself only: the others keep waiting for their own
+//!   deadlines. UDP replies are matched by sequence number, so the socket stays; TCP replies
+//!   come in order, so the connection stays too and the late reply, when it comes, is read
+//!   and dropped. Only a closed-loop TCP connection, whose one request is all it carries, is
+//!   replaced, and one whose unsent bytes pile up past [`MAX_BACKLOG`] (a server that stopped
+//!   reading): requests still within their deadline on a connection that is closed or breaks
+//!   are counted apart, as lost with their connection.
 //! * The run lasts `warmup + duration` from its start, connecting included: every connection
 //!   is opened at once, without blocking, and carries requests as soon as it is open; a
 //!   connection attempt has [`CONNECT_TIMEOUT`], whatever the request timeout. The stop
@@ -41,6 +47,12 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY_AFTER: Duration = Duration::from_millis(100);
 /// How often connects in progress are asked where they stand besides their events.
 const RECHECK_CONNECTS: Duration = Duration::from_millis(250);
+/// Unsent request bytes one TCP connection may hold (the server stopped reading) before it
+/// is replaced, its requests lost with it: the client's memory stays bounded.
+pub const MAX_BACKLOG: usize = 16 << 20;
+/// Requests one connection may have in flight (expired ones included) before it is
+/// replaced, likewise.
+const MAX_INFLIGHT: usize = 1 << 20;
 
 #[derive(Clone, Debug)]
 pub struct LoadConfig {
@@ -69,7 +81,8 @@ pub struct LoadResult {
     pub requests: u64,
     /// Requests that failed: unanswered within the timeout, or counted below.
     pub failed: u64,
-    /// ... of them, lost when their connection broke or was closed (a reset, a wrong reply).
+    /// ... of them, lost when their connection broke or was closed (a reset, a wrong reply,
+    /// a backlog past [`MAX_BACKLOG`]) before their own deadline.
     pub lost: u64,
     /// ... of them, answered with a datagram that was not their reply.
     pub wrong: u64,
@@ -241,6 +254,16 @@ impl Drop for Timer {
 struct Inflight {
     seq: u64,
     intended: Instant,
+    /// Its deadline passed and it was counted as failed; a TCP request stays in the queue
+    /// until its reply, read and dropped, has gone by.
+    expired: bool,
+}
+
+impl Inflight {
+    /// Counted in the measured window (sent after the warm-up).
+    fn recorded(&self, measure_from: Instant) -> bool {
+        self.intended >= measure_from
+    }
 }
 
 enum Sock {
@@ -619,22 +642,20 @@ impl<'a> Gen<'a> {
         self.conns[i].link = link;
     }
 
-    /// Closes connection `i`, counting its outstanding recorded requests as failed: lost with
-    /// it when it broke (`why`), timed out when it was given up for a stale request (none).
+    /// Closes connection `i` (`why` it broke, if it did): its recorded requests still within
+    /// their deadline are lost with it (those past it were counted as they expired).
     fn close(&mut self, i: usize, why: Option<String>) {
-        let broke = why.is_some();
         if let Some(w) = why {
             self.fail(w);
         }
-        let recorded = self.conns[i]
+        let from = self.win.measure_from;
+        let lost = self.conns[i]
             .inflight
             .iter()
-            .filter(|r| r.intended >= self.win.measure_from)
-            .count();
-        self.res.failed += recorded as u64;
-        if broke {
-            self.res.lost += recorded as u64;
-        }
+            .filter(|r| !r.expired && r.recorded(from))
+            .count() as u64;
+        self.res.failed += lost;
+        self.res.lost += lost;
         let c = &mut self.conns[i];
         c.inflight.clear();
         c.rx.clear();
@@ -743,7 +764,11 @@ impl<'a> Gen<'a> {
         self.seq += 1;
         let len = self.cfg.request_bytes;
         let c = &mut self.conns[i];
-        c.inflight.push_back(Inflight { seq, intended });
+        c.inflight.push_back(Inflight {
+            seq,
+            intended,
+            expired: false,
+        });
         let mut err = None;
         match &mut c.sock {
             Some(Sock::Tcp(t)) => {
@@ -765,6 +790,10 @@ impl<'a> Gen<'a> {
         }
         if let Some(e) = err {
             self.replace(i, Some(e));
+        } else if self.conns[i].tx.len() > MAX_BACKLOG
+            || self.conns[i].inflight.len() > MAX_INFLIGHT
+        {
+            self.replace(i, Some(backlog_error(self.conns[i].target)));
         }
     }
 
@@ -829,8 +858,9 @@ impl<'a> Gen<'a> {
                 ));
                 break;
             }
-            // Bytes, as requests, count only in the measured window.
-            if req.intended >= self.win.measure_from {
+            // Bytes, as requests, count only in the measured window; a reply after its
+            // request's deadline only makes way for the next one.
+            if !req.expired && req.recorded(self.win.measure_from) {
                 self.res.bytes += len as u64;
                 self.res.record_latency(now, now - req.intended);
             }
@@ -864,7 +894,7 @@ impl<'a> Gen<'a> {
                 continue;
             };
             let req = c.inflight.remove(pos).expect("position is valid");
-            let recorded = req.intended >= self.win.measure_from;
+            let recorded = req.recorded(self.win.measure_from);
             if !is_reply_to(reply, req.seq, len) {
                 // The datagram stands alone: the request failed, the socket is fine.
                 self.res.failed += u64::from(recorded);
@@ -898,22 +928,15 @@ impl<'a> Gen<'a> {
         }
     }
 
-    /// Gives up on requests older than the timeout (replacing their connection), on
-    /// connects older than [`CONNECT_TIMEOUT`], and reopens connections that have been down
-    /// for [`RETRY_AFTER`]. With `recheck`, also asks every connect in progress where it
-    /// stands, so none waits for ever on an edge it missed (two system calls each, hence not
-    /// at every scan).
+    /// Gives up on requests older than the timeout (see [`Gen::expire`]), on connects older
+    /// than [`CONNECT_TIMEOUT`], and reopens connections that have been down for
+    /// [`RETRY_AFTER`]. With `recheck`, also asks every connect in progress where it stands,
+    /// so none waits for ever on an edge it missed (two system calls each, hence not at
+    /// every scan).
     fn scan(&mut self, now: Instant, recheck: bool) {
         for i in 0..self.conns.len() {
             match self.conns[i].link {
-                Link::Open => {
-                    let stale = self.conns[i].inflight.front().is_some_and(|r| {
-                        now.saturating_duration_since(r.intended) > self.cfg.timeout
-                    });
-                    if stale {
-                        self.replace(i, None);
-                    }
-                }
+                Link::Open => self.expire(i, now),
                 Link::Connecting { since } => {
                     if recheck {
                         self.connecting(i);
@@ -932,6 +955,51 @@ impl<'a> Gen<'a> {
             }
         }
     }
+}
+
+/// Requests past their deadline.
+impl Gen<'_> {
+    /// Counts the requests of connection `i` whose deadline has passed as failed, each once.
+    /// A UDP request leaves the queue (a late datagram answers nothing and is ignored); a TCP
+    /// one stays, expired, for its reply to be read and dropped in turn. The closed loop
+    /// then needs a new request: on UDP it is sent at once; a TCP connection, whose only
+    /// request has expired, is replaced (nothing else is lost with it).
+    fn expire(&mut self, i: usize, now: Instant) {
+        let (timeout, from) = (self.cfg.timeout, self.win.measure_from);
+        let closed_loop = self.closed_loop();
+        let c = &mut self.conns[i];
+        let mut expired = 0;
+        for r in c.inflight.iter_mut().filter(|r| !r.expired) {
+            // Requests go out in the order they were due: the rest are younger.
+            if now.saturating_duration_since(r.intended) <= timeout {
+                break;
+            }
+            r.expired = true;
+            expired += 1;
+            self.res.failed += u64::from(r.recorded(from));
+        }
+        if expired == 0 {
+            return;
+        }
+        match c.sock {
+            Some(Sock::Udp(_)) => {
+                c.inflight.retain(|r| !r.expired);
+                if closed_loop {
+                    self.to_send.push(i);
+                }
+            }
+            _ if closed_loop => self.replace(i, None),
+            _ => {}
+        }
+    }
+}
+
+/// The error for a connection whose server stopped reading or answering.
+fn backlog_error(target: SocketAddr) -> String {
+    format!(
+        "{target}: the server stopped reading or answering (over {} MiB of requests unsent or {MAX_INFLIGHT} unanswered); connection replaced",
+        MAX_BACKLOG >> 20
+    )
 }
 
 /// How a load run ended.
@@ -1246,17 +1314,11 @@ impl Gen<'_> {
         let (mut unread, mut resent, mut partial) = (false, 0u32, 0usize);
         for c in &self.conns {
             let age = |r: &Inflight| now.saturating_duration_since(r.intended);
-            self.res.failed += c
-                .inflight
-                .iter()
-                .filter(|r| r.intended >= self.win.measure_from && age(r) > timeout)
+            let waiting_on = || c.inflight.iter().filter(|r| !r.expired);
+            self.res.failed += waiting_on()
+                .filter(|r| r.recorded(self.win.measure_from) && age(r) > timeout)
                 .count() as u64;
-            let young: Vec<Duration> = c
-                .inflight
-                .iter()
-                .map(age)
-                .filter(|&a| a <= timeout)
-                .collect();
+            let young: Vec<Duration> = waiting_on().map(age).filter(|&a| a <= timeout).collect();
             let Some(&max) = young.iter().max() else {
                 continue;
             };

@@ -17,6 +17,10 @@ use sha2::{Digest, Sha256};
 
 pub use kinds::{Fault, ServerKind, Transport};
 
+/// The largest UDP payload over IPv4 (65535 less the IP and UDP headers): a bigger request
+/// cannot be sent at all.
+pub const MAX_DATAGRAM: usize = 65_507;
+
 /// Deterministic, incompressible-looking bytes (xorshift64*), so hashing works on real data.
 pub fn make_blob(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

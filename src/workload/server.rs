@@ -1,6 +1,6 @@
 //! The server side of the socket workloads, run by interpreter threads: every socket call
 //! (poll, accept, recv, send) sits inside a GIL release/take, as CPython does around a
-//! blocking call, and is followed by `call_work` ticks under the GIL (DESIGN.md §1).
+//! blocking call, and is followed by `call_work` ticks under the GIL (docs/design.md §1).
 //!
 //! * echo over TCP or UDP, on mio: each request of `request_bytes` costs `work_ticks` ticks
 //!   under the GIL; the reply is exactly the bytes received, never more.

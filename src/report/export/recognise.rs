@@ -3,14 +3,13 @@
 //! non-empty line or its JSON shape. It lives beside the formats that declare the marks;
 //! `output` writes with whatever rule [`replace`] hands it.
 
-use std::cell::{Cell, OnceCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
-use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::{Mark, ALL};
 use crate::calibrate::{BULK_CSV_HEADER, CSV_HEADER};
@@ -29,7 +28,7 @@ pub fn replace(force: bool) -> Replace {
 /// Whether the regular file at `path` was written by gilbench, judged by content gilbench
 /// controls: the [`Mark`] some format declares, e.g. a result JSON (a top-level object whose
 /// `gilbench` is a string and `runs` an array) or a trace (`traceEvents` an array and
-/// `otherData.gilbench` a string), both parsed whole; a CSV whose first line is exactly
+/// `otherData.gilbench` a string), both parsed over a bounded prefix; a CSV whose first line is exactly
 /// gilbench's header; Markdown, an interval log, an SVG plot or an HTML page whose first line
 /// is gilbench's marker; an `.hgrm` with HdrHistogram's header first and gilbench's marker
 /// last. A file that merely mentions "gilbench" is not ours.
@@ -41,68 +40,98 @@ pub fn ours(path: &Path) -> bool {
     })
 }
 
-/// The shape of a JSON value as far as marks look: strings and arrays (elements skipped,
-/// never kept), objects with their keys.
-#[derive(Debug)]
+/// What a JSON value is, as far as marks look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Shape {
     Str,
     Array,
-    Object(BTreeMap<String, Shape>),
+    Object,
     Other,
 }
 
-impl Shape {
-    /// The value at `path` (object keys joined by `.`).
-    fn at(&self, path: &str) -> Option<&Shape> {
-        path.split('.').try_fold(self, |s, k| match s {
-            Shape::Object(m) => m.get(k),
-            _ => None,
-        })
+/// The values seen in a JSON text, by path (object keys joined by `.`, two levels deep),
+/// recorded as the parse goes: a parse cut short by the bounded read still tells what the
+/// text held up to there. Array elements are skipped, never kept.
+type Seen = RefCell<BTreeMap<String, Shape>>;
+
+/// The value at `path`, recorded into `seen`.
+struct At<'s> {
+    path: String,
+    seen: &'s Seen,
+}
+
+impl At<'_> {
+    fn record(&self, s: Shape) {
+        self.seen.borrow_mut().insert(self.path.clone(), s);
     }
 }
 
-impl<'de> Deserialize<'de> for Shape {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Shape;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Shape, E> {
-                Ok(Shape::Str)
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Shape, E> {
-                Ok(Shape::Other)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Shape, E> {
-                Ok(Shape::Other)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Shape, E> {
-                Ok(Shape::Other)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Shape, E> {
-                Ok(Shape::Other)
-            }
-            fn visit_unit<E>(self) -> Result<Shape, E> {
-                Ok(Shape::Other)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Shape, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Shape::Array)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Shape, A::Error> {
-                let mut m = BTreeMap::new();
-                while let Some(k) = map.next_key::<String>()? {
-                    let v = map.next_value::<Shape>()?;
-                    m.insert(k, v);
-                }
-                Ok(Shape::Object(m))
-            }
-        }
-        d.deserialize_any(V)
+impl<'de> DeserializeSeed<'de> for At<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
     }
 }
+
+impl<'de> Visitor<'de> for At<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        self.record(Shape::Str);
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        self.record(Shape::Other);
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        self.record(Shape::Other);
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        self.record(Shape::Other);
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        self.record(Shape::Other);
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.record(Shape::Other);
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.record(Shape::Array);
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.record(Shape::Object);
+        let depth = self.path.matches('.').count() + usize::from(!self.path.is_empty());
+        while let Some(k) = map.next_key::<String>()? {
+            if depth >= 2 {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            let path = if self.path.is_empty() {
+                k
+            } else {
+                format!("{}.{k}", self.path)
+            };
+            map.next_value_seed(At {
+                path,
+                seen: self.seen,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// How much of a JSON file is parsed to recognise it: a result or trace names itself in its
+/// first bytes, and a 500 MB trace must not take seconds to recognise.
+const JSON_PREFIX: u64 = 1 << 20;
 
 /// Whether `line` is `{open}VERSION{close}` with a version of digits and dots (e.g. `0.1.0`,
 /// a `-pre` or `+build` suffix allowed).
@@ -127,7 +156,7 @@ struct Probe<'a> {
     /// The reader past the first line, until the last line is wanted.
     rest: Cell<Option<BufReader<File>>>,
     last: OnceCell<Option<String>>,
-    json: OnceCell<Option<Shape>>,
+    json: OnceCell<Option<BTreeMap<String, Shape>>>,
 }
 
 impl<'a> Probe<'a> {
@@ -165,15 +194,37 @@ impl<'a> Probe<'a> {
             .as_deref()
     }
 
-    /// The whole file as JSON, its arrays skipped, never kept.
-    fn json(&self) -> Option<&Shape> {
+    /// The file as JSON, parsed over its first [`JSON_PREFIX`] bytes only (its arrays
+    /// skipped, never kept). A file that short must parse whole; a longer one must end
+    /// with `}` (a cut-off copy is not ours).
+    fn json(&self) -> Option<&BTreeMap<String, Shape>> {
         self.json
             .get_or_init(|| {
-                let f = File::open(self.path).ok()?;
-                serde_json::from_reader(BufReader::with_capacity(1 << 16, f)).ok()
+                let mut f = File::open(self.path).ok()?;
+                let len = f.metadata().ok()?.len();
+                let seen = Seen::default();
+                let head = BufReader::with_capacity(1 << 16, (&mut f).take(JSON_PREFIX));
+                let parsed = At {
+                    path: String::new(),
+                    seen: &seen,
+                }
+                .deserialize(&mut serde_json::Deserializer::from_reader(head));
+                let whole = len <= JSON_PREFIX;
+                if (whole && parsed.is_err()) || (!whole && !ends_with_brace(&mut f, len)) {
+                    return None;
+                }
+                Some(seen.into_inner())
             })
             .as_ref()
     }
+}
+
+/// Whether the last non-blank byte of the file is `}`.
+fn ends_with_brace(f: &mut File, len: u64) -> bool {
+    let mut tail = Vec::new();
+    f.seek(SeekFrom::Start(len.saturating_sub(64))).is_ok()
+        && f.read_to_end(&mut tail).is_ok()
+        && tail.trim_ascii_end().last() == Some(&b'}')
 }
 
 impl Mark {
@@ -188,8 +239,8 @@ impl Mark {
             Mark::Json { strings, arrays } => {
                 p.first.trim_start().starts_with('{')
                     && p.json().is_some_and(|s| {
-                        strings.iter().all(|k| matches!(s.at(k), Some(Shape::Str)))
-                            && arrays.iter().all(|k| matches!(s.at(k), Some(Shape::Array)))
+                        strings.iter().all(|k| s.get(*k) == Some(&Shape::Str))
+                            && arrays.iter().all(|k| s.get(*k) == Some(&Shape::Array))
                     })
             }
         }
@@ -251,6 +302,20 @@ mod tests {
             let p = dir.path().join(format!("f{i}"));
             std::fs::write(&p, text).unwrap();
             assert_eq!(ours(&p), *want, "{text:?}");
+        }
+    }
+
+    /// A big trace is recognised from its first MiB and its last bytes: what lies between
+    /// is never read (it is junk here, which a whole parse would reject).
+    #[test]
+    fn a_big_trace_is_recognised_by_a_bounded_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let head = "{\"otherData\":{\"gilbench\":\"0.1.0\"},\"traceEvents\":[";
+        let junk = "not json at all ".repeat(1 << 17);
+        for (tail, want) in [("]}\n", true), ("", false)] {
+            let p = dir.path().join("big.json");
+            std::fs::write(&p, format!("{head}{junk}{tail}")).unwrap();
+            assert_eq!(ours(&p), want, "tail {tail:?}");
         }
     }
 
