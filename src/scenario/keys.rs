@@ -260,6 +260,27 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
             Ok(())
         },
     ),
+    ("decay_slice", "decay: the slice after which a waiter that is not more urgent gets its turn (5ms)", |s, v| {
+        s.gil.decay_slice = positive_duration(v)?;
+        Ok(())
+    }),
+    (
+        "decay_halflife",
+        "decay: the half-life of a thread's recent GIL usage, its priority (50ms)",
+        |s, v| {
+            s.gil.decay_halflife = positive_duration(v)?;
+            Ok(())
+        },
+    ),
+    (
+        "decay_preempt_spin",
+        "decay: how long a waiter that asked a running holder to drop, and is next in line, waits \
+         actively for the hand-off before it parks (50us; 0 never; at most 1ms), part of the design",
+        |s, v| {
+            s.gil.decay_preempt_spin = duration_at_most(v, MAX_SPIN)?;
+            Ok(())
+        },
+    ),
     (
         "locks",
         "compare: the designs to run by default, e.g. \"tick,timed,mlfq\"",
