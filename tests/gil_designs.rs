@@ -747,6 +747,54 @@ fn mlfq_bottom_level_thread_gets_the_gil_under_a_saturating_load() {
         "the bottom-level thread waited {waited:?}"
     );
 }
+/// The shared spin a waiter burnt (its `spin_wait_us`) with `spin = adaptive` on a run of
+/// `cores` cores, while the holder runs (busy in GIL-held work) for 20 ms.
+fn adaptive_spin_of_a_waiter(cores: usize) -> u64 {
+    let gil = FifoGil::new(&GilParams {
+        spin: gilbench::gil::ADAPTIVE_SPIN_BOUND,
+        interval: Duration::from_secs(60),
+        ..GilParams::default()
+    });
+    let gauge = Arc::new(gilbench::gil::SpinGauge::new(cores));
+    let barrier = Barrier::new(2);
+    let interp = || {
+        let mut it = Interp::new(&gil);
+        it.set_spin_gauge(gauge.clone());
+        it
+    };
+    thread::scope(|s| {
+        s.spawn(|| {
+            let mut it = interp();
+            it.take();
+            barrier.wait();
+            let end = Instant::now() + Duration::from_millis(20);
+            while Instant::now() < end {
+                std::hint::spin_loop();
+            }
+            it.release(Release::Exit);
+        });
+        let waiter = s.spawn(|| {
+            let mut it = interp();
+            barrier.wait();
+            it.take();
+            it.release(Release::Exit);
+            let stats: std::collections::HashMap<_, _> = it.gil_stats().into_iter().collect();
+            stats["spin_wait_us"]
+        });
+        waiter.join().unwrap()
+    })
+}
+
+/// `spin = adaptive` through the interpreter layer: a waiter spins (up to its 50 us bound)
+/// while the holder runs and a core is free for it, and not at all on a run of one core.
+#[test]
+fn adaptive_spin_spins_with_a_free_core_and_parks_without() {
+    let free = adaptive_spin_of_a_waiter(2);
+    assert!(free >= 40, "spun {free} us with a core free");
+    let full = adaptive_spin_of_a_waiter(1);
+    assert!(full < 10, "spun {full} us with no core free");
+}
+
 // ---- decay: least recent GIL usage first (4.4BSD). ----
 
 /// A decay GIL with slices and a half-life of `secs` seconds (shares set by hand stay put

@@ -12,6 +12,15 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use crate::sync::SpinGauge;
+
+/// `spin = adaptive`'s bound on one spin: about one futex wake-up on the VMs gilbench runs on
+/// (30-50 us). A waiter that spins longer than parking and being woken would cost cannot save
+/// more than it burns (spin for the cost of a block: the 2-competitive rule of Karlin, Li,
+/// Manasse and Owicki, 1991); Linux bounds its optimistic spinning by the owner running and
+/// `need_resched` instead, which user space cannot see.
+pub const ADAPTIVE_SPIN_BOUND: Duration = Duration::from_micros(50);
+
 pub(crate) mod handoff;
 pub(crate) mod ticker;
 

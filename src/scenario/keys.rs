@@ -160,12 +160,15 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
     (
         "spin",
         "every design with waiters (all but none): how long a waiter spins before it \
-         blocks, once per take; 0 (default), a duration, or auto (50us when every GIL thread has \
-         a core of its own); at most 1ms, and less than interval (timed, fifo) or the top \
-         quantum (mlfq)",
+         blocks, once per take; 0 (default), a duration, auto (50us when every GIL thread has \
+         a core of its own), or adaptive (only while the holder runs and a core is free for the \
+         waiter, at most 50us: Linux's optimistic spinning); at most 1ms, and less than interval \
+         (timed, fifo) or the top quantum (mlfq)",
         |s, v| {
+            s.adaptive_spin = v.as_str() == Some("adaptive");
             s.spin = match v.as_str() {
                 Some("auto") => None,
+                Some("adaptive") => Some(crate::gil::ADAPTIVE_SPIN_BOUND),
                 _ => Some(duration_at_most(v, MAX_SPIN)?),
             };
             Ok(())
