@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::clock::{Epoch, RawClock};
-use crate::gil::{Gil, Release};
+use crate::gil::{Gil, Release, SpinGauge};
 use crate::holdlog::{Ev as LogEv, HoldLog, LogBudget};
 use crate::metrics::{record, CtxSwitches, Interval, IntervalHists, ThreadMetrics};
 use crate::trace::{Ev, TraceBuf};
@@ -124,6 +124,8 @@ pub struct Interp<'a, G: Gil> {
     /// The raw stamp where the measured window begins: holds and waits are cut there.
     window_from: u64,
     ctx_at_start: CtxSwitches,
+    /// `spin = adaptive`: the run's gauge of threads on a core, told of every hold.
+    spin_gauge: Option<std::sync::Arc<SpinGauge>>,
 }
 
 /// What an interpreter thread publishes for the watchdog: its state, and a counter that
@@ -183,6 +185,24 @@ impl<'a, G: Gil> Interp<'a, G> {
             measured_since: Instant::now(),
             window_from: 0,
             ctx_at_start: CtxSwitches::of_current_thread(),
+            spin_gauge: None,
+        }
+    }
+
+    /// Makes this thread's spins adaptive (`spin = adaptive`): it tells `gauge` when it holds
+    /// the GIL, and its waits spin only while the gauge says the holder runs and a core is
+    /// free. Call on the thread itself.
+    pub fn set_spin_gauge(&mut self, gauge: std::sync::Arc<SpinGauge>) {
+        crate::sync::install_spin_gauge(Some(gauge.clone()));
+        self.spin_gauge = Some(gauge);
+    }
+
+    /// The GIL is held from now on (after a take returned).
+    #[inline]
+    fn holding(&mut self) {
+        self.held = true;
+        if let Some(g) = &self.spin_gauge {
+            g.hold_begin();
         }
     }
 
@@ -233,6 +253,7 @@ impl<'a, G: Gil> Interp<'a, G> {
             None => self.clock.raw(),
         };
         self.ctx_at_start = CtxSwitches::of_current_thread();
+        crate::sync::spun(true);
     }
 
     #[inline]
@@ -341,7 +362,7 @@ impl<'a, G: Gil> Interp<'a, G> {
         self.signal(Beacon::WANTS_GIL);
         if !self.recording {
             self.gil.take(&mut self.thread);
-            self.held = true;
+            self.holding();
             self.signal(Beacon::HOLDS_GIL);
             return;
         }
@@ -349,7 +370,7 @@ impl<'a, G: Gil> Interp<'a, G> {
         self.gil.take(&mut self.thread);
         let got = self.clock.raw();
         let forced_at = self.forced_at.take();
-        self.held = true;
+        self.holding();
         self.signal(Beacon::HOLDS_GIL);
         self.log(asked, LogEv::Want);
         self.log(got, LogEv::Hold);
@@ -375,6 +396,10 @@ impl<'a, G: Gil> Interp<'a, G> {
             self.gil.release(&mut self.thread, why);
         } else {
             self.release_recorded(why);
+        }
+        // After the release: a waiter spinning for a hand-off sees it before the holder gone.
+        if let Some(g) = &self.spin_gauge {
+            g.hold_end();
         }
         self.signal(match why {
             Release::Blocking => Beacon::IN_CALL,
@@ -536,8 +561,14 @@ impl<'a, G: Gil> Interp<'a, G> {
     }
 
     /// Design-specific counters of this thread.
+    /// With them, `spin_wait_us`: the time this thread spent in the shared spin (the `spin`
+    /// key's, and mlfq's and decay's preempt waits, which use it) in its measured window, the
+    /// CPU it burnt spinning. Call on the thread itself.
     pub fn gil_stats(&self) -> Vec<(&'static str, u64)> {
-        self.gil.thread_stats(&self.thread)
+        let mut stats = self.gil.thread_stats(&self.thread);
+        let spun = crate::sync::spun(false).as_micros();
+        stats.push(("spin_wait_us", u64::try_from(spun).unwrap_or(u64::MAX)));
+        stats
     }
 
     /// Closes the recorders at the thread's end: the timeline, and the interval histograms
@@ -552,6 +583,9 @@ impl<G: Gil> Drop for Interp<'_, G> {
     fn drop(&mut self) {
         if self.holds() {
             self.release(Release::Exit);
+        }
+        if self.spin_gauge.is_some() {
+            crate::sync::install_spin_gauge(None);
         }
     }
 }

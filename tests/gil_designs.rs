@@ -8,7 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use gilbench::clock::{Epoch, RawClock};
-use gilbench::gil::mlfq::MlfqThread;
+use gilbench::gil::DecayGil;
 use gilbench::gil::{
     BfsGil, FastcondGil, FifoGil, Gil, GilParams, LockKind, MlfqGil, NoGil, OcamlGil, PypyGil,
     Release, RubyGil, TickGil, TimedGil, WithGil,
@@ -141,6 +141,8 @@ fn fast_params() -> GilParams {
         ruby_quantum: Duration::from_micros(200),
         ruby_tick: Duration::from_micros(100),
         bfs_rr: Duration::from_micros(200),
+        decay_slice: Duration::from_micros(200),
+        decay_halflife: Duration::from_millis(2),
         ..GilParams::default()
     }
 }
@@ -686,7 +688,7 @@ fn spin_is_symmetric_and_off_by_default() {
 
 /// How long `low` waits for the GIL while another thread saturates it with 50 us holds and
 /// blocking releases, asking again at once (faster than a parked thread wakes).
-fn wait_under_saturation(gil: &MlfqGil, low: &mut MlfqThread) -> Duration {
+fn wait_under_saturation<G: Gil>(gil: &G, low: &mut G::Thread) -> Duration {
     let stop = AtomicBool::new(false);
     thread::scope(|s| {
         let stop = &stop;
@@ -748,6 +750,172 @@ fn mlfq_bottom_level_thread_gets_the_gil_under_a_saturating_load() {
     );
 }
 // ---- The historical designs (docs/history-sources.md): the behaviour each is known for. ----
+/// The shared spin a waiter burnt (its `spin_wait_us`) with `spin = adaptive` on a run of
+/// `cores` cores, while the holder runs (busy in GIL-held work) for 20 ms.
+fn adaptive_spin_of_a_waiter(cores: usize) -> u64 {
+    let gil = FifoGil::new(&GilParams {
+        spin: gilbench::gil::ADAPTIVE_SPIN_BOUND,
+        interval: Duration::from_secs(60),
+        ..GilParams::default()
+    });
+    let gauge = Arc::new(gilbench::gil::SpinGauge::new(cores));
+    let barrier = Barrier::new(2);
+    let interp = || {
+        let mut it = Interp::new(&gil);
+        it.set_spin_gauge(gauge.clone());
+        it
+    };
+    thread::scope(|s| {
+        s.spawn(|| {
+            let mut it = interp();
+            it.take();
+            barrier.wait();
+            let end = Instant::now() + Duration::from_millis(20);
+            while Instant::now() < end {
+                std::hint::spin_loop();
+            }
+            it.release(Release::Exit);
+        });
+        let waiter = s.spawn(|| {
+            let mut it = interp();
+            barrier.wait();
+            it.take();
+            it.release(Release::Exit);
+            let stats: std::collections::HashMap<_, _> = it.gil_stats().into_iter().collect();
+            stats["spin_wait_us"]
+        });
+        waiter.join().unwrap()
+    })
+}
+
+/// `spin = adaptive` through the interpreter layer: a waiter spins (up to its 50 us bound)
+/// while the holder runs and a core is free for it, and not at all on a run of one core.
+#[test]
+fn adaptive_spin_spins_with_a_free_core_and_parks_without() {
+    let free = adaptive_spin_of_a_waiter(2);
+    assert!(free >= 40, "spun {free} us with a core free");
+    let full = adaptive_spin_of_a_waiter(1);
+    assert!(full < 10, "spun {full} us with no core free");
+}
+
+// ---- decay: least recent GIL usage first (4.4BSD). ----
+
+/// A decay GIL with slices and a half-life of `secs` seconds (shares set by hand stay put
+/// for the length of a test).
+fn decay(secs: u64) -> DecayGil {
+    DecayGil::new(&GilParams {
+        decay_slice: Duration::from_secs(secs),
+        decay_halflife: Duration::from_secs(secs),
+        ..GilParams::default()
+    })
+}
+
+/// Waiters with the recent shares `shares` queue in that order behind a holder with share
+/// 0.9; returns the order in which they got the GIL.
+fn decay_handoff_order(shares: &[f64]) -> Vec<usize> {
+    let gil = decay(600);
+    let order = Mutex::new(Vec::new());
+    let mut holder = gil.register();
+    gil.take(&mut holder);
+    gil.set_share_for_test(&holder, 0.9);
+    thread::scope(|s| {
+        for (i, share) in shares.iter().enumerate() {
+            let mut me = gil.register();
+            gil.set_share_for_test(&me, *share);
+            let (gil, order) = (&gil, &order);
+            s.spawn(move || {
+                gil.take(&mut me);
+                order.lock().unwrap().push(i);
+                gil.release(&mut me, Release::Exit);
+            });
+            let t0 = Instant::now();
+            while gil.queued_len() < i + 1 {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(5),
+                    "waiter {i} never queued"
+                );
+                thread::sleep(Duration::from_micros(100));
+            }
+        }
+        gil.release(&mut holder, Release::Exit);
+    });
+    order.into_inner().unwrap()
+}
+
+/// The GIL goes to the waiter with the least recent share, whatever the order in which they
+/// asked (FIFO would give 0, 1, 2, 3, 4); equal shares are served first come first.
+#[test]
+fn decay_hands_off_by_least_recent_share() {
+    let shares = [0.5, 0.1, 0.4, 0.2, 0.3];
+    assert_eq!(decay_handoff_order(&shares), vec![1, 3, 4, 2, 0]);
+    assert_eq!(decay_handoff_order(&[0.2, 0.2, 0.2]), vec![0, 1, 2]);
+}
+
+/// How long a holder with share `holder_share` runs its eval-breaker checks (at most
+/// `limit`) before a waiter with `waiter_share` makes it drop (slices of 600 s: only urgency
+/// can).
+fn decay_preemption_after(
+    holder_share: f64,
+    waiter_share: f64,
+    limit: Duration,
+) -> Option<Duration> {
+    let gil = decay(600);
+    let (mut cpu, mut io) = (gil.register(), gil.register());
+    gil.take(&mut cpu);
+    gil.set_share_for_test(&cpu, holder_share);
+    gil.set_share_for_test(&io, waiter_share);
+    thread::scope(|s| {
+        let g = &gil;
+        s.spawn(move || {
+            g.take(&mut io);
+            g.release(&mut io, Release::Exit);
+        });
+        while gil.queued_len() == 0 {
+            thread::yield_now();
+        }
+        let asked = checks_until_yield(&gil, &mut cpu, limit);
+        gil.release(&mut cpu, Release::Forced);
+        asked
+    })
+}
+
+/// A waiter whose share is a band (1/32) below the holder's asks it to drop at once; one
+/// within the band waits for the end of the slice (600 s here).
+#[test]
+fn decay_a_more_urgent_waiter_preempts_at_once_an_equal_one_waits() {
+    let urgent = decay_preemption_after(0.5, 0.4, Duration::from_secs(10));
+    assert!(
+        urgent.is_some_and(|d| d < Duration::from_secs(1)),
+        "the more urgent waiter did not preempt: {urgent:?}"
+    );
+    let equal = decay_preemption_after(0.5, 0.49, Duration::from_millis(300));
+    assert_eq!(
+        equal, None,
+        "a waiter within the band preempted before the slice end"
+    );
+}
+
+/// decay's starvation bound: a thread that has just held the GIL for 300 ms (share near 1,
+/// the bottom priority) waits while another thread saturates the GIL with short holds. Its
+/// share halves every 50 ms while the other's rises towards 1, so within about one half-life
+/// the other can no longer take the GIL back from it, and it gets the GIL at a release: well
+/// within 250 ms on a busy machine (without the decay it would never get it).
+#[test]
+fn decay_bottom_priority_thread_gets_the_gil_under_a_saturating_load() {
+    let gil = DecayGil::new(&GilParams::default());
+    let mut low = gil.register();
+    gil.take(&mut low);
+    gil.set_share_for_test(&low, 1.0);
+    gil.release(&mut low, Release::Blocking);
+    assert!(gil.share(&mut low) > 0.9);
+    let waited = wait_under_saturation(&gil, &mut low);
+    assert!(
+        waited < Duration::from_millis(250),
+        "the bottom-priority thread waited {waited:?}"
+    );
+}
+
+// ---- The historical designs (HISTORY.md): the behaviour each is known for. ----
 
 /// A holder runs eval-breaker checks (with a tick of work between them) until `check` says
 /// yield or `limit` passes; returns how long that took, or None.

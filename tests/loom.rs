@@ -10,6 +10,7 @@ use loom::thread;
 
 use loom::sync::atomic::{AtomicBool, Ordering};
 
+use gilbench::gil::DecayGil;
 use gilbench::gil::{
     BfsGil, FastcondGil, FifoGil, Gil, GilParams, MlfqGil, OcamlGil, PypyGil, Release, RubyGil,
     TickGil, TimedGil,
@@ -420,5 +421,69 @@ fn call_and_return_three_threads<G: Gil>(make: fn() -> G) {
         }
         // SAFETY: every thread was joined.
         assert_eq!(cell.with(|v| unsafe { *v }), 4);
+    });
+}
+
+/// decay with slices far beyond the model's run (its clock stands still under loom anyway).
+fn decay() -> DecayGil {
+    DecayGil::new(&GilParams {
+        decay_slice: std::time::Duration::from_secs(1000),
+        ..params()
+    })
+}
+
+#[test]
+fn decay_three_holders() {
+    holders(3, decay, Release::Blocking);
+}
+
+/// decay's lock word, as mlfq's: three threads take and release twice each, racing between
+/// the fast path and the scheduler (adoption of a fast holder, a failed fast release that
+/// hands over, the last release returning the word to free).
+#[test]
+fn decay_fast_path_three_threads_two_rounds() {
+    model(3, 2, Some(2), decay, |_| {}, Release::Blocking);
+}
+
+/// A preemption with three threads: `a` holds (share 0.8), `low` (0.6) waits, and `urgent`
+/// (0: more urgent than `a` by far more than a band) asks `a` to drop; `a`, at its check,
+/// releases (forced) and asks again at once. In every interleaving: mutual exclusion, no
+/// deadlock or lost wake-up, everyone gets the GIL.
+#[test]
+fn decay_preemption_three_threads() {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(2);
+    b.check(|| {
+        let gil = Arc::new(decay());
+        let cell = Arc::new(UnsafeCell::new(0u32));
+        let bump = |cell: &UnsafeCell<u32>| {
+            // SAFETY: loom reports any concurrent access here as a failure.
+            cell.with_mut(|v| unsafe { *v += 1 })
+        };
+        let (mut a, low, urgent) = (gil.register(), gil.register(), gil.register());
+        gil.take(&mut a);
+        gil.set_share_for_test(&a, 0.8);
+        gil.set_share_for_test(&low, 0.6);
+        let spawn = |mut t| {
+            let (gil, cell) = (gil.clone(), cell.clone());
+            thread::spawn(move || {
+                gil.take(&mut t);
+                bump(&cell);
+                gil.release(&mut t, Release::Exit);
+            })
+        };
+        let others = [spawn(low), spawn(urgent)];
+        bump(&cell);
+        if gil.check(&mut a) {
+            gil.release(&mut a, Release::Forced);
+            gil.take(&mut a);
+            bump(&cell);
+        }
+        gil.release(&mut a, Release::Exit);
+        for h in others {
+            h.join().unwrap();
+        }
+        // SAFETY: every thread was joined.
+        assert!(cell.with(|v| unsafe { *v }) >= 3);
     });
 }

@@ -12,6 +12,15 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use crate::sync::SpinGauge;
+
+/// `spin = adaptive`'s bound on one spin: about one futex wake-up on the VMs gilbench runs on
+/// (30-50 us). A waiter that spins longer than parking and being woken would cost cannot save
+/// more than it burns (spin for the cost of a block: the 2-competitive rule of Karlin, Li,
+/// Manasse and Owicki, 1991); Linux bounds its optimistic spinning by the owner running and
+/// `need_resched` instead, which user space cannot see.
+pub const ADAPTIVE_SPIN_BOUND: Duration = Duration::from_micros(50);
+
 pub(crate) mod handoff;
 #[cfg(all(test, not(loom)))]
 pub(crate) mod testing;
@@ -82,6 +91,7 @@ designs! {
     ruby::RubyGil => Ruby,
     pypy::PypyGil => Pypy,
     bfs::BfsGil => Bfs,
+    decay::DecayGil => Decay,
 }
 
 /// Code that runs on any design: what [`LockKind::with_design`] calls with the design built.
@@ -287,6 +297,13 @@ pub struct GilParams {
     /// actively for the hand-off before it parks (50 us; 0: never). Part of the design: the
     /// hand-off follows at the holder's next eval-breaker check.
     pub mlfq_preempt_spin: Duration,
+    /// decay: the slice after which a waiter that is not more urgent gets its turn (5 ms).
+    pub decay_slice: Duration,
+    /// decay: the half-life of a thread's recent GIL usage, its priority (50 ms).
+    pub decay_halflife: Duration,
+    /// decay: as `mlfq_preempt_spin`, how long a waiter that asked a running holder to drop,
+    /// and is next in line, waits actively for the hand-off (50 us; 0: never).
+    pub decay_preempt_spin: Duration,
 }
 
 impl Default for GilParams {
@@ -311,6 +328,9 @@ impl Default for GilParams {
             pypy_checkinterval: 10_000,
             pypy_steal_timeout: Duration::from_micros(100),
             mlfq_preempt_spin: Duration::from_micros(50),
+            decay_slice: Duration::from_millis(5),
+            decay_halflife: Duration::from_millis(50),
+            decay_preempt_spin: Duration::from_micros(50),
             bfs_rr: Duration::from_millis(10),
             bfs_deadline_factor: 8,
             bfs_wait_factor: 0.55,

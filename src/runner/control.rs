@@ -73,6 +73,8 @@ pub(super) struct Shared {
     pub(super) stop_at: AtomicU64,
     /// What the threads' GIL event logs may hold in all.
     pub(super) log_budget: LogBudget,
+    /// `spin = adaptive`: the run's gauge of interpreter threads on a core.
+    pub(super) spin_gauge: Option<std::sync::Arc<crate::gil::SpinGauge>>,
     pub(super) inst: Instrument,
     /// One per interpreter thread, for the watchdog.
     pub(super) beacons: Vec<crossbeam_utils::CachePadded<Beacon>>,
@@ -111,6 +113,7 @@ impl Shared {
             measure_start: AtomicU64::new(Probe::NOT_YET),
             stop_at: AtomicU64::new(Probe::NOT_YET),
             log_budget: LogBudget::new(DEFAULT_BUDGET_EVENTS),
+            spin_gauge: None,
             inst,
             beacons: (0..names.len()).map(|_| Default::default()).collect(),
             names,

@@ -274,12 +274,16 @@ fn run_with<G: Gil>(
     }
     let gil = Arc::new(gil);
     let sc_arc = Arc::new(sc.clone());
-    let shared = Arc::new(Shared::new(
+    let mut shared = Shared::new(
         *inst,
         p.roles.iter().map(Role::name).collect(),
         conn_threads(sc),
         p.timing.warmup.is_zero(),
-    ));
+    );
+    shared.spin_gauge = sc
+        .adaptive_spin
+        .then(|| Arc::new(crate::gil::SpinGauge::new(sc.run_cores())));
+    let shared = Arc::new(shared);
     on_listening(&p.addrs);
     let threads = spawn_all(&gil, &shared, &sc_arc, &mut p)?;
     let start = open_gate(&shared, threads.len(), &p.timing);

@@ -103,6 +103,9 @@ fn join_the_run<'a, G: Gil>(interp: &mut Interp<'a, G>, shared: &'a Shared) {
     }
     interp.set_stop(&shared.stop);
     interp.set_warmup_gate(&shared.measuring);
+    if let Some(g) = &shared.spin_gauge {
+        interp.set_spin_gauge(g.clone());
+    }
     interp.extras = recorders(shared, shared.role_trace_events());
 }
 
@@ -224,6 +227,7 @@ fn serve_echo<G: Gil>(
                 probe: shared.probe(),
                 measuring: &shared.measuring,
                 failed: &shared.failed,
+                spin_gauge: shared.spin_gauge.as_ref(),
                 record: sc.record,
                 tick_bytes: sc.tick_bytes,
                 name,

@@ -168,12 +168,15 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
     (
         "spin",
         "every design with waiters (all but none): how long a waiter spins before it \
-         blocks, once per take; 0 (default), a duration, or auto (50us when every GIL thread has \
-         a core of its own); at most 1ms, and less than interval (timed, fifo) or the top \
-         quantum (mlfq)",
+         blocks, once per take; 0 (default), a duration, auto (50us when every GIL thread has \
+         a core of its own), or adaptive (only while the holder runs and a core is free for the \
+         waiter, at most 50us: Linux's optimistic spinning); at most 1ms, and less than interval \
+         (timed, fifo) or the top quantum (mlfq)",
         |s, v| {
+            s.adaptive_spin = v.as_str() == Some("adaptive");
             s.spin = match v.as_str() {
                 Some("auto") => None,
+                Some("adaptive") => Some(crate::gil::ADAPTIVE_SPIN_BOUND),
                 _ => Some(duration_at_most(v, MAX_SPIN)?),
             };
             Ok(())
@@ -265,6 +268,27 @@ pub const KEYS: &[(&str, &str, Setter)] = &[
          holder's next eval-breaker check, part of the design, not `spin`",
         |s, v| {
             s.gil.mlfq_preempt_spin = duration_at_most(v, MAX_SPIN)?;
+            Ok(())
+        },
+    ),
+    ("decay_slice", "decay: the slice after which a waiter that is not more urgent gets its turn (5ms)", |s, v| {
+        s.gil.decay_slice = positive_duration(v)?;
+        Ok(())
+    }),
+    (
+        "decay_halflife",
+        "decay: the half-life of a thread's recent GIL usage, its priority (50ms)",
+        |s, v| {
+            s.gil.decay_halflife = positive_duration(v)?;
+            Ok(())
+        },
+    ),
+    (
+        "decay_preempt_spin",
+        "decay: how long a waiter that asked a running holder to drop, and is next in line, waits \
+         actively for the hand-off before it parks (50us; 0 never; at most 1ms), part of the design",
+        |s, v| {
+            s.gil.decay_preempt_spin = duration_at_most(v, MAX_SPIN)?;
             Ok(())
         },
     ),

@@ -59,8 +59,11 @@ pub struct Scenario {
     pub call_work: Duration,
     pub gil: GilParams,
     pub fault: Option<Fault>,
-    /// How long a waiter of any design spins before it blocks; None = auto.
+    /// How long a waiter of any design spins before it blocks; None = auto. With
+    /// `adaptive_spin`, the bound of an adaptive spin.
     pub spin: Option<Duration>,
+    /// `spin = adaptive`: waiters spin only while the holder runs and a core is free for them.
+    pub adaptive_spin: bool,
     pub record: bool,
     pub watchdog: Watchdog,
     /// The designs `compare` runs when `--locks` is not given.
@@ -108,6 +111,7 @@ impl Default for Scenario {
             gil: GilParams::default(),
             fault: None,
             spin: Some(Duration::ZERO),
+            adaptive_spin: false,
             record: true,
             watchdog: Watchdog::Auto,
             compare_locks: LockKind::ALL.to_vec(),
@@ -416,6 +420,16 @@ impl Scenario {
         }
     }
 
+    /// How many cores the run's threads may use: what `spin = adaptive` weighs the threads on
+    /// a core against (the pinned list, one for `single`, else every usable core).
+    pub fn run_cores(&self) -> usize {
+        match &self.pin {
+            crate::pin::PinMode::List(l) => l.len(),
+            crate::pin::PinMode::Single => 1,
+            _ => crate::pin::available_cores().map_or(1, |c| c.len()),
+        }
+    }
+
     /// How long without progress before the watchdog stops the run, if it watches.
     pub fn watchdog_limit(&self) -> Option<Duration> {
         match self.watchdog {
@@ -516,6 +530,19 @@ impl Scenario {
             ),
             ("fastcond", "interval", f(g.interval), f(d.interval)),
             ("bfs", "bfs_rr", f(g.bfs_rr), f(d.bfs_rr)),
+            ("decay", "decay_slice", f(g.decay_slice), f(d.decay_slice)),
+            (
+                "decay",
+                "decay_halflife",
+                f(g.decay_halflife),
+                f(d.decay_halflife),
+            ),
+            (
+                "decay",
+                "decay_preempt_spin",
+                f(g.decay_preempt_spin),
+                f(d.decay_preempt_spin),
+            ),
             (
                 "bfs",
                 "bfs_deadline_factor",
@@ -541,7 +568,9 @@ impl Scenario {
             }
         }
         let spin = self.effective_spin();
-        if name != "none" && !spin.is_zero() {
+        if name != "none" && self.adaptive_spin {
+            out.push("spin=adaptive".to_owned());
+        } else if name != "none" && !spin.is_zero() {
             out.push(format!("spin={}", format_duration(spin)));
         }
         out
@@ -556,7 +585,7 @@ impl Scenario {
 
     pub fn params_json(&self) -> serde_json::Value {
         let durs = |v: &[Duration]| v.iter().map(|d| format_duration(*d)).collect::<Vec<_>>();
-        serde_json::json!({
+        let mut params = serde_json::json!({
             "cpu_threads": self.cpu_threads,
             "cpu_work": self.cpu_work,
             "interval_us": self.gil.interval.as_secs_f64() * 1e6,
@@ -595,7 +624,24 @@ impl Scenario {
             "timeout_s": self.timeout.as_secs_f64(),
             "bulk_mib": self.bulk_mib,
             "recv_bytes": self.recv_bytes,
-        })
+        });
+        // Beyond what one `json!` can expand.
+        let more = [
+            ("spin_adaptive", serde_json::json!(self.adaptive_spin)),
+            ("decay_slice", format_duration(self.gil.decay_slice).into()),
+            (
+                "decay_halflife",
+                format_duration(self.gil.decay_halflife).into(),
+            ),
+            (
+                "decay_preempt_spin",
+                format_duration(self.gil.decay_preempt_spin).into(),
+            ),
+        ];
+        for (k, v) in more {
+            params[k] = v;
+        }
+        params
     }
 }
 
@@ -858,6 +904,11 @@ mod tests {
                 "interval=2ms",
                 "fastcond interval=2ms spin=20us",
             ),
+            (
+                "decay",
+                "decay_halflife=20ms",
+                "decay decay_halflife=20ms spin=20us",
+            ),
         ] {
             s.set_kv(&format!("lock={design}")).unwrap();
             s.set_kv(key).unwrap();
@@ -865,6 +916,22 @@ mod tests {
         }
         s.set_kv("lock=none").unwrap();
         assert_eq!(s.design_label(), "none");
+    }
+
+    /// `spin = adaptive` is a spin of its own: the label says so (not its 50 us bound), the
+    /// designs get the bound, the run a gauge; another `spin` value turns it off again.
+    #[test]
+    fn adaptive_spin_is_labelled_and_bounded() {
+        let mut s =
+            Scenario::from_toml("lock = \"timed\"\nspin = \"adaptive\"\n", "x.toml").unwrap();
+        assert!(s.adaptive_spin);
+        assert_eq!(s.design_label(), "timed spin=adaptive");
+        assert_eq!(s.gil_params().spin, crate::gil::ADAPTIVE_SPIN_BOUND);
+        assert_eq!(s.params_json()["spin_adaptive"], true);
+        s.set_kv("spin=20us").unwrap();
+        assert!(!s.adaptive_spin);
+        assert_eq!(s.design_label(), "timed spin=20us");
+        assert!(s.set_kv("spin=sometimes").is_err());
     }
 
     #[test]

@@ -64,6 +64,8 @@ pub struct Spawner<'a> {
     pub measuring: &'a AtomicBool,
     /// Set when a connection thread panics, so that the run stops at once.
     pub failed: &'a AtomicBool,
+    /// `spin = adaptive`: the run's gauge of threads on a core.
+    pub spin_gauge: Option<&'a std::sync::Arc<crate::gil::SpinGauge>>,
     pub record: bool,
     pub tick_bytes: usize,
     /// The server thread's name; connection threads are called `NAME.cK`.
@@ -476,6 +478,9 @@ fn conn_interp<'a, G: Gil>(conns: &Conns<'a, G>) -> Interp<'a, G> {
     interp.set_recording(sp.record);
     interp.set_stop(conns.ctx.stop);
     interp.set_warmup_gate(sp.measuring);
+    if let Some(g) = sp.spin_gauge {
+        interp.set_spin_gauge(g.clone());
+    }
     interp.extras = (sp.recorders)();
     interp
 }
