@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -275,36 +275,110 @@ fn read_all<R: Read + Send + 'static>(r: Option<R>) -> std::thread::JoinHandle<V
 /// Runs the twin for `sc` (with its server and the load generator, or its CPU threads alone).
 pub fn run_twin(py: &Python, sc: &Scenario, with_server: bool) -> Result<TwinRun, RunError> {
     let args = twin_args(sc, with_server).map_err(RunError::BadInput)?;
-    let child = Command::new(&py.path)
-        .arg("-c")
-        .arg(TWIN)
-        .args(&args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| RunError::Failed(format!("cannot start {}: {e}", py.path.display())))?;
-    let mut child = Reap(child);
-    let stdout = child.0.stdout.take().expect("piped");
-    let mut stderr = child.0.stderr.take().expect("piped");
-    let mut stdin = child.0.stdin.take();
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
+    let (mut twin, first) = TwinProcess::spawn(py, &args)?.first_line()?;
+    let plan = pin::plan(&sc.pin, usize::from(with_server) + sc.cpu_threads)
+        .map_err(|e| RunError::BadInput(format!("--pin {}: {e}", sc.pin)))?;
+    let (load, loadgen) = if with_server {
+        let Some(addr) = listening_on(&first) else {
+            let what = format!("printed {:?} instead of its address", shown(&first));
+            return Err(twin.failed(&what));
+        };
+        let core = plan.spare.filter(|_| sc.pin != PinMode::None);
+        let r = drive(sc, addr, core);
+        drop(twin.stdin.take()); // end of input: the client is done
+        match r {
+            Ok(l) => (l, loadgen_place(sc, core)),
+            Err(e) => {
+                let _ = twin.failed("");
+                return Err(RunError::Failed(format!(
+                    "the load generator against the twin: {e}"
+                )));
             }
         }
-    });
-    let err_text = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let failed = |what: &str, child: Reap| -> RunError {
-        drop(child);
-        let e = err_text.join().unwrap_or_default();
+    } else {
+        drop(twin.stdin.take());
+        (None, String::new())
+    };
+    if signals::caught().is_some() {
+        return Err(RunError::Failed("interrupted".into()));
+    }
+    let report = twin.result(sc.warmup + sc.duration + sc.timeout + Duration::from_secs(15))?;
+    Ok(TwinRun {
+        report,
+        load,
+        loadgen,
+    })
+}
+
+/// The address in the twin's first line (`listening on tcp 127.0.0.1:PORT`).
+fn listening_on(first: &str) -> Option<SocketAddr> {
+    first
+        .strip_prefix("listening on ")?
+        .split_whitespace()
+        .last()?
+        .parse()
+        .ok()
+}
+
+/// Where the load generator runs, in words.
+fn loadgen_place(sc: &Scenario, core: Option<usize>) -> String {
+    match (core, sc.pin == PinMode::None) {
+        (Some(c), _) => format!("core {c}"),
+        (None, true) => "unpinned".into(),
+        (None, false) => "unpinned, shares cores with the twin's threads".into(),
+    }
+}
+
+/// The twin's process under way: its stdout as lines, its stderr read whole in a thread.
+struct TwinProcess {
+    child: Reap,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<String>,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl TwinProcess {
+    /// Starts the twin with `args`; threads read its output as it comes.
+    fn spawn(py: &Python, args: &[String]) -> Result<TwinProcess, RunError> {
+        let child = Command::new(&py.path)
+            .arg("-c")
+            .arg(TWIN)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| RunError::Failed(format!("cannot start {}: {e}", py.path.display())))?;
+        let mut child = Reap(child);
+        let stdout = child.0.stdout.take().expect("piped");
+        let mut stderr = child.0.stderr.take().expect("piped");
+        let stdin = child.0.stdin.take();
+        let (tx, lines) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            s
+        });
+        Ok(TwinProcess {
+            child,
+            stdin,
+            lines,
+            stderr,
+        })
+    }
+
+    /// Ends the twin and says how it failed, with the last line it wrote on stderr.
+    fn failed(self, what: &str) -> RunError {
+        drop(self.child);
+        let e = self.stderr.join().unwrap_or_default();
         let last = e.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
         RunError::Failed(format!(
             "the Python twin {what}{}",
@@ -314,85 +388,49 @@ pub fn run_twin(py: &Python, sc: &Scenario, with_server: bool) -> Result<TwinRun
                 format!(": {}", shown(last.trim()))
             }
         ))
-    };
-    // The twin prints its first line at once; a stuck interpreter gets 30 s, and a signal
-    // ends the wait sooner.
-    let started = Instant::now();
-    let first = loop {
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(l) => break l,
-            Err(mpsc::RecvTimeoutError::Timeout) if started.elapsed() < Duration::from_secs(30) => {
-                if signals::caught().is_some() {
-                    return Err(RunError::Failed("interrupted".into()));
-                }
-            }
-            Err(_) => return Err(failed("did not start", child)),
-        }
-    };
-    let plan = pin::plan(&sc.pin, usize::from(with_server) + sc.cpu_threads)
-        .map_err(|e| RunError::BadInput(format!("--pin {}: {e}", sc.pin)))?;
-    let mut loadgen = String::new();
-    let load = if with_server {
-        let Some(addr) = first
-            .strip_prefix("listening on ")
-            .and_then(|r| r.split_whitespace().last())
-            .and_then(|a| a.parse::<SocketAddr>().ok())
-        else {
-            return Err(failed(
-                &format!("printed {:?} instead of its address", shown(&first)),
-                child,
-            ));
-        };
-        let core = if sc.pin == PinMode::None {
-            None
-        } else {
-            plan.spare
-        };
-        loadgen = match (core, sc.pin == PinMode::None) {
-            (Some(c), _) => format!("core {c}"),
-            (None, true) => "unpinned".into(),
-            (None, false) => "unpinned, shares cores with the twin's threads".into(),
-        };
-        let r = drive(sc, addr, core);
-        drop(stdin.take()); // end of input: the client is done
-        match r {
-            Ok(l) => l,
-            Err(e) => {
-                let _ = failed("", child);
-                return Err(RunError::Failed(format!(
-                    "the load generator against the twin: {e}"
-                )));
-            }
-        }
-    } else {
-        drop(stdin.take());
-        None
-    };
-    if signals::caught().is_some() {
-        return Err(RunError::Failed("interrupted".into()));
     }
-    let wait = sc.warmup + sc.duration + sc.timeout + Duration::from_secs(15);
-    let deadline = Instant::now() + wait;
-    let line = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left.min(Duration::from_millis(100))) {
-            Ok(l) if l.trim_start().starts_with('{') => break l,
-            Ok(_) => {}
-            Err(mpsc::RecvTimeoutError::Timeout) if !left.is_zero() => {
-                if signals::caught().is_some() {
-                    return Err(RunError::Failed("interrupted".into()));
+
+    /// The twin's first line. It prints it at once; a stuck interpreter gets 30 s, and a
+    /// signal ends the wait sooner.
+    fn first_line(self) -> Result<(TwinProcess, String), RunError> {
+        let started = Instant::now();
+        loop {
+            match self.lines.recv_timeout(Duration::from_millis(100)) {
+                Ok(l) => return Ok((self, l)),
+                Err(mpsc::RecvTimeoutError::Timeout)
+                    if started.elapsed() < Duration::from_secs(30) =>
+                {
+                    if signals::caught().is_some() {
+                        return Err(RunError::Failed("interrupted".into()));
+                    }
                 }
+                Err(_) => return Err(self.failed("did not start")),
             }
-            Err(_) => return Err(failed("ended without its result", child)),
         }
-    };
-    let report = parse_report(&line).map_err(RunError::Failed)?;
-    drop(child);
-    Ok(TwinRun {
-        report,
-        load,
-        loadgen,
-    })
+    }
+
+    /// The twin's result: its JSON line, within `wait` (a signal ends the wait sooner).
+    fn result(self, wait: Duration) -> Result<TwinReport, RunError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self
+                .lines
+                .recv_timeout(left.min(Duration::from_millis(100)))
+            {
+                Ok(l) if l.trim_start().starts_with('{') => {
+                    return parse_report(&l).map_err(RunError::Failed)
+                }
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Timeout) if !left.is_zero() => {
+                    if signals::caught().is_some() {
+                        return Err(RunError::Failed("interrupted".into()));
+                    }
+                }
+                Err(_) => return Err(self.failed("ended without its result")),
+            }
+        }
+    }
 }
 
 /// gilbench's load generator against the twin at `addr`, on `core` if given: the echo load
@@ -403,28 +441,40 @@ fn drive(
     addr: SocketAddr,
     core: Option<usize>,
 ) -> Result<Option<LoadResult>, String> {
-    let stop = AtomicBool::new(false);
     if sc.io == IoWork::Bulk {
-        return std::thread::scope(|s| {
-            let stop = &stop;
-            let send = s.spawn(move || {
-                let _pinned = core.is_some_and(pin::pin_current);
-                let r = run_bulk_send(addr, sc.bulk_mib << 20, stop);
-                stop.store(true, Ordering::SeqCst);
-                r
-            });
-            let t0 = Instant::now();
-            while !stop.load(Ordering::SeqCst) {
-                if signals::caught().is_some() || t0.elapsed() >= sc.duration {
-                    stop.store(true, Ordering::SeqCst);
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            send.join()
-                .unwrap_or_else(|_| Err("the bulk sender panicked".into()))
-                .map(|_| None)
-        });
+        send_bulk(sc, addr, core).map(|()| None)
+    } else {
+        echo_load(sc, addr, core).map(Some)
     }
+}
+
+/// The bulk transfer to `addr`, cut at `duration` or by a signal.
+fn send_bulk(sc: &Scenario, addr: SocketAddr, core: Option<usize>) -> Result<(), String> {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let stop = &stop;
+        let send = s.spawn(move || {
+            let _pinned = core.is_some_and(pin::pin_current);
+            let r = run_bulk_send(addr, sc.bulk_mib << 20, stop);
+            stop.store(true, Ordering::SeqCst);
+            r
+        });
+        let t0 = Instant::now();
+        while !stop.load(Ordering::SeqCst) {
+            if signals::caught().is_some() || t0.elapsed() >= sc.duration {
+                stop.store(true, Ordering::SeqCst);
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        send.join()
+            .unwrap_or_else(|_| Err("the bulk sender panicked".into()))
+            .map(|_| ())
+    })
+}
+
+/// The echo load against `addr`, as the scenario says, stopped early by a signal.
+fn echo_load(sc: &Scenario, addr: SocketAddr, core: Option<usize>) -> Result<LoadResult, String> {
+    let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         let stop = &stop;
         let load = s.spawn(move || {
@@ -454,14 +504,12 @@ fn drive(
         }
         load.join()
             .unwrap_or_else(|_| Err("the load generator panicked".into()))
-            .map(Some)
     })
 }
 
-/// A twin run as a gilbench result (lock `cpython`), for the usual outputs.
-pub fn twin_result(sc: &Scenario, t: &TwinRun, label: &str, repeat: u32) -> RunResult {
-    let rep = &t.report;
-    let io = t.load.as_ref().map(|l| IoSummary {
+/// The client's figures of a twin run with the echo load.
+fn echo_io(sc: &Scenario, t: &TwinRun) -> Option<IoSummary> {
+    t.load.as_ref().map(|l| IoSummary {
         requests: l.requests,
         requests_per_sec: per_sec(l.requests as f64, l.measured_s),
         bytes: l.bytes,
@@ -477,31 +525,39 @@ pub fn twin_result(sc: &Scenario, t: &TwinRun, label: &str, repeat: u32) -> RunR
         first_error: l.first_error.clone(),
         loadgen: t.loadgen.clone(),
         ..Default::default()
-    });
-    let srv = &rep.server;
-    let io = io.or_else(|| {
-        let total = srv.transfer_bytes?;
-        Some(IoSummary {
+    })
+}
+
+/// The twin server's figures of a bulk transfer (the twin counts what arrived).
+fn bulk_io(t: &TwinRun) -> Option<IoSummary> {
+    let (rep, srv) = (&t.report, &t.report.server);
+    let total = srv.transfer_bytes?;
+    Some(IoSummary {
+        requests: srv.requests,
+        requests_per_sec: per_sec(srv.requests as f64, rep.window_s),
+        bytes: srv.bytes_in,
+        transfer_s: srv.transfer_s,
+        transfer_bytes: Some(total),
+        transfer_complete: Some(srv.bytes_in >= total),
+        bytes_per_sec: srv.receive_s.map(|s| srv.bytes_in as f64 / s.max(1e-9)),
+        mode: "bulk".into(),
+        loadgen: t.loadgen.clone(),
+        server: crate::workload::server::ServerStats {
             requests: srv.requests,
-            requests_per_sec: per_sec(srv.requests as f64, rep.window_s),
-            bytes: srv.bytes_in,
+            bytes_in: srv.bytes_in,
+            accepted: srv.accepted,
             transfer_s: srv.transfer_s,
-            transfer_bytes: Some(total),
-            transfer_complete: Some(srv.bytes_in >= total),
-            bytes_per_sec: srv.receive_s.map(|s| srv.bytes_in as f64 / s.max(1e-9)),
-            mode: "bulk".into(),
-            loadgen: t.loadgen.clone(),
-            server: crate::workload::server::ServerStats {
-                requests: srv.requests,
-                bytes_in: srv.bytes_in,
-                accepted: srv.accepted,
-                transfer_s: srv.transfer_s,
-                receive_s: srv.receive_s,
-                ..Default::default()
-            },
+            receive_s: srv.receive_s,
             ..Default::default()
-        })
-    });
+        },
+        ..Default::default()
+    })
+}
+
+/// A twin run as a gilbench result (lock `cpython`), for the usual outputs.
+pub fn twin_result(sc: &Scenario, t: &TwinRun, label: &str, repeat: u32) -> RunResult {
+    let rep = &t.report;
+    let io = echo_io(sc, t).or_else(|| bulk_io(t));
     let mut params = sc.params_json();
     params["python"] = serde_json::json!(format!("{} {}", rep.implementation, rep.python));
     let tot = rep.ctx_switches.total;
