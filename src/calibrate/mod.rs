@@ -39,7 +39,7 @@ pub use fit::{
 };
 pub use run::{execute, load_average, machine, Outcome, Plan, Step};
 pub use samples::{median_sample, model_sample, twin_sample, waited, Bulk, Sample, Usage};
-pub use table::{csv, is_bulk, json, markdown, text, BULK_CSV_HEADER, CSV_HEADER};
+pub use table::{csv, is_bulk, markdown, table, text, BULK_CSV_HEADER, CSV_HEADER};
 pub use twin::{
     find_python, parse_report, run_twin, twin_args, twin_result, Python, TwinCpu, TwinCtx,
     TwinCtxPair, TwinReport, TwinRun, TwinServer, TWIN,

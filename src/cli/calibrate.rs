@@ -6,14 +6,11 @@ use std::path::PathBuf;
 use clap::Args;
 
 use gilbench::calibrate::{self, Step};
-use gilbench::output::write_file;
 use gilbench::scenario::{shown, split_sweep};
 
 use gilbench::report::about::About;
 
-use gilbench::report::export::{replace, Dest};
-
-use super::outputs::{check_outputs, say, write_outputs, Formats, OutputOpts};
+use super::outputs::{check_outputs, say, write_outputs_with, OutputOpts};
 use crate::{load_scenario, positive, Failure, RunOpts};
 
 /// `gilbench calibrate` options.
@@ -190,35 +187,16 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Prints the table (unless an export goes to stdout instead) and writes every output:
-/// calibrate's own JSON, CSV and Markdown (one calibration); every other format (histograms,
-/// plots, the page) gets the runs of both sides, as for compare.
+/// Prints the table (unless an export goes to stdout instead) and writes every output
+/// through the exporters: the formats that write a table (CSV, Markdown) write calibrate's,
+/// the result file carries the calibration beside the runs, and every other format
+/// (histograms, plots, the page) gets the runs of both sides, as for compare.
 fn write_all(outcome: &calibrate::Outcome, out: &OutputOpts, about: &About) -> Result<(), Failure> {
-    let cal = &outcome.calibration;
+    let table = calibrate::table(&outcome.calibration);
     if !out.prints() {
-        say(&calibrate::text(cal));
+        say(&table.text());
     }
-    let mut rest = Vec::new();
-    for (e, dest) in &out.formats.0 {
-        let own = match e.flag() {
-            "json" => Some(calibrate::json(outcome)),
-            "csv" => Some(calibrate::csv(cal)),
-            "markdown" => Some(calibrate::markdown(cal)),
-            _ => None,
-        };
-        match (own, dest) {
-            (Some(text), Dest::File(p)) => {
-                write_file(p, text.as_bytes(), replace(out.force)).map_err(Failure::Run)?
-            }
-            (Some(text), _) => say(&text),
-            (None, _) => rest.push((*e, dest.clone())),
-        }
-    }
-    let rest = OutputOpts {
-        formats: Formats(rest),
-        ..out.clone()
-    };
-    write_outputs(&outcome.runs, &rest, None, about)
+    write_outputs_with(&outcome.runs, out, None, about, Some(&table))
 }
 
 /// `gilbench report` of a calibrate result: the calibrate table again (medians recomputed)

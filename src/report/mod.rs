@@ -11,6 +11,7 @@ pub mod about;
 pub mod columns;
 pub mod export;
 pub mod plot;
+pub mod table;
 
 use columns::{Column, Source, COLUMNS, RATIO_BASES, THREAD_COLUMNS};
 
@@ -577,33 +578,11 @@ pub fn summary_text(runs: &[RunResult]) -> String {
         line.extend(verdicts.as_ref().map(|v| v[n].clone()));
         table.push(line);
     }
-    let widths: Vec<usize> = (0..table[0].len())
-        .map(|i| {
-            table
-                .iter()
-                .map(|l| l[i].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
     let mut o = String::new();
     if let Some(c) = caption(runs, &rows) {
         let _ = writeln!(o, "{c}");
     }
-    for l in &table {
-        let parts: Vec<String> = l
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                if i == 0 {
-                    format!("{s:<w$}", w = widths[i])
-                } else {
-                    format!("{s:>w$}", w = widths[i])
-                }
-            })
-            .collect();
-        let _ = writeln!(o, "{}", parts.join("  ").trim_end());
-    }
+    o.push_str(&table::aligned(&table, |i| i > 0));
     for r in runs.iter().filter(|r| r.failure.is_some()) {
         let _ = writeln!(
             o,
