@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::twin::TwinRun;
-use crate::metrics::{per_sec, Hist, Percentiles};
+use crate::metrics::{self, per_sec, Hist, Percentiles};
 use crate::pin;
 use crate::result::RunResult;
 
@@ -226,25 +226,16 @@ pub fn twin_sample(t: &TwinRun, alone: Option<&TwinRun>, interval: Duration) -> 
     s
 }
 
-pub(super) fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
+/// The median of `v`; 0 when empty (a side's figure no run has).
+pub(super) fn median(v: Vec<f64>) -> f64 {
+    metrics::median(v).unwrap_or(0.0)
 }
 
 /// The cell-by-cell median of `samples`.
 pub fn median_sample(samples: &[Sample]) -> Sample {
     let m = |f: &dyn Fn(&Sample) -> f64| median(samples.iter().map(f).collect());
     let mo = |f: &dyn Fn(&Sample) -> Option<f64>| {
-        let v: Vec<f64> = samples.iter().filter_map(f).collect();
-        (!v.is_empty()).then(|| median(v))
+        metrics::median(samples.iter().filter_map(f).collect())
     };
     Sample {
         requests_per_sec: m(&|s| s.requests_per_sec),
@@ -272,7 +263,7 @@ fn median_bulk<'a>(runs: impl Iterator<Item = &'a Bulk>) -> Option<Bulk> {
         total: first.total,
         bytes: m(&|b| b.bytes as f64).round() as u64,
         receive_s: m(&|b| b.receive_s),
-        transfer_s: (!done.is_empty()).then(|| median(done)),
+        transfer_s: metrics::median(done),
         mb_per_sec: m(&|b| b.mb_per_sec),
         unfinished: runs.iter().map(|b| b.unfinished).sum(),
         slowdown: None,

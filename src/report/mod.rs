@@ -241,21 +241,14 @@ pub struct Stat {
 }
 
 impl Stat {
-    fn of(mut v: Vec<f64>) -> Option<Stat> {
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_by(|a, b| a.total_cmp(b));
+    fn of(v: Vec<f64>) -> Option<Stat> {
+        let min = v.iter().copied().min_by(f64::total_cmp)?;
+        let max = v.iter().copied().max_by(f64::total_cmp)?;
         let n = v.len();
-        let median = if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            (v[n / 2 - 1] + v[n / 2]) / 2.0
-        };
         Some(Stat {
-            median,
-            min: v[0],
-            max: v[n - 1],
+            median: crate::metrics::median(v)?,
+            min,
+            max,
             n,
         })
     }
