@@ -259,6 +259,7 @@ pub(crate) mod tests {
         let cx = Context {
             runs,
             sweep_key: None,
+            table: None,
             force: false,
             about: &about,
             written: &[],
