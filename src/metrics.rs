@@ -101,6 +101,20 @@ pub fn distribution(h: &Hist) -> Vec<[f64; 2]> {
         .collect()
 }
 
+/// The median of `v` (the mean of the middle two for an even count); None when empty.
+pub fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
 /// `n` per second of `secs`: 0 for no time (an empty window counted nothing, at no rate).
 pub fn per_sec(n: f64, secs: f64) -> f64 {
     if secs > 0.0 {

@@ -1,30 +1,50 @@
 //! SIGINT/SIGTERM/SIGHUP: a run stops early (within a second, whatever phase it is in),
 //! keeps what it measured (marked partial), and the process exits 130 / 143 / 129 after
-//! writing its outputs. A second signal ends the process at once.
+//! writing its outputs. A second signal ends the process at once, with 128 + that signal.
+//!
+//! The handlers are registered through `signal-hook` (its registry chains them with any
+//! other handler and keeps `SA_RESTART`). Each is one atomic swap rather than `signal-hook`'s
+//! ready-made flag actions: a "shutdown if armed" action followed by an "arm" action leaves a
+//! window where two signals handled at once on two threads (the handlers do not mask each
+//! other) both find the shutdown unarmed and the process ignores the second; a swap lets
+//! exactly one of them be the first.
 
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Once;
 
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::low_level;
+
+/// The signals that stop a run.
+const STOPPING: [i32; 3] = [SIGINT, SIGTERM, SIGHUP];
+
+/// The first signal caught (0: none yet).
 static CAUGHT: AtomicI32 = AtomicI32::new(0);
 
-extern "C" fn on_signal(sig: libc::c_int) {
-    // Only an atomic swap and, for a second signal, `_exit`: both async-signal-safe.
-    if CAUGHT.swap(sig, Ordering::SeqCst) != 0 {
-        // SAFETY: `_exit` is async-signal-safe and ends the process without running any
-        // user-space code (no destructors, no atexit handlers, no stdio flushing).
-        unsafe { libc::_exit(128 + sig) };
-    }
+/// Installs the handlers (idempotent). A handler that cannot be installed is reported on
+/// stderr; that signal then keeps its default action (it ends the process at once).
+pub fn install() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        for sig in STOPPING {
+            if let Err(e) = register(sig) {
+                eprintln!("gilbench: warning: cannot catch {}: {e}", name(sig));
+            }
+        }
+    });
 }
 
-/// Installs the handlers (idempotent).
-pub fn install() {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: `on_signal` is an `extern "C" fn(c_int)` that only performs an atomic swap
-        // and possibly `_exit`, both async-signal-safe; replacing the default disposition of
-        // SIGINT/SIGTERM/SIGHUP has no other effect on the process.
-        unsafe {
-            libc::signal(sig, on_signal as *const () as libc::sighandler_t);
+fn register(sig: i32) -> std::io::Result<()> {
+    let status = i32::from(exit_status(sig));
+    let on_signal = move || {
+        if CAUGHT.swap(sig, Ordering::SeqCst) != 0 {
+            low_level::exit(status);
         }
-    }
+    };
+    // SAFETY: the action only performs an atomic swap and possibly `_exit` (through
+    // `low_level::exit`), both async-signal-safe: it neither allocates nor takes a lock.
+    unsafe { low_level::register(sig, on_signal) }?;
+    Ok(())
 }
 
 /// The signal that asked the process to stop, if any.
@@ -43,9 +63,9 @@ pub fn exit_status(sig: i32) -> u8 {
 /// The signal's name.
 pub fn name(sig: i32) -> &'static str {
     match sig {
-        libc::SIGINT => "SIGINT",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGHUP => "SIGHUP",
+        SIGINT => "SIGINT",
+        SIGTERM => "SIGTERM",
+        SIGHUP => "SIGHUP",
         _ => "a signal",
     }
 }

@@ -1251,3 +1251,52 @@ fn calibrate_stopped_before_its_first_pair_writes_nothing_report_refuses() {
         );
     }
 }
+
+/// A calibrate stopped in a later repetition keeps the repetitions it finished: the table
+/// (`calibrate.conditions`) covers every pair in `runs`, whichever run the signal hit (they
+/// were dropped when it hit the twin's run or fell between repetitions).
+#[test]
+fn an_interrupted_calibrate_keeps_its_finished_repetitions() {
+    let _g = one();
+    let Some(py) = python("an_interrupted_calibrate_keeps_its_finished_repetitions") else {
+        return;
+    };
+    let json = tmp("calibrate-interrupted.json");
+    let _ = std::fs::remove_file(&json);
+    let child = bin()
+        .arg("calibrate")
+        .arg(workload_path("convoy-echo.toml"))
+        .args(["--duration", "300ms", "--set", "warmup=100ms"])
+        .args([
+            "--cpu-threads",
+            "0",
+            "--repeat",
+            "50",
+            "--max-other-load",
+            "off",
+        ])
+        .args(["-q", "--json", json.to_str().unwrap(), "--python"])
+        .arg(&py.path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Past the cold-start probes (about 2 s) and a few pairs (about 1 s each).
+    std::thread::sleep(Duration::from_millis(5500));
+    signal(&child, libc::SIGINT);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json_of(&json);
+    let runs = v["runs"].as_array().unwrap().len();
+    assert!(runs >= 2, "no pair finished in 5.5 s: {runs} runs");
+    let conds = v["calibrate"]["conditions"].as_array().unwrap();
+    assert_eq!(conds.len(), 1, "{runs} runs but no condition");
+    let pairs = conds[0]["cpython_runs"].as_array().unwrap().len();
+    assert_eq!(2 * pairs, runs, "{pairs} pairs in the table, {runs} runs");
+    assert_eq!(v["calibrate"]["partial"], true);
+}

@@ -1106,6 +1106,38 @@ fn signals_stop_an_experiment_and_keep_what_it_measured() {
     }
 }
 
+/// A second signal does not wait for the graceful stop the first one started: the process
+/// ends at once with 128 + the signal that came second and writes nothing. (Which of the two
+/// counts as second is the kernel's choice: threads may take them in either order.)
+#[test]
+fn a_second_signal_ends_the_process_at_once() {
+    let _t = one();
+    let json = tmp("compare-second-signal.json");
+    let _ = std::fs::remove_file(&json);
+    let w = workload_path("convoy-echo.toml");
+    let child = bin()
+        .args(["compare", w.to_str().unwrap(), "--locks", "timed,none"])
+        .args(["--duration", "30s", "--json", json.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(&child, libc::SIGINT);
+    signal(&child, libc::SIGTERM);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        matches!(out.status.code(), Some(130 | 143)),
+        "{:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !json.exists(),
+        "the graceful stop went on to write its outputs"
+    );
+}
+
 #[test]
 fn the_watchdog_ends_a_hung_run_with_a_diagnosis() {
     let _t = one();

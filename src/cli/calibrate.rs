@@ -6,14 +6,11 @@ use std::path::PathBuf;
 use clap::Args;
 
 use gilbench::calibrate::{self, Step};
-use gilbench::output::write_file;
-use gilbench::scenario::{shown, split_sweep};
+use gilbench::scenario::{shown, split_sweep, Scenario};
 
 use gilbench::report::about::About;
 
-use gilbench::report::export::{replace, Dest};
-
-use super::outputs::{check_outputs, say, write_outputs, Formats, OutputOpts};
+use super::outputs::{check_outputs, say, write_outputs_with, OutputOpts};
 use crate::{load_scenario, positive, Failure, RunOpts};
 
 /// `gilbench calibrate` options.
@@ -59,6 +56,40 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
         ));
     }
     check_outputs(&a.out)?;
+    let (base, lists) = base_and_lists(a)?;
+    let plan = calibrate::Plan {
+        repeat: positive("--repeat", &a.repeat, 1000)? as u32,
+        max_other_load: max_other_load(&a.max_other_load)?,
+        retries: 3,
+    };
+    let conds = calibrate::conditions(&base, &lists).map_err(Failure::Input)?;
+    let py = calibrate::find_python(a.python.as_deref()).map_err(|e| {
+        // A Ctrl-C while the interpreter answers is no fault of the interpreter.
+        crate::cli::outputs::exit_if_interrupted_before_running();
+        Failure::Input(e)
+    })?;
+    let show = !a.out.quiet && std::io::stderr().is_terminal();
+    let mut progress = |s: Step<'_>| {
+        if show {
+            print_step(s);
+        }
+    };
+    let outcome = calibrate::execute(&py, &base.name, &conds, &plan, &mut progress)?;
+    super::outputs::exit_if_nothing_measured(&outcome.runs);
+    write_all(
+        &outcome,
+        &a.out,
+        &About::fresh(super::outputs::provenance().clone()),
+    )?;
+    if outcome.calibration.partial {
+        super::outputs::exit_if_interrupted();
+    }
+    Ok(())
+}
+
+/// The scenario every condition starts from (single values applied, lock `timed`) and the
+/// lists (`KEY=V1,V2,...`) that make the conditions.
+fn base_and_lists(a: &CalibrateArgs) -> Result<(Scenario, Vec<String>), Failure> {
     let mut opts = a.opts.clone();
     if let Some(l) = &opts.lock {
         if l.trim() != "timed" {
@@ -67,6 +98,28 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
             ))));
         }
     }
+    let (singles, lists) = split_lists(&mut opts)?;
+    let record_set = singles.iter().chain(&lists).any(|kv| {
+        kv.split_once('=')
+            .is_some_and(|(k, _)| k.trim() == "record")
+    });
+    opts.set = singles;
+    let mut base = load_scenario(&a.scenario, &opts, None)?;
+    base.lock = gilbench::gil::LockKind::Timed;
+    if !record_set {
+        // The twin's interpreter threads carry no instrumentation, and the model's GIL-side
+        // recording (clock reads, histograms, the idle-while-wanted word at every take and
+        // release) changes the very races compared here (measured: two CPU threads, 62
+        // against 28 requests/s). Calibrate's figures all come from the client, the kernel
+        // and the tick counters, so the model runs without it unless the user asks.
+        base.record = false;
+    }
+    Ok((base, lists))
+}
+
+/// `--set` values and list flags (`--interval 1ms,5ms`) split into single values, which
+/// apply to every condition, and lists, which become conditions.
+fn split_lists(opts: &mut RunOpts) -> Result<(Vec<String>, Vec<String>), Failure> {
     // Lists (`--set k=a,b`, `--interval 1ms,5ms`) become conditions; single values apply to
     // all of them.
     let mut lists = Vec::new();
@@ -112,23 +165,12 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
             ))));
         }
     }
-    let record_set = singles.iter().chain(&lists).any(|kv| {
-        kv.split_once('=')
-            .is_some_and(|(k, _)| k.trim() == "record")
-    });
-    opts.set = singles;
-    let mut base = load_scenario(&a.scenario, &opts, None)?;
-    base.lock = gilbench::gil::LockKind::Timed;
-    if !record_set {
-        // The twin's interpreter threads carry no instrumentation, and the model's GIL-side
-        // recording (clock reads, histograms, the idle-while-wanted word at every take and
-        // release) changes the very races compared here (measured: two CPU threads, 62
-        // against 28 requests/s). Calibrate's figures all come from the client, the kernel
-        // and the tick counters, so the model runs without it unless the user asks.
-        base.record = false;
-    }
-    let repeat = positive("--repeat", &a.repeat, 1000)? as u32;
-    let max_other_load = match a.max_other_load.trim() {
+    Ok((singles, lists))
+}
+
+/// `--max-other-load PERCENT` as a share of the machine (None: `off`).
+fn max_other_load(text: &str) -> Result<Option<f64>, Failure> {
+    Ok(match text.trim() {
         "off" => None,
         t => match t.trim_end_matches('%').parse::<f64>() {
             Ok(p) if (0.0..=100.0).contains(&p) => Some(p / 100.0),
@@ -138,87 +180,43 @@ pub fn run(a: &CalibrateArgs) -> Result<(), Failure> {
                 ))))
             }
         },
-    };
-    let plan = calibrate::Plan {
-        repeat,
-        max_other_load,
-        retries: 3,
-    };
-    let conds = calibrate::conditions(&base, &lists).map_err(Failure::Input)?;
-    let py = calibrate::find_python(a.python.as_deref()).map_err(|e| {
-        // A Ctrl-C while the interpreter answers is no fault of the interpreter.
-        crate::cli::outputs::exit_if_interrupted_before_running();
-        Failure::Input(e)
-    })?;
-    let show = !a.out.quiet && std::io::stderr().is_terminal();
-    let mut progress = |s: Step<'_>| {
-        if let (
-            true,
-            Step::Start {
-                index,
-                total,
-                side,
-                label,
-                repeat,
-                expected,
-            },
-        ) = (show, s)
-        {
-            let rep = if repeat > 0 {
-                format!(" (repeat {})", repeat + 1)
-            } else {
-                String::new()
-            };
-            let _ = writeln!(
-                std::io::stderr().lock(),
-                "[{index}/{total}] {side}: {label}{rep} ({:.1}s)",
-                expected.as_secs_f64()
-            );
-        }
-    };
-    let outcome = calibrate::execute(&py, &base.name, &conds, &plan, &mut progress)?;
-    super::outputs::exit_if_nothing_measured(&outcome.runs);
-    let cal = &outcome.calibration;
-    write_all(
-        &outcome,
-        &a.out,
-        &About::fresh(super::outputs::provenance().clone()),
-    )?;
-    if cal.partial {
-        super::outputs::exit_if_interrupted();
-    }
-    Ok(())
+    })
 }
 
-/// Prints the table (unless an export goes to stdout instead) and writes every output:
-/// calibrate's own JSON, CSV and Markdown (one calibration); every other format (histograms,
-/// plots, the page) gets the runs of both sides, as for compare.
-fn write_all(outcome: &calibrate::Outcome, out: &OutputOpts, about: &About) -> Result<(), Failure> {
-    let cal = &outcome.calibration;
-    if !out.prints() {
-        say(&calibrate::text(cal));
-    }
-    let mut rest = Vec::new();
-    for (e, dest) in &out.formats.0 {
-        let own = match e.flag() {
-            "json" => Some(calibrate::json(outcome)),
-            "csv" => Some(calibrate::csv(cal)),
-            "markdown" => Some(calibrate::markdown(cal)),
-            _ => None,
+/// A progress line on stderr as each run starts.
+fn print_step(s: Step<'_>) {
+    if let Step::Start {
+        index,
+        total,
+        side,
+        label,
+        repeat,
+        expected,
+    } = s
+    {
+        let rep = if repeat > 0 {
+            format!(" (repeat {})", repeat + 1)
+        } else {
+            String::new()
         };
-        match (own, dest) {
-            (Some(text), Dest::File(p)) => {
-                write_file(p, text.as_bytes(), replace(out.force)).map_err(Failure::Run)?
-            }
-            (Some(text), _) => say(&text),
-            (None, _) => rest.push((*e, dest.clone())),
-        }
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "[{index}/{total}] {side}: {label}{rep} ({:.1}s)",
+            expected.as_secs_f64()
+        );
     }
-    let rest = OutputOpts {
-        formats: Formats(rest),
-        ..out.clone()
-    };
-    write_outputs(&outcome.runs, &rest, None, about)
+}
+
+/// Prints the table (unless an export goes to stdout instead) and writes every output
+/// through the exporters: the formats that write a table (CSV, Markdown) write calibrate's,
+/// the result file carries the calibration beside the runs, and every other format
+/// (histograms, plots, the page) gets the runs of both sides, as for compare.
+fn write_all(outcome: &calibrate::Outcome, out: &OutputOpts, about: &About) -> Result<(), Failure> {
+    let table = calibrate::table(&outcome.calibration);
+    if !out.prints() {
+        say(&table.text());
+    }
+    write_outputs_with(&outcome.runs, out, None, about, Some(&table))
 }
 
 /// `gilbench report` of a calibrate result: the calibrate table again (medians recomputed)

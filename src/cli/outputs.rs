@@ -219,6 +219,18 @@ pub fn write_outputs(
     sweep_key: Option<&str>,
     about: &About,
 ) -> Result<(), Failure> {
+    write_outputs_with(runs, out, sweep_key, about, None)
+}
+
+/// [`write_outputs`], with a table of its own (calibrate's) for the formats that write a
+/// table.
+pub fn write_outputs_with(
+    runs: &[RunResult],
+    out: &OutputOpts,
+    sweep_key: Option<&str>,
+    about: &About,
+    table: Option<&gilbench::report::table::Table>,
+) -> Result<(), Failure> {
     let mut written: Vec<(&'static str, PathBuf)> = Vec::new();
     let mut abandoned: Option<(i32, &Path)> = None;
     let mut first_error = None;
@@ -226,6 +238,7 @@ pub fn write_outputs(
         let cx = Context {
             runs,
             sweep_key,
+            table,
             force: out.force,
             about,
             written: &written,

@@ -458,3 +458,18 @@ pub const THREAD_COLUMNS: &[ThreadColumn] = &[
         total: |r| r.gil.ctx_switches.as_ref().map_or("-".into(), ctx),
     },
 ];
+
+/// One column of a table whose rows are not runs (calibrate's, rendered by
+/// [`Table`](super::table::Table)): where it shows and how its cell is written.
+pub struct TableColumn<R> {
+    /// The header of the text table and Markdown (`None`: CSV only).
+    pub name: Option<&'static str>,
+    /// The CSV header field (`None`: not in the CSV).
+    pub key: Option<&'static str>,
+    /// Aligned right in the text table and Markdown.
+    pub numeric: bool,
+    /// The cell for a person (text, Markdown).
+    pub human: fn(&R) -> String,
+    /// The cell as a plain number (CSV); empty when absent.
+    pub plain: fn(&R) -> String,
+}

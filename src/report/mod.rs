@@ -11,6 +11,7 @@ pub mod about;
 pub mod columns;
 pub mod export;
 pub mod plot;
+pub mod table;
 
 use columns::{Column, Source, COLUMNS, RATIO_BASES, THREAD_COLUMNS};
 
@@ -240,21 +241,14 @@ pub struct Stat {
 }
 
 impl Stat {
-    fn of(mut v: Vec<f64>) -> Option<Stat> {
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_by(|a, b| a.total_cmp(b));
+    fn of(v: Vec<f64>) -> Option<Stat> {
+        let min = v.iter().copied().min_by(f64::total_cmp)?;
+        let max = v.iter().copied().max_by(f64::total_cmp)?;
         let n = v.len();
-        let median = if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            (v[n / 2 - 1] + v[n / 2]) / 2.0
-        };
         Some(Stat {
-            median,
-            min: v[0],
-            max: v[n - 1],
+            median: crate::metrics::median(v)?,
+            min,
+            max,
             n,
         })
     }
@@ -577,33 +571,11 @@ pub fn summary_text(runs: &[RunResult]) -> String {
         line.extend(verdicts.as_ref().map(|v| v[n].clone()));
         table.push(line);
     }
-    let widths: Vec<usize> = (0..table[0].len())
-        .map(|i| {
-            table
-                .iter()
-                .map(|l| l[i].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
     let mut o = String::new();
     if let Some(c) = caption(runs, &rows) {
         let _ = writeln!(o, "{c}");
     }
-    for l in &table {
-        let parts: Vec<String> = l
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                if i == 0 {
-                    format!("{s:<w$}", w = widths[i])
-                } else {
-                    format!("{s:>w$}", w = widths[i])
-                }
-            })
-            .collect();
-        let _ = writeln!(o, "{}", parts.join("  ").trim_end());
-    }
+    o.push_str(&table::aligned(&table, |i| i > 0));
     for r in runs.iter().filter(|r| r.failure.is_some()) {
         let _ = writeln!(
             o,

@@ -42,7 +42,10 @@ impl Exporter for Csv {
         )
     }
     fn write(&self, cx: &Context<'_>, to: &Dest) -> Result<Outcome, String> {
-        text_to(cx, to, &csv(cx.runs))
+        match cx.table {
+            Some(t) => text_to(cx, to, &t.csv()),
+            None => text_to(cx, to, &csv(cx.runs)),
+        }
     }
 }
 

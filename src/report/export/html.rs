@@ -740,6 +740,7 @@ mod tests {
         let about = About::default();
         let cx = Context {
             runs,
+            table: None,
             sweep_key,
             force: false,
             about: &about,

@@ -28,7 +28,8 @@ impl Exporter for Json {
         }
     }
     fn write(&self, cx: &Context<'_>, to: &Dest) -> Result<Outcome, String> {
-        text_to(cx, to, &json_with(cx.runs, cx.about.recorded.as_ref()))
+        let record = cx.table.map(|t| &t.record);
+        text_to(cx, to, &document(cx.runs, cx.about.recorded.as_ref(), record))
     }
 }
 
@@ -39,6 +40,16 @@ pub fn json(runs: &[RunResult]) -> String {
 
 /// The result file as pretty JSON, with how the results were made when known.
 pub fn json_with(runs: &[RunResult], provenance: Option<&Provenance>) -> String {
+    document(runs, provenance, None)
+}
+
+/// The result file as pretty JSON, with how the results were made when known, and the
+/// record of a table of its own (calibrate's `calibrate`) before the runs.
+fn document(
+    runs: &[RunResult],
+    provenance: Option<&Provenance>,
+    record: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> String {
     /// `ResultFile` without copying the runs, with its provenance and each row against the
     /// first (not read back: `report` computes it again from the runs).
     #[derive(serde::Serialize)]
@@ -46,6 +57,8 @@ pub fn json_with(runs: &[RunResult], provenance: Option<&Provenance>) -> String 
         gilbench: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
         provenance: Option<&'a Provenance>,
+        #[serde(flatten, skip_serializing_if = "Option::is_none")]
+        record: Option<&'a serde_json::Map<String, serde_json::Value>>,
         runs: &'a [RunResult],
         #[serde(skip_serializing_if = "Vec::is_empty")]
         comparison: Vec<Compared<'a>>,
@@ -68,6 +81,7 @@ pub fn json_with(runs: &[RunResult], provenance: Option<&Provenance>) -> String 
     let doc = Borrowed {
         gilbench: env!("CARGO_PKG_VERSION"),
         provenance,
+        record,
         runs,
         comparison,
     };

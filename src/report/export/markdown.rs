@@ -33,7 +33,10 @@ impl Exporter for Markdown {
         }
     }
     fn write(&self, cx: &Context<'_>, to: &Dest) -> Result<Outcome, String> {
-        text_to(cx, to, &markdown(cx.runs))
+        match cx.table {
+            Some(t) => text_to(cx, to, &t.markdown()),
+            None => text_to(cx, to, &markdown(cx.runs)),
+        }
     }
 }
 

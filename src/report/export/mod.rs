@@ -98,6 +98,9 @@ pub struct Context<'a> {
     pub runs: &'a [RunResult],
     /// The swept key, for a sweep.
     pub sweep_key: Option<&'a str>,
+    /// A table of its own (calibrate's): the formats that write a table (CSV, Markdown)
+    /// write it instead of the compare/sweep table, and the result file carries its record.
+    pub table: Option<&'a crate::report::table::Table>,
     /// Replace files gilbench did not write.
     pub force: bool,
     /// How the results were made (command, machine, date) and how they are being written.
@@ -256,6 +259,7 @@ pub(crate) mod tests {
         let cx = Context {
             runs,
             sweep_key: None,
+            table: None,
             force: false,
             about: &about,
             written: &[],

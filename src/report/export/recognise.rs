@@ -339,6 +339,7 @@ mod tests {
         let say = |t: &str| printed.borrow_mut().push(t.to_owned());
         let cx = Context {
             runs: &runs,
+            table: None,
             sweep_key: None,
             force: false,
             about: &about,
