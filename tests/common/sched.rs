@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One thread's share of the machine over the watched stretch.
 #[derive(Clone, Debug, Default)]
@@ -31,6 +31,22 @@ pub struct ThreadUsage {
     pub waited: Duration,
     pub voluntary: u64,
     pub involuntary: u64,
+    /// Its voluntary switches since the watch began (or it was born), at each sample.
+    pub voluntary_at: Vec<(Instant, u64)>,
+}
+
+impl ThreadUsage {
+    /// Its voluntary switches up to `d` before it was last seen (leaving out its last stretch).
+    pub fn voluntary_until_last_less(&self, d: Duration) -> u64 {
+        let Some(&(last, _)) = self.voluntary_at.last() else {
+            return 0;
+        };
+        self.voluntary_at
+            .iter()
+            .take_while(|(t, _)| *t + d <= last)
+            .last()
+            .map_or(0, |&(_, v)| v)
+    }
 }
 
 /// Cumulative counters of one thread, as read at one moment.
@@ -66,10 +82,10 @@ impl Counts {
     }
 }
 
-/// First and last sample of each thread seen.
+/// First and last sample of each thread seen, and its voluntary switches at each sample.
 #[derive(Default)]
 struct Samples {
-    seen: BTreeMap<(u32, u32), (String, Counts, Counts)>,
+    seen: BTreeMap<(u32, u32), (String, Counts, Counts, Vec<(Instant, u64)>)>,
 }
 
 impl Samples {
@@ -87,8 +103,13 @@ impl Samples {
                     continue;
                 };
                 let from = if first { now } else { Counts::default() };
-                let entry = self.seen.entry((pid, tid)).or_insert((name, from, now));
+                let entry = self
+                    .seen
+                    .entry((pid, tid))
+                    .or_insert((name, from, now, Vec::new()));
                 entry.2 = now;
+                let v = now.voluntary.saturating_sub(entry.1.voluntary);
+                entry.3.push((Instant::now(), v));
             }
         }
     }
@@ -97,7 +118,7 @@ impl Samples {
         let threads = self
             .seen
             .into_iter()
-            .map(|((pid, tid), (name, a, b))| ThreadUsage {
+            .map(|((pid, tid), (name, a, b, voluntary_at))| ThreadUsage {
                 pid,
                 tid,
                 name,
@@ -105,6 +126,7 @@ impl Samples {
                 waited: Duration::from_nanos(b.waited_ns.saturating_sub(a.waited_ns)),
                 voluntary: b.voluntary.saturating_sub(a.voluntary),
                 involuntary: b.involuntary.saturating_sub(a.involuntary),
+                voluntary_at,
             })
             .collect();
         Usage {
