@@ -82,10 +82,18 @@ impl Counts {
     }
 }
 
-/// First and last sample of each thread seen, and its voluntary switches at each sample.
+/// One thread's first and last sample, and its voluntary switches at each sample.
+struct Seen {
+    name: String,
+    first: Counts,
+    last: Counts,
+    voluntary_at: Vec<(Instant, u64)>,
+}
+
+/// Every thread seen, by (pid, tid).
 #[derive(Default)]
 struct Samples {
-    seen: BTreeMap<(u32, u32), (String, Counts, Counts, Vec<(Instant, u64)>)>,
+    seen: BTreeMap<(u32, u32), Seen>,
 }
 
 impl Samples {
@@ -103,13 +111,15 @@ impl Samples {
                     continue;
                 };
                 let from = if first { now } else { Counts::default() };
-                let entry = self
-                    .seen
-                    .entry((pid, tid))
-                    .or_insert((name, from, now, Vec::new()));
-                entry.2 = now;
-                let v = now.voluntary.saturating_sub(entry.1.voluntary);
-                entry.3.push((Instant::now(), v));
+                let seen = self.seen.entry((pid, tid)).or_insert(Seen {
+                    name,
+                    first: from,
+                    last: now,
+                    voluntary_at: Vec::new(),
+                });
+                seen.last = now;
+                let v = now.voluntary.saturating_sub(seen.first.voluntary);
+                seen.voluntary_at.push((Instant::now(), v));
             }
         }
     }
@@ -118,16 +128,26 @@ impl Samples {
         let threads = self
             .seen
             .into_iter()
-            .map(|((pid, tid), (name, a, b, voluntary_at))| ThreadUsage {
-                pid,
-                tid,
-                name,
-                ran: Duration::from_nanos(b.ran_ns.saturating_sub(a.ran_ns)),
-                waited: Duration::from_nanos(b.waited_ns.saturating_sub(a.waited_ns)),
-                voluntary: b.voluntary.saturating_sub(a.voluntary),
-                involuntary: b.involuntary.saturating_sub(a.involuntary),
-                voluntary_at,
-            })
+            .map(
+                |(
+                    (pid, tid),
+                    Seen {
+                        name,
+                        first: a,
+                        last: b,
+                        voluntary_at,
+                    },
+                )| ThreadUsage {
+                    pid,
+                    tid,
+                    name,
+                    ran: Duration::from_nanos(b.ran_ns.saturating_sub(a.ran_ns)),
+                    waited: Duration::from_nanos(b.waited_ns.saturating_sub(a.waited_ns)),
+                    voluntary: b.voluntary.saturating_sub(a.voluntary),
+                    involuntary: b.involuntary.saturating_sub(a.involuntary),
+                    voluntary_at,
+                },
+            )
             .collect();
         Usage {
             threads,
