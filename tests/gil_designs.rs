@@ -735,18 +735,21 @@ fn wait_under_saturation(gil: &MlfqGil, low: &mut MlfqThread) -> Duration {
 /// hand-off to the waiter would be snatched back if snatching had no bound.
 #[test]
 fn mlfq_snatching_cannot_starve_a_waiter() {
-    let gil = MlfqGil::new(&GilParams {
-        quanta: vec![Duration::from_millis(1), Duration::from_millis(5)],
-        allotments: vec![Duration::from_millis(40), Duration::from_secs(10)],
-        boost_interval: Duration::from_millis(30),
-        ..GilParams::default()
+    // A bound on a wait holds as long as the OS runs the threads: `unless_starved` judges.
+    unless_starved("mlfq_snatching_cannot_starve_a_waiter", |_| {
+        let gil = MlfqGil::new(&GilParams {
+            quanta: vec![Duration::from_millis(1), Duration::from_millis(5)],
+            allotments: vec![Duration::from_millis(40), Duration::from_secs(10)],
+            boost_interval: Duration::from_millis(30),
+            ..GilParams::default()
+        });
+        let mut low = gil.register();
+        let waited = wait_under_saturation(&gil, &mut low);
+        if waited >= Duration::from_millis(100) {
+            return Err(format!("the waiter waited {waited:?}"));
+        }
+        Ok(())
     });
-    let mut low = gil.register();
-    let waited = wait_under_saturation(&gil, &mut low);
-    assert!(
-        waited < Duration::from_millis(100),
-        "the waiter waited {waited:?}"
-    );
 }
 
 /// mlfq's starvation bound: a thread at the bottom level still gets the GIL while a
@@ -948,7 +951,14 @@ fn fastcond_yielder_does_not_retake_before_a_waiter() {
 /// not before, and never while nobody waits.
 #[test]
 fn fastcond_yields_after_interval_only_when_someone_waits() {
-    let interval = Duration::from_millis(20);
+    unless_starved(
+        "fastcond_yields_after_interval_only_when_someone_waits",
+        |_| fastcond_yield_after(Duration::from_millis(20)),
+    );
+}
+
+/// fastcond's yield with a waiter, `interval` into a hold; or why it came too late.
+fn fastcond_yield_after(interval: Duration) -> Result<(), String> {
     let gil = fastcond(interval);
     let mut holder = gil.register();
     gil.take(&mut holder);
@@ -964,9 +974,16 @@ fn fastcond_yields_after_interval_only_when_someone_waits() {
         .expect("no yield with a waiter in 5 s");
     let after = t0.elapsed();
     assert!(
-        after >= interval && after < interval * 5,
+        after >= interval,
         "yielded {after:?} into the hold (interval {interval:?})"
     );
+    // Not much later, as long as the OS runs the holder's checks: `unless_starved` judges.
+    if after >= interval * 5 {
+        return Err(format!(
+            "yielded only {after:?} into the hold (interval {interval:?})"
+        ));
+    }
+    Ok(())
 }
 
 /// fastcond: takes are greedy. A thread back from a blocking call that returned at once takes
@@ -1178,7 +1195,14 @@ fn pypy_uncontended_release_and_take_make_no_system_call() {
 /// never looked at the word would never get in.)
 #[test]
 fn pypy_released_word_is_stolen_within_the_steal_timeout() {
-    let timeout = Duration::from_millis(20);
+    unless_starved(
+        "pypy_released_word_is_stolen_within_the_steal_timeout",
+        |_| pypy_steals(Duration::from_millis(20)),
+    );
+}
+
+/// Eight steals of a released word by a waiter in its timed lock; or why they came too late.
+fn pypy_steals(timeout: Duration) -> Result<(), String> {
     let gil = pypy(u32::MAX, timeout);
     let mut delays = Vec::new();
     for _ in 0..8 {
@@ -1207,13 +1231,16 @@ fn pypy_released_word_is_stolen_within_the_steal_timeout() {
     let mean = delays.iter().sum::<Duration>() / delays.len() as u32;
     let max = *delays.iter().max().unwrap();
     assert!(
-        max < timeout * 3,
-        "stolen only after {max:?} (steal timeout {timeout:?}): {delays:?}"
-    );
-    assert!(
         mean > timeout / 8,
         "stolen on average {mean:?} after the release: woken, not stolen? {delays:?}"
     );
+    // As long as the OS runs the stealer when its timed lock times out.
+    if max >= timeout * 3 {
+        return Err(format!(
+            "stolen only after {max:?} (steal timeout {timeout:?}): {delays:?}"
+        ));
+    }
+    Ok(())
 }
 
 /// PyPy: the holder's periodic action comes every `pypy_checkinterval` ticks; it yields there
@@ -1274,7 +1301,22 @@ fn bfs(rr: Duration) -> BfsGil {
 /// slice is used up. (Without the preemption it would wait for the holder's slice, `rr`.)
 #[test]
 fn bfs_io_thread_with_an_earlier_deadline_preempts() {
-    let rr = Duration::from_millis(50);
+    // The holder hands over at its next check, if the OS runs it: on a busy machine the
+    // checks come late, which `unless_starved` judges.
+    unless_starved("bfs_io_thread_with_an_earlier_deadline_preempts", |_| {
+        let rr = Duration::from_millis(50);
+        let worst = *bfs_io_waits(rr).iter().max().unwrap();
+        if worst >= rr / 2 {
+            return Err(format!(
+                "the I/O thread waited up to {worst:?} for a CPU-bound holder (rr {rr:?})"
+            ));
+        }
+        Ok(())
+    });
+}
+
+/// Five GIL waits of an I/O thread that comes back every 2 ms to a CPU-bound holder.
+fn bfs_io_waits(rr: Duration) -> Vec<Duration> {
     let gil = bfs(rr);
     let mut io = gil.register();
     let mut cpu = gil.register();
@@ -1283,7 +1325,7 @@ fn bfs_io_thread_with_an_earlier_deadline_preempts() {
     gil.take(&mut io);
     gil.release(&mut io, Release::Blocking);
     gil.take(&mut cpu);
-    let waits = thread::scope(|s| {
+    thread::scope(|s| {
         let g = &gil;
         let io_thread = s.spawn(move || {
             let mut waits = Vec::new();
@@ -1306,12 +1348,7 @@ fn bfs_io_thread_with_an_earlier_deadline_preempts() {
         }
         gil.release(&mut cpu, Release::Exit);
         io_thread.join().unwrap()
-    });
-    let worst = *waits.iter().max().unwrap();
-    assert!(
-        worst < rr / 2,
-        "the I/O thread waited up to {worst:?} for a CPU-bound holder (rr {rr:?}): {waits:?}"
-    );
+    })
 }
 
 /// BFS: a thread that releases for I/O and comes straight back, while the thread designated
