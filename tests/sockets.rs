@@ -185,12 +185,19 @@ fn open_loop_records_lateness_and_latency_from_the_intended_time() {
         "{} requests at 500/s over 0.8 s",
         io.requests
     );
-    // Every recorded send has its lateness; the few still in flight when the window closed
-    // are neither answered nor failed.
+    // Every recorded send has its lateness; those still in flight when the window closed
+    // are neither answered nor failed: a few, or as many as the run says still waited (a
+    // busy machine slows the server: 12 at 500/s beside two busy loops).
     let settled = io.requests + io.failed;
+    let waiting = r
+        .notes
+        .iter()
+        .find(|n| n.contains("still waited for a reply when the run ended"))
+        .and_then(|n| n.split_whitespace().find_map(|w| w.parse::<u64>().ok()))
+        .unwrap_or(0);
     assert!(
-        io.lateness_us.count >= settled && io.lateness_us.count <= settled + 5,
-        "{} sends, {settled} settled",
+        io.lateness_us.count >= settled && io.lateness_us.count <= settled + waiting.max(5),
+        "{} sends, {settled} settled, {waiting} said to be waiting",
         io.lateness_us.count
     );
 }
