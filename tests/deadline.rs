@@ -7,7 +7,7 @@ mod common;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin, read_json, signal, tmp, workload};
+use common::{bin, read_json, s, signal, tmp, workload};
 
 fn run(args: &[&str]) -> (Output, Duration) {
     let t0 = Instant::now();
@@ -108,6 +108,105 @@ fn a_signal_ends_the_join_phase_within_a_second() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert_eq!(read_json(&out)["runs"][0]["partial"], true);
+}
+
+/// A signal in the join phase while a thread hangs: the failure says the run was
+/// interrupted and its threads left behind, not that it outlived a deadline it never reached.
+#[test]
+fn a_signal_in_the_join_grace_says_the_threads_were_left_behind() {
+    let out = tmp("join-signal.json");
+    let child = bin()
+        .args(["run", &workload("convoy-echo.toml"), "--duration", "300ms"])
+        .args(["--set", "warmup=100ms", "--set", "fault=hang-holding-gil"])
+        .args(["--set", "watchdog=off", "--quiet", "--json", s(&out)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The window ends at 0.4 s after the start; the join grace would last until 2.4 s.
+    std::thread::sleep(Duration::from_millis(1200));
+    signal(&child, libc::SIGINT);
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    let r = &read_json(&out)["runs"][0];
+    let failure = r["failure"].as_str().unwrap();
+    assert!(
+        failure.contains("interrupted by SIGINT before every thread had ended")
+            && failure.contains("cpu-0 is holding the GIL")
+            && failure.contains("left behind"),
+        "{failure}"
+    );
+    assert!(!failure.contains("outlived its deadline"), "{failure}");
+    assert_eq!(r["partial"], true);
+}
+
+/// Runs `args` and stops the process (SIGSTOP) `at` after its start for `stop`; returns its
+/// output and its JSON result.
+fn stopped_run(args: &[&str], at: Duration, stop: Duration) -> (Output, serde_json::Value) {
+    let out = tmp(&format!("stopped-{}.json", at.as_millis()));
+    let child = bin()
+        .args(args)
+        .args(["--json", s(&out)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(at);
+    signal(&child, libc::SIGSTOP);
+    std::thread::sleep(stop);
+    signal(&child, libc::SIGCONT);
+    let o = child.wait_with_output().unwrap();
+    let v = read_json(&out)["runs"][0].clone();
+    (o, v)
+}
+
+/// A process stopped in its measured window (SIGSTOP, a debugger, a suspended VM) says so:
+/// its rates cover the time it ran, the run is partial, its threads are not given up for a
+/// deadline that passed while nothing ran, and the watchdog gives no verdict on it.
+#[test]
+fn a_stopped_process_says_so_and_its_rates_cover_the_time_it_ran() {
+    let w = workload("convoy-echo.toml");
+    let args = ["run", &w, "--duration", "1500ms", "--set", "warmup=200ms"];
+    // A watchdog of 300 ms: the 2 s stop is far longer.
+    let args: Vec<&str> = args
+        .into_iter()
+        .chain(["--set", "watchdog=300ms"])
+        .collect();
+    let (o, r) = stopped_run(&args, Duration::from_millis(1000), Duration::from_secs(2));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{}{text}", stderr_of(&o));
+    assert!(r["failure"].is_null(), "{r}");
+    assert_eq!(r["partial"], true, "{r}");
+    let note = r["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n.as_str())
+        .find(|n| n.contains("the process did not run for"))
+        .unwrap_or_else(|| panic!("no note on the stop: {text}"));
+    assert!(note.contains("it was stopped"), "{note}");
+    // Wall time holds the stop; the measured time and the rates do not.
+    let (measured, wall) = (
+        r["measured_s"].as_f64().unwrap(),
+        r["wall_s"].as_f64().unwrap(),
+    );
+    assert!(wall >= 2.5, "{r}");
+    assert!(
+        measured < 1.5 && measured > 0.0,
+        "measured {measured}s: {note}"
+    );
+    let io = &r["io"];
+    let requests = io["requests"].as_f64().unwrap();
+    assert!(requests > 0.0, "{io}");
+    assert!(
+        io["requests_per_sec"].as_f64().unwrap() > requests / 1.5,
+        "the rate covers the stop: {io}"
+    );
+}
+
+fn stderr_of(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// One request's GIL-held work longer than the whole run is refused before anything runs.

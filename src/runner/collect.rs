@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::control::End;
+use super::control::{stalled_within, End, Stall};
 use super::thread::{design_figures, ThreadOut};
 use super::{Mode, RunError};
 use crate::gil::Gil;
@@ -54,6 +54,10 @@ pub(super) struct Finished {
     pub(super) end: End,
     /// Threads still running at the deadline, each with where it was.
     pub(super) abandoned: Vec<String>,
+    /// The signal that cut the wait for the threads short, if one did.
+    pub(super) given_up_by: Option<i32>,
+    /// Stretches in which the whole process did not run (stopped, or its machine suspended).
+    pub(super) stalls: Vec<Stall>,
 }
 
 /// Turns what came back into the run's result: checks for a thread that failed, notes what
@@ -66,15 +70,26 @@ pub(super) fn assemble<G: Gil>(
     mut setup: Setup,
     fin: Finished,
 ) -> Result<RunResult, RunError> {
+    let failure = failure_of(&fin, setup.deadline);
     let (mut outs, mut load, measured) = (fin.outs, fin.load, fin.measured);
     let interrupted = match fin.end {
         End::Signal(sig) => Some(sig),
         _ => None,
     };
-    let failure = failure_of(&fin.end, &fin.abandoned, setup.deadline);
     first_thread_error(&outs)?;
-    let mut notes = setup.take_notes(sc, &outs, interrupted, measured);
-    let secs = measured.as_secs_f64();
+    // Rates cover the time the process ran: a stall within the window is left out.
+    let window_end = fin.measured_from + measured;
+    let running =
+        measured.saturating_sub(stalled_within(&fin.stalls, fin.measured_from, window_end));
+    let mut notes = setup.take_notes(sc, &outs, interrupted, running);
+    note_stalls(
+        &fin.stalls,
+        fin.measured_from,
+        measured,
+        running,
+        &mut notes,
+    );
+    let secs = running.as_secs_f64();
     let mut merged = Merged::of(&outs);
     let cpu = cpu_summary(&outs, secs);
     let (intervals, traces) = take_recordings(&mut outs, &mut load);
@@ -99,6 +114,7 @@ pub(super) fn assemble<G: Gil>(
             secs,
             setup.loadgen_place,
             interrupted.is_some(),
+            &fin.stalls,
             &mut notes,
         )?),
     };
@@ -113,7 +129,7 @@ pub(super) fn assemble<G: Gil>(
         gil: gil_summary(gil, &merged, setup.idle_while_wanted, (secs, sc.record)),
         threads: outs.into_iter().map(|o| o.result).collect(),
         notes,
-        partial: interrupted.is_some() || failure.is_some() || cut_short,
+        partial: interrupted.is_some() || failure.is_some() || cut_short || !fin.stalls.is_empty(),
         failure,
         baseline: None,
         label: sc.design_label(),
@@ -357,9 +373,10 @@ fn load_cut_short(load: &Option<LoadOut>) -> bool {
     }
 }
 
-/// Why a run that has results failed: the watchdog found it hung, or threads outlived its
-/// deadline (they are named with where they were).
-fn failure_of(end: &End, abandoned: &[String], deadline: Duration) -> Option<String> {
+/// Why a run that has results failed: the watchdog found it hung, a signal ended it before
+/// its threads did, or threads outlived its deadline (they are named with where they were).
+fn failure_of(fin: &Finished, deadline: Duration) -> Option<String> {
+    let abandoned = &fin.abandoned;
     let left = if abandoned.is_empty() {
         String::new()
     } else {
@@ -368,13 +385,45 @@ fn failure_of(end: &End, abandoned: &[String], deadline: Duration) -> Option<Str
             abandoned.join(", ")
         )
     };
-    match end {
-        End::Hung(diagnosis) => Some(format!("{diagnosis}{left}; the run was stopped")),
-        _ if !abandoned.is_empty() => Some(format!(
+    match (&fin.end, fin.given_up_by) {
+        (End::Hung(diagnosis), _) => Some(format!("{diagnosis}{left}; the run was stopped")),
+        _ if abandoned.is_empty() => None,
+        (_, Some(sig)) => Some(format!(
+            "interrupted by {} before every thread had ended{left}; they were left behind after {:.1}s (the deadline was {:.1}s)",
+            signals::name(sig),
+            fin.wall.as_secs_f64(),
+            deadline.as_secs_f64()
+        )),
+        _ => Some(format!(
             "the run outlived its deadline ({:.1}s: warm-up, duration and grace){left}; the run was stopped",
             deadline.as_secs_f64()
         )),
-        _ => None,
+    }
+}
+
+/// Says when the process did not run (stopped, or its machine suspended), and how much of
+/// the measured window (from `from`, `measured` long) it ran.
+fn note_stalls(
+    stalls: &[Stall],
+    from: Duration,
+    measured: Duration,
+    running: Duration,
+    notes: &mut Vec<String>,
+) {
+    for s in stalls {
+        let when = if s.at < from {
+            "during the warm-up"
+        } else if s.at < from + measured {
+            "in the measured window"
+        } else {
+            "after the measured window"
+        };
+        notes.push(format!(
+            "the process did not run for {:.2}s from {:.2}s after the start, {when} (it was stopped: SIGSTOP, a debugger, or a suspended machine); the run measured {:.2}s of running time, and its rates cover that (a single wait, hold or request that spanned the stop includes it)",
+            s.len.as_secs_f64(),
+            s.at.as_secs_f64(),
+            running.as_secs_f64()
+        ));
     }
 }
 
@@ -408,6 +457,7 @@ fn io_summary(
     secs: f64,
     loadgen: String,
     interrupted: bool,
+    stalls: &[Stall],
     notes: &mut Vec<String>,
 ) -> Result<IoSummary, RunError> {
     let mut io = IoSummary {
@@ -417,7 +467,12 @@ fn io_summary(
     };
     match load {
         Some(LoadOut::Echo(r)) => {
-            let l = (*r).map_err(RunError::Failed)?;
+            let mut l = (*r).map_err(RunError::Failed)?;
+            // The load generator's window (after its warm-up, from about the run's start)
+            // less the time the process did not run.
+            let window = Duration::from_secs_f64(l.measured_s);
+            let stalled = stalled_within(stalls, sc.warmup, sc.warmup + window);
+            l.measured_s = window.saturating_sub(stalled).as_secs_f64();
             echo_figures(&mut io, &l, sc, interrupted, notes);
         }
         Some(LoadOut::Bulk(r)) => {

@@ -30,7 +30,7 @@ use crate::workload::Transport;
 
 use collect::{assemble, Finished, LoadOut, Setup};
 pub use control::Timing;
-use control::{monitor, End, Shared};
+use control::{monitor, End, Naps, Shared};
 pub use thread::panic_message;
 use thread::{gil_thread, Role, ThreadOut};
 
@@ -287,10 +287,11 @@ fn run_with<G: Gil>(
     on_listening(&p.addrs);
     let threads = spawn_all(&gil, &shared, &sc_arc, &mut p)?;
     let start = open_gate(&shared, threads.len(), &p.timing);
-    let end = monitor(&shared, sc, p.with_load, &p.timing, start);
+    let mut naps = Naps::new(start);
+    let end = monitor(&shared, sc, p.with_load, &p.timing, start, &mut naps);
     let stop_raw = shared.stop_now();
     let stopped = start.elapsed();
-    let mut joined = join_by_deadline(threads, &shared, &p.timing, start, &end);
+    let mut joined = join_by_deadline(threads, &shared, &p.timing, start, &end, &mut naps);
     let wall = start.elapsed();
     if !joined.panics.is_empty() {
         return Err(RunError::Failed(format!(
@@ -309,6 +310,8 @@ fn run_with<G: Gil>(
         wall,
         end,
         abandoned: joined.abandoned,
+        given_up_by: joined.given_up_by,
+        stalls: naps.stalls,
     };
     assemble(&*gil, sc, mode, p.into_setup(idle_while_wanted), fin)
 }
@@ -538,24 +541,31 @@ struct Joined {
     panics: Vec<String>,
     /// Threads still running at the deadline, each with where it was.
     abandoned: Vec<String>,
+    /// The signal that cut the wait for them short, if one did (in the run or the join).
+    given_up_by: Option<i32>,
 }
 
-/// Waits for the threads to end, but never past the run's hard deadline (sooner after a
-/// signal or a hang: one more second). Threads still running then are left behind, each
-/// described by its beacon; the process ends after writing what was measured.
+/// Waits for the threads to end, but never past the run's hard deadline, moved on by any
+/// time the process was stopped (sooner after a signal or a hang: one more second). Threads
+/// still running then are left behind, each described by its beacon; the process ends after
+/// writing what was measured.
 fn join_by_deadline(
     threads: Vec<Started>,
     shared: &Shared,
     timing: &Timing,
     start: Instant,
     end: &End,
+    naps: &mut Naps,
 ) -> Joined {
-    let hard = start + timing.deadline();
+    let hard = |naps: &Naps| start + timing.deadline() + naps.stalled();
     let mut until = match end {
-        End::Done | End::Failed => hard,
-        End::Signal(_) | End::Hung(_) => (Instant::now() + Duration::from_secs(1)).min(hard),
+        End::Done | End::Failed => None,
+        End::Signal(_) | End::Hung(_) => Some(Instant::now() + Duration::from_secs(1)),
     };
-    let mut signalled = matches!(end, End::Signal(_));
+    let mut given_up_by = match end {
+        End::Signal(sig) => Some(*sig),
+        _ => None,
+    };
     // Progress at the start of the join phase: a thread left behind that moved since was
     // still working (deaf to the stop), one that did not was blocked.
     let progress_then: Vec<u64> = shared
@@ -563,18 +573,27 @@ fn join_by_deadline(
         .iter()
         .map(|b| b.progress.load(Ordering::Relaxed))
         .collect();
-    while !threads.iter().all(Started::is_finished) && Instant::now() < until {
-        if !signalled && signals::caught().is_some() {
-            signalled = true;
-            until = until.min(Instant::now() + Duration::from_secs(1));
+    let over = |until: Option<Instant>, naps: &Naps| {
+        let now = Instant::now();
+        now >= hard(naps) || until.is_some_and(|u| now >= u)
+    };
+    while !threads.iter().all(Started::is_finished) && !over(until, naps) {
+        if given_up_by.is_none() {
+            if let Some(sig) = signals::caught() {
+                given_up_by = Some(sig);
+                until = Some(Instant::now() + Duration::from_secs(1));
+            }
         }
-        std_thread::sleep(Duration::from_millis(2));
+        if let (Some(stall), Some(u)) = (naps.nap(Duration::from_millis(2)), until.as_mut()) {
+            *u += stall.len;
+        }
     }
     let mut j = Joined {
         outs: Vec::new(),
         load: None,
         panics: Vec::new(),
         abandoned: Vec::new(),
+        given_up_by,
     };
     for t in threads {
         if !t.is_finished() {

@@ -3,6 +3,8 @@
 // Each test file is its own crate and uses only some of these.
 #![allow(dead_code)]
 
+pub mod sched;
+
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
@@ -150,4 +152,29 @@ pub fn assert_udp_never_amplifies(addr: &str) {
         s.recv(&mut b).is_err(),
         "an oversized datagram was answered"
     );
+}
+
+/// Runs [`scenario`] for `duration`, and again 3x and 9x as long while `enough` finds the run
+/// too short to judge (a busy machine served it too few requests), saying so on stderr; the
+/// last run is returned for the test to judge.
+pub fn run_long_enough(
+    name: &str,
+    sets: &[&str],
+    duration: Duration,
+    enough: impl Fn(&RunResult) -> Result<(), String>,
+) -> RunResult {
+    let mut d = duration;
+    loop {
+        let dur = format!("duration={}ms", d.as_millis());
+        let mut all = sets.to_vec();
+        all.push(&dur);
+        let r = run(name, &all);
+        match enough(&r) {
+            Err(why) if d < duration * 9 => {
+                eprintln!("note: {name} {sets:?} for {d:?}: {why}; running it 3x as long");
+                d *= 3;
+            }
+            _ => return r,
+        }
+    }
 }
