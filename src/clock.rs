@@ -2,7 +2,7 @@
 //!
 //! Every recorded take and release reads a clock, so its cost lands inside the races the
 //! testbed measures. A raw TSC read (`quanta::Clock::raw`) costs about 10 ns here against
-//! 23-32 ns for `Instant::now` (README, "What the testbed itself costs"). The figures derived
+//! 23-32 ns for `Instant::now` (docs/costs.md). The figures derived
 //! after a run (holder switches, the exclusion check, idle-while-wanted) compare stamps taken
 //! on different cores, so the TSC is used only where the kernel itself trusts it as its
 //! clock source (`current_clocksource` is `tsc`: the kernel checked at boot that the cores'

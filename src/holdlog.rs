@@ -3,8 +3,8 @@
 //! A figure that needs several threads' events (holder switches, the exclusion check,
 //! idle-while-wanted) used to be kept up to date during the run through shared words that
 //! every take and release wrote. Those writes were the instrument's own, not the design's, and
-//! they moved the hand-off races the testbed measures (README, "What the testbed itself
-//! costs"). Now each interpreter thread appends its own stamps (asked, got, gave up) to its
+//! they moved the hand-off races the testbed measures (docs/costs.md, "Recording moves
+//! races"). Now each interpreter thread appends its own stamps (asked, got, gave up) to its
 //! own log, a plain store into memory no other thread touches, and [`derive`] merges the logs
 //! once the run is over, as HdrHistogram's per-thread recorders are merged.
 //!

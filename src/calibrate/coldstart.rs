@@ -26,7 +26,7 @@ const COLD_ROUNDS: u32 = 50;
 /// (`workloads/python/coldstart.py`); for gilbench its `call_work` of ticks (`call_work_us`).
 /// Where cores lose a sleeper's cache lines, the interpreter's work after every wait grows by
 /// tens of microseconds and the model's by a few, which can tip the races compared here
-/// (README, "Calibrating").
+/// (docs/calibration.md).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ColdStart {
     pub at_once_us: f64,
@@ -157,7 +157,7 @@ pub fn cold_start_note(cpython: &Result<ColdStart, String>, model: Option<&ColdS
     let verdict = if c.added_us() >= 5.0 && c.added_us() > 3.0 * model_added {
         "the interpreter slows down after a wait far more than the model's call_work \
          here, which can tip the hand-offs that turn on microseconds (two CPU threads, long \
-         intervals; README, \"Calibrating\")"
+         intervals; docs/calibration.md)"
     } else {
         "comparable here: this cause of misfit does not apply"
     };

@@ -68,7 +68,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 // The scheduler charges hold time at every take and release: the TSC-based clock costs a
-// fraction of `std::time::Instant::now` on the VMs gilbench runs on (see README, costs).
+// fraction of `std::time::Instant::now` on the VMs gilbench runs on (see docs/costs.md).
 use quanta::{Clock, Instant};
 
 use super::handoff::Slot;

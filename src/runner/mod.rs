@@ -318,14 +318,14 @@ fn run_with<G: Gil>(
 
 /// Recording adds work (clock reads, the idle-while-wanted word) to every take and release.
 /// With three or more threads wanting the GIL a hand-off is a race that this much can tip,
-/// and an I/O workload's client-side figures follow who wins it (README, "What the testbed
-/// itself costs").
+/// and an I/O workload's client-side figures follow who wins it (docs/costs.md, "Recording
+/// moves races").
 fn recording_may_move_races(sc: &Scenario) -> bool {
     let io = sc.io_thread_count().max(conn_threads(sc));
     sc.record && io > 0 && sc.cpu_threads + io >= 3
 }
 
-const RECORDING_MOVES_RACES: &str = "recording (record = true) adds work to every GIL take and release; with three or more threads wanting the GIL that can tip who wins a hand-off, and the client's figures with it (timed with two CPU threads served 1.3-1.8x the requests recorded in the cases measured; README, What the testbed itself costs): --set record=false gives them undisturbed";
+const RECORDING_MOVES_RACES: &str = "recording (record = true) adds work to every GIL take and release; with three or more threads wanting the GIL that can tip who wins a hand-off, and the client's figures with it (timed with two CPU threads served 1.3-1.8x the requests recorded in the cases measured; docs/costs.md, Recording moves races): --set record=false gives them undisturbed";
 
 /// The connection threads a run expects: the threaded TCP echo server starts one per
 /// connection the load generator opens (`connections`; under `serve`, the clients expected).

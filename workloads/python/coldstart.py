@@ -8,7 +8,7 @@ thread's absence (deep idle states flush them; a hypervisor runs other work ther
 first microseconds of bytecode after every wait run several times slower than warm ones,
 and an I/O thread's GIL-held work between socket calls grows with how long it waited for
 the GIL. gilbench's model does its GIL-held work as SHA-256 over a small buffer, which
-hardly slows down: see README, "Calibrating".
+hardly slows down: see docs/calibration.md.
 
     python3 coldstart.py [--sleeps-ms 0,1,5,20] [--rounds 200] [--cpu N]
 

@@ -6,7 +6,7 @@ and for CPython (the twin) alike, with nothing added inside either process.
 On one core every interpreter thread of a side shares that core, so its switches tell the
 story. Put a side's threads on core 0 (the twin with `--cores 0`, the model's `serve` with
 `--pin single`), its client on core 1 (`gilbench load --pin 1`, which spins as calibrate's
-client does; README, "Calibrating"), and record core 0 once the client runs:
+client does; docs/calibration.md, "One core"), and record core 0 once the client runs:
 
     perf record -e sched:sched_switch -C 0 -o run.data -- sleep 4.8
     perf script -i run.data -F comm,tid,cpu,time,event,trace > run.txt
