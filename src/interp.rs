@@ -436,14 +436,18 @@ impl<'a, G: Gil> Interp<'a, G> {
     fn record_take(&mut self) {
         let Some(p) = self.pending.take() else { return };
         self.trace_take(p);
-        if p.got < self.window_from || p.got > self.window_to() {
+        // The switch wait belongs to the forced release it followed, and counts with it.
+        if let Some(at) = p.forced_at.filter(|&at| self.in_window(at)) {
+            record(
+                &mut self.metrics.switch_wait,
+                self.clock.between(at, p.asked),
+            );
+        }
+        if !self.in_window(p.got) {
             return;
         }
         let waited = self.clock.between(p.asked.max(self.window_from), p.got);
         let m = &mut self.metrics;
-        if let Some(at) = p.forced_at {
-            record(&mut m.switch_wait, self.clock.between(at, p.asked));
-        }
         record(&mut m.wait, waited);
         if p.reacquire {
             record(&mut m.reacquire, waited);
@@ -460,12 +464,25 @@ impl<'a, G: Gil> Interp<'a, G> {
     /// Writes the figures of a hold given up at raw stamp `at` (the part in the measured
     /// window), the time the release itself took (until `back`) and the release's counter.
     fn record_hold(&mut self, at: u64, why: Release, back: Option<u64>) {
-        let held = self.clock.between(
+        let (from, to) = (
             self.held_since.max(self.window_from),
             at.min(self.window_to()),
         );
+        let held = self.clock.between(from, to);
+        let in_window = self.in_window(at);
         let m = &mut self.metrics;
-        record(&mut m.hold, held);
+        // A hold wholly outside the window (begun after the stop) is no figure, not a zero.
+        if to > from {
+            record(&mut m.hold, held);
+        }
+        m.cores.sample_now_and_then();
+        if self.extras.intervals.is_some() || self.extras.trace.is_some() {
+            self.extras_of_release(at, why, held);
+        }
+        if !in_window {
+            return;
+        }
+        let m = &mut self.metrics;
         if let Some(back) = back {
             record(&mut m.switch_wait, self.clock.between(at, back));
         }
@@ -475,10 +492,6 @@ impl<'a, G: Gil> Interp<'a, G> {
             Release::Forced => m.counters.forced_drops += 1,
             Release::Blocking => m.counters.voluntary_drops += 1,
             Release::Exit => {}
-        }
-        m.cores.sample_now_and_then();
-        if self.extras.intervals.is_some() || self.extras.trace.is_some() {
-            self.extras_of_release(at, why, held);
         }
     }
 
@@ -522,6 +535,12 @@ impl<'a, G: Gil> Interp<'a, G> {
     fn window_to(&self) -> u64 {
         self.probe
             .map_or(Probe::NOT_YET, |p| p.stop_at.load(Ordering::Relaxed))
+    }
+
+    /// Whether raw stamp `at` falls in the measured window.
+    #[inline]
+    fn in_window(&self, at: u64) -> bool {
+        at >= self.window_from && at <= self.window_to()
     }
 
     /// The `Instant` of a raw stamp, on the run's timeline.
