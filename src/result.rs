@@ -192,7 +192,7 @@ pub struct Baseline {
     pub cpu_kept: f64,
     /// `h`: the share of the I/O-alone run's measured window in which its I/O threads held
     /// the GIL (their holds' mean times count over the window). Absent when that run
-    /// recorded no holds (`record = false`) and for bulk scenarios.
+    /// recorded no holds (`record = false`), for bulk scenarios and for `none` (no GIL).
     #[serde(default)]
     pub io_hold_share: Option<f64>,
     /// The frontier at this run's I/O kept `x`: `1 - h*x`, the most CPU a GIL that wastes
@@ -230,7 +230,8 @@ impl Baseline {
             cpu_kept: ratio(cpu, cpu_alone_tps),
             ..Baseline::default()
         }
-        .with_frontier(io_hold_share(io_alone))
+        // `none` excludes nobody: no GIL, no frontier to hold it to.
+        .with_frontier(io_hold_share(io_alone).filter(|_| run.lock != "none"))
     }
 
     /// Sets `h`, the frontier at this run's I/O kept, and the efficiency against it (all
@@ -429,13 +430,18 @@ mod frontier_tests {
         assert!((on.efficiency.unwrap() - 1.0).abs() < 1e-9);
         let below = baseline(&alone(400_000.0, 1000), 0.5, 0.6);
         assert!((below.efficiency.unwrap() - 0.75).abs() < 1e-9, "{below:?}");
+        assert!(below.efficiency.unwrap() < 1.0);
     }
 
     #[test]
-    fn no_frontier_without_recorded_holds_or_for_bulk() {
+    fn no_frontier_without_recorded_holds_for_bulk_or_without_a_gil() {
         let unrecorded = baseline(&alone(0.0, 0), 0.5, 0.6);
         assert_eq!(unrecorded.io_hold_share, None, "{unrecorded:?}");
         assert_eq!((unrecorded.frontier, unrecorded.efficiency), (None, None));
+        let mut run = sample_run("none");
+        run.lock = "none".into();
+        let no_gil = Baseline::of(&run, &alone(400_000.0, 1000), &sample_run("cpu"));
+        assert_eq!((no_gil.io_hold_share, no_gil.efficiency), (None, None));
         let mut bulk = alone(400_000.0, 1000);
         bulk.io.as_mut().unwrap().mode = "bulk".into();
         assert_eq!(io_hold_share(&bulk), None);

@@ -7,7 +7,7 @@ use plotters::prelude::*;
 use super::summary;
 use crate::result::RunResult;
 
-mod tradeoff;
+pub(crate) mod tradeoff;
 pub use tradeoff::tradeoff;
 
 const PALETTE: [RGBColor; 8] = [

@@ -798,6 +798,14 @@ mod tests {
     }
 
     #[test]
+    fn the_trade_off_chart_is_there_with_baselines_only() {
+        let html = render(&crate::report::plot::tradeoff::tests::three_rows(), None);
+        let chart = &html[html.find("<section id=\"tradeoff\">").expect("the chart")..];
+        assert!(chart.contains("aria-label=\"CPU kept against I/O kept, with the frontier\""));
+        assert!(!render(&[sample_run("a")], None).contains("id=\"tradeoff\""));
+    }
+
+    #[test]
     fn links_are_relative_to_the_page() {
         let d = tempfile::tempdir().unwrap();
         let page = d.path().join("out/r.html");

@@ -183,4 +183,45 @@ pub(crate) mod tests {
         runs[0].io.as_mut().unwrap().mode = "bulk".into();
         assert_eq!(tradeoff(&runs).unwrap(), None);
     }
+
+    /// `h`, the frontier and the efficiency in every format; absent for a row whose alone
+    /// run recorded no holds.
+    #[test]
+    fn every_format_has_the_frontier_and_efficiency() {
+        let mut runs = three_rows();
+        let mut unrecorded = at("unrec", 0, (0.5, 0.5), 0.0);
+        let b = unrecorded.baseline.take().unwrap();
+        unrecorded.baseline = Some(b.with_frontier(None));
+        runs.push(unrecorded);
+        for (format, out) in crate::report::export::tests::every_format(&runs) {
+            // mlfq: 0.6 / (1 - 0.3*0.3) and 0.58 / (1 - 0.3*0.32), median 0.650.
+            let want = if matches!(format, "csv" | "json") {
+                "0.6593406"
+            } else {
+                "0.650"
+            };
+            assert!(
+                out.contains("efficiency") && out.contains(want),
+                "{format}: {out}"
+            );
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&crate::report::export::json::json(&runs)).unwrap();
+        let b = &v["runs"][6]["baseline"];
+        assert!(
+            b["io_hold_share"].is_null() && b["efficiency"].is_null(),
+            "{b}"
+        );
+        assert!((v["runs"][0]["baseline"]["frontier"].as_f64().unwrap() - 0.91).abs() < 1e-9);
+        let md = crate::report::export::markdown::markdown(&runs);
+        fn cells(l: &str) -> Vec<&str> {
+            l.split('|').map(str::trim).collect()
+        }
+        let header = cells(md.lines().find(|l| l.contains("| efficiency")).unwrap());
+        let row = cells(md.lines().find(|l| l.starts_with("| unrec |")).unwrap());
+        for col in ["I/O hold h", "frontier", "efficiency"] {
+            let i = header.iter().position(|h| h == &col).expect(col);
+            assert_eq!(row[i], "-", "{col}: {md}");
+        }
+    }
 }
