@@ -190,6 +190,18 @@ pub struct Baseline {
     pub transfer_vs_alone: Option<f64>,
     /// This run's CPU ticks/s as a fraction of alone.
     pub cpu_kept: f64,
+    /// `h`: the share of the I/O-alone run's measured window in which its I/O threads held
+    /// the GIL (their holds' mean times count over the window). Absent when that run
+    /// recorded no holds (`record = false`), for bulk scenarios and for `none` (no GIL).
+    #[serde(default)]
+    pub io_hold_share: Option<f64>,
+    /// The frontier at this run's I/O kept `x`: `1 - h*x`, the most CPU a GIL that wastes
+    /// nothing lets the CPU threads keep (DESIGN.md §4).
+    #[serde(default)]
+    pub frontier: Option<f64>,
+    /// CPU kept over the frontier (1: on it).
+    #[serde(default)]
+    pub efficiency: Option<f64>,
 }
 
 impl Baseline {
@@ -216,8 +228,40 @@ impl Baseline {
                 .zip(alone.transfer_s)
                 .map(|(a, b)| ratio(a, b)),
             cpu_kept: ratio(cpu, cpu_alone_tps),
+            ..Baseline::default()
         }
+        // `none` excludes nobody: no GIL, no frontier to hold it to.
+        .with_frontier(io_hold_share(io_alone).filter(|_| run.lock != "none"))
     }
+
+    /// Sets `h`, the frontier at this run's I/O kept, and the efficiency against it (all
+    /// absent without `h`, or when the frontier is not above 0).
+    pub fn with_frontier(mut self, h: Option<f64>) -> Self {
+        self.io_hold_share = h;
+        self.frontier = h.map(|h| 1.0 - h * self.requests_vs_alone);
+        self.efficiency = self
+            .frontier
+            .filter(|f| *f > 0.0)
+            .map(|f| self.cpu_kept / f);
+        self
+    }
+}
+
+/// The share of `io_alone`'s measured window in which its I/O threads held the GIL: absent
+/// for bulk transfers, and when it recorded no holds (no figure, not 0).
+pub fn io_hold_share(io_alone: &RunResult) -> Option<f64> {
+    let io = io_alone.io.as_ref()?;
+    if io.mode == "bulk" || io_alone.measured_s <= 0.0 {
+        return None;
+    }
+    let holds = io_alone.threads.iter().filter(|t| t.role == "io");
+    let (held_us, count) = holds.fold((0.0, 0), |(s, n), t| {
+        (
+            s + t.hold_us.mean * t.hold_us.count as f64,
+            n + t.hold_us.count,
+        )
+    });
+    (count > 0).then(|| (held_us / 1e6 / io_alone.measured_s).min(1.0))
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -350,4 +394,56 @@ pub struct ThreadResult {
     pub digest: String,
     /// Server threads: what they served.
     pub server: Option<ServerStats>,
+}
+
+#[cfg(test)]
+mod frontier_tests {
+    use super::*;
+    use crate::report::export::sample_run;
+
+    /// An I/O-alone run whose echo thread held the GIL `held_us` µs in all over 1 s in
+    /// `holds` holds, at 1000 requests/s.
+    fn alone(held_us: f64, holds: u64) -> RunResult {
+        let mut alone = sample_run("alone");
+        alone.threads[0].role = "io".into();
+        alone.threads[0].hold_us.mean = held_us / 1000.0;
+        alone.threads[0].hold_us.count = holds;
+        alone.threads[1].hold_us.mean = 1e6; // a CPU thread's holds are not the I/O's
+        alone.io.as_mut().unwrap().requests_per_sec = 1000.0;
+        alone
+    }
+
+    /// A run at `x` of `alone`'s requests/s and CPU `kept` of alone, beside `alone`.
+    fn baseline(alone: &RunResult, x: f64, kept: f64) -> Baseline {
+        let mut run = sample_run("run");
+        run.io.as_mut().unwrap().requests_per_sec = 1000.0 * x;
+        let cpu_alone = sample_run("cpu");
+        run.cpu.as_mut().unwrap().ticks_per_sec = kept * 1e6;
+        Baseline::of(&run, alone, &cpu_alone)
+    }
+
+    #[test]
+    fn a_run_on_the_frontier_is_efficient_and_one_below_is_not() {
+        let on = baseline(&alone(400_000.0, 1000), 0.5, 0.8);
+        assert!((on.io_hold_share.unwrap() - 0.4).abs() < 1e-9, "{on:?}");
+        assert!((on.frontier.unwrap() - 0.8).abs() < 1e-9);
+        assert!((on.efficiency.unwrap() - 1.0).abs() < 1e-9);
+        let below = baseline(&alone(400_000.0, 1000), 0.5, 0.6);
+        assert!((below.efficiency.unwrap() - 0.75).abs() < 1e-9, "{below:?}");
+        assert!(below.efficiency.unwrap() < 1.0);
+    }
+
+    #[test]
+    fn no_frontier_without_recorded_holds_for_bulk_or_without_a_gil() {
+        let unrecorded = baseline(&alone(0.0, 0), 0.5, 0.6);
+        assert_eq!(unrecorded.io_hold_share, None, "{unrecorded:?}");
+        assert_eq!((unrecorded.frontier, unrecorded.efficiency), (None, None));
+        let mut run = sample_run("none");
+        run.lock = "none".into();
+        let no_gil = Baseline::of(&run, &alone(400_000.0, 1000), &sample_run("cpu"));
+        assert_eq!((no_gil.io_hold_share, no_gil.efficiency), (None, None));
+        let mut bulk = alone(400_000.0, 1000);
+        bulk.io.as_mut().unwrap().mode = "bulk".into();
+        assert_eq!(io_hold_share(&bulk), None);
+    }
 }

@@ -283,6 +283,23 @@ fn the_page_loads_in_a_browser_without_console_messages_and_shows_the_json_s_num
     ] {
         assert!(page.dom.contains(want), "the page does not show {want}");
     }
+    // The trade-off chart: a dot named by its label per row (compare runs baselines).
+    let chart = &page.dom[page
+        .dom
+        .find("id=\"tradeoff\"")
+        .expect("no trade-off chart")..];
+    let chart = &chart[..chart.find("</svg>").unwrap()];
+    let texts: Vec<&str> = chart
+        .split("</text>")
+        .filter_map(|t| Some(t.rsplit_once('>')?.1.trim()))
+        .collect();
+    for run in runs {
+        let label = run["label"].as_str().unwrap();
+        assert!(
+            texts.contains(&label),
+            "the chart does not name {label}: {texts:?}"
+        );
+    }
 
     let shot = d.join("report.png");
     let o = chromium(

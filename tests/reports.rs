@@ -323,6 +323,39 @@ fn plots_are_svg_naming_every_series() {
     for s in ["timed", "none", "percentile", "99%", "99.9%", "latency"] {
         assert!(svg.contains(s), "the latency plot does not name {s}");
     }
+    // The trade-off chart: a filled dot per row, named; the frontier of timed's h (none
+    // has no GIL, so no frontier).
+    let svg = std::fs::read_to_string(d.join("plots").join("convoy-echo_tradeoff.svg")).unwrap();
+    let dots = svg
+        .split("<circle")
+        .skip(1)
+        .filter(|c| c.contains("fill=\"#"));
+    assert_eq!(dots.count(), 2, "{svg}");
+    for s in [
+        "\ntimed\n",
+        "\nnone\n",
+        "frontier 1 - h·x, h = 0.",
+        "I/O requests/s kept",
+    ] {
+        assert!(svg.contains(s), "the trade-off chart does not name {s:?}");
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("r.json")).unwrap()).unwrap();
+    let b = &v["runs"][0]["baseline"];
+    let (h, x, y) = (
+        b["io_hold_share"].as_f64().unwrap(),
+        b["requests_vs_alone"].as_f64().unwrap(),
+        b["cpu_kept"].as_f64().unwrap(),
+    );
+    assert!(h > 0.0 && h < 1.0, "{b}");
+    assert!(
+        (b["efficiency"].as_f64().unwrap() - y / (1.0 - h * x)).abs() < 1e-9,
+        "{b}"
+    );
+    assert!(
+        v["runs"][1]["baseline"]["efficiency"].is_null(),
+        "none: no GIL"
+    );
 }
 
 #[test]

@@ -174,6 +174,31 @@ pub const COLUMNS: &[Column] = &[
         optional: true,
     },
     Column {
+        // The I/O threads' GIL share in the row's own I/O-alone run (DESIGN.md §4).
+        name: "I/O hold h",
+        key: "io_hold_share",
+        source: Source::Run(|r| r.baseline.as_ref().and_then(|b| b.io_hold_share)),
+        human: three_decimals,
+        plain: three_decimals,
+        optional: true,
+    },
+    Column {
+        name: "frontier",
+        key: "frontier",
+        source: Source::Run(|r| r.baseline.as_ref().and_then(|b| b.frontier)),
+        human: percent,
+        plain: percent_plain,
+        optional: true,
+    },
+    Column {
+        name: "efficiency",
+        key: "efficiency",
+        source: Source::Run(|r| r.baseline.as_ref().and_then(|b| b.efficiency)),
+        human: three_decimals,
+        plain: three_decimals,
+        optional: true,
+    },
+    Column {
         name: "switches",
         key: "switches",
         source: Source::Run(|r| r.gil.switches.map(|x| x as f64)),

@@ -7,6 +7,9 @@ use plotters::prelude::*;
 use super::summary;
 use crate::result::RunResult;
 
+pub(crate) mod tradeoff;
+pub use tradeoff::tradeoff;
+
 const PALETTE: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),

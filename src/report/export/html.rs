@@ -396,6 +396,22 @@ fn plots(o: &mut String, cx: &Context<'_>) -> Result<(), String> {
             inline_svg(&svg, "request latency by percentile")
         );
     }
+    tradeoff(o, runs)
+}
+
+/// The trade-off chart, when some row has baselines.
+fn tradeoff(o: &mut String, runs: &[RunResult]) -> Result<(), String> {
+    if let Some(svg) = plot::tradeoff(runs)? {
+        let _ = write!(
+            o,
+            "<section id=\"tradeoff\"><h2>Trade-off against the frontier</h2><figure><div class=\"plot\">{}</div>\
+             <figcaption>Each row at its median I/O requests/s and CPU ticks/s kept vs alone, the \
+             min-max over repeats as bars; the line is the frontier 1 - h·x of a GIL that wastes \
+             nothing (h: the I/O threads' GIL share alone). Along it is policy (who gets the GIL), \
+             below it mechanism (idle hand-offs, wake-ups).</figcaption></figure></section>",
+            inline_svg(&svg, "CPU kept against I/O kept, with the frontier")
+        );
+    }
     Ok(())
 }
 
@@ -779,6 +795,14 @@ mod tests {
         let runs = [sample_run("interval=1ms"), sample_run("interval=5ms")];
         let html = render(&runs, Some("interval"));
         assert_eq!(html.matches("<svg role=\"img\"").count(), 2);
+    }
+
+    #[test]
+    fn the_trade_off_chart_is_there_with_baselines_only() {
+        let html = render(&crate::report::plot::tradeoff::tests::three_rows(), None);
+        let chart = &html[html.find("<section id=\"tradeoff\">").expect("the chart")..];
+        assert!(chart.contains("aria-label=\"CPU kept against I/O kept, with the frontier\""));
+        assert!(!render(&[sample_run("a")], None).contains("id=\"tradeoff\""));
     }
 
     #[test]

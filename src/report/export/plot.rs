@@ -1,10 +1,10 @@
 //! `--plot DIR`: SVG plots (drawn by [`report::plot`](crate::report::plot)): every row's
 //! latency percentile distribution on one chart; for a sweep, the main metrics against the
-//! swept value.
+//! swept value; with baselines, the trade-off chart (CPU kept against I/O kept, the frontier).
 
 use super::{Context, Dest, Exporter, Mark, Outcome, Target};
 use crate::output::{ensure_dir, file_part, write_file};
-use crate::report::plot::{latency_percentiles, sweep, SVG_MARK};
+use crate::report::plot::{latency_percentiles, sweep, tradeoff, SVG_MARK};
 
 /// The format.
 pub struct Plot;
@@ -48,6 +48,11 @@ impl Exporter for Plot {
             wrote = true;
         } else if cx.sweep_key.is_none() {
             (cx.note)("note: no client-side latency to plot (a CPU-only or bulk scenario)");
+        }
+        if let Some(svg) = tradeoff(runs)? {
+            let name = format!("{scen}_tradeoff.svg");
+            write_file(&dir.join(name), svg.as_bytes(), cx.replace())?;
+            wrote = true;
         }
         Ok(if wrote {
             Outcome::Written

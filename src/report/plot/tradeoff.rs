@@ -1,0 +1,227 @@
+//! The trade-off chart (issue 22): each row's I/O requests kept against its CPU kept (both vs
+//! alone), at the median over repeats with the min-max as error bars, beside the frontier
+//! `1 - h*x` of a GIL that wastes nothing (DESIGN.md §4).
+
+use plotters::prelude::*;
+
+use super::{err, mark, PALETTE};
+use crate::report::{summary, Stat, SummaryRow};
+use crate::result::RunResult;
+
+/// One row's point: its I/O kept (x) and CPU kept (y) over its repeats, and its `h`.
+struct Point {
+    label: String,
+    x: Stat,
+    y: Stat,
+    h: Option<f64>,
+}
+
+impl Point {
+    fn of(row: &SummaryRow) -> Option<Point> {
+        Some(Point {
+            label: row.marked_label(),
+            x: row.cell("requests_vs_alone")?,
+            y: row.cell("cpu_kept")?,
+            h: row.cell("io_hold_share").map(|s| s.median),
+        })
+    }
+}
+
+/// The `h` the frontier line uses (the median of the rows'), and how its caption names it:
+/// with the rows' range when they differ.
+fn frontier_h(points: &[Point]) -> Option<(f64, String)> {
+    let hs: Vec<f64> = points.iter().filter_map(|p| p.h).collect();
+    let s = Stat::of(hs)?;
+    let mut name = format!("frontier 1 - h·x, h = {:.3}", s.median);
+    if s.n > 1 {
+        name += &format!(" (median of rows; rows {:.3}-{:.3})", s.min, s.max);
+    }
+    Some((s.median, name))
+}
+
+/// The chart, or `None` when no row has a point (no baselines, or a bulk scenario).
+pub fn tradeoff(runs: &[RunResult]) -> Result<Option<String>, String> {
+    let bulk = |r: &RunResult| r.io.as_ref().is_some_and(|io| io.mode == "bulk");
+    if runs.iter().any(bulk) {
+        return Ok(None);
+    }
+    let points: Vec<Point> = summary(runs).iter().filter_map(Point::of).collect();
+    if points.is_empty() {
+        return Ok(None);
+    }
+    let title = format!("{}: CPU kept against I/O kept", runs[0].scenario);
+    let mut svg = String::new();
+    draw(&mut svg, &title, &points)?;
+    Ok(Some(mark(svg)))
+}
+
+/// The axes' upper ends: at least 1.05, room for every error bar.
+fn upper(points: &[Point], s: fn(&Point) -> &Stat) -> f64 {
+    points.iter().map(|p| s(p).max * 1.05).fold(1.05, f64::max)
+}
+
+fn draw(svg: &mut String, title: &str, points: &[Point]) -> Result<(), String> {
+    let root = SVGBackend::with_string(svg, (960, 640)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let (x_max, y_max) = (upper(points, |p| &p.x), upper(points, |p| &p.y));
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("I/O requests/s kept vs alone")
+        .y_desc("CPU ticks/s kept vs alone")
+        .draw()
+        .map_err(err)?;
+    if let Some((h, name)) = frontier_h(points) {
+        let style = BLACK.stroke_width(2);
+        let line = [(0.0, 1.0), (x_max, (1.0 - h * x_max).max(0.0))];
+        chart
+            .draw_series(LineSeries::new(line, style))
+            .map_err(err)?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+    }
+    for (i, p) in points.iter().enumerate() {
+        draw_point(&mut chart, p, PALETTE[i % PALETTE.len()])?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)
+}
+
+type Chart<'a, 'b> = ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// A row's median as a dot named by its label, its min-max over repeats as error bars.
+fn draw_point(chart: &mut Chart<'_, '_>, p: &Point, color: RGBColor) -> Result<(), String> {
+    let (x, y) = (p.x, p.y);
+    let style = color.stroke_width(1);
+    let across = ErrorBar::new_horizontal(y.median, x.min, x.median, x.max, style, 6);
+    let up = ErrorBar::new_vertical(x.median, y.min, y.median, y.max, style, 6);
+    chart.draw_series([across]).map_err(err)?;
+    chart.draw_series([up]).map_err(err)?;
+    let font = ("sans-serif", 15).into_font().color(&color);
+    let dot = EmptyElement::at((x.median, y.median))
+        + Circle::new((0, 0), 5, color.filled())
+        + Text::new(p.label.clone(), (8, -18), font);
+    chart.draw_series([dot]).map(|_| ()).map_err(err)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::report::export::sample_run;
+    use crate::result::Baseline;
+
+    /// A run of row `label` at I/O kept `x` and CPU kept `y`, its I/O alone holding `h`.
+    pub(crate) fn at(label: &str, repeat: u32, (x, y): (f64, f64), h: f64) -> RunResult {
+        let mut r = sample_run(label);
+        r.repeat = repeat;
+        let b = Baseline {
+            requests_vs_alone: x,
+            cpu_kept: y,
+            ..Baseline::default()
+        };
+        r.baseline = Some(b.with_frontier(Some(h)));
+        r
+    }
+
+    /// Three rows of two repeats each.
+    pub(crate) fn three_rows() -> Vec<RunResult> {
+        let mut runs = Vec::new();
+        for (i, (label, x, y)) in [("mlfq", 0.3, 0.6), ("bfs", 0.4, 0.4), ("timed", 0.0, 0.99)]
+            .into_iter()
+            .enumerate()
+        {
+            runs.push(at(label, 0, (x, y), 0.3 + 0.01 * i as f64));
+            runs.push(at(label, 1, (x + 0.02, y - 0.02), 0.3));
+        }
+        runs
+    }
+
+    #[test]
+    fn a_dot_per_row_named_by_its_label_and_the_frontier_s_h() {
+        let svg = tradeoff(&three_rows())
+            .unwrap()
+            .expect("rows with baselines");
+        assert!(svg.starts_with(super::super::SVG_MARK));
+        // A filled dot per row (the error bars' own circles are hollow).
+        let dots = svg.matches("<circle").count();
+        let filled = svg
+            .split("<circle")
+            .skip(1)
+            .filter(|c| c.contains("fill=\"#"));
+        assert!(dots > 3);
+        assert_eq!(filled.count(), 3, "{svg}");
+        for label in [">\nmlfq\n<", ">\nbfs\n<", ">\ntimed\n<"] {
+            assert_eq!(svg.matches(label).count(), 1, "{label}");
+        }
+        // Medians of the rows' h: 0.3, 0.305, 0.31.
+        assert!(
+            svg.contains("h = 0.305 (median of rows; rows 0.300-0.310)"),
+            "{svg}"
+        );
+    }
+
+    #[test]
+    fn no_chart_without_baselines_or_for_bulk() {
+        assert_eq!(tradeoff(&[sample_run("a")]).unwrap(), None);
+        let mut runs = three_rows();
+        runs[0].io.as_mut().unwrap().mode = "bulk".into();
+        assert_eq!(tradeoff(&runs).unwrap(), None);
+    }
+
+    /// `h`, the frontier and the efficiency in every format; absent for a row whose alone
+    /// run recorded no holds.
+    #[test]
+    fn every_format_has_the_frontier_and_efficiency() {
+        let mut runs = three_rows();
+        let mut unrecorded = at("unrec", 0, (0.5, 0.5), 0.0);
+        let b = unrecorded.baseline.take().unwrap();
+        unrecorded.baseline = Some(b.with_frontier(None));
+        runs.push(unrecorded);
+        for (format, out) in crate::report::export::tests::every_format(&runs) {
+            // mlfq: 0.6 / (1 - 0.3*0.3) and 0.58 / (1 - 0.3*0.32), median 0.650.
+            let want = if matches!(format, "csv" | "json") {
+                "0.6593406"
+            } else {
+                "0.650"
+            };
+            assert!(
+                out.contains("efficiency") && out.contains(want),
+                "{format}: {out}"
+            );
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(&crate::report::export::json::json(&runs)).unwrap();
+        let b = &v["runs"][6]["baseline"];
+        assert!(
+            b["io_hold_share"].is_null() && b["efficiency"].is_null(),
+            "{b}"
+        );
+        assert!((v["runs"][0]["baseline"]["frontier"].as_f64().unwrap() - 0.91).abs() < 1e-9);
+        let md = crate::report::export::markdown::markdown(&runs);
+        fn cells(l: &str) -> Vec<&str> {
+            l.split('|').map(str::trim).collect()
+        }
+        let header = cells(md.lines().find(|l| l.contains("| efficiency")).unwrap());
+        let row = cells(md.lines().find(|l| l.starts_with("| unrec |")).unwrap());
+        for col in ["I/O hold h", "frontier", "efficiency"] {
+            let i = header.iter().position(|h| h == &col).expect(col);
+            assert_eq!(row[i], "-", "{col}: {md}");
+        }
+    }
+}
