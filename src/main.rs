@@ -18,7 +18,7 @@ use clap::{Args, Parser, Subcommand};
 
 use cli::outputs::{
     check_apart, check_outputs, finish, provenance, say, stdout_error, warn, write_outputs,
-    OutputOpts,
+    OutputOpts, TextOpts, TextTable,
 };
 use cli::progress::run_rows;
 use gilbench::experiment;
@@ -55,6 +55,8 @@ enum Command {
         #[command(flatten)]
         opts: RunOpts,
         #[command(flatten)]
+        text: TextOpts,
+        #[command(flatten)]
         out: OutputOpts,
     },
     /// Run a scenario once per design (`--locks`, default: the scenario's `locks`) and
@@ -68,6 +70,8 @@ enum Command {
         /// A result file written with --json.
         result: PathBuf,
         #[command(flatten)]
+        text: TextOpts,
+        #[command(flatten)]
         out: OutputOpts,
     },
     /// Run only the server side of a socket scenario, for an outside client; runs until
@@ -80,6 +84,8 @@ enum Command {
         listen: Option<String>,
         #[command(flatten)]
         opts: RunOpts,
+        #[command(flatten)]
+        text: TextOpts,
         #[command(flatten)]
         out: OutputOpts,
     },
@@ -115,6 +121,8 @@ struct ExperimentArgs {
     no_baseline: bool,
     #[command(flatten)]
     opts: RunOpts,
+    #[command(flatten)]
+    text: TextOpts,
     #[command(flatten)]
     out: OutputOpts,
 }
@@ -176,6 +184,8 @@ struct LoadOpts {
     /// wake-up latency stays out of the round trip. Unpinned, it sleeps in its polls.
     #[arg(long, value_name = "CORE")]
     pin: Option<String>,
+    #[command(flatten)]
+    text: TextOpts,
     #[command(flatten)]
     out: OutputOpts,
 }
@@ -400,15 +410,17 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
         Command::Run {
             scenario,
             opts,
+            text,
             out,
         } => {
+            let view = text.view(TextTable::Threads)?;
             check_apart(&out, &scenario)?;
             check_outputs(&out)?;
             let sc = load_scenario(&scenario, &opts, None)?;
             let r = runner::run_mode(&sc, Mode::Run, &instrument(&out)?, &|_| {})?;
             if !out.prints() {
                 // An export printed on stdout (--csv, --markdown) replaces the table.
-                say(&report::run_table(&r));
+                say(&report::run_table_in(&r, &view));
             }
             finish(&[r], &out, None)?;
         }
@@ -420,8 +432,10 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             baseline: _,
             no_baseline,
             opts,
+            text,
             out,
         }) => {
+            let view = text.view(TextTable::Summary)?;
             check_apart(&out, &scenario)?;
             check_outputs(&out)?;
             if let Some(l) = &opts.lock {
@@ -435,7 +449,7 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             let rows = experiment::compare_rows(&sc, &locks).map_err(Failure::Input)?;
             let runs = run_rows(rows, (repeat, order_arg(&order)), !no_baseline, &out)?;
             if !out.prints() {
-                say(&report::summary_text(&runs));
+                say(&report::summary_text_in(&runs, &view));
             }
             finish(&runs, &out, None)?;
         }
@@ -447,8 +461,10 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             baseline: _,
             no_baseline,
             opts,
+            text,
             out,
         }) => {
+            let view = text.view(TextTable::Summary)?;
             check_apart(&out, &scenario)?;
             check_outputs(&out)?;
             let Some(sweep) = sweep_spec(&opts, &scenario)? else {
@@ -469,11 +485,15 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
                 .map_err(Failure::Input)?;
             let runs = run_rows(rows, (repeat, order_arg(&order)), !no_baseline, &out)?;
             if !out.prints() {
-                say(&report::summary_text(&runs));
+                say(&report::summary_text_in(&runs, &view));
             }
             finish(&runs, &out, Some(&sweep.key))?;
         }
-        Command::Report { result, out } => {
+        Command::Report {
+            result,
+            text: shape,
+            out,
+        } => {
             check_apart(&out, &result)?;
             check_outputs(&out)?;
             let text = read_result(&result)?;
@@ -500,9 +520,15 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             } else if file.runs.len() == 1
                 && file.runs[0].label.split(' ').next() == Some(file.runs[0].lock.as_str())
             {
-                say(&report::run_table(&file.runs[0]));
+                say(&report::run_table_in(
+                    &file.runs[0],
+                    &shape.view(TextTable::Threads)?,
+                ));
             } else {
-                say(&report::summary_text(&file.runs));
+                say(&report::summary_text_in(
+                    &file.runs,
+                    &shape.view(TextTable::Summary)?,
+                ));
             }
             let sweep_key = file.runs.iter().find_map(|r| {
                 r.label
@@ -517,8 +543,10 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             scenario,
             listen,
             opts,
+            text,
             out,
         } => {
+            let view = text.view(TextTable::Threads)?;
             check_apart(&out, &scenario)?;
             check_outputs(&out)?;
             let mut sc = load_scenario(&scenario, &opts, None)?;
@@ -546,16 +574,17 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
             let r = runner::run_mode(&sc, Mode::Serve, &instrument(&out)?, &announce)?;
             if !out.prints() {
                 // An export printed on stdout (--csv, --markdown) replaces the table.
-                say(&report::run_table(&r));
+                say(&report::run_table_in(&r, &view));
             }
             finish(&[r], &out, None)?;
         }
         Command::Calibrate(a) => cli::calibrate::run(&a)?,
         Command::Load(o) => {
+            let view = o.text.view(TextTable::Threads)?;
             check_outputs(&o.out)?;
             let r = cli::load::run(&o)?;
             if !o.out.prints() {
-                say(&report::run_table(&r));
+                say(&report::run_table_in(&r, &view));
             }
             finish(&[r], &o.out, None)?;
         }

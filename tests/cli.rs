@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{output, stderr, tmp, workload};
+use common::{output, s, stderr, tmp, workload};
 
 /// Asserts a one-line error mentioning `needle`, exit status 2, no panic.
 fn assert_bad_input(args: &[&str], needle: &str) {
@@ -514,4 +514,60 @@ fn running_out_of_memory_is_one_line_and_exit_1() {
     assert_eq!(o.status.code(), Some(1), "{:?}: {err}", o.status);
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(err.contains("out of memory"), "{err}");
+}
+
+/// `--columns` naming no column of the table: one line listing the names, exit 2, before
+/// anything runs.
+#[test]
+fn an_unknown_column_is_bad_input() {
+    let scn = workload("convoy-echo.toml");
+    assert_bad_input(
+        &["compare", &scn, "--columns", "requests_per_sec,p99"],
+        "--columns p99: no such column; the columns are all, default, requests_per_sec",
+    );
+    assert_bad_input(
+        &["run", &scn, "--columns", "ticks/s,nope"],
+        "--columns nope: no such column; the columns are all, default, thread, work",
+    );
+}
+
+/// compare's default table fits 120 columns with --repeat (each cell with its min-max);
+/// `--columns all` shows every column and a list those named.
+#[test]
+fn the_compare_table_fits_and_columns_choose() {
+    let scn = workload("convoy-echo.toml");
+    let json = tmp("width.json");
+    let o = output(&brief(&[
+        "compare",
+        &scn,
+        "--locks",
+        "tick,timed",
+        "--repeat",
+        "2",
+        "-q",
+        "--json",
+        s(&json),
+    ]));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(text.lines().all(|l| l.chars().count() <= 120), "{text}");
+    assert!(
+        text.contains("requests/s") && !text.contains("p99.9 us"),
+        "{text}"
+    );
+    let all = output(&["report", s(&json), "--columns", "all"]);
+    let all = String::from_utf8_lossy(&all.stdout).into_owned();
+    assert!(
+        all.contains("p99.9 us") && all.contains("ctx switches"),
+        "{all}"
+    );
+    let some = output(&["report", s(&json), "--columns", "switches,p50 us"]);
+    let some = String::from_utf8_lossy(&some.stdout).into_owned();
+    let head = some.lines().find(|l| l.starts_with("run ")).unwrap();
+    let names: Vec<&str> = head
+        .split("  ")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert_eq!(names, ["run", "p50 us", "switches"], "{some}");
 }

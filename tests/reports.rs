@@ -73,15 +73,15 @@ fn compare_prints_a_row_per_design_and_no_progress_off_a_terminal() {
         .filter(|l| l.starts_with("timed") || l.starts_with("none"))
         .collect();
     assert_eq!(rows.len(), 2, "{out}");
+    // The default columns (`--columns all` adds p99.9, switches, ...: tests/cli.rs).
     for col in [
         "requests/s",
+        "vs alone",
         "p50",
         "p99",
-        "p99.9",
         "CPU ticks/s",
-        "switches",
-        "forced drops",
-        "ctx switches",
+        "CPU kept",
+        "idle/wanted",
         "ratio",
     ] {
         assert!(out.contains(col), "column {col} missing:\n{out}");

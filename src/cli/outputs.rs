@@ -12,8 +12,9 @@ use clap::{value_parser, Arg, Args};
 
 use gilbench::output::{check_dir, check_dir_files, check_file, resolve};
 use gilbench::report::about::{About, Provenance};
-use gilbench::report::columns::measured;
+use gilbench::report::columns::{measured, THREAD_COLUMNS};
 use gilbench::report::export::{replace, Context, Dest, Exporter, Needs, Outcome, Target, ALL};
+use gilbench::report::{summary_keys, View};
 use gilbench::result::RunResult;
 use gilbench::signals;
 
@@ -51,6 +52,48 @@ impl OutputOpts {
     pub fn prints(&self) -> bool {
         self.formats.0.iter().any(|(_, d)| *d == Dest::Stdout)
     }
+}
+
+/// Which columns the text table on stdout shows.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TextOpts {
+    /// The text table's columns: `all`, or a comma list of names (`--columns x` lists
+    /// them). Default: a compact set that fits the terminal, at most 120 columns wide.
+    /// The exports keep every column.
+    #[arg(long, value_name = "all|A,B,..")]
+    pub columns: Option<String>,
+}
+
+/// The text tables `--columns` can shape.
+#[derive(Clone, Copy)]
+pub enum TextTable {
+    /// A run's threads (`run`, `serve`, `load`).
+    Threads,
+    /// The compare/sweep table.
+    Summary,
+}
+
+impl TextOpts {
+    /// The columns and width of the text table; bad input when `--columns` names a column
+    /// the table does not have (checked before anything runs).
+    pub fn view(&self, table: TextTable) -> Result<View, Failure> {
+        let view = View::new(self.columns.as_deref());
+        let (keys, names) = match table {
+            TextTable::Threads => thread_keys(),
+            TextTable::Summary => summary_keys(),
+        };
+        view.choice.check(&keys, &names).map_err(Failure::Input)?;
+        Ok(view)
+    }
+}
+
+/// Every key and name of a run's thread columns.
+fn thread_keys() -> (Vec<String>, Vec<&'static str>) {
+    let t = THREAD_COLUMNS.iter();
+    (
+        t.clone().map(|c| c.key()).collect(),
+        t.map(|c| c.name).collect(),
+    )
 }
 
 /// The formats asked for, in the order of `ALL`, each with where it goes.

@@ -277,6 +277,35 @@ pub const COLUMNS: &[Column] = &[
 /// ticks/s.
 pub const RATIO_BASES: [&str; 2] = ["requests_per_sec", "cpu_ticks_per_sec"];
 
+/// The compare/sweep text table's columns by default (keys of [`COLUMNS`] and
+/// [`super::VERDICT`]), in the order a narrow terminal drops them: the first first.
+pub const TEXT_DROP_ORDER: &[&str] = &[
+    "ratio",
+    "cpu_ticks_per_sec",
+    "idle_while_wanted",
+    "latency_p50_us",
+    "p99_vs_alone",
+    "cpu_kept",
+    "requests_vs_alone",
+    "latency_p99_us",
+    super::VERDICT,
+    "requests_per_sec",
+];
+
+/// A run's text table of threads: the order a narrow terminal drops its columns (keys of
+/// [`THREAD_COLUMNS`]), the first first; the thread's name stays.
+pub const THREAD_DROP_ORDER: &[&str] = &[
+    "core",
+    "ctx_vol_inv",
+    "work",
+    "acq",
+    "forced",
+    "gil_hold",
+    "switch",
+    "gil_wait",
+    "ticks_per_sec",
+];
+
 /// The index in [`COLUMNS`] of the column `key`.
 ///
 /// # Panics
@@ -341,6 +370,15 @@ pub struct ThreadColumn {
 }
 
 impl ThreadColumn {
+    /// Its name for `--columns`: `gil_wait` for `GIL wait p50/p99/max`.
+    pub fn key(&self) -> String {
+        let short = self.name.split(" p50").next().unwrap_or(self.name);
+        short
+            .replace("/s", "_per_sec")
+            .replace([' ', '/'], "_")
+            .to_lowercase()
+    }
+
     /// The cell of thread `t` of run `r`.
     pub fn cell(&self, r: &RunResult, t: &ThreadResult) -> String {
         if self.gil_counter && r.gil.acquisitions.is_none() {
@@ -448,7 +486,7 @@ pub const THREAD_COLUMNS: &[ThreadColumn] = &[
     },
     ThreadColumn {
         name: "GIL wait p50/p99/max",
-        width: 26,
+        width: 20,
         left: false,
         gil_counter: false,
         in_text: true,
@@ -457,7 +495,7 @@ pub const THREAD_COLUMNS: &[ThreadColumn] = &[
     },
     ThreadColumn {
         name: "GIL hold p50/p99/max",
-        width: 26,
+        width: 20,
         left: false,
         gil_counter: false,
         in_text: true,

@@ -10,10 +10,16 @@ use crate::units::us;
 pub mod about;
 pub mod columns;
 pub mod export;
+pub mod fit;
 pub mod plot;
 pub mod table;
 
-use columns::{Column, Source, COLUMNS, RATIO_BASES, THREAD_COLUMNS};
+use columns::{
+    Column, Source, ThreadColumn, COLUMNS, RATIO_BASES, TEXT_DROP_ORDER, THREAD_COLUMNS,
+    THREAD_DROP_ORDER,
+};
+use fit::Table;
+pub use fit::View;
 
 /// A rate, compactly: `5.5k`, `18.53M`.
 pub fn rate(x: f64) -> String {
@@ -40,8 +46,35 @@ pub fn row_mark(failed: bool, partial: bool) -> &'static str {
     }
 }
 
-/// The table `gilbench run` prints for one run.
+/// The table `gilbench run` prints for one run, with the default columns.
 pub fn run_table(r: &RunResult) -> String {
+    run_table_in(r, &View::default())
+}
+
+/// The threads of run `r` as a table of the columns `view` asks for.
+fn thread_table(r: &RunResult, view: &View) -> String {
+    let keys: Vec<String> = THREAD_COLUMNS.iter().map(|c| c.key()).collect();
+    let names: Vec<&str> = THREAD_COLUMNS.iter().map(|c| c.name).collect();
+    let cols = view.wanted(&keys, &names, &|i| THREAD_COLUMNS[i].in_text);
+    let pick = |cell: &dyn Fn(&ThreadColumn) -> String| -> Vec<String> {
+        cols.iter().map(|&i| cell(&THREAD_COLUMNS[i])).collect()
+    };
+    let mut lines = vec![pick(&|c| c.name.to_owned())];
+    lines.extend(r.threads.iter().map(|t| pick(&|c| c.cell(r, t))));
+    lines.push(pick(&|c| (c.total)(r)));
+    let table = Table {
+        lines,
+        min_width: cols.iter().map(|&i| THREAD_COLUMNS[i].width).collect(),
+        left: cols.iter().map(|&i| THREAD_COLUMNS[i].left).collect(),
+        gap: 1,
+    };
+    let keys: Vec<String> = cols.iter().map(|&i| keys[i].clone()).collect();
+    let names: Vec<&str> = cols.iter().map(|&i| names[i]).collect();
+    view.lay_out(&table, &keys, &names, THREAD_DROP_ORDER)
+}
+
+/// The table `gilbench run` prints for one run, its threads' columns as `view` asks.
+pub fn run_table_in(r: &RunResult, view: &View) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -51,21 +84,6 @@ pub fn run_table(r: &RunResult) -> String {
         r.measured_s,
         r.params["pin"].as_str().unwrap_or("?")
     );
-    let line = |cells: Vec<String>| -> String {
-        let parts: Vec<String> = THREAD_COLUMNS
-            .iter()
-            .filter(|c| c.in_text)
-            .zip(cells)
-            .map(|(c, s)| {
-                if c.left {
-                    format!("{s:<w$}", w = c.width)
-                } else {
-                    format!("{s:>w$}", w = c.width)
-                }
-            })
-            .collect();
-        parts.join(" ")
-    };
     if r.measured_s <= 0.0 {
         // Figures of an empty window would all be zeros or rates of nothing.
         let _ = writeln!(
@@ -75,12 +93,7 @@ pub fn run_table(r: &RunResult) -> String {
         notes_and_verdict(&mut o, r);
         return o;
     }
-    let text = || THREAD_COLUMNS.iter().filter(|c| c.in_text);
-    let _ = writeln!(o, "{}", line(text().map(|c| c.name.to_owned()).collect()));
-    for t in &r.threads {
-        let _ = writeln!(o, "{}", line(text().map(|c| c.cell(r, t)).collect()));
-    }
-    let _ = writeln!(o, "{}", line(text().map(|c| (c.total)(r)).collect()));
+    o += &thread_table(r, view);
     let g = &r.gil;
     if let Some(c) = &r.cpu {
         let _ = writeln!(
@@ -553,29 +566,81 @@ pub fn caption(runs: &[RunResult], rows: &[SummaryRow]) -> Option<String> {
     ))
 }
 
-/// The compare/sweep table for a terminal.
+/// The compare/sweep table for a terminal, with the default columns.
 pub fn summary_text(runs: &[RunResult]) -> String {
-    let rows = summary(runs);
-    let cols = shown(&rows);
-    let verdicts = verdicts(&rows);
-    let mut table: Vec<Vec<String>> = vec![std::iter::once("run".to_owned())
-        .chain(cols.iter().map(|(_, c)| c.name.to_owned()))
-        .chain(verdicts.as_ref().map(|_| VERDICT.to_owned()))
-        .collect()];
-    for (n, r) in rows.iter().enumerate() {
-        let mut line = vec![r.marked_label()];
-        line.extend(
-            cols.iter()
-                .map(|&(i, c)| r.cells[i].map_or("-".into(), |s| s.show(c.human, "-"))),
-        );
-        line.extend(verdicts.as_ref().map(|v| v[n].clone()));
-        table.push(line);
+    summary_text_in(runs, &View::default())
+}
+
+/// Every key and name of the compare/sweep text table's columns (the verdict last).
+pub fn summary_keys() -> (Vec<String>, Vec<&'static str>) {
+    let keys = COLUMNS.iter().map(|c| c.key.to_owned());
+    let names = COLUMNS.iter().map(|c| c.name);
+    (
+        keys.chain([VERDICT.to_owned()]).collect(),
+        names.chain([VERDICT]).collect(),
+    )
+}
+
+/// A cell of the text table: the median, with its min-max when repeated.
+fn text_cell(s: Option<Stat>, human: fn(f64) -> String) -> String {
+    match s {
+        None => "-".into(),
+        Some(s) if s.n > 1 => fit::compact(&human(s.median), &human(s.min), &human(s.max)),
+        Some(s) => human(s.median),
     }
+}
+
+/// The rows' table of the columns `view` asks for (those a row has).
+fn summary_table(rows: &[SummaryRow], view: &View) -> String {
+    let verdicts = verdicts(rows);
+    let mut cols: Vec<Option<(usize, &Column)>> = shown(rows).into_iter().map(Some).collect();
+    cols.extend(verdicts.as_ref().map(|_| None));
+    let key = |c: &Option<(usize, &Column)>| c.map_or(VERDICT, |(_, c)| c.key);
+    let name = |c: &Option<(usize, &Column)>| c.map_or(VERDICT, |(_, c)| c.name);
+    let keys: Vec<String> = cols.iter().map(|c| key(c).to_owned()).collect();
+    let names: Vec<&str> = cols.iter().map(name).collect();
+    let wanted = view.wanted(&keys, &names, &|i| TEXT_DROP_ORDER.contains(&key(&cols[i])));
+    let mut lines = vec![std::iter::once("run")
+        .chain(wanted.iter().map(|&i| names[i]))
+        .map(str::to_owned)
+        .collect::<Vec<_>>()];
+    for (n, r) in rows.iter().enumerate() {
+        let cell = |c: &Option<(usize, &Column)>| match (c, &verdicts) {
+            (Some((i, c)), _) => text_cell(r.cells[*i], c.human),
+            (None, Some(v)) => v[n].clone(),
+            (None, None) => "-".into(),
+        };
+        lines.push(
+            std::iter::once(r.marked_label())
+                .chain(wanted.iter().map(|&i| cell(&cols[i])))
+                .collect(),
+        );
+    }
+    let n = wanted.len() + 1;
+    let table = Table {
+        lines,
+        min_width: vec![0; n],
+        left: (0..n).map(|i| i == 0).collect(),
+        gap: 2,
+    };
+    let keys: Vec<String> = std::iter::once("run".to_owned())
+        .chain(wanted.iter().map(|&i| keys[i].clone()))
+        .collect();
+    let names: Vec<&str> = std::iter::once("run")
+        .chain(wanted.iter().map(|&i| names[i]))
+        .collect();
+    view.lay_out(&table, &keys, &names, TEXT_DROP_ORDER)
+}
+
+/// The compare/sweep table for a terminal, its columns as `view` asks.
+pub fn summary_text_in(runs: &[RunResult], view: &View) -> String {
+    let rows = summary(runs);
     let mut o = String::new();
     if let Some(c) = caption(runs, &rows) {
-        let _ = writeln!(o, "{c}");
+        let pieces: Vec<String> = c.split("; ").map(str::to_owned).collect();
+        let _ = writeln!(o, "{}", fit::wrap(&pieces, "; ", view.width));
     }
-    o.push_str(&table::aligned(&table, |i| i > 0));
+    o += &summary_table(&rows, view);
     for r in runs.iter().filter(|r| r.failure.is_some()) {
         let _ = writeln!(
             o,
@@ -645,5 +710,104 @@ mod confidence_tests {
     fn the_method_names_the_minimum_it_uses() {
         let need = crate::stats::min_runs();
         assert!(super::CONFIDENCE_METHOD.contains(&format!("below {need} runs")));
+    }
+}
+
+#[cfg(test)]
+mod width_tests {
+    use super::fit::{Choice, View};
+    use super::*;
+    use crate::report::export::sample_run;
+    use crate::result::Baseline;
+
+    /// Rows `tick` and `timed`, 4 runs each, with baselines and wide min-max spreads.
+    fn repeated() -> Vec<RunResult> {
+        let mut runs = Vec::new();
+        for rep in 0..4u32 {
+            for (label, f) in [("tick", 1.0), ("timed", 37.0)] {
+                let mut r = sample_run(label);
+                r.repeat = rep;
+                let w = 1.0 + f64::from(rep) * 0.7;
+                let io = r.io.as_mut().unwrap();
+                io.requests_per_sec *= w * f;
+                io.latency_us.p99 *= w * f;
+                io.latency_us.p50 *= w;
+                r.baseline = Some(Baseline::of(&r, &sample_run("alone"), &sample_run("cpu")));
+                runs.push(r);
+            }
+        }
+        runs
+    }
+
+    /// The table's header, split into column names (two spaces apart).
+    fn header(text: &str) -> Vec<String> {
+        let line = text.lines().find(|l| l.starts_with("run ")).unwrap();
+        line.split("  ")
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn view(choice: Choice, width: usize) -> View {
+        View { choice, width }
+    }
+
+    #[test]
+    fn the_default_tables_fit_120_columns() {
+        for runs in [repeated(), vec![sample_run("a"), sample_run("b")]] {
+            let text = summary_text(&runs);
+            assert!(text.lines().all(|l| l.chars().count() <= 120), "{text}");
+            assert!(header(&text).contains(&"requests/s".to_owned()), "{text}");
+        }
+        let text = summary_text(&repeated());
+        assert!(header(&text).contains(&VERDICT.to_owned()), "{text}");
+        let table = run_table(&sample_run("a"));
+        let wide = table.lines().filter(|l| l.chars().count() > 120);
+        assert_eq!(wide.count(), 0, "{table}");
+    }
+
+    #[test]
+    fn all_shows_every_column_and_a_list_those_named() {
+        let runs = repeated();
+        let text = summary_text_in(&runs, &view(Choice::All, 120));
+        let every: Vec<String> = shown(&summary(&runs))
+            .iter()
+            .map(|(_, c)| c.name.to_owned())
+            .collect();
+        assert_eq!(
+            header(&text)[1..header(&text).len() - 1],
+            every[..],
+            "{text}"
+        );
+        assert!(!text.contains("not shown"), "{text}");
+        let list = Choice::parse("verdict,requests_per_sec,p50 us");
+        let text = summary_text_in(&runs, &view(list, 120));
+        assert_eq!(
+            header(&text),
+            ["run", "requests/s", "p50 us", VERDICT],
+            "{text}"
+        );
+        let all = run_table_in(&sample_run("a"), &view(Choice::All, 120));
+        assert!(
+            all.contains("cores seen") && all.contains("switch wait"),
+            "{all}"
+        );
+        assert!(!run_table(&sample_run("a")).contains("cores seen"));
+    }
+
+    #[test]
+    fn a_narrow_terminal_drops_columns_and_says_which() {
+        let text = summary_text_in(&repeated(), &view(Choice::Default, 60));
+        let head = header(&text);
+        assert!(head.contains(&"requests/s".to_owned()) && !head.contains(&"p50 us".to_owned()));
+        assert!(
+            text.contains("not shown, to fit 60 columns: ratio, CPU ticks/s"),
+            "{text}"
+        );
+        let table = text.lines().skip_while(|l| !l.starts_with("run ")).take(3);
+        assert!(table.clone().all(|l| l.chars().count() <= 60), "{text}");
+        let run = run_table_in(&sample_run("a"), &view(Choice::Default, 60));
+        assert!(run.contains("not shown, to fit 60 columns: core"), "{run}");
     }
 }

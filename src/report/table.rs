@@ -144,31 +144,13 @@ impl Table {
 /// widest cell, aligned right where `right(column)`, no trailing spaces.
 pub fn aligned(lines: &[Vec<String>], right: impl Fn(usize) -> bool) -> String {
     let n = lines.first().map_or(0, Vec::len);
-    let widths: Vec<usize> = (0..n)
-        .map(|i| {
-            lines
-                .iter()
-                .map(|l| l[i].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut o = String::new();
-    for l in lines {
-        let parts: Vec<String> = l
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                if right(i) {
-                    format!("{s:>w$}", w = widths[i])
-                } else {
-                    format!("{s:<w$}", w = widths[i])
-                }
-            })
-            .collect();
-        let _ = writeln!(o, "{}", parts.join("  ").trim_end());
-    }
-    o
+    let table = super::fit::Table {
+        lines: lines.to_vec(),
+        min_width: vec![0; n],
+        left: (0..n).map(|i| !right(i)).collect(),
+        gap: 2,
+    };
+    table.render(&(0..n).collect::<Vec<_>>())
 }
 
 /// A Markdown table's header and alignment lines.
