@@ -5,7 +5,7 @@
 //! every take and release wrote. Those writes were the instrument's own, not the design's, and
 //! they moved the hand-off races the testbed measures (docs/costs.md, "Recording moves
 //! races"). Now each interpreter thread appends its own stamps (asked, got, gave up) to its
-//! own log, a plain store into memory no other thread touches, and [`derive`] merges the logs
+//! own log, a plain store into memory no other thread touches, and [`derive()`] merges the logs
 //! once the run is over, as HdrHistogram's per-thread recorders are merged.
 //!
 //! The logs are bounded: a run draws chunks of [`CHUNK`] events from one [`LogBudget`] (the

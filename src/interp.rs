@@ -89,6 +89,16 @@ struct PendingTake {
     forced_at: Option<u64>,
 }
 
+/// A forced release whose figures wait for the take that follows it.
+#[derive(Clone, Copy, Debug)]
+struct DeferredRelease {
+    /// The take that began the hold given up.
+    pending: Option<PendingTake>,
+    held_since: u64,
+    /// The release's stamp.
+    at: u64,
+}
+
 /// One interpreter thread's view of the GIL.
 pub struct Interp<'a, G: Gil> {
     gil: &'a G,
@@ -109,6 +119,8 @@ pub struct Interp<'a, G: Gil> {
     drop_request_at: Option<u64>,
     /// The stamp of a forced release whose re-take has not begun yet.
     forced_at: Option<u64>,
+    /// A forced release whose figures are written once the re-take holds the GIL.
+    deferred: Option<DeferredRelease>,
     recording: bool,
     beacon: Option<&'a Beacon>,
     /// What this thread last published to its beacon.
@@ -176,6 +188,7 @@ impl<'a, G: Gil> Interp<'a, G> {
             pending: None,
             drop_request_at: None,
             forced_at: None,
+            deferred: None,
             recording: true,
             beacon: None,
             progress: 0,
@@ -381,6 +394,7 @@ impl<'a, G: Gil> Interp<'a, G> {
             reacquire,
             forced_at,
         });
+        self.record_deferred();
     }
 
     /// Gives the GIL up.
@@ -410,31 +424,49 @@ impl<'a, G: Gil> Interp<'a, G> {
 
     /// The recorded release: only the time stamp and the thread's own log entry come before
     /// the GIL is given up (a hand-off is a race that a few hundred nanoseconds can tip); the
-    /// take's and the hold's figures are written once it is gone.
+    /// take's and the hold's figures are written once it is gone, and, after a forced release,
+    /// once the re-take holds it again (neither moves the releaser's place in a race).
     fn release_recorded(&mut self, why: Release) {
         let at = self.clock.raw();
         self.log(at, LogEv::Release);
         self.signal(Beacon::RELEASING);
         self.gil.release(&mut self.thread, why);
-        // A forced release is followed at once by a take, whose first stamp ends the switch
-        // wait; a blocking one needs a stamp of its own.
-        let back = match why {
-            Release::Blocking => Some(self.clock.raw()),
+        let (pending, held_since) = (self.pending.take(), self.held_since);
+        match why {
+            // A forced release is followed at once by a take: its figures wait until that
+            // take holds the GIL, so that nothing delays the releaser's return to the race
+            // for it (a hundred nanoseconds there tipped `tick`'s re-take races). The take's
+            // first stamp ends the switch wait.
             Release::Forced => {
                 self.forced_at = Some(at);
-                None
+                self.deferred = Some(DeferredRelease {
+                    pending,
+                    held_since,
+                    at,
+                });
             }
-            Release::Exit => None,
-        };
-        self.record_take();
-        self.record_hold(at, why, back);
+            // A blocking release is followed by the thread's own call, not by a take.
+            _ => {
+                let back = (why == Release::Blocking).then(|| self.clock.raw());
+                self.record_take(pending);
+                self.record_hold(held_since, at, why, back);
+            }
+        }
+    }
+
+    /// Writes the figures of a forced release, once the take after it holds the GIL.
+    fn record_deferred(&mut self) {
+        if let Some(d) = self.deferred.take() {
+            self.record_take(d.pending);
+            self.record_hold(d.held_since, d.at, Release::Forced, None);
+        }
     }
 
     /// Writes the figures of the take that began the hold now given up: its wait (and
     /// re-acquire delay) and acquisition, if it fell in the measured window; a wait that
     /// began in the warm-up is cut at the window's start.
-    fn record_take(&mut self) {
-        let Some(p) = self.pending.take() else { return };
+    fn record_take(&mut self, pending: Option<PendingTake>) {
+        let Some(p) = pending else { return };
         self.trace_take(p);
         // The switch wait belongs to the forced release it followed, and counts with it.
         if let Some(at) = p.forced_at.filter(|&at| self.in_window(at)) {
@@ -461,13 +493,11 @@ impl<'a, G: Gil> Interp<'a, G> {
         }
     }
 
-    /// Writes the figures of a hold given up at raw stamp `at` (the part in the measured
-    /// window), the time the release itself took (until `back`) and the release's counter.
-    fn record_hold(&mut self, at: u64, why: Release, back: Option<u64>) {
-        let (from, to) = (
-            self.held_since.max(self.window_from),
-            at.min(self.window_to()),
-        );
+    /// Writes the figures of a hold from raw stamp `held_since` given up at `at` (the part
+    /// in the measured window), the time the release itself took (until `back`) and the
+    /// release's counter.
+    fn record_hold(&mut self, held_since: u64, at: u64, why: Release, back: Option<u64>) {
+        let (from, to) = (held_since.max(self.window_from), at.min(self.window_to()));
         let held = self.clock.between(from, to);
         let in_window = self.in_window(at);
         let m = &mut self.metrics;

@@ -111,6 +111,7 @@ const HOT_PATH: &[&str] = &[
     "fn release_recorded(",
     "fn record_take(",
     "fn record_hold(",
+    "fn record_deferred(",
     "fn log(",
     "fn check(",
     "fn yield_gil(",
