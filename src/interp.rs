@@ -97,6 +97,8 @@ struct DeferredRelease {
     held_since: u64,
     /// The release's stamp.
     at: u64,
+    /// The design kept the GIL through the yield (nobody to yield to): no forced drop.
+    kept: bool,
 }
 
 /// One interpreter thread's view of the GIL.
@@ -443,6 +445,8 @@ impl<'a, G: Gil> Interp<'a, G> {
                     pending,
                     held_since,
                     at,
+                    // Asked now: the re-take may change what the design says.
+                    kept: self.gil.kept(&self.thread),
                 });
             }
             // A blocking release is followed by the thread's own call, not by a take.
@@ -458,7 +462,12 @@ impl<'a, G: Gil> Interp<'a, G> {
     fn record_deferred(&mut self) {
         if let Some(d) = self.deferred.take() {
             self.record_take(d.pending);
-            self.record_hold(d.held_since, d.at, Release::Forced, None);
+            let why = if d.kept {
+                Release::Exit // a kept yield counts as no drop of either kind
+            } else {
+                Release::Forced
+            };
+            self.record_hold(d.held_since, d.at, why, None);
         }
     }
 
@@ -517,8 +526,6 @@ impl<'a, G: Gil> Interp<'a, G> {
             record(&mut m.switch_wait, self.clock.between(at, back));
         }
         match why {
-            // A yield that kept the GIL (nobody to yield to) is no drop.
-            Release::Forced if self.gil.kept(&self.thread) => {}
             Release::Forced => m.counters.forced_drops += 1,
             Release::Blocking => m.counters.voluntary_drops += 1,
             Release::Exit => {}

@@ -205,6 +205,26 @@ fn a_stopped_process_says_so_and_its_rates_cover_the_time_it_ran() {
     );
 }
 
+/// Stopped inside its warm-up for longer than the run: no running time was measured, so no
+/// figure is given (it said 0 req/s, a CPU rate over 0.6 us and idle while wanted 100%).
+#[test]
+fn a_process_stopped_through_its_window_measures_nothing() {
+    let w = workload("convoy-echo.toml");
+    let args = ["run", &w, "--duration", "1s", "--set", "warmup=1s"];
+    let (o, r) = stopped_run(&args, Duration::from_millis(400), Duration::from_secs(2));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(r["partial"], true, "{r}");
+    assert!(text.contains("the process did not run for"), "{text}");
+    if r["measured_s"].as_f64().unwrap() == 0.0 {
+        assert!(r["io"].is_null() && r["cpu"].is_null(), "{r}");
+        assert!(r["gil"]["idle_while_wanted"].is_null(), "{r}");
+        assert!(!text.contains("0 req/s"), "{text}");
+    } else {
+        // The load generator's window outlived the stop: then its rate is a real one.
+        assert!(r["io"]["requests"].as_u64().unwrap() > 0, "{r}");
+    }
+}
+
 fn stderr_of(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

@@ -286,6 +286,7 @@ pub const TEXT_DROP_ORDER: &[&str] = &[
     "latency_p50_us",
     "p99_vs_alone",
     "cpu_kept",
+    "efficiency",
     "requests_vs_alone",
     "latency_p99_us",
     super::VERDICT,

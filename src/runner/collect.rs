@@ -26,6 +26,9 @@ pub(super) enum LoadOut {
     Bulk(Result<f64, String>),
 }
 
+/// Less running time in the measured window than this is no window to give a rate over.
+const MIN_RUNNING: Duration = Duration::from_millis(1);
+
 /// What was decided before the threads started.
 pub(super) struct Setup {
     pub(super) addrs: Vec<SocketAddr>,
@@ -81,6 +84,13 @@ pub(super) fn assemble<G: Gil>(
     let window_end = fin.measured_from + measured;
     let running =
         measured.saturating_sub(stalled_within(&fin.stalls, fin.measured_from, window_end));
+    // A stop that took the whole window (say, in the warm-up, whose end the load generator
+    // keeps on its own clock) leaves too little running time for any rate: nothing measured.
+    let running = if running < MIN_RUNNING {
+        Duration::ZERO
+    } else {
+        running
+    };
     let mut notes = setup.take_notes(sc, &outs, interrupted, running);
     note_stalls(
         &fin.stalls,

@@ -325,7 +325,7 @@ fn recording_may_move_races(sc: &Scenario) -> bool {
     sc.record && io > 0 && sc.cpu_threads + io >= 3
 }
 
-const RECORDING_MOVES_RACES: &str = "recording (record = true) adds three clock reads and a few histogram writes to every GIL take and release (nothing shared); with three or more threads wanting the GIL that can still tip who wins a hand-off: recorded and unrecorded runs of tick with two CPU threads differed beyond their spread (docs/costs.md, Recording): --set record=false gives the client's figures undisturbed";
+const RECORDING_MOVES_RACES: &str = "recording (record = true) adds three clock reads and a few histogram writes to every GIL take and release (nothing shared); with three or more threads wanting the GIL that work can tip who wins a hand-off: recorded and unrecorded runs of tick with two CPU threads differed beyond their spread (docs/costs.md, Recording): --set record=false gives the client's figures undisturbed";
 
 /// The connection threads a run expects: the threaded TCP echo server starts one per
 /// connection the load generator opens (`connections`; under `serve`, the clients expected).
