@@ -8,15 +8,13 @@
 //!   take+release against the unrecorded one.
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
-use gilbench::clock::{Epoch, RawClock};
 use gilbench::gil::{Gil, GilParams, LockKind, Release, TickGil, TimedGil, WithGil};
-use gilbench::holdlog::LogBudget;
-use gilbench::interp::{Interp, Probe};
+use gilbench::interp::{Interp, ProbeParts};
 use gilbench::metrics::{new_hist, record, ThreadMetrics};
 use gilbench::pin;
 use gilbench::workload::TickHasher;
@@ -232,19 +230,9 @@ fn recording(c: &mut Criterion) {
 /// share of single-thread ticks/s the instrument costs.
 fn instrument(c: &mut Criterion) {
     let gil = TickGil::new(&GilParams::default());
-    let clock = RawClock::new();
-    let epoch = Epoch::now(&clock);
-    let start = AtomicU64::new(epoch.raw);
-    let stop_at = AtomicU64::new(Probe::NOT_YET);
     // Unbounded: the bench drops its logs as it goes but never gives the budget back.
-    let budget = LogBudget::new(usize::MAX);
-    let probe = Probe {
-        clock: &clock,
-        epoch,
-        measure_start: &start,
-        stop_at: &stop_at,
-        budget: &budget,
-    };
+    let parts = ProbeParts::new(usize::MAX);
+    let probe = parts.probe();
     for recorded in [true, false] {
         let mut it = Interp::new(&gil);
         it.set_probe(probe);

@@ -78,6 +78,43 @@ impl Probe<'_> {
     pub const NOT_YET: u64 = u64::MAX;
 }
 
+/// A probe's parts owned together, for interpreter threads outside a run (tests, benches):
+/// the clock, an epoch of now, a measured window that begins now and has not stopped, and an
+/// event budget.
+pub struct ProbeParts {
+    pub clock: RawClock,
+    pub epoch: Epoch,
+    pub measure_start: AtomicU64,
+    pub stop_at: AtomicU64,
+    pub budget: LogBudget,
+}
+
+impl ProbeParts {
+    /// A window from now on, and a budget of `budget_events` events.
+    pub fn new(budget_events: usize) -> Self {
+        let clock = RawClock::new();
+        let epoch = Epoch::now(&clock);
+        ProbeParts {
+            measure_start: AtomicU64::new(epoch.raw),
+            stop_at: AtomicU64::new(Probe::NOT_YET),
+            budget: LogBudget::new(budget_events),
+            clock,
+            epoch,
+        }
+    }
+
+    /// The probe over these parts.
+    pub fn probe(&self) -> Probe<'_> {
+        Probe {
+            clock: &self.clock,
+            epoch: self.epoch,
+            measure_start: &self.measure_start,
+            stop_at: &self.stop_at,
+            budget: &self.budget,
+        }
+    }
+}
+
 /// A take whose figures are written at the next release, once the GIL is given up.
 #[derive(Clone, Copy, Debug)]
 struct PendingTake {

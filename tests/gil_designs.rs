@@ -9,14 +9,13 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use gilbench::clock::{Epoch, RawClock};
 use gilbench::gil::DecayGil;
 use gilbench::gil::{
     BfsGil, FastcondGil, FifoGil, Gil, GilParams, LockKind, MlfqGil, NoGil, OcamlGil, PypyGil,
     Release, RubyGil, TickGil, TimedGil, WithGil,
 };
-use gilbench::holdlog::{self, HoldLog, LogBudget, DEFAULT_BUDGET_EVENTS};
-use gilbench::interp::{Interp, Probe};
+use gilbench::holdlog::{self, HoldLog, DEFAULT_BUDGET_EVENTS};
+use gilbench::interp::{Interp, ProbeParts};
 use gilbench::pin;
 use gilbench::workload::TickHasher;
 
@@ -63,20 +62,8 @@ fn lost_updates<G: Gil>(gil: G) -> u64 {
 fn exclusion<G: Gil>(gil: G) -> (u64, u64) {
     let counter = Racy(UnsafeCell::new(0));
     let barrier = Barrier::new(THREADS);
-    let clock = RawClock::new();
-    let epoch = Epoch::now(&clock);
-    let (start, budget) = (
-        AtomicU64::new(epoch.raw),
-        LogBudget::new(DEFAULT_BUDGET_EVENTS),
-    );
-    let stop_at = AtomicU64::new(Probe::NOT_YET);
-    let probe = Probe {
-        clock: &clock,
-        epoch,
-        measure_start: &start,
-        stop_at: &stop_at,
-        budget: &budget,
-    };
+    let parts = ProbeParts::new(DEFAULT_BUDGET_EVENTS);
+    let probe = parts.probe();
     let logs = std::sync::Mutex::new(Vec::new());
     thread::scope(|s| {
         for _ in 0..THREADS {
@@ -100,7 +87,7 @@ fn exclusion<G: Gil>(gil: G) -> (u64, u64) {
     });
     let logs = logs.into_inner().unwrap();
     let all: Vec<&HoldLog> = logs.iter().collect();
-    let overlaps = holdlog::derive(&all, &clock, (0, u64::MAX))
+    let overlaps = holdlog::derive(&all, &parts.clock, (0, u64::MAX))
         .expect("the logs fit their budget")
         .overlaps
         .iter()

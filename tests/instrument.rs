@@ -3,14 +3,13 @@
 //! what the recorded path does to the shared state it is given, and what the source of that
 //! path is allowed to contain.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Barrier;
 use std::thread;
 
-use gilbench::clock::{Epoch, RawClock};
 use gilbench::gil::{FifoGil, Gil, GilParams, Release, TickGil};
-use gilbench::holdlog::{HoldLog, LogBudget, CHUNK};
-use gilbench::interp::{Beacon, Interp, Probe};
+use gilbench::holdlog::{HoldLog, CHUNK};
+use gilbench::interp::{Beacon, Interp, ProbeParts};
 
 const THREADS: usize = 3;
 const ROUNDS: usize = 30_000;
@@ -18,20 +17,10 @@ const ROUNDS: usize = 30_000;
 /// Three recording threads take and release `gil` many times (eval-breaker checks, blocking
 /// releases); returns their logs and what the shared budget has left of `budget_events`.
 fn hammer<G: Gil>(gil: &G, budget_events: usize) -> (Vec<HoldLog>, u64, u64, usize) {
-    let clock = RawClock::new();
-    let epoch = Epoch::now(&clock);
-    let start = AtomicU64::new(epoch.raw);
-    let stop_at = AtomicU64::new(Probe::NOT_YET);
-    let budget = LogBudget::new(budget_events);
+    let parts = ProbeParts::new(budget_events);
     let (stop, measuring) = (AtomicBool::new(false), AtomicBool::new(true));
     let beacons: Vec<Beacon> = (0..THREADS).map(|_| Beacon::default()).collect();
-    let probe = Probe {
-        clock: &clock,
-        epoch,
-        measure_start: &start,
-        stop_at: &stop_at,
-        budget: &budget,
-    };
+    let probe = parts.probe();
     let barrier = Barrier::new(THREADS);
     let logs = std::sync::Mutex::new(Vec::new());
     thread::scope(|s| {
@@ -56,12 +45,12 @@ fn hammer<G: Gil>(gil: &G, budget_events: usize) -> (Vec<HoldLog>, u64, u64, usi
             });
         }
     });
-    let left = budget.left();
+    let left = parts.budget.left();
     assert!(!stop.load(Ordering::Relaxed) && measuring.load(Ordering::Relaxed));
     (
         logs.into_inner().unwrap(),
-        start.load(Ordering::Relaxed),
-        epoch.raw,
+        parts.measure_start.load(Ordering::Relaxed),
+        parts.epoch.raw,
         left,
     )
 }
