@@ -115,7 +115,7 @@ pub(super) fn assemble<G: Gil>(
     // A run stopped in its warm-up measured nothing: no CPU or I/O figures (not zeros).
     let io = match sc.io {
         IoWork::None => None,
-        _ => Some(io_summary(
+        _ => io_summary(
             sc,
             mode,
             load,
@@ -126,7 +126,7 @@ pub(super) fn assemble<G: Gil>(
             interrupted.is_some(),
             &fin.stalls,
             &mut notes,
-        )?),
+        )?,
     };
     Ok(RunResult {
         scenario: sc.name.clone(),
@@ -469,7 +469,7 @@ fn io_summary(
     interrupted: bool,
     stalls: &[Stall],
     notes: &mut Vec<String>,
-) -> Result<IoSummary, RunError> {
+) -> Result<Option<IoSummary>, RunError> {
     let mut io = IoSummary {
         reacquire_us: Percentiles::of(reacq),
         loadgen,
@@ -482,7 +482,17 @@ fn io_summary(
             // less the time the process did not run.
             let window = Duration::from_secs_f64(l.measured_s);
             let stalled = stalled_within(stalls, sc.warmup, sc.warmup + window);
-            l.measured_s = window.saturating_sub(stalled).as_secs_f64();
+            let running = window.saturating_sub(stalled);
+            // The load generator keeps its window on its own clock: a stop can take all of
+            // it even when the GIL threads' window (begun after the stop) had running time.
+            if running < MIN_RUNNING {
+                notes.push(format!(
+                    "the load generator's measured window ({:.2}s) fell within the time the process did not run: no I/O figures",
+                    window.as_secs_f64()
+                ));
+                return Ok(None);
+            }
+            l.measured_s = running.as_secs_f64();
             echo_figures(&mut io, &l, sc, interrupted, notes);
         }
         Some(LoadOut::Bulk(r)) => {
@@ -531,7 +541,7 @@ fn io_summary(
     }
     note_server_limits(&server, notes);
     io.server = server;
-    Ok(io)
+    Ok(Some(io))
 }
 
 /// The echo load's figures, as the load generator measured them, and its notes.
