@@ -475,7 +475,7 @@ fn spawn_all<G: Gil>(
             .spawn(move || gil_thread(&*gil, &shared, &sc, id, role, core, call_work_ticks));
         match spawned {
             Ok(h) => started.push(Started::Gil(h)),
-            Err(e) => return abort(started, format!("cannot start thread {name}: {e}")),
+            Err(e) => return abort(started, cannot_spawn(&format!("thread {name}"), &e)),
         }
     }
     if p.with_load {
@@ -485,10 +485,21 @@ fn spawn_all<G: Gil>(
             .spawn(move || load_thread(&shared, &sc, addrs, core));
         match spawned {
             Ok(h) => started.push(Started::Load(h)),
-            Err(e) => return abort(started, format!("cannot start the load generator: {e}")),
+            Err(e) => return abort(started, cannot_spawn("the load generator", &e)),
         }
     }
     Ok(started)
+}
+
+/// Why a thread could not start. The kernel says EAGAIN (or ENOMEM) when a thread's stack
+/// cannot be mapped under the address-space limit as well as at the thread limit.
+fn cannot_spawn(what: &str, e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::EAGAIN | libc::ENOMEM) => format!(
+            "cannot start {what}: out of memory or threads ({e}): the address-space limit (ulimit -v) or the thread limit (ulimit -u) is too low for this run"
+        ),
+        _ => format!("cannot start {what}: {e}"),
+    }
 }
 
 /// The load generator's thread: outside every GIL, on its own core when one is free.
