@@ -8,9 +8,16 @@ use super::{err, mark, PALETTE};
 use crate::report::{summary, Stat, SummaryRow};
 use crate::result::RunResult;
 
+/// The label token of a row whose waiters spin adaptively (`spin = adaptive`).
+const ADAPTIVE: &str = "spin=adaptive";
+
 /// One row's point: its I/O kept (x) and CPU kept (y) over its repeats, and its `h`.
 struct Point {
     label: String,
+    /// The label without `spin=adaptive`: a design's parked and adaptive rows share it, and
+    /// so their colour, and are joined by a line (the price of its hand-off mechanism).
+    family: String,
+    adaptive: bool,
     x: Stat,
     y: Stat,
     h: Option<f64>,
@@ -18,8 +25,13 @@ struct Point {
 
 impl Point {
     fn of(row: &SummaryRow) -> Option<Point> {
+        let words: Vec<&str> = row.label.split(' ').collect();
+        let adaptive = words.contains(&ADAPTIVE);
+        let family: Vec<&str> = words.into_iter().filter(|w| *w != ADAPTIVE).collect();
         Some(Point {
             label: row.marked_label(),
+            family: family.join(" "),
+            adaptive,
             x: row.cell("requests_vs_alone")?,
             y: row.cell("cpu_kept")?,
             h: row.cell("io_hold_share").map(|s| s.median),
@@ -86,8 +98,53 @@ fn draw(svg: &mut String, title: &str, points: &[Point]) -> Result<(), String> {
             .label(name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
     }
-    for (i, p) in points.iter().enumerate() {
-        draw_point(&mut chart, p, PALETTE[i % PALETTE.len()])?;
+    let mut families: Vec<&str> = Vec::new();
+    for p in points {
+        if !families.contains(&p.family.as_str()) {
+            families.push(&p.family);
+        }
+    }
+    let color = |p: &Point| {
+        let i = families.iter().position(|f| *f == p.family).unwrap_or(0);
+        PALETTE[i % PALETTE.len()]
+    };
+    for parked in points.iter().filter(|p| !p.adaptive) {
+        for adaptive in points.iter().filter(|p| p.adaptive && p.family == parked.family) {
+            let ends = [
+                (parked.x.median, parked.y.median),
+                (adaptive.x.median, adaptive.y.median),
+            ];
+            let style = color(parked).stroke_width(1);
+            chart
+                .draw_series(DashedLineSeries::new(ends, 6, 4, style))
+                .map_err(err)?;
+        }
+    }
+    for p in points {
+        draw_point(&mut chart, p, color(p))?;
+    }
+    if points.iter().any(|p| p.adaptive) {
+        // The legend says what the two marks mean (the dashed line: the mechanism's price).
+        let key = |filled: bool| {
+            move |(x, y): (i32, i32)| {
+                let style = if filled {
+                    BLACK.filled()
+                } else {
+                    BLACK.stroke_width(2)
+                };
+                Circle::new((x + 10, y), 5, style)
+            }
+        };
+        for (filled, name) in [
+            (true, "parked waiters (default)"),
+            (false, "spin = adaptive (dashed: from the same design parked)"),
+        ] {
+            chart
+                .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())
+                .map_err(err)?
+                .label(name)
+                .legend(key(filled));
+        }
     }
     chart
         .configure_series_labels()
@@ -105,7 +162,8 @@ type Chart<'a, 'b> = ChartContext<
     Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
 >;
 
-/// A row's median as a dot named by its label, its min-max over repeats as error bars.
+/// A row's median as a dot named by its label (hollow for `spin = adaptive`), its min-max
+/// over repeats as error bars.
 fn draw_point(chart: &mut Chart<'_, '_>, p: &Point, color: RGBColor) -> Result<(), String> {
     let (x, y) = (p.x, p.y);
     let style = color.stroke_width(1);
@@ -115,7 +173,15 @@ fn draw_point(chart: &mut Chart<'_, '_>, p: &Point, color: RGBColor) -> Result<(
     chart.draw_series([up]).map_err(err)?;
     let font = ("sans-serif", 15).into_font().color(&color);
     let dot = EmptyElement::at((x.median, y.median))
-        + Circle::new((0, 0), 5, color.filled())
+        + Circle::new(
+            (0, 0),
+            5,
+            if p.adaptive {
+                color.stroke_width(2)
+            } else {
+                color.filled()
+            },
+        )
         + Text::new(p.label.clone(), (8, -18), font);
     chart.draw_series([dot]).map(|_| ()).map_err(err)
 }
@@ -174,6 +240,35 @@ pub(crate) mod tests {
             svg.contains("h = 0.305 (median of rows; rows 0.300-0.310)"),
             "{svg}"
         );
+    }
+
+    /// The text element that shows `label`, from its opening tag to its content.
+    fn text_of<'a>(svg: &'a str, label: &str) -> &'a str {
+        let end = svg.find(&format!(">\n{label}\n<")).expect(label);
+        &svg[svg[..end].rfind("<text").unwrap()..end]
+    }
+
+    /// A design's parked and adaptive rows: one colour, the adaptive dot hollow, a dashed
+    /// line between them, and a legend saying which is which.
+    #[test]
+    fn a_design_parked_and_adaptive_share_a_colour_and_are_joined() {
+        let mut runs = three_rows();
+        runs.push(at("mlfq spin=adaptive", 0, (0.35, 0.75), 0.3));
+        runs.push(at("mlfq spin=adaptive", 1, (0.36, 0.74), 0.3));
+        let svg = tradeoff(&runs).unwrap().unwrap();
+        let fill = |t: &str| t.split("fill=\"").nth(1).unwrap()[..7].to_owned();
+        let (parked, adaptive) = (text_of(&svg, "mlfq"), text_of(&svg, "mlfq spin=adaptive"));
+        assert_eq!(fill(parked), fill(adaptive), "{parked} / {adaptive}");
+        assert_ne!(fill(parked), fill(text_of(&svg, "bfs")));
+        for want in ["parked waiters (default)", "spin = adaptive (dashed"] {
+            assert!(svg.contains(want), "{want}: {svg}");
+        }
+        // Three filled dots (the parked rows) and the legend's filled key.
+        let tags = svg.split("<circle").skip(1).map(|c| c.split('>').next().unwrap());
+        assert_eq!(tags.filter(|c| c.contains("fill=\"#")).count(), 4, "{svg}");
+        // Without adaptive rows, no legend for them.
+        let plain = tradeoff(&three_rows()).unwrap().unwrap();
+        assert!(!plain.contains("parked waiters"));
     }
 
     #[test]
