@@ -377,7 +377,7 @@ pub struct ThreadResult {
     /// The core it was pinned to, if it was.
     pub pinned: Option<usize>,
     #[serde(flatten)]
-    pub counters: Counters,
+    pub counters: ThreadCounters,
     pub ticks_per_sec: f64,
     #[serde(default, with = "crate::metrics::absent_if_empty")]
     pub wait_us: Percentiles,
@@ -394,6 +394,40 @@ pub struct ThreadResult {
     pub digest: String,
     /// Server threads: what they served.
     pub server: Option<ServerStats>,
+}
+
+/// One thread's event counters in the result: the GIL's are absent (null) where they were
+/// not measured, as the run's totals are ([`GilSummary`]): without recording, and, for the
+/// holder switches and the exclusion check, where they were not derived from the event logs
+/// (a design that is no lock, or logs that outgrew their budget).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ThreadCounters {
+    pub acquisitions: Option<u64>,
+    pub switches: Option<u64>,
+    pub forced_drops: Option<u64>,
+    pub voluntary_drops: Option<u64>,
+    pub ticks: u64,
+    pub bytes: u64,
+    #[serde(default)]
+    pub overlaps: Option<u64>,
+}
+
+impl ThreadCounters {
+    /// `c`'s figures: the GIL's only if `recorded`, switches and overlaps only if also
+    /// `derived`.
+    pub fn of(c: &Counters, recorded: bool, derived: bool) -> Self {
+        let rec = |x: u64| recorded.then_some(x);
+        let der = |x: u64| (recorded && derived).then_some(x);
+        ThreadCounters {
+            acquisitions: rec(c.acquisitions),
+            switches: der(c.switches),
+            forced_drops: rec(c.forced_drops),
+            voluntary_drops: rec(c.voluntary_drops),
+            ticks: c.ticks,
+            bytes: c.bytes,
+            overlaps: der(c.overlaps),
+        }
+    }
 }
 
 #[cfg(test)]

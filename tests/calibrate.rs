@@ -621,6 +621,18 @@ fn calibrate_end_to_end() {
         "{}",
         runs[3]["gil"]
     );
+    // Its threads' GIL counters too: not measured is absent, not 0.
+    for t in runs[3]["threads"].as_array().unwrap() {
+        for k in [
+            "acquisitions",
+            "switches",
+            "forced_drops",
+            "voluntary_drops",
+        ] {
+            assert!(t[k].is_null(), "{k}: {t}");
+        }
+        assert!(t["ticks"].is_u64(), "{t}");
+    }
     assert!(runs[3]["io"]["requests"].as_u64().unwrap() > 0);
     assert!(text.contains("record = false"), "{text}");
     // `report` prints the calibrate table again from the file.

@@ -602,6 +602,24 @@ fn an_unrecorded_run_shows_no_gil_figures() {
     }
     assert!(r["gil"]["reacquire_us"].is_null(), "{}", r["gil"]);
     assert!(r["io"]["reacquire_us"].is_null(), "{}", r["io"]);
+    // Each thread's GIL counters too, in the JSON and the table's thread rows.
+    for t in r["threads"].as_array().unwrap() {
+        for k in [
+            "acquisitions",
+            "switches",
+            "forced_drops",
+            "voluntary_drops",
+        ] {
+            assert!(t[k].is_null(), "threads[].{k}: {t}");
+        }
+    }
+    for name in ["echo-0", "cpu-0"] {
+        let row = text.lines().find(|l| l.trim_start().starts_with(name));
+        let row = row.unwrap_or_else(|| panic!("no row {name}: {text}"));
+        // acq, switch and forced, beside GIL wait and hold: all absent.
+        let absent = row.split_whitespace().filter(|c| *c == "-").count();
+        assert!(absent >= 5, "{row}");
+    }
     assert!(r["io"]["requests"].as_u64().unwrap() > 0);
     let files: Vec<String> = std::fs::read_dir(&hg)
         .unwrap()

@@ -901,7 +901,7 @@ fn a_run_interrupted_in_its_warmup_reports_nothing_measured() {
     assert!(r["cpu"].is_null() && r["io"].is_null(), "{r}");
     for t in r["threads"].as_array().unwrap() {
         assert_eq!(t["ticks"], 0, "{t}");
-        assert_eq!(t["acquisitions"], 0, "{t}");
+        assert!(t["acquisitions"].is_null(), "{t}");
     }
 }
 

@@ -97,9 +97,9 @@ fn every_design_serves_every_connection_correctly() {
         // server's counters and its request count cover the same window.
         let echo = r.threads.iter().find(|t| t.name == "echo-0").unwrap();
         assert!(
-            echo.counters.acquisitions >= 2 * io.server.requests,
+            echo.counters.acquisitions.unwrap() >= 2 * io.server.requests,
             "{lock}: {} acquisitions for {} requests",
-            echo.counters.acquisitions,
+            echo.counters.acquisitions.unwrap(),
             io.server.requests
         );
         assert!(!r.partial && r.failure.is_none(), "{lock}");
@@ -127,7 +127,7 @@ fn releases_per_request(server: &str) -> f64 {
     let echo = r.threads.iter().find(|t| t.name == "echo-0").unwrap();
     let requests = served(&r);
     assert!(requests > 100, "{server}: {requests} requests");
-    echo.counters.voluntary_drops as f64 / requests as f64
+    echo.counters.voluntary_drops.unwrap() as f64 / requests as f64
 }
 
 #[test]
@@ -274,7 +274,7 @@ fn bulk_completes_under_both_structures_and_poll_releases_twice_per_recv() {
         );
         assert_eq!(io.server.bytes_in, 2 << 20, "{server}");
         let bulk = r.threads.iter().find(|t| t.name == "bulk-0").unwrap();
-        per_recv.push(bulk.counters.voluntary_drops as f64 / io.server.requests as f64);
+        per_recv.push(bulk.counters.voluntary_drops.unwrap() as f64 / io.server.requests as f64);
     }
     eprintln!(
         "bulk releases per recv: poll {:.2}, threaded {:.2}",

@@ -464,7 +464,7 @@ pub const THREAD_COLUMNS: &[ThreadColumn] = &[
         left: false,
         gil_counter: true,
         in_text: true,
-        thread: |t| t.counters.acquisitions.to_string(),
+        thread: |t| counter(t.counters.acquisitions),
         total: |r| counter(r.gil.acquisitions),
     },
     ThreadColumn {
@@ -473,7 +473,7 @@ pub const THREAD_COLUMNS: &[ThreadColumn] = &[
         left: false,
         gil_counter: true,
         in_text: true,
-        thread: |t| t.counters.switches.to_string(),
+        thread: |t| counter(t.counters.switches),
         total: |r| counter(r.gil.switches),
     },
     ThreadColumn {
@@ -482,7 +482,7 @@ pub const THREAD_COLUMNS: &[ThreadColumn] = &[
         left: false,
         gil_counter: true,
         in_text: true,
-        thread: |t| t.counters.forced_drops.to_string(),
+        thread: |t| counter(t.counters.forced_drops),
         total: |r| counter(r.gil.forced_drops),
     },
     ThreadColumn {

@@ -14,7 +14,7 @@ use crate::metrics::{
     merge, new_hist, per_sec, Counters, CtxSwitches, Hist, Interval, Percentiles,
 };
 use crate::pin::PinPlan;
-use crate::result::{CpuSummary, GilSummary, IoSummary, RunResult};
+use crate::result::{CpuSummary, GilSummary, IoSummary, RunResult, ThreadCounters};
 use crate::scenario::{IoWork, Scenario};
 use crate::signals;
 use crate::trace::{ThreadTrace, Timeline};
@@ -137,7 +137,15 @@ pub(super) fn assemble<G: Gil>(
         cpu: cpu.filter(|_| secs > 0.0),
         io: io.filter(|_| secs > 0.0),
         gil: gil_summary(gil, &merged, setup.idle_while_wanted, (secs, sc.record)),
-        threads: outs.into_iter().map(|o| o.result).collect(),
+        threads: outs
+            .into_iter()
+            .map(|mut o| {
+                let derived = setup.idle_while_wanted.is_some();
+                o.result.counters =
+                    ThreadCounters::of(&o.metrics.counters, sc.record && secs > 0.0, derived);
+                o.result
+            })
+            .collect(),
         notes,
         partial: interrupted.is_some() || failure.is_some() || cut_short || !fin.stalls.is_empty(),
         failure,

@@ -385,8 +385,8 @@ fn derive_from_logs<G: Gil>(
         let c = &mut o.metrics.counters;
         c.switches = d.switches[at..at + l.len()].iter().sum();
         c.overlaps = d.overlaps[at..at + l.len()].iter().sum();
-        o.result.counters.switches = c.switches;
-        o.result.counters.overlaps = c.overlaps;
+        o.result.counters.switches = Some(c.switches);
+        o.result.counters.overlaps = Some(c.overlaps);
         at += l.len();
     }
     Some(Duration::from_nanos(d.idle_while_wanted_ns))

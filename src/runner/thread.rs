@@ -10,7 +10,7 @@ use crate::holdlog::HoldLog;
 use crate::interp::{Extras, Interp, Recorded};
 use crate::metrics::{IntervalHists, Percentiles, ThreadMetrics};
 use crate::pin;
-use crate::result::ThreadResult;
+use crate::result::{ThreadCounters, ThreadResult};
 use crate::scenario::{CpuWork, Scenario, ServerKind};
 use crate::trace::TraceBuf;
 use crate::workload::server::{self, io_reason, EchoConfig, Listener, ServerStats};
@@ -301,7 +301,8 @@ fn finish<G: Gil>(
         migrations: metrics.cores.migrations,
         pinned,
         ticks_per_sec: crate::metrics::per_sec(c.ticks as f64, secs),
-        counters,
+        // Made absent where not measured once the run is assembled (and the logs derived).
+        counters: ThreadCounters::of(&counters, true, true),
         wait_us: Percentiles::of(&metrics.wait),
         hold_us: Percentiles::of(&metrics.hold),
         reacquire_us: Percentiles::of(&metrics.reacquire),

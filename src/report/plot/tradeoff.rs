@@ -109,7 +109,10 @@ fn draw(svg: &mut String, title: &str, points: &[Point]) -> Result<(), String> {
         PALETTE[i % PALETTE.len()]
     };
     for parked in points.iter().filter(|p| !p.adaptive) {
-        for adaptive in points.iter().filter(|p| p.adaptive && p.family == parked.family) {
+        for adaptive in points
+            .iter()
+            .filter(|p| p.adaptive && p.family == parked.family)
+        {
             let ends = [
                 (parked.x.median, parked.y.median),
                 (adaptive.x.median, adaptive.y.median),
@@ -137,7 +140,10 @@ fn draw(svg: &mut String, title: &str, points: &[Point]) -> Result<(), String> {
         };
         for (filled, name) in [
             (true, "parked waiters (default)"),
-            (false, "spin = adaptive (dashed: from the same design parked)"),
+            (
+                false,
+                "spin = adaptive (dashed: from the same design parked)",
+            ),
         ] {
             chart
                 .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())
@@ -264,7 +270,10 @@ pub(crate) mod tests {
             assert!(svg.contains(want), "{want}: {svg}");
         }
         // Three filled dots (the parked rows) and the legend's filled key.
-        let tags = svg.split("<circle").skip(1).map(|c| c.split('>').next().unwrap());
+        let tags = svg
+            .split("<circle")
+            .skip(1)
+            .map(|c| c.split('>').next().unwrap());
         assert_eq!(tags.filter(|c| c.contains("fill=\"#")).count(), 4, "{svg}");
         // Without adaptive rows, no legend for them.
         let plain = tradeoff(&three_rows()).unwrap().unwrap();
