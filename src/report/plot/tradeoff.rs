@@ -27,7 +27,15 @@ impl Point {
     fn of(row: &SummaryRow) -> Option<Point> {
         let words: Vec<&str> = row.label.split(' ').collect();
         let adaptive = words.contains(&ADAPTIVE);
-        let family: Vec<&str> = words.into_iter().filter(|w| *w != ADAPTIVE).collect();
+        // A sweep over `spin` labels the parked rows `spin=0s`: they are the default.
+        let parked = |w: &str| {
+            w.strip_prefix("spin=")
+                .is_some_and(|v| v.trim_end_matches(char::is_alphabetic) == "0")
+        };
+        let family: Vec<&str> = words
+            .into_iter()
+            .filter(|w| *w != ADAPTIVE && !parked(w))
+            .collect();
         Some(Point {
             label: row.marked_label(),
             family: family.join(" "),
@@ -261,20 +269,27 @@ pub(crate) mod tests {
         let mut runs = three_rows();
         runs.push(at("mlfq spin=adaptive", 0, (0.35, 0.75), 0.3));
         runs.push(at("mlfq spin=adaptive", 1, (0.36, 0.74), 0.3));
+        // A sweep over `spin` names the parked rows `spin=0s`.
+        runs.push(at("bfs spin=0s", 0, (0.4, 0.3), 0.3));
+        runs.push(at("bfs spin=adaptive", 0, (0.45, 0.35), 0.3));
+        runs.push(at("bfs spin=50us", 0, (0.42, 0.33), 0.3));
         let svg = tradeoff(&runs).unwrap().unwrap();
         let fill = |t: &str| t.split("fill=\"").nth(1).unwrap()[..7].to_owned();
         let (parked, adaptive) = (text_of(&svg, "mlfq"), text_of(&svg, "mlfq spin=adaptive"));
         assert_eq!(fill(parked), fill(adaptive), "{parked} / {adaptive}");
         assert_ne!(fill(parked), fill(text_of(&svg, "bfs")));
+        let bfs = fill(text_of(&svg, "bfs spin=0s"));
+        assert_eq!(bfs, fill(text_of(&svg, "bfs spin=adaptive")));
+        assert_ne!(bfs, fill(text_of(&svg, "bfs spin=50us")));
         for want in ["parked waiters (default)", "spin = adaptive (dashed"] {
             assert!(svg.contains(want), "{want}: {svg}");
         }
-        // Three filled dots (the parked rows) and the legend's filled key.
+        // Five filled dots (the rows not adaptive) and the legend's filled key.
         let tags = svg
             .split("<circle")
             .skip(1)
             .map(|c| c.split('>').next().unwrap());
-        assert_eq!(tags.filter(|c| c.contains("fill=\"#")).count(), 4, "{svg}");
+        assert_eq!(tags.filter(|c| c.contains("fill=\"#")).count(), 6, "{svg}");
         // Without adaptive rows, no legend for them.
         let plain = tradeoff(&three_rows()).unwrap().unwrap();
         assert!(!plain.contains("parked waiters"));
