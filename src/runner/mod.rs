@@ -316,7 +316,7 @@ fn run_with<G: Gil>(
     assemble(&*gil, sc, mode, p.into_setup(idle_while_wanted), fin)
 }
 
-/// Recording adds work (clock reads, the idle-while-wanted word) to every take and release.
+/// Recording adds work (clock reads, log entries, histogram writes) to every take and release.
 /// With three or more threads wanting the GIL a hand-off is a race that this much can tip,
 /// and an I/O workload's client-side figures follow who wins it (docs/costs.md, "Recording
 /// moves races").
@@ -325,7 +325,7 @@ fn recording_may_move_races(sc: &Scenario) -> bool {
     sc.record && io > 0 && sc.cpu_threads + io >= 3
 }
 
-const RECORDING_MOVES_RACES: &str = "recording (record = true) adds three clock reads and a few histogram writes to every GIL take and release (nothing shared); with three or more threads wanting the GIL that work can tip who wins a hand-off: recorded and unrecorded runs of tick with two CPU threads differed beyond their spread (docs/costs.md, Recording): --set record=false gives the client's figures undisturbed";
+const RECORDING_MOVES_RACES: &str = "recording (record = true) adds three clock reads and a few histogram writes to every GIL take and release (nothing shared); with three or more threads wanting the GIL that can tip who wins a hand-off: in the recorded/unrecorded matrix of docs/costs.md (Recording) one design, bfs with two CPU threads, kept a recorded p50 1.3x the unrecorded: --set record=false gives the client's figures undisturbed";
 
 /// The connection threads a run expects: the threaded TCP echo server starts one per
 /// connection the load generator opens (`connections`; under `serve`, the clients expected).

@@ -43,6 +43,8 @@ def parse_args(argv):
     ap.add_argument("--cpu-threads", default="1,2")
     ap.add_argument("--pins", default="spread,none")
     ap.add_argument("--json", default="")
+    ap.add_argument("--rejudge", default="",
+                    help="judge the cells of a --json file written before, without running")
     ap.add_argument("--no-confirm", action="store_true",
                     help="judge on the first pass alone (no confirmation pass)")
     return ap.parse_args(argv)
@@ -156,10 +158,11 @@ def first_pass(c, seconds):
         mark = "" if ok else f" ! p={p:.2f}"
         parts.append("-" if ratio is None else f"{ratio:.2f}x{mark}")
     fewest = min((x["rps"] or 0) * seconds for x in c["rec"] + c["unrec"])
+    # A cell with a run that answered nothing has no rate or percentile to compare.
+    if fewest == 0 or (outside and fewest < MIN_REQUESTS):
+        return "too few", parts
     if not outside:
         return "yes", parts
-    if fewest < MIN_REQUESTS:
-        return "too few", parts
     return ("NO" if significant else "noise?"), parts
 
 
@@ -204,6 +207,12 @@ def main(argv):
     a = parse_args(argv)
     locks = a.locks.split(",") if a.locks else designs(a.gilbench)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    if a.rejudge:
+        with open(a.rejudge) as f:
+            cells = {(k.split()[0], int(k.split()[1]), k.split()[2]): v for k, v in json.load(f).items()}
+        text, counts = table(cells, seconds_of(a.duration))
+        print(text)
+        return 0 if counts.get("NO", 0) == 0 else 1
     columns = {(int(cpu), pin): locks for cpu in a.cpu_threads.split(",") for pin in a.pins.split(",")}
     cells = collect(a, columns)
     if not a.no_confirm:
