@@ -74,23 +74,13 @@ pub(super) fn assemble<G: Gil>(
     fin: Finished,
 ) -> Result<RunResult, RunError> {
     let failure = failure_of(&fin, setup.deadline);
+    let running = running_time(&fin);
     let (mut outs, mut load, measured) = (fin.outs, fin.load, fin.measured);
     let interrupted = match fin.end {
         End::Signal(sig) => Some(sig),
         _ => None,
     };
     first_thread_error(&outs)?;
-    // Rates cover the time the process ran: a stall within the window is left out.
-    let window_end = fin.measured_from + measured;
-    let running =
-        measured.saturating_sub(stalled_within(&fin.stalls, fin.measured_from, window_end));
-    // A stop that took the whole window (say, in the warm-up, whose end the load generator
-    // keeps on its own clock) leaves too little running time for any rate: nothing measured.
-    let running = if running < MIN_RUNNING {
-        Duration::ZERO
-    } else {
-        running
-    };
     let mut notes = setup.take_notes(sc, &outs, interrupted, running);
     note_stalls(
         &fin.stalls,
@@ -137,15 +127,7 @@ pub(super) fn assemble<G: Gil>(
         cpu: cpu.filter(|_| secs > 0.0),
         io: io.filter(|_| secs > 0.0),
         gil: gil_summary(gil, &merged, setup.idle_while_wanted, (secs, sc.record)),
-        threads: outs
-            .into_iter()
-            .map(|mut o| {
-                let derived = setup.idle_while_wanted.is_some();
-                o.result.counters =
-                    ThreadCounters::of(&o.metrics.counters, sc.record && secs > 0.0, derived);
-                o.result
-            })
-            .collect(),
+        threads: thread_results(outs, sc.record && secs > 0.0, setup.idle_while_wanted),
         notes,
         partial: interrupted.is_some() || failure.is_some() || cut_short || !fin.stalls.is_empty(),
         failure,
@@ -157,6 +139,37 @@ pub(super) fn assemble<G: Gil>(
         intervals,
         trace,
     })
+}
+
+/// The measured window's running time: rates cover the time the process ran, so a stall
+/// within the window is left out. A stop that took the whole window (say, in the warm-up,
+/// whose end the load generator keeps on its own clock) leaves too little running time for
+/// any rate: nothing measured.
+fn running_time(fin: &Finished) -> Duration {
+    let (from, measured) = (fin.measured_from, fin.measured);
+    let running = measured.saturating_sub(stalled_within(&fin.stalls, from, from + measured));
+    if running < MIN_RUNNING {
+        Duration::ZERO
+    } else {
+        running
+    }
+}
+
+/// Each thread's result, its GIL counters absent where they were not measured (`recorded`
+/// false) or, for switches and overlaps, not derived from the event logs (no
+/// `idle_while_wanted` derived either).
+fn thread_results(
+    outs: Vec<ThreadOut>,
+    recorded: bool,
+    idle_while_wanted: Option<Duration>,
+) -> Vec<crate::result::ThreadResult> {
+    outs.into_iter()
+        .map(|mut o| {
+            let derived = idle_while_wanted.is_some();
+            o.result.counters = ThreadCounters::of(&o.metrics.counters, recorded, derived);
+            o.result
+        })
+        .collect()
 }
 
 /// A socket error that ended a thread's work early fails the run (the first one is named).
@@ -486,70 +499,103 @@ fn io_summary(
     match load {
         Some(LoadOut::Echo(r)) => {
             let mut l = (*r).map_err(RunError::Failed)?;
-            // The load generator's window (after its warm-up, from about the run's start)
-            // less the time the process did not run.
-            let window = Duration::from_secs_f64(l.measured_s);
-            let stalled = stalled_within(stalls, sc.warmup, sc.warmup + window);
-            let running = window.saturating_sub(stalled);
-            // The load generator keeps its window on its own clock: a stop can take all of
-            // it even when the GIL threads' window (begun after the stop) had running time.
-            if running < MIN_RUNNING {
-                notes.push(format!(
-                    "the load generator's measured window ({:.2}s) fell within the time the process did not run: no I/O figures",
-                    window.as_secs_f64()
-                ));
+            let Some(running) = load_running_time(&l, sc, stalls, notes) else {
                 return Ok(None);
-            }
+            };
             l.measured_s = running.as_secs_f64();
             echo_figures(&mut io, &l, sc, interrupted, notes);
         }
         Some(LoadOut::Bulk(r)) => {
             let client_s = r.map_err(RunError::Failed)?;
-            io.mode = "bulk".into();
-            io.requests = server.requests;
-            io.requests_per_sec = per_sec(server.requests as f64, secs);
-            io.bytes = server.bytes_in;
-            io.transfer_s = server.transfer_s;
-            io.transfer_bytes = Some(sc.bulk_mib << 20);
-            io.transfer_complete = Some(io.transfer_s.is_some());
-            io.bytes_per_sec = server
-                .receive_s
-                .map(|s| server.bytes_in as f64 / s.max(1e-9));
-            if io.transfer_s.is_none() {
-                notes.push(format!(
-                    "unfinished bulk transfer: {} of {} bytes ({:.1}%) received when the run ended after {:.2}s (the sender had run {client_s:.2}s); rates cover the time measured",
-                    server.bytes_in,
-                    sc.bulk_mib << 20,
-                    server.bytes_in as f64 * 100.0 / (sc.bulk_mib << 20) as f64,
-                    secs
-                ));
-            }
+            bulk_figures(&mut io, &server, sc, (secs, client_s), notes);
         }
-        None if mode == Mode::Serve => {
-            io.mode = "serve".into();
-            // Requests answered in full: a peer dropped or reset before its echo had its
-            // bytes counted in, not answered.
-            let answered = if sc.io == IoWork::Echo {
-                (server.bytes_out / sc.request_bytes.max(1) as u64).min(server.requests)
-            } else {
-                server.requests
-            };
-            if answered < server.requests {
-                notes.push(format!(
-                    "the server received {} requests and answered {answered}: the rest came from peers that were dropped, reset or gone before their echo",
-                    server.requests
-                ));
-            }
-            io.requests = answered;
-            io.requests_per_sec = per_sec(answered as f64, secs);
-            io.bytes = server.bytes_in + server.bytes_out;
-            io.transfer_s = server.transfer_s;
-        }
+        None if mode == Mode::Serve => serve_figures(&mut io, &server, sc, secs, notes),
         None => {}
     }
     note_server_limits(&server, notes);
     io.server = server;
     Ok(Some(io))
+}
+
+/// The load generator's window (after its warm-up, from about the run's start) less the time
+/// the process did not run; `None`, with a note, when that leaves no running time: the load
+/// generator keeps its window on its own clock, so a stop can take all of it even when the
+/// GIL threads' window (begun after the stop) had running time.
+fn load_running_time(
+    l: &LoadResult,
+    sc: &Scenario,
+    stalls: &[Stall],
+    notes: &mut Vec<String>,
+) -> Option<Duration> {
+    let window = Duration::from_secs_f64(l.measured_s);
+    let stalled = stalled_within(stalls, sc.warmup, sc.warmup + window);
+    let running = window.saturating_sub(stalled);
+    if running < MIN_RUNNING {
+        notes.push(format!(
+            "the load generator's measured window ({:.2}s) fell within the time the process did not run: no I/O figures",
+            window.as_secs_f64()
+        ));
+        return None;
+    }
+    Some(running)
+}
+
+/// A bulk transfer's figures, as the server received it over `secs` (the sender ran
+/// `client_s`), and a note if it did not finish.
+fn bulk_figures(
+    io: &mut IoSummary,
+    server: &ServerStats,
+    sc: &Scenario,
+    (secs, client_s): (f64, f64),
+    notes: &mut Vec<String>,
+) {
+    io.mode = "bulk".into();
+    io.requests = server.requests;
+    io.requests_per_sec = per_sec(server.requests as f64, secs);
+    io.bytes = server.bytes_in;
+    io.transfer_s = server.transfer_s;
+    io.transfer_bytes = Some(sc.bulk_mib << 20);
+    io.transfer_complete = Some(io.transfer_s.is_some());
+    io.bytes_per_sec = server
+        .receive_s
+        .map(|s| server.bytes_in as f64 / s.max(1e-9));
+    if io.transfer_s.is_none() {
+        notes.push(format!(
+            "unfinished bulk transfer: {} of {} bytes ({:.1}%) received when the run ended after {:.2}s (the sender had run {client_s:.2}s); rates cover the time measured",
+            server.bytes_in,
+            sc.bulk_mib << 20,
+            server.bytes_in as f64 * 100.0 / (sc.bulk_mib << 20) as f64,
+            secs
+        ));
+    }
+}
+
+/// `serve`'s figures: what the servers answered in full over `secs`.
+fn serve_figures(
+    io: &mut IoSummary,
+    server: &ServerStats,
+    sc: &Scenario,
+    secs: f64,
+    notes: &mut Vec<String>,
+) {
+    io.mode = "serve".into();
+    // Requests answered in full: a peer dropped or reset before its echo had its bytes
+    // counted in, not answered.
+    let answered = if sc.io == IoWork::Echo {
+        (server.bytes_out / sc.request_bytes.max(1) as u64).min(server.requests)
+    } else {
+        server.requests
+    };
+    if answered < server.requests {
+        notes.push(format!(
+            "the server received {} requests and answered {answered}: the rest came from peers that were dropped, reset or gone before their echo",
+            server.requests
+        ));
+    }
+    io.requests = answered;
+    io.requests_per_sec = per_sec(answered as f64, secs);
+    io.bytes = server.bytes_in + server.bytes_out;
+    io.transfer_s = server.transfer_s;
 }
 
 /// The echo load's figures, as the load generator measured them, and its notes.

@@ -97,68 +97,14 @@ fn draw(svg: &mut String, title: &str, points: &[Point]) -> Result<(), String> {
         .y_desc("CPU ticks/s kept vs alone")
         .draw()
         .map_err(err)?;
-    if let Some((h, name)) = frontier_h(points) {
-        let style = BLACK.stroke_width(2);
-        let line = [(0.0, 1.0), (x_max, (1.0 - h * x_max).max(0.0))];
-        chart
-            .draw_series(LineSeries::new(line, style))
-            .map_err(err)?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
-    }
-    let mut families: Vec<&str> = Vec::new();
-    for p in points {
-        if !families.contains(&p.family.as_str()) {
-            families.push(&p.family);
-        }
-    }
-    let color = |p: &Point| {
-        let i = families.iter().position(|f| *f == p.family).unwrap_or(0);
-        PALETTE[i % PALETTE.len()]
-    };
-    for parked in points.iter().filter(|p| !p.adaptive) {
-        for adaptive in points
-            .iter()
-            .filter(|p| p.adaptive && p.family == parked.family)
-        {
-            let ends = [
-                (parked.x.median, parked.y.median),
-                (adaptive.x.median, adaptive.y.median),
-            ];
-            let style = color(parked).stroke_width(1);
-            chart
-                .draw_series(DashedLineSeries::new(ends, 6, 4, style))
-                .map_err(err)?;
-        }
-    }
-    for p in points {
-        draw_point(&mut chart, p, color(p))?;
+    draw_frontier(&mut chart, points, x_max)?;
+    let colors = family_colors(points);
+    draw_parked_to_adaptive(&mut chart, points, &colors)?;
+    for (p, color) in points.iter().zip(&colors) {
+        draw_point(&mut chart, p, *color)?;
     }
     if points.iter().any(|p| p.adaptive) {
-        // The legend says what the two marks mean (the dashed line: the mechanism's price).
-        let key = |filled: bool| {
-            move |(x, y): (i32, i32)| {
-                let style = if filled {
-                    BLACK.filled()
-                } else {
-                    BLACK.stroke_width(2)
-                };
-                Circle::new((x + 10, y), 5, style)
-            }
-        };
-        for (filled, name) in [
-            (true, "parked waiters (default)"),
-            (
-                false,
-                "spin = adaptive (dashed: from the same design parked)",
-            ),
-        ] {
-            chart
-                .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())
-                .map_err(err)?
-                .label(name)
-                .legend(key(filled));
-        }
+        legend_of_marks(&mut chart)?;
     }
     chart
         .configure_series_labels()
@@ -168,6 +114,89 @@ fn draw(svg: &mut String, title: &str, points: &[Point]) -> Result<(), String> {
         .draw()
         .map_err(err)?;
     root.present().map_err(err)
+}
+
+/// The frontier `1 - h*x` as a line, named in the legend with its `h`.
+fn draw_frontier(chart: &mut Chart<'_, '_>, points: &[Point], x_max: f64) -> Result<(), String> {
+    if let Some((h, name)) = frontier_h(points) {
+        let style = BLACK.stroke_width(2);
+        let line = [(0.0, 1.0), (x_max, (1.0 - h * x_max).max(0.0))];
+        chart
+            .draw_series(LineSeries::new(line, style))
+            .map_err(err)?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+    }
+    Ok(())
+}
+
+/// Each point's colour: one per family (a design's parked and adaptive rows share it), in the
+/// order the families first appear.
+fn family_colors(points: &[Point]) -> Vec<RGBColor> {
+    let mut families: Vec<&str> = Vec::new();
+    for p in points {
+        if !families.contains(&p.family.as_str()) {
+            families.push(&p.family);
+        }
+    }
+    points
+        .iter()
+        .map(|p| {
+            let i = families.iter().position(|f| *f == p.family).unwrap_or(0);
+            PALETTE[i % PALETTE.len()]
+        })
+        .collect()
+}
+
+/// A dashed line from each parked point to the same design's adaptive one: the length is
+/// what the hand-off mechanism costs.
+fn draw_parked_to_adaptive(
+    chart: &mut Chart<'_, '_>,
+    points: &[Point],
+    colors: &[RGBColor],
+) -> Result<(), String> {
+    for (parked, color) in points.iter().zip(colors).filter(|(p, _)| !p.adaptive) {
+        let same = |p: &&Point| p.adaptive && p.family == parked.family;
+        for adaptive in points.iter().filter(same) {
+            let ends = [
+                (parked.x.median, parked.y.median),
+                (adaptive.x.median, adaptive.y.median),
+            ];
+            chart
+                .draw_series(DashedLineSeries::new(ends, 6, 4, color.stroke_width(1)))
+                .map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
+/// The legend's keys for the two marks: filled for parked waiters, hollow for adaptive.
+fn legend_of_marks(chart: &mut Chart<'_, '_>) -> Result<(), String> {
+    let key = |filled: bool| {
+        move |(x, y): (i32, i32)| {
+            let style = if filled {
+                BLACK.filled()
+            } else {
+                BLACK.stroke_width(2)
+            };
+            Circle::new((x + 10, y), 5, style)
+        }
+    };
+    let marks = [
+        (true, "parked waiters (default)"),
+        (
+            false,
+            "spin = adaptive (dashed: from the same design parked)",
+        ),
+    ];
+    for (filled, name) in marks {
+        chart
+            .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())
+            .map_err(err)?
+            .label(name)
+            .legend(key(filled));
+    }
+    Ok(())
 }
 
 type Chart<'a, 'b> = ChartContext<
