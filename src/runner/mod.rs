@@ -599,6 +599,18 @@ fn join_by_deadline(
             *u += stall.len;
         }
     }
+    join_finished(threads, shared, &progress_then, given_up_by)
+}
+
+/// Joins the threads that have finished, collecting what they brought back or how they
+/// panicked; describes each one still running (left behind) from its beacon and whether it
+/// moved since `progress_then`.
+fn join_finished(
+    threads: Vec<Started>,
+    shared: &Shared,
+    progress_then: &[u64],
+    given_up_by: Option<i32>,
+) -> Joined {
     let mut j = Joined {
         outs: Vec::new(),
         load: None,
@@ -609,7 +621,7 @@ fn join_by_deadline(
     for t in threads {
         if !t.is_finished() {
             j.abandoned
-                .push(describe_unfinished(&t, shared, &progress_then));
+                .push(describe_unfinished(&t, shared, progress_then));
             continue;
         }
         let name = t.name();
