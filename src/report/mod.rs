@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::result::RunResult;
+use crate::result::{IoSummary, RunResult};
 use crate::units::us;
 
 pub mod about;
@@ -94,7 +94,6 @@ pub fn run_table_in(r: &RunResult, view: &View) -> String {
         return o;
     }
     o += &thread_table(r, view);
-    let g = &r.gil;
     if let Some(c) = &r.cpu {
         let _ = writeln!(
             o,
@@ -105,106 +104,132 @@ pub fn run_table_in(r: &RunResult, view: &View) -> String {
         );
     }
     if let Some(io) = &r.io {
-        let l = &io.latency_us;
-        if io.mode == "bulk" {
-            let speed = io
-                .bytes_per_sec
-                .map_or(String::new(), |b| format!(" at {}B/s", rate(b)));
-            let total = io.transfer_bytes.unwrap_or(io.bytes);
-            let _ = match io.transfer_s {
-                Some(t) => writeln!(
-                    o,
-                    "io: bulk transfer of {}B took {t:.3}s{speed}, {} recvs",
-                    rate(total as f64),
-                    io.requests
-                ),
-                None => writeln!(
-                    o,
-                    "io: bulk transfer unfinished: {}B of {}B received ({:.1}%){speed}, {} recvs",
-                    rate(io.bytes as f64),
-                    rate(total as f64),
-                    io.bytes as f64 * 100.0 / total.max(1) as f64,
-                    io.requests
-                ),
-            };
-        } else if io.mode == "serve" && r.params["io"] == "bulk" {
-            // A server alone (`serve`) has no client here: the sender times the transfer.
-            let _ = writeln!(
-                o,
-                "io: {}B received in {} recvs (the sender times the transfer)",
-                rate(io.bytes as f64),
-                io.requests,
-            );
-        } else if io.mode == "serve" {
-            // ... and the client measures latency.
-            let _ = writeln!(
-                o,
-                "io: {} requests, {} req/s (latency is measured by the client)",
-                io.requests,
-                rate(io.requests_per_sec),
-            );
-        } else if l.count == 0 {
-            let _ = writeln!(
-                o,
-                "io: {} requests, {} req/s; no reply timed, so no latency",
-                io.requests,
-                rate(io.requests_per_sec),
-            );
-        } else {
-            let _ = writeln!(
-                o,
-                "io: {} requests, {} req/s, latency p50 {} p90 {} p99 {} p99.9 {} max {}",
-                io.requests,
-                rate(io.requests_per_sec),
-                us(l.p50),
-                us(l.p90),
-                us(l.p99),
-                us(l.p999),
-                us(l.max)
-            );
-        }
-        if let (Some(t), false) = (io.transfer_s, io.mode == "bulk") {
-            let _ = writeln!(o, "io: transfer of {}B took {t:.3}s", rate(io.bytes as f64));
-        }
-        if io.mode == "open" && io.lateness_us.count == 0 {
-            let _ = writeln!(
-                o,
-                "io: open loop at {}/s; no send was due in the measured window",
-                rate(io.rate)
-            );
-        } else if io.mode == "open" {
-            let l = &io.lateness_us;
-            let _ = writeln!(
-                o,
-                "io: open loop at {}/s; client send lateness p50 {} p99 {} max {}; {} sends more than 1 ms late",
-                rate(io.rate),
-                us(l.p50),
-                us(l.p99),
-                us(l.max),
-                io.late_sends
-            );
-        }
-        if io.failed > 0 {
-            let _ = writeln!(
-                o,
-                "io: {} requests failed (no reply within the timeout, lost with their connection, or a wrong reply)",
-                io.failed
-            );
-        }
-        if io.reacquire_us.count > 0 && r.lock != "none" {
-            let r = &io.reacquire_us;
-            let _ = writeln!(
-                o,
-                "io: server GIL re-acquire after a blocking call p50 {} p99 {} max {}",
-                us(r.p50),
-                us(r.p99),
-                us(r.max)
-            );
-        }
-        if !io.loadgen.is_empty() {
-            let _ = writeln!(o, "io: load generator ran on {}", io.loadgen);
-        }
+        io_throughput_line(&mut o, r, io);
+        io_detail_lines(&mut o, r, io);
     }
+    gil_lines(&mut o, r);
+    notes_and_verdict(&mut o, r);
+    o
+}
+
+/// The run's I/O figure in one line: a bulk transfer's time, a lone server's count, or the
+/// requests with their latency.
+fn io_throughput_line(o: &mut String, r: &RunResult, io: &IoSummary) {
+    let l = &io.latency_us;
+    if io.mode == "bulk" {
+        bulk_transfer_line(o, io);
+    } else if io.mode == "serve" && r.params["io"] == "bulk" {
+        // A server alone (`serve`) has no client here: the sender times the transfer.
+        let _ = writeln!(
+            o,
+            "io: {}B received in {} recvs (the sender times the transfer)",
+            rate(io.bytes as f64),
+            io.requests,
+        );
+    } else if io.mode == "serve" {
+        // ... and the client measures latency.
+        let _ = writeln!(
+            o,
+            "io: {} requests, {} req/s (latency is measured by the client)",
+            io.requests,
+            rate(io.requests_per_sec),
+        );
+    } else if l.count == 0 {
+        let _ = writeln!(
+            o,
+            "io: {} requests, {} req/s; no reply timed, so no latency",
+            io.requests,
+            rate(io.requests_per_sec),
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "io: {} requests, {} req/s, latency p50 {} p90 {} p99 {} p99.9 {} max {}",
+            io.requests,
+            rate(io.requests_per_sec),
+            us(l.p50),
+            us(l.p90),
+            us(l.p99),
+            us(l.p999),
+            us(l.max)
+        );
+    }
+}
+
+/// A bulk client's transfer: how long it took, or how far it got when unfinished.
+fn bulk_transfer_line(o: &mut String, io: &IoSummary) {
+    let speed = io
+        .bytes_per_sec
+        .map_or(String::new(), |b| format!(" at {}B/s", rate(b)));
+    let total = io.transfer_bytes.unwrap_or(io.bytes);
+    let _ = match io.transfer_s {
+        Some(t) => writeln!(
+            o,
+            "io: bulk transfer of {}B took {t:.3}s{speed}, {} recvs",
+            rate(total as f64),
+            io.requests
+        ),
+        None => writeln!(
+            o,
+            "io: bulk transfer unfinished: {}B of {}B received ({:.1}%){speed}, {} recvs",
+            rate(io.bytes as f64),
+            rate(total as f64),
+            io.bytes as f64 * 100.0 / total.max(1) as f64,
+            io.requests
+        ),
+    };
+}
+
+/// The I/O lines after the main figure, each only when it says something: a transfer's
+/// time, the open loop's lateness, failed requests, the server's GIL re-acquire, where the
+/// load generator ran.
+fn io_detail_lines(o: &mut String, r: &RunResult, io: &IoSummary) {
+    if let (Some(t), false) = (io.transfer_s, io.mode == "bulk") {
+        let _ = writeln!(o, "io: transfer of {}B took {t:.3}s", rate(io.bytes as f64));
+    }
+    if io.mode == "open" && io.lateness_us.count == 0 {
+        let _ = writeln!(
+            o,
+            "io: open loop at {}/s; no send was due in the measured window",
+            rate(io.rate)
+        );
+    } else if io.mode == "open" {
+        let l = &io.lateness_us;
+        let _ = writeln!(
+            o,
+            "io: open loop at {}/s; client send lateness p50 {} p99 {} max {}; {} sends more than 1 ms late",
+            rate(io.rate),
+            us(l.p50),
+            us(l.p99),
+            us(l.max),
+            io.late_sends
+        );
+    }
+    if io.failed > 0 {
+        let _ = writeln!(
+            o,
+            "io: {} requests failed (no reply within the timeout, lost with their connection, or a wrong reply)",
+            io.failed
+        );
+    }
+    if io.reacquire_us.count > 0 && r.lock != "none" {
+        let r = &io.reacquire_us;
+        let _ = writeln!(
+            o,
+            "io: server GIL re-acquire after a blocking call p50 {} p99 {} max {}",
+            us(r.p50),
+            us(r.p99),
+            us(r.max)
+        );
+    }
+    if !io.loadgen.is_empty() {
+        let _ = writeln!(o, "io: load generator ran on {}", io.loadgen);
+    }
+}
+
+/// The GIL's idle time while wanted (or why there is none), then the design's own counters.
+fn gil_lines(o: &mut String, r: &RunResult) {
+    let g = &r.gil;
     match (g.idle_while_wanted, g.idle_while_wanted_s, g.overlaps) {
         (Some(idle), Some(idle_s), Some(overlaps))
             if g.acquisitions > Some(0) && r.lock != "none" =>
@@ -225,8 +250,6 @@ pub fn run_table_in(r: &RunResult, view: &View) -> String {
         let parts: Vec<String> = g.design.iter().map(|(k, v)| format!("{k} {v}")).collect();
         let _ = writeln!(o, "{}: {}", r.lock, parts.join(", "));
     }
-    notes_and_verdict(&mut o, r);
-    o
 }
 
 /// The run's notes, then whether it failed or was cut short.
@@ -391,24 +414,8 @@ impl Confidence {
 /// Groups runs by label (in order of first appearance) into table rows; the ratio column is
 /// requests/s (or, without I/O, CPU ticks/s) against the first row.
 pub fn summary(runs: &[RunResult]) -> Vec<SummaryRow> {
-    let mut labels: Vec<&str> = Vec::new();
-    for r in runs {
-        let l = r.row_label();
-        if !labels.contains(&l) {
-            labels.push(l);
-        }
-    }
-    // values[row][column]: the column's figure of every run of the row that has it.
-    let values: Vec<Vec<Vec<f64>>> = labels
-        .iter()
-        .map(|&l| {
-            let group: Vec<&RunResult> = runs.iter().filter(|r| r.row_label() == l).collect();
-            COLUMNS
-                .iter()
-                .map(|c| group.iter().filter_map(|r| columns::value(c, r)).collect())
-                .collect()
-        })
-        .collect();
+    let labels = row_labels(runs);
+    let values = column_values(runs, &labels);
     let mut rows: Vec<SummaryRow> = labels
         .iter()
         .zip(&values)
@@ -420,6 +427,7 @@ pub fn summary(runs: &[RunResult]) -> Vec<SummaryRow> {
             failed: runs
                 .iter()
                 .any(|r| r.row_label() == l && r.failure.is_some()),
+            // The first row is the reference the others are judged against.
             confidence: if i == 0 {
                 Vec::new()
             } else {
@@ -433,12 +441,45 @@ pub fn summary(runs: &[RunResult]) -> Vec<SummaryRow> {
             },
         })
         .collect();
-    let base_key = ratio_base(&rows);
+    fill_ratio_column(&mut rows);
+    rows
+}
+
+/// The runs' row labels, each once, in order of first appearance.
+fn row_labels(runs: &[RunResult]) -> Vec<&str> {
+    let mut labels: Vec<&str> = Vec::new();
+    for r in runs {
+        let l = r.row_label();
+        if !labels.contains(&l) {
+            labels.push(l);
+        }
+    }
+    labels
+}
+
+/// values[row][column]: the column's figure of every run of the row that has it.
+fn column_values(runs: &[RunResult], labels: &[&str]) -> Vec<Vec<Vec<f64>>> {
+    labels
+        .iter()
+        .map(|&l| {
+            let group: Vec<&RunResult> = runs.iter().filter(|r| r.row_label() == l).collect();
+            COLUMNS
+                .iter()
+                .map(|c| group.iter().filter_map(|r| columns::value(c, r)).collect())
+                .collect()
+        })
+        .collect()
+}
+
+/// Sets each row's ratio cells: its ratio base figure over the first row's (none when the
+/// first row has no such figure or a zero one).
+fn fill_ratio_column(rows: &mut [SummaryRow]) {
+    let base_key = ratio_base(rows);
     let base = rows
         .first()
         .and_then(|r| r.cell(base_key))
         .map(|s| s.median);
-    for row in &mut rows {
+    for row in rows.iter_mut() {
         let ratio = match (row.cell(base_key), base) {
             (Some(s), Some(b)) if b > 0.0 => Some(Stat {
                 median: s.median / b,
@@ -454,7 +495,6 @@ pub fn summary(runs: &[RunResult]) -> Vec<SummaryRow> {
             }
         }
     }
-    rows
 }
 
 /// The verdict cell of each row (the ratio's figure against the first row), when some row

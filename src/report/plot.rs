@@ -36,7 +36,23 @@ fn mark(svg: String) -> String {
 /// Each label's latency distribution (first repetition), x = 1/(1-p) on a log axis.
 /// Without client-side latency (CPU-only and bulk scenarios) nothing is drawn.
 pub fn latency_percentiles(runs: &[RunResult]) -> Result<Option<String>, String> {
-    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    let series = latency_series(runs);
+    if series.is_empty() {
+        return Ok(None);
+    }
+    let title = format!("{}: request latency by percentile", runs[0].scenario);
+    let mut svg = String::new();
+    draw_latency_chart(&mut svg, title, &series)?;
+    Ok(Some(mark(svg)))
+}
+
+/// A label and its points (x = 1/(1-p), y = latency in µs).
+type LatencySeries = Vec<(String, Vec<(f64, f64)>)>;
+
+/// Each run's percentile points, first repetition only (one line per label). p = 100% has
+/// no place on a 1/(1-p) axis and a zero none on a log one, so both are left out.
+fn latency_series(runs: &[RunResult]) -> LatencySeries {
+    let mut series = Vec::new();
     for r in runs.iter().filter(|r| r.repeat == 0) {
         let Some(io) = &r.io else { continue };
         let pts: Vec<(f64, f64)> = io
@@ -49,9 +65,11 @@ pub fn latency_percentiles(runs: &[RunResult]) -> Result<Option<String>, String>
             series.push((r.row_label().to_owned(), pts));
         }
     }
-    if series.is_empty() {
-        return Ok(None);
-    }
+    series
+}
+
+/// The axes' ranges: x up to 99.9% at least, y with room above and below (log scale).
+fn latency_ranges(series: &LatencySeries) -> (f64, f64, f64) {
     let x_max = series
         .iter()
         .flat_map(|(_, p)| p.iter().map(|p| p.0))
@@ -68,46 +86,51 @@ pub fn latency_percentiles(runs: &[RunResult]) -> Result<Option<String>, String>
         .flat_map(|(_, p)| p.iter().map(|p| p.1))
         .fold(0.0f64, f64::max)
         * 1.5;
-    let title = format!("{}: request latency by percentile", runs[0].scenario);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (960, 600)).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 22))
-            .margin(20)
-            .x_label_area_size(50)
-            .y_label_area_size(80)
-            .build_cartesian_2d((1.0f64..x_max).log_scale(), (y_min..y_max).log_scale())
-            .map_err(err)?;
+    (x_max, y_min, y_max)
+}
+
+/// Draws the percentile chart of `series` into `svg`: a line per label, a legend.
+fn draw_latency_chart(
+    svg: &mut String,
+    title: String,
+    series: &LatencySeries,
+) -> Result<(), String> {
+    let (x_max, y_min, y_max) = latency_ranges(series);
+    let root = SVGBackend::with_string(svg, (960, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(err)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(20)
+        .x_label_area_size(50)
+        .y_label_area_size(80)
+        .build_cartesian_2d((1.0f64..x_max).log_scale(), (y_min..y_max).log_scale())
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("percentile")
+        .y_desc("latency (µs, log scale)")
+        .x_label_formatter(&|x| percentile_label(*x))
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .draw()
+        .map_err(err)?;
+    for (i, (name, pts)) in series.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
         chart
-            .configure_mesh()
-            .x_desc("percentile")
-            .y_desc("latency (µs, log scale)")
-            .x_label_formatter(&|x| percentile_label(*x))
-            .y_label_formatter(&|y| format!("{y:.0}"))
-            .draw()
-            .map_err(err)?;
-        for (i, (name, pts)) in series.iter().enumerate() {
-            let color = PALETTE[i % PALETTE.len()];
-            chart
-                .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
-                .map_err(err)?
-                .label(name.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::UpperLeft)
-            .draw()
-            .map_err(err)?;
-        root.present().map_err(err)?;
+            .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
+            .map_err(err)?
+            .label(name.clone())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
     }
-    Ok(Some(mark(svg)))
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(err)?;
+    root.present().map_err(err)
 }
 
 struct Line {
@@ -163,42 +186,122 @@ fn percentile_label(x: f64) -> String {
     format!("{s}%")
 }
 
+/// Each sweep panel's title and its columns, with the name of each line.
+type Panel = (&'static str, &'static [(&'static str, &'static str)]);
+
+/// The sweep plot's panels, in reading order (2 by 2).
+const SWEEP_PANELS: [Panel; 4] = [
+    ("requests/s", &[("requests_per_sec", "")]),
+    (
+        "latency p50 and p99 (µs, log scale)",
+        &[("latency_p50_us", "p50"), ("latency_p99_us", "p99")],
+    ),
+    ("CPU ticks/s", &[("cpu_ticks_per_sec", "")]),
+    ("context switches", &[("ctx_switches", "")]),
+];
+
+/// The summary rows of a sweep, each split into its design and swept value, with the
+/// designs (one line each) and the values (the x axis) in order of first appearance.
+struct SweepData {
+    rows: Vec<super::SummaryRow>,
+    /// Per row: (design, swept value).
+    parsed: Vec<(String, String)>,
+    series: Vec<String>,
+    values: Vec<String>,
+}
+
+impl SweepData {
+    /// Rows are "KEY=V" or "lock KEY=V": split into (series, value); a row without a lock
+    /// is of the runs' one design.
+    fn of(runs: &[RunResult]) -> SweepData {
+        let rows = summary(runs);
+        let parsed: Vec<(String, String)> = rows
+            .iter()
+            .map(|r| {
+                let (design, kv) = match r.label.split_once(' ') {
+                    Some((d, kv)) => (d.to_owned(), kv.to_owned()),
+                    None => (runs[0].lock.clone(), r.label.clone()),
+                };
+                let v = kv.split_once('=').map_or(kv.clone(), |(_, v)| v.to_owned());
+                (design, v)
+            })
+            .collect();
+        let (mut series, mut values): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+        for (d, v) in &parsed {
+            if !series.contains(d) {
+                series.push(d.clone());
+            }
+            if !values.contains(v) {
+                values.push(v.clone());
+            }
+        }
+        SweepData {
+            rows,
+            parsed,
+            series,
+            values,
+        }
+    }
+
+    /// Design `s`'s points of column `c`: x is the value's place on the axis, y the median.
+    fn points(&self, s: &str, c: &str) -> Vec<(f64, f64)> {
+        self.parsed
+            .iter()
+            .zip(self.rows.iter())
+            .filter(|((d, _), _)| d == s)
+            .filter_map(|((_, v), r)| {
+                let x = self.values.iter().position(|x| x == v)? as f64;
+                r.cell(c).map(|st| (x, st.median))
+            })
+            .collect()
+    }
+
+    /// Every y value a panel of columns `cols` would draw.
+    fn all_points(&self, cols: &[(&str, &str)]) -> Vec<f64> {
+        self.series
+            .iter()
+            .flat_map(|s| cols.iter().flat_map(move |&(c, _)| self.points(s, c)))
+            .map(|p| p.1)
+            .collect()
+    }
+
+    /// A panel's lines: one per design and column, the first column bold, the others faint.
+    fn lines(&self, cols: &[(&str, &str)], log: bool) -> Vec<Line> {
+        let mut lines = Vec::new();
+        for (i, s) in self.series.iter().enumerate() {
+            for (k, &(c, line)) in cols.iter().enumerate() {
+                let color = PALETTE[i % PALETTE.len()];
+                let style = if k == 0 {
+                    color.stroke_width(2)
+                } else {
+                    color.mix(0.6).stroke_width(1)
+                };
+                let name = if cols.len() > 1 {
+                    format!("{s} {line}")
+                } else {
+                    s.clone()
+                };
+                lines.push(Line {
+                    name,
+                    // A log axis has no place for zero.
+                    pts: self
+                        .points(s, c)
+                        .into_iter()
+                        .filter(|&(_, y)| !log || y > 0.0)
+                        .collect(),
+                    style,
+                    color,
+                });
+            }
+        }
+        lines
+    }
+}
+
 /// The main metrics against the swept value: a panel each for requests/s, latency p50/p99,
 /// CPU ticks/s and context switches; a line per design.
 pub fn sweep(runs: &[RunResult], key: &str) -> Result<String, String> {
-    let rows = summary(runs);
-    // Rows are "KEY=V" or "lock KEY=V": split into (series, value).
-    let mut values: Vec<String> = Vec::new();
-    let mut series: Vec<String> = Vec::new();
-    let parsed: Vec<(String, String)> = rows
-        .iter()
-        .map(|r| {
-            let (design, kv) = match r.label.split_once(' ') {
-                Some((d, kv)) => (d.to_owned(), kv.to_owned()),
-                None => (runs[0].lock.clone(), r.label.clone()),
-            };
-            let v = kv.split_once('=').map_or(kv.clone(), |(_, v)| v.to_owned());
-            (design, v)
-        })
-        .collect();
-    for (d, v) in &parsed {
-        if !series.contains(d) {
-            series.push(d.clone());
-        }
-        if !values.contains(v) {
-            values.push(v.clone());
-        }
-    }
-    // Each panel's title and its columns, with the name of each line.
-    let panels: [(&str, &[(&str, &str)]); 4] = [
-        ("requests/s", &[("requests_per_sec", "")]),
-        (
-            "latency p50 and p99 (µs, log scale)",
-            &[("latency_p50_us", "p50"), ("latency_p99_us", "p99")],
-        ),
-        ("CPU ticks/s", &[("cpu_ticks_per_sec", "")]),
-        ("context switches", &[("ctx_switches", "")]),
-    ];
+    let data = SweepData::of(runs);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (1200, 900)).into_drawing_area();
@@ -213,125 +316,131 @@ pub fn sweep(runs: &[RunResult], key: &str) -> Result<String, String> {
             )
             .map_err(err)?;
         let areas = root.split_evenly((2, 2));
-        for (area, (title, cols)) in areas.iter().zip(panels.iter()) {
-            let pts = |s: &str, c: &str| -> Vec<(f64, f64)> {
-                parsed
-                    .iter()
-                    .zip(rows.iter())
-                    .filter(|((d, _), _)| d == s)
-                    .filter_map(|((_, v), r)| {
-                        let x = values.iter().position(|x| x == v)? as f64;
-                        r.cell(c).map(|st| (x, st.median))
-                    })
-                    .collect()
-            };
-            let all: Vec<f64> = series
-                .iter()
-                .flat_map(|s| cols.iter().flat_map(move |&(c, _)| pts(s, c)))
-                .map(|p| p.1)
-                .collect();
-            if all.is_empty() {
-                area.titled(&format!("{title}: no data"), ("sans-serif", 16))
-                    .map_err(err)?;
-                continue;
-            }
-            // Latency always; any other metric when its values span more than a decade
-            // (32 req/s beside 5.5k would read as zero on a linear axis).
-            let latency = cols.len() > 1;
-            let log = latency || spans_a_decade(&all);
-            let hi = all.iter().copied().fold(0.0f64, f64::max) * 1.15 + 1e-9;
-            let lo = all
-                .iter()
-                .copied()
-                .filter(|&v| v > 0.0)
-                .fold(f64::MAX, f64::min);
-            let n = values.len().max(2) as f64 - 1.0;
-            let caption = if log && !latency {
-                format!("{title} (log scale)")
-            } else {
-                (*title).to_owned()
-            };
-            let mut builder = ChartBuilder::on(area);
-            builder
-                .caption(caption, ("sans-serif", 18))
-                .margin(15)
-                .x_label_area_size(40)
-                .y_label_area_size(70);
-            let mut lines = Vec::new();
-            for (i, s) in series.iter().enumerate() {
-                for (k, &(c, line)) in cols.iter().enumerate() {
-                    let color = PALETTE[i % PALETTE.len()];
-                    let style = if k == 0 {
-                        color.stroke_width(2)
-                    } else {
-                        color.mix(0.6).stroke_width(1)
-                    };
-                    let name = if cols.len() > 1 {
-                        format!("{s} {line}")
-                    } else {
-                        s.clone()
-                    };
-                    lines.push(Line {
-                        name,
-                        // A log axis has no place for zero.
-                        pts: pts(s, c)
-                            .into_iter()
-                            .filter(|&(_, y)| !log || y > 0.0)
-                            .collect(),
-                        style,
-                        color,
-                    });
-                }
-            }
-            let xfmt = |x: &f64| -> String {
-                let i = x.round();
-                if (x - i).abs() < 1e-6 && i >= 0.0 {
-                    values.get(i as usize).cloned().unwrap_or_default()
-                } else {
-                    String::new()
-                }
-            };
-            // The same axes, lines and legend on a log or a linear y axis (different types).
-            macro_rules! finish_panel {
-                ($chart:ident, $yfmt:expr) => {
-                    $chart
-                        .configure_mesh()
-                        .x_desc(key)
-                        .x_labels(values.len())
-                        .x_label_formatter(&xfmt)
-                        .y_label_formatter($yfmt)
-                        .draw()
-                        .map_err(err)?;
-                    draw_lines(&mut $chart, &lines)?;
-                    $chart
-                        .configure_series_labels()
-                        .background_style(WHITE.mix(0.9))
-                        .border_style(BLACK)
-                        .draw()
-                        .map_err(err)?;
-                };
-            }
-            let ylabels: &dyn Fn(&f64) -> String = if latency {
-                &|y| format!("{y:.0}")
-            } else {
-                &|y| super::rate(*y)
-            };
-            if log {
-                let ys = ((lo / 1.5).max(0.01)..hi * 1.5).log_scale();
-                let mut chart = builder
-                    .build_cartesian_2d(-0.2f64..n + 0.2, ys)
-                    .map_err(err)?;
-                finish_panel!(chart, ylabels);
-            } else {
-                let mut chart = builder
-                    .build_cartesian_2d(-0.2f64..n + 0.2, 0.0f64..hi)
-                    .map_err(err)?;
-                finish_panel!(chart, ylabels);
-            }
+        for (area, panel) in areas.iter().zip(SWEEP_PANELS.iter()) {
+            draw_sweep_panel(area, panel, &data, key)?;
         }
         root.present().map_err(err)?;
     }
     Ok(mark(svg))
+}
+
+/// A sweep panel's y axis.
+struct YAxis {
+    /// Latency panels label whole microseconds; the others are rates.
+    latency: bool,
+    log: bool,
+    /// The smallest positive value and the top of the axis.
+    lo: f64,
+    hi: f64,
+}
+
+impl YAxis {
+    fn of(cols: &[(&str, &str)], all: &[f64]) -> YAxis {
+        // Latency always; any other metric when its values span more than a decade
+        // (32 req/s beside 5.5k would read as zero on a linear axis).
+        let latency = cols.len() > 1;
+        let log = latency || spans_a_decade(all);
+        let hi = all.iter().copied().fold(0.0f64, f64::max) * 1.15 + 1e-9;
+        let lo = all
+            .iter()
+            .copied()
+            .filter(|&v| v > 0.0)
+            .fold(f64::MAX, f64::min);
+        YAxis {
+            latency,
+            log,
+            lo,
+            hi,
+        }
+    }
+}
+
+/// One panel of the sweep plot, or its title saying "no data" when no row has its figures.
+fn draw_sweep_panel(
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    &(title, cols): &Panel,
+    data: &SweepData,
+    key: &str,
+) -> Result<(), String> {
+    let all = data.all_points(cols);
+    if all.is_empty() {
+        area.titled(&format!("{title}: no data"), ("sans-serif", 16))
+            .map_err(err)?;
+        return Ok(());
+    }
+    let axis = YAxis::of(cols, &all);
+    let caption = if axis.log && !axis.latency {
+        format!("{title} (log scale)")
+    } else {
+        title.to_owned()
+    };
+    let mut builder = ChartBuilder::on(area);
+    builder
+        .caption(caption, ("sans-serif", 18))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(70);
+    let lines = data.lines(cols, axis.log);
+    draw_panel_chart(builder, &axis, &data.values, &lines, key)
+}
+
+/// A panel's axes (the swept values along x), lines and legend.
+fn draw_panel_chart(
+    mut builder: ChartBuilder<'_, '_, SVGBackend<'_>>,
+    axis: &YAxis,
+    values: &[String],
+    lines: &[Line],
+    key: &str,
+) -> Result<(), String> {
+    let n = values.len().max(2) as f64 - 1.0;
+    // The x axis labels the swept values at their integer places, nothing between.
+    let xfmt = |x: &f64| -> String {
+        let i = x.round();
+        if (x - i).abs() < 1e-6 && i >= 0.0 {
+            values.get(i as usize).cloned().unwrap_or_default()
+        } else {
+            String::new()
+        }
+    };
+    // The same axes, lines and legend on a log or a linear y axis (different types).
+    macro_rules! finish_panel {
+        ($chart:ident, $yfmt:expr) => {
+            $chart
+                .configure_mesh()
+                .x_desc(key)
+                .x_labels(values.len())
+                .x_label_formatter(&xfmt)
+                .y_label_formatter($yfmt)
+                .draw()
+                .map_err(err)?;
+            draw_lines(&mut $chart, lines)?;
+            $chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.9))
+                .border_style(BLACK)
+                .draw()
+                .map_err(err)?;
+        };
+    }
+    let ylabels: &dyn Fn(&f64) -> String = if axis.latency {
+        &|y| format!("{y:.0}")
+    } else {
+        &|y| super::rate(*y)
+    };
+    let (lo, hi) = (axis.lo, axis.hi);
+    if axis.log {
+        let ys = ((lo / 1.5).max(0.01)..hi * 1.5).log_scale();
+        let mut chart = builder
+            .build_cartesian_2d(-0.2f64..n + 0.2, ys)
+            .map_err(err)?;
+        finish_panel!(chart, ylabels);
+    } else {
+        let mut chart = builder
+            .build_cartesian_2d(-0.2f64..n + 0.2, 0.0f64..hi)
+            .map_err(err)?;
+        finish_panel!(chart, ylabels);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
