@@ -224,12 +224,7 @@ pub fn execute(
                 break;
             }
         };
-        res.label = row.label.clone();
-        res.repeat = r;
-        res.sequence = Some(Sequence {
-            index: index as u32,
-            order,
-        });
+        name_and_place(&mut res, row, r, (index, order));
         if baselines && has_baselines(&row.scenario) && !res.partial {
             if let Err(e) = add_baseline(row, inst, &mut res) {
                 res.notes.push(format!("its baselines could not run: {e}"));
@@ -247,15 +242,30 @@ pub fn execute(
             break;
         }
     }
-    let began = runs.len();
-    if let Some(last) = runs.last_mut() {
-        // Stopped by a signal between two runs: the last one finished whole.
-        if !last.notes.iter().any(|n| n.starts_with(NOT_RUN)) {
-            last.notes.extend(not_run_note(rows, &plan, began));
-        }
-    }
+    name_what_did_not_run(&mut runs, rows, &plan);
     progress(Progress::Done);
     Ok(runs)
+}
+
+/// Labels a run with its row and repetition, and where it fell in the experiment's order.
+fn name_and_place(res: &mut RunResult, row: &Row, repeat: u32, (index, order): (usize, Order)) {
+    res.label = row.label.clone();
+    res.repeat = repeat;
+    res.sequence = Some(Sequence {
+        index: index as u32,
+        order,
+    });
+}
+
+/// An experiment stopped by a signal between two runs: the last run finished whole, and a
+/// note on it names the runs that never began (unless one already does).
+fn name_what_did_not_run(runs: &mut [RunResult], rows: &[Row], plan: &[(usize, u32)]) {
+    let began = runs.len();
+    if let Some(last) = runs.last_mut() {
+        if !last.notes.iter().any(|n| n.starts_with(NOT_RUN)) {
+            last.notes.extend(not_run_note(rows, plan, began));
+        }
+    }
 }
 
 /// The place of run `index` of `total` (row `row`, repetition `repeat`) that failed
