@@ -3,6 +3,7 @@
 
 mod cli {
     pub mod calibrate;
+    pub mod commands;
     pub mod load;
     pub mod oom;
     pub mod outputs;
@@ -16,19 +17,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use cli::outputs::{
-    check_apart, check_outputs, finish, provenance, say, stdout_error, warn, write_outputs,
-    OutputOpts, TextOpts, TextTable,
-};
-use cli::progress::run_rows;
-use gilbench::experiment;
+use cli::outputs::{provenance, stdout_error, warn, OutputOpts, TextOpts};
 use gilbench::gil::LockKind;
-use gilbench::report;
-use gilbench::report::about::About;
-use gilbench::report::export;
-use gilbench::result::ResultFile;
-use gilbench::runner::{self, Instrument, Mode, RunError};
-use gilbench::scenario::{parse_locks, shown, split_sweep, IoWork, Scenario, KEYS};
+use gilbench::runner::{self, Instrument, RunError};
+use gilbench::scenario::{parse_locks, shown, split_sweep, Scenario};
 use gilbench::signals;
 
 #[global_allocator]
@@ -391,210 +383,36 @@ fn read_result(path: &Path) -> Result<String, Failure> {
     })
 }
 
+/// Runs the command clap read; each subcommand's steps are in [`cli::commands`].
 fn real_main(cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Locks => {
-            for k in LockKind::ALL {
-                let a = k.about();
-                say(&format!(
-                    "{:<8} {:<4}  {}  [{}]\n",
-                    a.name, a.year, a.models, a.source
-                ));
-            }
-        }
-        Command::Keys => {
-            for (k, help, _) in KEYS {
-                say(&format!("{k:<18} {help}\n"));
-            }
-        }
+        Command::Locks => cli::commands::locks(),
+        Command::Keys => cli::commands::keys(),
         Command::Run {
             scenario,
             opts,
             text,
             out,
-        } => {
-            let view = text.view(TextTable::Threads)?;
-            check_apart(&out, &scenario)?;
-            check_outputs(&out)?;
-            let sc = load_scenario(&scenario, &opts, None)?;
-            let r = runner::run_mode(&sc, Mode::Run, &instrument(&out)?, &|_| {})?;
-            if !out.prints() {
-                // An export printed on stdout (--csv, --markdown) replaces the table.
-                say(&report::run_table_in(&r, &view));
-            }
-            finish(&[r], &out, None)?;
-        }
-        Command::Compare(ExperimentArgs {
-            scenario,
-            locks,
-            repeat,
-            order,
-            baseline: _,
-            no_baseline,
-            opts,
-            text,
-            out,
-        }) => {
-            let view = text.view(TextTable::Summary)?;
-            check_apart(&out, &scenario)?;
-            check_outputs(&out)?;
-            if let Some(l) = &opts.lock {
-                return Err(Failure::Input(shown(&format!(
-                    "--lock {l}: compare runs each design of --locks (or the scenario's `locks`), not one; give them with --locks"
-                ))));
-            }
-            let sc = load_scenario(&scenario, &opts, None)?;
-            let repeat = positive("--repeat", &repeat, 1000)? as u32;
-            let locks = locks_arg(&locks)?.unwrap_or_else(|| sc.compare_locks.clone());
-            let rows = experiment::compare_rows(&sc, &locks).map_err(Failure::Input)?;
-            let runs = run_rows(rows, (repeat, order_arg(&order)), !no_baseline, &out)?;
-            if !out.prints() {
-                say(&report::summary_text_in(&runs, &view));
-            }
-            finish(&runs, &out, None)?;
-        }
-        Command::Sweep(ExperimentArgs {
-            scenario,
-            locks,
-            repeat,
-            order,
-            baseline: _,
-            no_baseline,
-            opts,
-            text,
-            out,
-        }) => {
-            let view = text.view(TextTable::Summary)?;
-            check_apart(&out, &scenario)?;
-            check_outputs(&out)?;
-            let Some(sweep) = sweep_spec(&opts, &scenario)? else {
-                return Err(Failure::Input(format!(
-                    "{}: nothing to sweep: give --set KEY=V1,V2,... (or a `sweep` key in the scenario)",
-                    scenario.display()
-                )));
-            };
-            if let (Some(l), Some(ls)) = (&opts.lock, &locks) {
-                return Err(Failure::Input(shown(&format!(
-                    "--lock {l} and --locks {ls}: the sweep runs each design of --locks; give one or the other"
-                ))));
-            }
-            let sc = load_scenario(&scenario, &opts, Some(&sweep))?;
-            let repeat = positive("--repeat", &repeat, 1000)? as u32;
-            let locks = locks_arg(&locks)?.unwrap_or_default();
-            let rows = experiment::sweep_rows(&sc, &sweep.spec, &sweep.origin, &locks)
-                .map_err(Failure::Input)?;
-            let runs = run_rows(rows, (repeat, order_arg(&order)), !no_baseline, &out)?;
-            if !out.prints() {
-                say(&report::summary_text_in(&runs, &view));
-            }
-            finish(&runs, &out, Some(&sweep.key))?;
-        }
-        Command::Report {
-            result,
-            text: shape,
-            out,
-        } => {
-            check_apart(&out, &result)?;
-            check_outputs(&out)?;
-            let text = read_result(&result)?;
-            let file: ResultFile = serde_json::from_str(&text).map_err(|e| {
-                Failure::Input(format!("{}: not a gilbench result ({e})", result.display()))
-            })?;
-            file.check_version()
-                .map_err(|e| Failure::Input(format!("{}: {e}", result.display())))?;
-            if file.runs.is_empty() {
-                return Err(Failure::Input(format!(
-                    "{}: the result holds no runs",
-                    result.display()
-                )));
-            }
-            let about = About {
-                recorded: export::json::provenance(&text),
-                current: provenance().clone(),
-            };
-            if cli::calibrate::report(&text, &file.runs, &out, &about)? {
-                return Ok(());
-            }
-            if out.prints() {
-                // The export printed on stdout replaces the table.
-            } else if file.runs.len() == 1
-                && file.runs[0].label.split(' ').next() == Some(file.runs[0].lock.as_str())
-            {
-                say(&report::run_table_in(
-                    &file.runs[0],
-                    &shape.view(TextTable::Threads)?,
-                ));
-            } else {
-                say(&report::summary_text_in(
-                    &file.runs,
-                    &shape.view(TextTable::Summary)?,
-                ));
-            }
-            let sweep_key = file.runs.iter().find_map(|r| {
-                r.label
-                    .rsplit_once(' ')
-                    .map_or(r.label.as_str(), |(_, kv)| kv)
-                    .split_once('=')
-                    .map(|(k, _)| k.to_owned())
-            });
-            write_outputs(&file.runs, &out, sweep_key.as_deref(), &about)?;
-        }
+        } => cli::commands::run(&scenario, &opts, &text, &out)?,
+        Command::Compare(a) => cli::commands::compare(&a)?,
+        Command::Sweep(a) => cli::commands::sweep(&a)?,
+        Command::Report { result, text, out } => cli::commands::report(&result, &text, &out)?,
         Command::Serve {
             scenario,
             listen,
             opts,
             text,
             out,
-        } => {
-            let view = text.view(TextTable::Threads)?;
-            check_apart(&out, &scenario)?;
-            check_outputs(&out)?;
-            let mut sc = load_scenario(&scenario, &opts, None)?;
-            if let Some(l) = &listen {
-                apply_listen(&mut sc, l)?;
-            }
-            if sc.io == IoWork::None {
-                return Err(Failure::Input(format!(
-                    "{}: serve needs a socket scenario (io = \"echo\" or \"bulk\")",
-                    scenario.display()
-                )));
-            }
-            let announce = |addrs: &[SocketAddr]| {
-                let kind = if sc.io == IoWork::Bulk {
-                    "tcp (bulk)".to_owned()
-                } else {
-                    sc.transport.to_string()
-                };
-                let lines: String = addrs
-                    .iter()
-                    .map(|a| format!("listening on {kind} {a}\n"))
-                    .collect();
-                say(&lines);
-            };
-            let r = runner::run_mode(&sc, Mode::Serve, &instrument(&out)?, &announce)?;
-            if !out.prints() {
-                // An export printed on stdout (--csv, --markdown) replaces the table.
-                say(&report::run_table_in(&r, &view));
-            }
-            finish(&[r], &out, None)?;
-        }
+        } => cli::commands::serve(&scenario, listen.as_deref(), &opts, &text, &out)?,
         Command::Calibrate(a) => cli::calibrate::run(&a)?,
-        Command::Load(o) => {
-            let view = o.text.view(TextTable::Threads)?;
-            check_outputs(&o.out)?;
-            let r = cli::load::run(&o)?;
-            if !o.out.prints() {
-                say(&report::run_table_in(&r, &view));
-            }
-            finish(&[r], &o.out, None)?;
-        }
+        Command::Load(o) => cli::commands::load(&o)?,
     }
     Ok(())
 }
 
-fn main() -> ExitCode {
-    // Worker threads' panics are reported by the runner as one line; anything else is a bug,
-    // reported in one line too.
+/// Worker threads' panics are reported by the runner as one line; anything else is a bug,
+/// reported in one line too.
+fn report_main_thread_panics_in_one_line() {
     std::panic::set_hook(Box::new(|info| {
         let name = std::thread::current().name().unwrap_or("?").to_owned();
         if name == "main" {
@@ -606,30 +424,36 @@ fn main() -> ExitCode {
             warn(&format!("internal error{at}: {msg}"));
         }
     }));
-    signals::install();
-    provenance();
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
-        Err(e) => {
-            use clap::error::ErrorKind::*;
-            if matches!(
-                e.kind(),
-                DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand
-            ) {
-                let _ = e.print();
-                return if e.kind() == DisplayHelpOnMissingArgumentOrSubcommand {
-                    ExitCode::from(2)
-                } else {
-                    ExitCode::SUCCESS
-                };
-            }
-            let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("bad command line");
-            warn(first.trim_start_matches("error: "));
-            return ExitCode::from(2);
+}
+
+/// The command line read, or the exit status when there is nothing to run: `--help` and
+/// `--version` succeed (help for a missing subcommand is exit 2); any other clap error
+/// is one line (its first, without clap's `error: `), exit 2.
+fn parse_command_line() -> Result<Cli, ExitCode> {
+    Cli::try_parse().map_err(|e| {
+        use clap::error::ErrorKind::*;
+        if matches!(
+            e.kind(),
+            DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand
+        ) {
+            let _ = e.print();
+            return if e.kind() == DisplayHelpOnMissingArgumentOrSubcommand {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
-    };
-    match real_main(cli) {
+        let text = e.render().to_string();
+        let first = text.lines().next().unwrap_or("bad command line");
+        warn(first.trim_start_matches("error: "));
+        ExitCode::from(2)
+    })
+}
+
+/// The exit status of a finished command, its error (if any) printed: 0, 1 for a failed
+/// run or output, 2 for bad input.
+fn exit_status(outcome: Result<(), Failure>) -> ExitCode {
+    match outcome {
         // A closed stdout is no failure (the files were written); any other error writing
         // it is, reported after the files were written.
         Ok(()) => match stdout_error() {
@@ -653,5 +477,16 @@ fn main() -> ExitCode {
             warn(&m);
             ExitCode::from(1)
         }
+    }
+}
+
+fn main() -> ExitCode {
+    report_main_thread_panics_in_one_line();
+    signals::install();
+    // Fixed now, before anything runs: the outputs record when the command started.
+    provenance();
+    match parse_command_line() {
+        Ok(cli) => exit_status(real_main(cli)),
+        Err(code) => code,
     }
 }
