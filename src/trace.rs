@@ -202,29 +202,13 @@ pub fn idle_while_wanted(
     end_ns: u64,
     cancelled: &dyn Fn() -> bool,
 ) -> Option<IdleSpans> {
-    let from_ns = threads
-        .iter()
-        .filter(|t| t.buf.dropped > 0)
-        .filter_map(|t| t.buf.events.front())
-        .map(|e| e.ns())
-        .max()
-        .unwrap_or(0);
-    struct State {
-        pos: usize,
-        last: u64,
-        wants: bool,
-        holds: bool,
-    }
-    let mut st: Vec<State> = threads
-        .iter()
-        .map(|_| State {
-            pos: 0,
-            last: 0,
-            wants: false,
-            holds: false,
-        })
-        .collect();
-    let (mut wanting, mut holding) = (0usize, 0usize);
+    let from_ns = known_from_ns(threads);
+    let mut sweep = Sweep {
+        at: threads.iter().map(|_| SweepPos::default()).collect(),
+        wanting: 0,
+        holding: 0,
+        seen: 0,
+    };
     let mut since = None;
     let mut out = IdleSpans {
         from_ns,
@@ -237,45 +221,10 @@ pub fn idle_while_wanted(
             out.spans.push((a, b));
         }
     };
-    let mut seen = 0usize;
-    loop {
-        // The next instant with an event (a clock step back counts as no time passing).
-        let next = threads
-            .iter()
-            .zip(&st)
-            .filter_map(|(t, s)| t.buf.events.get(s.pos).map(|e| e.ns().max(s.last)))
-            .min();
-        let Some(now) = next else { break };
-        for (t, s) in threads.iter().zip(st.iter_mut()) {
-            while let Some(e) = t.buf.events.get(s.pos) {
-                if e.ns().max(s.last) != now {
-                    break;
-                }
-                s.last = now;
-                s.pos += 1;
-                seen += 1;
-                if seen.is_multiple_of(POLL_EVERY) && cancelled() {
-                    return None;
-                }
-                let (flag, count, on) = match e.ev() {
-                    Ev::WantBegin => (&mut s.wants, &mut wanting, true),
-                    Ev::WantEnd => (&mut s.wants, &mut wanting, false),
-                    Ev::HoldBegin => (&mut s.holds, &mut holding, true),
-                    Ev::HoldEnd => (&mut s.holds, &mut holding, false),
-                    _ => continue,
-                };
-                if *flag != on {
-                    *flag = on;
-                    if on {
-                        *count += 1;
-                    } else {
-                        *count -= 1;
-                    }
-                }
-            }
-        }
+    while let Some(now) = sweep.next_instant(threads) {
+        sweep.apply_instant(threads, now, cancelled)?;
         out.to_ns = out.to_ns.max(now);
-        match (since, holding == 0 && wanting > 0) {
+        match (since, sweep.holding == 0 && sweep.wanting > 0) {
             (None, true) => since = Some(now),
             (Some(a), false) => {
                 close(&mut out, a, now);
@@ -289,6 +238,87 @@ pub fn idle_while_wanted(
         close(&mut out, a, to);
     }
     Some(out)
+}
+
+/// Where every thread's state is known: after the first event of the latest-starting
+/// buffer that dropped events (0 when none did).
+fn known_from_ns(threads: &[ThreadTrace]) -> u64 {
+    threads
+        .iter()
+        .filter(|t| t.buf.dropped > 0)
+        .filter_map(|t| t.buf.events.front())
+        .map(|e| e.ns())
+        .max()
+        .unwrap_or(0)
+}
+
+/// One thread's place in the sweep of [`idle_while_wanted`].
+#[derive(Default)]
+struct SweepPos {
+    /// The index of its next event.
+    pos: usize,
+    /// The instant of its last event applied (a clock step back is held at it).
+    last: u64,
+    wants: bool,
+    holds: bool,
+}
+
+/// The sweep of [`idle_while_wanted`]: every thread's place and how many want or hold.
+struct Sweep {
+    at: Vec<SweepPos>,
+    wanting: usize,
+    holding: usize,
+    /// Events applied, for polling `cancelled` every [`POLL_EVERY`].
+    seen: usize,
+}
+
+impl Sweep {
+    /// The next instant with an event (a clock step back counts as no time passing).
+    fn next_instant(&self, threads: &[ThreadTrace]) -> Option<u64> {
+        threads
+            .iter()
+            .zip(&self.at)
+            .filter_map(|(t, s)| t.buf.events.get(s.pos).map(|e| e.ns().max(s.last)))
+            .min()
+    }
+
+    /// Applies every thread's events at `now`; `None` if `cancelled` said so meanwhile.
+    fn apply_instant(
+        &mut self,
+        threads: &[ThreadTrace],
+        now: u64,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Option<()> {
+        for (t, s) in threads.iter().zip(self.at.iter_mut()) {
+            while let Some(e) = t.buf.events.get(s.pos) {
+                if e.ns().max(s.last) != now {
+                    break;
+                }
+                s.last = now;
+                s.pos += 1;
+                self.seen += 1;
+                if self.seen.is_multiple_of(POLL_EVERY) && cancelled() {
+                    return None;
+                }
+                let (flag, count, on) = match e.ev() {
+                    Ev::WantBegin => (&mut s.wants, &mut self.wanting, true),
+                    Ev::WantEnd => (&mut s.wants, &mut self.wanting, false),
+                    Ev::HoldBegin => (&mut s.holds, &mut self.holding, true),
+                    Ev::HoldEnd => (&mut s.holds, &mut self.holding, false),
+                    _ => continue,
+                };
+                if *flag != on {
+                    *flag = on;
+                    if on {
+                        *count += 1;
+                    } else {
+                        *count -= 1;
+                    }
+                }
+            }
+        }
+        Some(())
+    }
 }
 
 /// What `otherData` says of a run's idle-while-wanted track.
