@@ -202,29 +202,13 @@ pub fn idle_while_wanted(
     end_ns: u64,
     cancelled: &dyn Fn() -> bool,
 ) -> Option<IdleSpans> {
-    let from_ns = threads
-        .iter()
-        .filter(|t| t.buf.dropped > 0)
-        .filter_map(|t| t.buf.events.front())
-        .map(|e| e.ns())
-        .max()
-        .unwrap_or(0);
-    struct State {
-        pos: usize,
-        last: u64,
-        wants: bool,
-        holds: bool,
-    }
-    let mut st: Vec<State> = threads
-        .iter()
-        .map(|_| State {
-            pos: 0,
-            last: 0,
-            wants: false,
-            holds: false,
-        })
-        .collect();
-    let (mut wanting, mut holding) = (0usize, 0usize);
+    let from_ns = known_from_ns(threads);
+    let mut sweep = Sweep {
+        at: threads.iter().map(|_| SweepPos::default()).collect(),
+        wanting: 0,
+        holding: 0,
+        seen: 0,
+    };
     let mut since = None;
     let mut out = IdleSpans {
         from_ns,
@@ -237,45 +221,10 @@ pub fn idle_while_wanted(
             out.spans.push((a, b));
         }
     };
-    let mut seen = 0usize;
-    loop {
-        // The next instant with an event (a clock step back counts as no time passing).
-        let next = threads
-            .iter()
-            .zip(&st)
-            .filter_map(|(t, s)| t.buf.events.get(s.pos).map(|e| e.ns().max(s.last)))
-            .min();
-        let Some(now) = next else { break };
-        for (t, s) in threads.iter().zip(st.iter_mut()) {
-            while let Some(e) = t.buf.events.get(s.pos) {
-                if e.ns().max(s.last) != now {
-                    break;
-                }
-                s.last = now;
-                s.pos += 1;
-                seen += 1;
-                if seen.is_multiple_of(POLL_EVERY) && cancelled() {
-                    return None;
-                }
-                let (flag, count, on) = match e.ev() {
-                    Ev::WantBegin => (&mut s.wants, &mut wanting, true),
-                    Ev::WantEnd => (&mut s.wants, &mut wanting, false),
-                    Ev::HoldBegin => (&mut s.holds, &mut holding, true),
-                    Ev::HoldEnd => (&mut s.holds, &mut holding, false),
-                    _ => continue,
-                };
-                if *flag != on {
-                    *flag = on;
-                    if on {
-                        *count += 1;
-                    } else {
-                        *count -= 1;
-                    }
-                }
-            }
-        }
+    while let Some(now) = sweep.next_instant(threads) {
+        sweep.apply_instant(threads, now, cancelled)?;
         out.to_ns = out.to_ns.max(now);
-        match (since, holding == 0 && wanting > 0) {
+        match (since, sweep.holding == 0 && sweep.wanting > 0) {
             (None, true) => since = Some(now),
             (Some(a), false) => {
                 close(&mut out, a, now);
@@ -289,6 +238,87 @@ pub fn idle_while_wanted(
         close(&mut out, a, to);
     }
     Some(out)
+}
+
+/// Where every thread's state is known: after the first event of the latest-starting
+/// buffer that dropped events (0 when none did).
+fn known_from_ns(threads: &[ThreadTrace]) -> u64 {
+    threads
+        .iter()
+        .filter(|t| t.buf.dropped > 0)
+        .filter_map(|t| t.buf.events.front())
+        .map(|e| e.ns())
+        .max()
+        .unwrap_or(0)
+}
+
+/// One thread's place in the sweep of [`idle_while_wanted`].
+#[derive(Default)]
+struct SweepPos {
+    /// The index of its next event.
+    pos: usize,
+    /// The instant of its last event applied (a clock step back is held at it).
+    last: u64,
+    wants: bool,
+    holds: bool,
+}
+
+/// The sweep of [`idle_while_wanted`]: every thread's place and how many want or hold.
+struct Sweep {
+    at: Vec<SweepPos>,
+    wanting: usize,
+    holding: usize,
+    /// Events applied, for polling `cancelled` every [`POLL_EVERY`].
+    seen: usize,
+}
+
+impl Sweep {
+    /// The next instant with an event (a clock step back counts as no time passing).
+    fn next_instant(&self, threads: &[ThreadTrace]) -> Option<u64> {
+        threads
+            .iter()
+            .zip(&self.at)
+            .filter_map(|(t, s)| t.buf.events.get(s.pos).map(|e| e.ns().max(s.last)))
+            .min()
+    }
+
+    /// Applies every thread's events at `now`; `None` if `cancelled` said so meanwhile.
+    fn apply_instant(
+        &mut self,
+        threads: &[ThreadTrace],
+        now: u64,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Option<()> {
+        for (t, s) in threads.iter().zip(self.at.iter_mut()) {
+            while let Some(e) = t.buf.events.get(s.pos) {
+                if e.ns().max(s.last) != now {
+                    break;
+                }
+                s.last = now;
+                s.pos += 1;
+                self.seen += 1;
+                if self.seen.is_multiple_of(POLL_EVERY) && cancelled() {
+                    return None;
+                }
+                let (flag, count, on) = match e.ev() {
+                    Ev::WantBegin => (&mut s.wants, &mut self.wanting, true),
+                    Ev::WantEnd => (&mut s.wants, &mut self.wanting, false),
+                    Ev::HoldBegin => (&mut s.holds, &mut self.holding, true),
+                    Ev::HoldEnd => (&mut s.holds, &mut self.holding, false),
+                    _ => continue,
+                };
+                if *flag != on {
+                    *flag = on;
+                    if on {
+                        *count += 1;
+                    } else {
+                        *count -= 1;
+                    }
+                }
+            }
+        }
+        Some(())
+    }
 }
 
 /// What `otherData` says of a run's idle-while-wanted track.
@@ -328,7 +358,6 @@ pub fn write_chrome_trace(
     w: &mut dyn Write,
     cancelled: &dyn Fn() -> bool,
 ) -> std::io::Result<bool> {
-    let dropped: u64 = runs.iter().map(|r| r.dropped()).sum();
     let mut idle = Vec::with_capacity(runs.len());
     for r in runs {
         match idle_while_wanted(&r.threads, r.end_ns, cancelled) {
@@ -336,9 +365,48 @@ pub fn write_chrome_trace(
             None => return Ok(false),
         }
     }
+    let meta = trace_meta(runs, &idle);
+    write!(
+        w,
+        "{{\"otherData\":{meta},\"displayTimeUnit\":\"ns\",\"traceEvents\":["
+    )?;
+    let mut tw = TraceEvents {
+        w,
+        first: true,
+        written: 0,
+        cancelled,
+    };
+    for (p, run) in runs.iter().enumerate() {
+        let pid = p + 1;
+        let pname = format!(
+            "{} {}",
+            run.meta["scenario"].as_str().unwrap_or("?"),
+            run.meta["lock"].as_str().unwrap_or("?")
+        );
+        tw.event(format_args!(
+            "{{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":{pid},\"args\":{{\"name\":{}}}}}",
+            json!(pname)
+        ))?;
+        for (t, th) in run.threads.iter().enumerate() {
+            if !tw.thread_track(pid, t + 1, th, run.end_ns)? {
+                return Ok(false);
+            }
+        }
+        if !tw.idle_track(pid, &idle[p])? {
+            return Ok(false);
+        }
+    }
+    tw.w.write_all(b"]}")?;
+    Ok(true)
+}
+
+/// The trace's `otherData`: each run's metadata with its dropped events and its
+/// idle-while-wanted window, and a note when events were dropped.
+fn trace_meta(runs: &[&Timeline], idle: &[IdleSpans]) -> Value {
+    let dropped: u64 = runs.iter().map(|r| r.dropped()).sum();
     let mut meta = json!({
         "gilbench": env!("CARGO_PKG_VERSION"),
-        "runs": runs.iter().zip(&idle).map(|(r, i)| {
+        "runs": runs.iter().zip(idle).map(|(r, i)| {
             let mut m = r.meta.clone();
             m["dropped_events"] = json!(r.dropped());
             m["idle_while_wanted"] = idle_meta(r, i);
@@ -353,106 +421,104 @@ pub fn write_chrome_trace(
     if dropped > 0 {
         meta["note"] = json!(format!("{dropped} older events were dropped to keep the buffers bounded; the timelines start late, the idle-while-wanted track where every thread's events are complete"));
     }
-    write!(
-        w,
-        "{{\"otherData\":{meta},\"displayTimeUnit\":\"ns\",\"traceEvents\":["
-    )?;
-    let mut first = true;
-    let mut sep = |w: &mut dyn Write| -> std::io::Result<()> {
-        if !first {
-            w.write_all(b",")?;
+    meta
+}
+
+/// The `traceEvents` array being written: commas between events, and a count of the
+/// events written so that `cancelled` is asked every [`POLL_EVERY`].
+struct TraceEvents<'w, 'c> {
+    w: &'w mut dyn Write,
+    first: bool,
+    written: usize,
+    cancelled: &'c dyn Fn() -> bool,
+}
+
+impl TraceEvents<'_, '_> {
+    /// Writes one event (or several already joined by commas), after a comma if needed.
+    fn event(&mut self, e: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+        if !self.first {
+            self.w.write_all(b",")?;
         }
-        first = false;
-        Ok(())
-    };
-    let mut written = 0usize;
-    for (p, run) in runs.iter().enumerate() {
-        let pid = p + 1;
-        let pname = format!(
-            "{} {}",
-            run.meta["scenario"].as_str().unwrap_or("?"),
-            run.meta["lock"].as_str().unwrap_or("?")
-        );
-        sep(w)?;
-        write!(
-            w,
-            "{{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":{pid},\"args\":{{\"name\":{}}}}}",
-            json!(pname)
-        )?;
-        for (t, th) in run.threads.iter().enumerate() {
-            let tid = t + 1;
-            sep(w)?;
-            write!(w, "{{\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":{pid},\"tid\":{tid},\"args\":{{\"name\":{}}}}}", json!(th.name))?;
-            sep(w)?;
-            write!(w, "{{\"ph\":\"M\",\"name\":\"thread_sort_index\",\"pid\":{pid},\"tid\":{tid},\"args\":{{\"sort_index\":{tid}}}}}")?;
-            let mut open: Vec<&'static str> = Vec::new();
-            let mut last_ns = 0u64;
-            for &e in &th.buf.events {
-                written += 1;
-                if written.is_multiple_of(POLL_EVERY) && cancelled() {
-                    return Ok(false);
+        self.first = false;
+        self.w.write_fmt(e)
+    }
+
+    /// Counts one more event from a buffer; true if the caller is to stop.
+    fn cancelled_at_next(&mut self) -> bool {
+        self.written += 1;
+        self.written.is_multiple_of(POLL_EVERY) && (self.cancelled)()
+    }
+
+    /// One thread's track: its name and order, its spans and instants. Spans still open
+    /// at the end are closed at the run's end. False if cancelled.
+    fn thread_track(
+        &mut self,
+        pid: usize,
+        tid: usize,
+        th: &ThreadTrace,
+        end_ns: u64,
+    ) -> std::io::Result<bool> {
+        self.event(format_args!("{{\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":{pid},\"tid\":{tid},\"args\":{{\"name\":{}}}}}", json!(th.name)))?;
+        self.event(format_args!("{{\"ph\":\"M\",\"name\":\"thread_sort_index\",\"pid\":{pid},\"tid\":{tid},\"args\":{{\"sort_index\":{tid}}}}}"))?;
+        let mut open: Vec<&'static str> = Vec::new();
+        let mut last_ns = 0u64;
+        for &e in &th.buf.events {
+            if self.cancelled_at_next() {
+                return Ok(false);
+            }
+            let ns = e.ns().max(last_ns);
+            last_ns = ns;
+            let ts = ns as f64 / 1000.0;
+            match e.ev().span() {
+                Some((name, "B")) => {
+                    open.push(name);
+                    self.event(format_args!("{{\"ph\":\"B\",\"name\":\"{name}\",\"pid\":{pid},\"tid\":{tid},\"ts\":{ts}}}"))?;
                 }
-                let ns = e.ns().max(last_ns);
-                last_ns = ns;
-                let ts = ns as f64 / 1000.0;
-                match e.ev().span() {
-                    Some((name, "B")) => {
-                        open.push(name);
-                        sep(w)?;
-                        write!(w, "{{\"ph\":\"B\",\"name\":\"{name}\",\"pid\":{pid},\"tid\":{tid},\"ts\":{ts}}}")?;
-                    }
-                    Some((name, _)) => {
-                        // Only close what this buffer saw open (the oldest events may be gone).
-                        if open.last() == Some(&name) {
-                            open.pop();
-                            sep(w)?;
-                            write!(w, "{{\"ph\":\"E\",\"name\":\"{name}\",\"pid\":{pid},\"tid\":{tid},\"ts\":{ts}}}")?;
-                        }
-                    }
-                    None => {
-                        let name = if e.ev() == Ev::DropRequest {
-                            "drop request"
-                        } else {
-                            "forced switch"
-                        };
-                        sep(w)?;
-                        write!(w, "{{\"ph\":\"i\",\"s\":\"t\",\"name\":\"{name}\",\"pid\":{pid},\"tid\":{tid},\"ts\":{ts}}}")?;
+                Some((name, _)) => {
+                    // Only close what this buffer saw open (the oldest events may be gone).
+                    if open.last() == Some(&name) {
+                        open.pop();
+                        self.event(format_args!("{{\"ph\":\"E\",\"name\":\"{name}\",\"pid\":{pid},\"tid\":{tid},\"ts\":{ts}}}"))?;
                     }
                 }
-            }
-            let end = run.end_ns.max(last_ns) as f64 / 1000.0;
-            while let Some(name) = open.pop() {
-                sep(w)?;
-                write!(
-                    w,
-                    "{{\"ph\":\"E\",\"name\":\"{name}\",\"pid\":{pid},\"tid\":{tid},\"ts\":{end}}}"
-                )?;
+                None => {
+                    let name = if e.ev() == Ev::DropRequest {
+                        "drop request"
+                    } else {
+                        "forced switch"
+                    };
+                    self.event(format_args!("{{\"ph\":\"i\",\"s\":\"t\",\"name\":\"{name}\",\"pid\":{pid},\"tid\":{tid},\"ts\":{ts}}}"))?;
+                }
             }
         }
-        let i = &idle[p];
+        let end = end_ns.max(last_ns) as f64 / 1000.0;
+        while let Some(name) = open.pop() {
+            self.event(format_args!(
+                "{{\"ph\":\"E\",\"name\":\"{name}\",\"pid\":{pid},\"tid\":{tid},\"ts\":{end}}}"
+            ))?;
+        }
+        Ok(true)
+    }
+
+    /// A run's idle-while-wanted track, sorted first, with a mark where it becomes
+    /// complete when older events were dropped. False if cancelled.
+    fn idle_track(&mut self, pid: usize, i: &IdleSpans) -> std::io::Result<bool> {
         let tid = GIL_TID;
-        sep(w)?;
-        write!(w, "{{\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":{pid},\"tid\":{tid},\"args\":{{\"name\":\"GIL idle while wanted\"}}}}")?;
-        sep(w)?;
-        write!(w, "{{\"ph\":\"M\",\"name\":\"thread_sort_index\",\"pid\":{pid},\"tid\":{tid},\"args\":{{\"sort_index\":0}}}}")?;
+        self.event(format_args!("{{\"ph\":\"M\",\"name\":\"thread_name\",\"pid\":{pid},\"tid\":{tid},\"args\":{{\"name\":\"GIL idle while wanted\"}}}}"))?;
+        self.event(format_args!("{{\"ph\":\"M\",\"name\":\"thread_sort_index\",\"pid\":{pid},\"tid\":{tid},\"args\":{{\"sort_index\":0}}}}"))?;
         if i.from_ns > 0 {
             let ts = i.from_ns as f64 / 1000.0;
-            sep(w)?;
-            write!(w, "{{\"ph\":\"i\",\"s\":\"t\",\"name\":\"complete from here (older events dropped)\",\"pid\":{pid},\"tid\":{tid},\"ts\":{ts}}}")?;
+            self.event(format_args!("{{\"ph\":\"i\",\"s\":\"t\",\"name\":\"complete from here (older events dropped)\",\"pid\":{pid},\"tid\":{tid},\"ts\":{ts}}}"))?;
         }
         for &(a, b) in &i.spans {
-            written += 1;
-            if written.is_multiple_of(POLL_EVERY) && cancelled() {
+            if self.cancelled_at_next() {
                 return Ok(false);
             }
             let (a, b) = (a as f64 / 1000.0, b as f64 / 1000.0);
-            sep(w)?;
-            write!(w, "{{\"ph\":\"B\",\"name\":\"idle while wanted\",\"pid\":{pid},\"tid\":{tid},\"ts\":{a}}},")?;
-            write!(w, "{{\"ph\":\"E\",\"name\":\"idle while wanted\",\"pid\":{pid},\"tid\":{tid},\"ts\":{b}}}")?;
+            self.event(format_args!("{{\"ph\":\"B\",\"name\":\"idle while wanted\",\"pid\":{pid},\"tid\":{tid},\"ts\":{a}}},{{\"ph\":\"E\",\"name\":\"idle while wanted\",\"pid\":{pid},\"tid\":{tid},\"ts\":{b}}}"))?;
         }
+        Ok(true)
     }
-    w.write_all(b"]}")?;
-    Ok(true)
 }
 
 /// The trace-event JSON document of [`write_chrome_trace`], as one string.

@@ -10,7 +10,7 @@ use gilbench::result::{GilSummary, IoSummary, RunResult};
 use gilbench::scenario::{cli_value, Scenario};
 use gilbench::signals;
 use gilbench::workload::limits;
-use gilbench::workload::loadgen::{run_echo_load, LoadConfig};
+use gilbench::workload::loadgen::{run_echo_load, LoadConfig, LoadResult};
 
 use crate::{Failure, LoadOpts};
 
@@ -104,10 +104,81 @@ fn core_of(o: &LoadOpts) -> Result<Option<usize>, Failure> {
     }
 }
 
+/// Runs `gilbench load` against an external server and returns its result (written even
+/// when no request succeeded).
 pub fn run(o: &LoadOpts) -> Result<RunResult, Failure> {
     let s = scenario_of(o)?;
     let addr = resolve(&o.connect)?;
     let core = core_of(o)?;
+    ensure_descriptors(&s)?;
+    let cfg = load_config(&s, addr);
+    let t0 = Instant::now();
+    let (res, pinned) = drive_load(&cfg, core);
+    let res = res.map_err(Failure::Run)?;
+    let notes = run_notes(core, pinned, &res);
+    let interrupted = signals::caught().is_some();
+    // A run in which no request succeeded failed, and its result (the failures, the
+    // errors) is written all the same.
+    let failure = (res.requests == 0 && !interrupted).then(|| {
+        format!(
+            "no request succeeded: {}",
+            res.why_none_succeeded(s.timeout)
+        )
+    });
+    let partial = interrupted || res.cut_short.is_some() || failure.is_some();
+    let pinned_core = match (core, pinned) {
+        (Some(c), true) => Some(c),
+        _ => None,
+    };
+    Ok(RunResult {
+        scenario: "load".into(),
+        lock: "external".into(),
+        sequence: None,
+        params: params_json(&s, addr, pinned_core),
+        wall_s: t0.elapsed().as_secs_f64(),
+        measured_s: res.measured_s,
+        cpu: None,
+        io: Some(io_summary(&s, &res, pinned_core)),
+        gil: GilSummary::default(),
+        threads: Vec::new(),
+        notes,
+        partial,
+        failure,
+        baseline: None,
+        label: "load".into(),
+        repeat: 0,
+        hists: [("io-latency".to_owned(), res.latency.clone())]
+            .into_iter()
+            .collect(),
+        intervals: Vec::new(),
+        trace: None,
+    })
+}
+
+/// The result's notes: a pin that did not take, the load generator's own notes, its
+/// connection errors, and why the run was cut short.
+fn run_notes(core: Option<usize>, pinned: bool, res: &LoadResult) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let (Some(c), false) = (core, pinned) {
+        notes.push(format!(
+            "could not pin the load generator to core {c}: it ran unpinned and slept in its polls"
+        ));
+    }
+    notes.extend(res.notes.iter().cloned());
+    if let Some(e) = &res.first_error {
+        notes.push(format!("{} connection errors, the first: {e}", res.errors));
+    }
+    if let Some(c) = &res.cut_short {
+        notes.push(format!(
+            "{c}; rates cover the {:.2}s measured",
+            res.measured_s
+        ));
+    }
+    notes
+}
+
+/// Refuses, before any connection is opened, a run that would run out of descriptors.
+fn ensure_descriptors(s: &Scenario) -> Result<(), Failure> {
     // One descriptor per connection, and a few more.
     let needed = s.connections as u64 + 32;
     if let Some(limit) = limits::ensure_nofile(needed).filter(|&l| l < needed) {
@@ -116,7 +187,13 @@ pub fn run(o: &LoadOpts) -> Result<RunResult, Failure> {
             s.connections
         )));
     }
-    let cfg = LoadConfig {
+    Ok(())
+}
+
+/// The load generator's settings for one target; `busy_wait` is decided once the load
+/// thread knows whether it was pinned.
+fn load_config(s: &Scenario, addr: SocketAddr) -> LoadConfig {
+    LoadConfig {
         transport: s.transport,
         targets: vec![addr],
         connections: s.connections,
@@ -128,12 +205,15 @@ pub fn run(o: &LoadOpts) -> Result<RunResult, Failure> {
         busy_wait: false,
         intervals: None,
         window_over: None,
-    };
+    }
+}
+
+/// Runs the load on a thread of its own (pinned to `core` if asked) while this one
+/// watches for a signal; returns the load's result and whether the pin took.
+fn drive_load(cfg: &LoadConfig, core: Option<usize>) -> (Result<LoadResult, String>, bool) {
     let stop = AtomicBool::new(false);
-    let t0 = Instant::now();
-    let (res, pinned) = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let stop = &stop;
-        let cfg = &cfg;
         // Only the load thread is pinned (this one watches for signals, elsewhere), and it
         // spins only when pinned: unpinned, spinning would take a core from the server.
         let load = scope.spawn(move || {
@@ -154,91 +234,52 @@ pub fn run(o: &LoadOpts) -> Result<RunResult, Failure> {
         }
         load.join()
             .unwrap_or_else(|_| (Err("the load generator panicked".into()), false))
-    });
-    let res = res.map_err(Failure::Run)?;
-    let mut notes = Vec::new();
-    if let (Some(c), false) = (core, pinned) {
-        notes.push(format!(
-            "could not pin the load generator to core {c}: it ran unpinned and slept in its polls"
-        ));
-    }
-    let interrupted = signals::caught().is_some();
-    // A run in which no request succeeded failed, and its result (the failures, the
-    // errors) is written all the same.
-    let failure = (res.requests == 0 && !interrupted).then(|| {
-        format!(
-            "no request succeeded: {}",
-            res.why_none_succeeded(s.timeout)
-        )
-    });
-    notes.extend(res.notes.iter().cloned());
-    if let Some(e) = &res.first_error {
-        notes.push(format!("{} connection errors, the first: {e}", res.errors));
-    }
-    if let Some(c) = &res.cut_short {
-        notes.push(format!(
-            "{c}; rates cover the {:.2}s measured",
-            res.measured_s
-        ));
-    }
-    let partial = interrupted || res.cut_short.is_some() || failure.is_some();
-    Ok(RunResult {
-        scenario: "load".into(),
-        lock: "external".into(),
-        sequence: None,
-        params: serde_json::json!({
-            "connect": addr.to_string(),
-            "transport": s.transport,
-            "connections": s.connections,
-            "rate": s.rate,
-            "request_bytes": s.request_bytes,
-            "duration_s": s.duration.as_secs_f64(),
-            "warmup_s": s.warmup.as_secs_f64(),
-            "timeout_s": s.timeout.as_secs_f64(),
-            "pin": match (core, pinned) {
-                (Some(c), true) => format!("core {c}"),
-                _ => "none".to_owned(),
-            },
-        }),
-        wall_s: t0.elapsed().as_secs_f64(),
-        measured_s: res.measured_s,
-        cpu: None,
-        io: Some(IoSummary {
-            requests: res.requests,
-            requests_per_sec: gilbench::metrics::per_sec(res.requests as f64, res.measured_s),
-            bytes: res.bytes,
-            transfer_s: None,
-            latency_us: Percentiles::of(&res.latency),
-            latency_dist: gilbench::metrics::distribution(&res.latency),
-            mode: if s.rate > 0.0 {
-                "open".into()
-            } else {
-                "closed".into()
-            },
-            rate: s.rate,
-            failed: res.failed,
-            late_sends: res.late,
-            lateness_us: Percentiles::of(&res.lateness),
-            errors: res.errors,
-            first_error: res.first_error,
-            loadgen: match (core, pinned) {
-                (Some(c), true) => format!("this process, core {c}, spinning"),
-                _ => "this process, unpinned".into(),
-            },
-            ..Default::default()
-        }),
-        gil: GilSummary::default(),
-        threads: Vec::new(),
-        notes,
-        partial,
-        failure,
-        baseline: None,
-        label: "load".into(),
-        repeat: 0,
-        hists: [("io-latency".to_owned(), res.latency.clone())]
-            .into_iter()
-            .collect(),
-        intervals: Vec::new(),
-        trace: None,
     })
+}
+
+/// The run's parameters as recorded in its result; `pinned_core` is the core the load thread
+/// was actually pinned to.
+fn params_json(s: &Scenario, addr: SocketAddr, pinned_core: Option<usize>) -> serde_json::Value {
+    serde_json::json!({
+        "connect": addr.to_string(),
+        "transport": s.transport,
+        "connections": s.connections,
+        "rate": s.rate,
+        "request_bytes": s.request_bytes,
+        "duration_s": s.duration.as_secs_f64(),
+        "warmup_s": s.warmup.as_secs_f64(),
+        "timeout_s": s.timeout.as_secs_f64(),
+        "pin": match pinned_core {
+            Some(c) => format!("core {c}"),
+            None => "none".to_owned(),
+        },
+    })
+}
+
+/// What the load generator measured, as the result's I/O summary.
+fn io_summary(s: &Scenario, res: &LoadResult, pinned_core: Option<usize>) -> IoSummary {
+    IoSummary {
+        requests: res.requests,
+        requests_per_sec: gilbench::metrics::per_sec(res.requests as f64, res.measured_s),
+        bytes: res.bytes,
+        transfer_s: None,
+        latency_us: Percentiles::of(&res.latency),
+        latency_dist: gilbench::metrics::distribution(&res.latency),
+        mode: if s.rate > 0.0 {
+            "open".into()
+        } else {
+            "closed".into()
+        },
+        rate: s.rate,
+        failed: res.failed,
+        late_sends: res.late,
+        lateness_us: Percentiles::of(&res.lateness),
+        errors: res.errors,
+        first_error: res.first_error.clone(),
+        loadgen: match pinned_core {
+            Some(c) => format!("this process, core {c}, spinning"),
+            None => "this process, unpinned".into(),
+        },
+        ..Default::default()
+    }
 }

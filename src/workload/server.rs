@@ -164,26 +164,13 @@ pub fn echo_tcp<G: Gil>(
     interp: &mut Interp<'_, G>,
     h: &mut TickHasher,
     ctx: &WorkCtx<'_>,
-    mut listener: TcpListener,
+    listener: TcpListener,
     cfg: &EchoConfig,
 ) -> io::Result<ServerStats> {
-    let mut st = ServerStats::default();
-    let mut poll = Poll::new()?;
+    let mut server = TcpEcho::open(listener, cfg)?;
     let mut events = Events::with_capacity(256);
-    poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)?;
-    let mut conns: Vec<Option<Conn>> = Vec::new();
-    let mut free_slots: Vec<usize> = Vec::new();
-    let mut live = 0usize;
-    let mut buf = vec![0u8; 64 << 10];
-    let mut reserve = Reserve::open();
-    // Connections may be waiting in the backlog: set by a listener event, cleared only when
-    // `accept` says the backlog is empty. Edge-triggered polling raises no new event for
-    // connections already queued, so a drain cut short (out of descriptors) is retried at
-    // the next poll slice instead of waiting for an event that may never come.
-    let mut backlog = false;
     while !ctx.stop.load(Ordering::Relaxed) {
-        poll_released(interp, h, ctx, &mut poll, &mut events)?;
+        poll_released(interp, h, ctx, &mut server.poll, &mut events)?;
         for ev in events.iter() {
             // Under a convoy every socket call can cost a switch interval: a stop is seen
             // between events, not only after a whole batch.
@@ -191,125 +178,126 @@ pub fn echo_tcp<G: Gil>(
                 break;
             }
             if ev.token() == LISTENER {
-                backlog = true;
+                server.backlog = true;
                 continue;
             }
-            let slot = ev.token().0;
-            let Some(c) = conns.get_mut(slot).and_then(Option::as_mut) else {
-                continue;
-            };
-            let mut close = false;
-            let mut overflow = false;
-            if ev.is_readable() || ev.is_read_closed() {
-                loop {
-                    let n = call(interp, h, ctx, || c.stream.read(&mut buf));
-                    match n {
-                        Ok(0) => {
-                            close = true;
-                            break;
-                        }
-                        Ok(n) => {
-                            st.bytes_in += n as u64;
-                            c.partial += n;
-                            while c.partial >= cfg.request_bytes {
-                                c.partial -= cfg.request_bytes;
-                                st.requests += 1;
-                                run_ticks(interp, h, cfg.work_ticks);
-                            }
-                            c.out.extend_from_slice(&buf[..n]);
-                            if c.out.len() > cfg.max_request_bytes {
-                                overflow = true;
-                                break;
-                            }
-                            // A short read emptied the receive queue; new data raises a new
-                            // edge, so there is no need for a read that returns EAGAIN.
-                            if n < buf.len() {
-                                break;
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(_) => {
-                            st.peer_errors += 1;
-                            close = true;
-                            break;
-                        }
-                    }
-                }
-            }
-            if !close && !overflow {
-                while !c.out.is_empty() {
-                    match call(interp, h, ctx, || c.stream.write(&c.out)) {
-                        Ok(n) => {
-                            st.bytes_out += n as u64;
-                            c.out.drain(..n);
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(_) => {
-                            st.peer_errors += 1;
-                            close = true;
-                            break;
-                        }
-                    }
-                }
-                let want_write = !c.out.is_empty();
-                if !close && want_write != c.writable_interest {
-                    let interest = if want_write {
-                        Interest::READABLE | Interest::WRITABLE
-                    } else {
-                        Interest::READABLE
-                    };
-                    poll.registry()
-                        .reregister(&mut c.stream, Token(slot), interest)?;
-                    c.writable_interest = want_write;
-                }
-            }
-            if overflow {
-                st.dropped_peers += 1;
-                close = true;
-            }
-            if close {
-                if let Some(mut c) = conns[slot].take() {
-                    let _ = poll.registry().deregister(&mut c.stream);
-                    free_slots.push(slot);
-                    live -= 1;
-                }
-            }
+            server.serve_event(interp, h, ctx, ev)?;
         }
-        while backlog && !ctx.stop.load(Ordering::Relaxed) {
-            match call(interp, h, ctx, || listener.accept()) {
-                Ok((mut s, _)) => {
-                    if live >= cfg.max_connections {
-                        st.dropped_peers += 1;
+        server.accept_backlog(interp, h, ctx)?;
+    }
+    Ok(server.st)
+}
+
+/// One TCP echo server's state between polls.
+struct TcpEcho<'c> {
+    cfg: &'c EchoConfig,
+    st: ServerStats,
+    poll: Poll,
+    listener: TcpListener,
+    conns: Conns,
+    buf: Vec<u8>,
+    reserve: Reserve,
+    /// Connections may be waiting in the backlog: set by a listener event, cleared only
+    /// when `accept` says the backlog is empty. Edge-triggered polling raises no new event
+    /// for connections already queued, so a drain cut short (out of descriptors) is retried
+    /// at the next poll slice instead of waiting for an event that may never come.
+    backlog: bool,
+}
+
+/// What reading a connection's queued bytes ended with.
+enum ReadEnd {
+    /// The receive queue is empty for now: echo what was read.
+    Drained,
+    /// The peer closed or failed: close without echoing.
+    Closed,
+    /// More than `max_request_bytes` wait un-echoed: drop the peer.
+    Overflow,
+}
+
+impl<'c> TcpEcho<'c> {
+    /// Creates the poll, registers `listener` with it, and opens the reserve descriptor.
+    fn open(mut listener: TcpListener, cfg: &'c EchoConfig) -> io::Result<Self> {
+        let st = ServerStats::default();
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        Ok(TcpEcho {
+            cfg,
+            st,
+            poll,
+            listener,
+            conns: Conns::default(),
+            buf: vec![0u8; 64 << 10],
+            reserve: Reserve::open(),
+            backlog: false,
+        })
+    }
+
+    /// Reads what a connection's event announced, echoes it back, and closes the
+    /// connection if the peer is gone, failed, or sent too much.
+    fn serve_event<G: Gil>(
+        &mut self,
+        interp: &mut Interp<'_, G>,
+        h: &mut TickHasher,
+        ctx: &WorkCtx<'_>,
+        ev: &mio::event::Event,
+    ) -> io::Result<()> {
+        let slot = ev.token().0;
+        let Some(c) = self.conns.slots.get_mut(slot).and_then(Option::as_mut) else {
+            return Ok(());
+        };
+        let end = if ev.is_readable() || ev.is_read_closed() {
+            read_requests(interp, h, ctx, c, &mut self.buf, self.cfg, &mut self.st)
+        } else {
+            ReadEnd::Drained
+        };
+        let close = match end {
+            ReadEnd::Drained => {
+                let open = write_echo(interp, h, ctx, c, &mut self.st);
+                if open {
+                    set_write_interest(&self.poll, c, slot)?;
+                }
+                !open
+            }
+            ReadEnd::Closed => true,
+            ReadEnd::Overflow => {
+                self.st.dropped_peers += 1;
+                true
+            }
+        };
+        if close {
+            self.conns.close(&self.poll, slot);
+        }
+        Ok(())
+    }
+
+    /// Accepts waiting connections until the backlog is empty, the run stops, or accepting
+    /// fails in a way worth retrying only at the next poll slice.
+    fn accept_backlog<G: Gil>(
+        &mut self,
+        interp: &mut Interp<'_, G>,
+        h: &mut TickHasher,
+        ctx: &WorkCtx<'_>,
+    ) -> io::Result<()> {
+        while self.backlog && !ctx.stop.load(Ordering::Relaxed) {
+            match call(interp, h, ctx, || self.listener.accept()) {
+                Ok((s, _)) => {
+                    if self.conns.live >= self.cfg.max_connections {
+                        self.st.dropped_peers += 1;
                         continue; // dropping `s` closes it
                     }
                     let _ = s.set_nodelay(true);
-                    let slot = free_slots.pop().unwrap_or(conns.len());
-                    poll.registry()
-                        .register(&mut s, Token(slot), Interest::READABLE)?;
-                    let c = Conn {
-                        stream: s,
-                        out: Vec::new(),
-                        partial: 0,
-                        writable_interest: false,
-                    };
-                    if slot == conns.len() {
-                        conns.push(Some(c));
-                    } else {
-                        conns[slot] = Some(c);
-                    }
-                    live += 1;
-                    st.accepted += 1;
+                    self.conns.add(&self.poll, s)?;
+                    self.st.accepted += 1;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => backlog = false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.backlog = false,
                 Err(e) if is_out_of_fds(&e) => {
                     // Free the reserve descriptor, take the oldest waiting connection with
                     // it and close it at once: the peer learns it was turned away instead
                     // of waiting in a backlog that would otherwise fill for good.
-                    let turned = call(interp, h, ctx, || reserve.turn_away(&listener));
+                    let turned = call(interp, h, ctx, || self.reserve.turn_away(&self.listener));
                     if turned {
-                        st.turned_away += 1;
+                        self.st.turned_away += 1;
                     } else {
                         break; // retried at the next poll slice
                     }
@@ -324,8 +312,136 @@ pub fn echo_tcp<G: Gil>(
                 Err(_) => break,
             }
         }
+        Ok(())
     }
-    Ok(st)
+}
+
+/// Reads everything queued on `c` (one `recv` per GIL release), running `work_ticks` for
+/// each whole request received and queueing the bytes to be echoed.
+#[inline]
+fn read_requests<G: Gil>(
+    interp: &mut Interp<'_, G>,
+    h: &mut TickHasher,
+    ctx: &WorkCtx<'_>,
+    c: &mut Conn,
+    buf: &mut [u8],
+    cfg: &EchoConfig,
+    st: &mut ServerStats,
+) -> ReadEnd {
+    loop {
+        match call(interp, h, ctx, || c.stream.read(buf)) {
+            Ok(0) => return ReadEnd::Closed,
+            Ok(n) => {
+                st.bytes_in += n as u64;
+                c.partial += n;
+                while c.partial >= cfg.request_bytes {
+                    c.partial -= cfg.request_bytes;
+                    st.requests += 1;
+                    run_ticks(interp, h, cfg.work_ticks);
+                }
+                c.out.extend_from_slice(&buf[..n]);
+                if c.out.len() > cfg.max_request_bytes {
+                    return ReadEnd::Overflow;
+                }
+                // A short read emptied the receive queue; new data raises a new edge, so
+                // there is no need for a read that returns EAGAIN.
+                if n < buf.len() {
+                    return ReadEnd::Drained;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadEnd::Drained,
+            Err(_) => {
+                st.peer_errors += 1;
+                return ReadEnd::Closed;
+            }
+        }
+    }
+}
+
+/// Sends what `c` has waiting until it is all gone or the send queue is full (one `send`
+/// per GIL release). False if the peer failed and the connection is to be closed.
+#[inline]
+fn write_echo<G: Gil>(
+    interp: &mut Interp<'_, G>,
+    h: &mut TickHasher,
+    ctx: &WorkCtx<'_>,
+    c: &mut Conn,
+    st: &mut ServerStats,
+) -> bool {
+    while !c.out.is_empty() {
+        match call(interp, h, ctx, || c.stream.write(&c.out)) {
+            Ok(n) => {
+                st.bytes_out += n as u64;
+                c.out.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(_) => {
+                st.peer_errors += 1;
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// Asks for writable events only while bytes wait to be sent, so an idle connection does
+/// not wake the poll; the registration changes only when that need changes.
+#[inline]
+fn set_write_interest(poll: &Poll, c: &mut Conn, slot: usize) -> io::Result<()> {
+    let want_write = !c.out.is_empty();
+    if want_write != c.writable_interest {
+        let interest = if want_write {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        poll.registry()
+            .reregister(&mut c.stream, Token(slot), interest)?;
+        c.writable_interest = want_write;
+    }
+    Ok(())
+}
+
+/// The open connections of a TCP echo server, by slot; a connection's slot is its token.
+#[derive(Default)]
+struct Conns {
+    slots: Vec<Option<Conn>>,
+    /// Slots emptied by a close, reused before the table grows.
+    free: Vec<usize>,
+    live: usize,
+}
+
+impl Conns {
+    /// Registers `s` for reads under a free slot (or a new one) and files it there.
+    fn add(&mut self, poll: &Poll, mut s: TcpStream) -> io::Result<()> {
+        let slot = self.free.pop().unwrap_or(self.slots.len());
+        poll.registry()
+            .register(&mut s, Token(slot), Interest::READABLE)?;
+        let c = Conn {
+            stream: s,
+            out: Vec::new(),
+            partial: 0,
+            writable_interest: false,
+        };
+        if slot == self.slots.len() {
+            self.slots.push(Some(c));
+        } else {
+            self.slots[slot] = Some(c);
+        }
+        self.live += 1;
+        Ok(())
+    }
+
+    /// Deregisters and closes the connection in `slot`, if there is one.
+    fn close(&mut self, poll: &Poll, slot: usize) {
+        if let Some(mut c) = self.slots[slot].take() {
+            let _ = poll.registry().deregister(&mut c.stream);
+            self.free.push(slot);
+            self.live -= 1;
+        }
+    }
 }
 
 /// `accept` failed for want of a file descriptor (this process's or the system's).
