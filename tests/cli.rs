@@ -501,19 +501,34 @@ fn the_descriptor_check_counts_what_the_run_opens() {
 
 /// Out of address space (`ulimit -v`), a run with many threads ends in one line and exit
 /// status 1 (it aborted: status 134, "memory allocation of 270336 bytes failed").
+///
+/// Where the limit bites varies from run to run; now and then it is inside glibc itself
+/// (registering a thread-local destructor), which aborts with "Fatal glibc error" before
+/// gilbench can say anything. Such an attempt is printed and tried again (3 attempts); any
+/// other outcome is judged at once.
 #[test]
 fn running_out_of_memory_is_one_line_and_exit_1() {
-    let o = std::process::Command::new("sh")
-        .arg("-c")
-        .arg("ulimit -v 98304 && exec \"$0\" run \"$1\" --cpu-threads 32 --duration 300ms -q")
-        .arg(env!("CARGO_BIN_EXE_gilbench"))
-        .arg(workload("convoy-echo.toml"))
-        .output()
-        .unwrap();
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(1), "{:?}: {err}", o.status);
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    assert!(err.contains("out of memory"), "{err}");
+    for attempt in 1..=3 {
+        let o = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -v 98304 && exec \"$0\" run \"$1\" --cpu-threads 32 --duration 300ms -q")
+            .arg(env!("CARGO_BIN_EXE_gilbench"))
+            .arg(workload("convoy-echo.toml"))
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        if err.starts_with("Fatal glibc error") && attempt < 3 {
+            eprintln!(
+                "attempt {attempt}: glibc aborted first ({:?}): {err}",
+                o.status
+            );
+            continue;
+        }
+        assert_eq!(o.status.code(), Some(1), "{:?}: {err}", o.status);
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains("out of memory"), "{err}");
+        return;
+    }
 }
 
 /// `--columns` naming no column of the table: one line listing the names, exit 2, before
