@@ -385,6 +385,20 @@ impl Scenario {
     /// `spin=50us`, `interval=1ms`): they go into the row label, so that no design runs with a
     /// setting a table does not show.
     pub fn design_settings(&self) -> Vec<String> {
+        let mut out = self.core_design_settings();
+        out.extend(self.historical_settings());
+        let name = self.lock.name();
+        let spin = self.effective_spin();
+        if name != "none" && self.adaptive_spin {
+            out.push("spin=adaptive".to_owned());
+        } else if name != "none" && !spin.is_zero() {
+            out.push(format!("spin={}", format_duration(spin)));
+        }
+        out
+    }
+
+    /// The settings of `tick`, `timed`, `fifo` and `mlfq` that differ from their defaults.
+    fn core_design_settings(&self) -> Vec<String> {
         let d = GilParams::default();
         let g = &self.gil;
         let durs = |v: &[Duration]| {
@@ -426,6 +440,15 @@ impl Scenario {
                 ));
             }
         }
+        out
+    }
+
+    /// The historical designs' constants that differ from their defaults, as `key=value`.
+    fn historical_settings(&self) -> Vec<String> {
+        let d = GilParams::default();
+        let g = &self.gil;
+        let name = self.lock.name();
+        let mut out = Vec::new();
         // The historical designs' constants: (design, key, value, default).
         let (f, n) = (|x: Duration| format_duration(x), |x: u32| x.to_string());
         let own = [
@@ -482,12 +505,6 @@ impl Scenario {
             if name == design && v != dv {
                 out.push(format!("{key}={v}"));
             }
-        }
-        let spin = self.effective_spin();
-        if name != "none" && self.adaptive_spin {
-            out.push("spin=adaptive".to_owned());
-        } else if name != "none" && !spin.is_zero() {
-            out.push(format!("spin={}", format_duration(spin)));
         }
         out
     }
