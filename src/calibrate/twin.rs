@@ -18,7 +18,7 @@ use crate::result::{CpuSummary, GilSummary, IoSummary, RunResult};
 use crate::runner::RunError;
 use crate::scenario::{shown, IoWork, Scenario};
 use crate::signals;
-use crate::workload::loadgen::{run_bulk_send, run_echo_load, LoadConfig, LoadResult};
+use crate::workload::loadgen::{run_bulk_send, run_echo_load, LoadResult};
 
 /// The twin's source, run with `python -c`.
 pub const TWIN: &str = include_str!("../../workloads/python/twin.py");
@@ -479,19 +479,7 @@ fn echo_load(sc: &Scenario, addr: SocketAddr, core: Option<usize>) -> Result<Loa
         let stop = &stop;
         let load = s.spawn(move || {
             let pinned = core.is_some_and(pin::pin_current);
-            let cfg = LoadConfig {
-                transport: sc.transport,
-                targets: vec![addr],
-                connections: sc.connections,
-                rate: sc.rate,
-                request_bytes: sc.request_bytes,
-                warmup: sc.warmup,
-                duration: sc.duration,
-                timeout: sc.timeout,
-                busy_wait: pinned,
-                intervals: None,
-                window_over: None,
-            };
+            let cfg = crate::runner::echo_load_config(sc, vec![addr], pinned);
             let r = run_echo_load(&cfg, stop);
             stop.store(true, Ordering::SeqCst);
             r

@@ -528,20 +528,34 @@ fn load_thread(
         )),
         _ => {
             let cfg = LoadConfig {
-                transport: sc.transport,
-                targets: addrs,
-                connections: sc.connections,
-                rate: sc.rate,
-                request_bytes: sc.request_bytes,
-                warmup: sc.warmup,
-                duration: sc.duration,
-                timeout: sc.timeout,
-                busy_wait: pinned,
                 intervals: shared.inst.hlog_interval,
                 window_over: Some(shared.load_window_over.clone()),
+                ..echo_load_config(sc, addrs, pinned)
             };
             LoadOut::Echo(Box::new(loadgen::run_echo_load(&cfg, &shared.stop)))
         }
+    }
+}
+
+/// The echo load a scenario asks for, against `targets`, busy-waiting between sends when
+/// the load generator has a core of its own (`pinned`); no interval log, no window flag.
+pub(crate) fn echo_load_config(
+    sc: &Scenario,
+    targets: Vec<SocketAddr>,
+    pinned: bool,
+) -> LoadConfig {
+    LoadConfig {
+        transport: sc.transport,
+        targets,
+        connections: sc.connections,
+        rate: sc.rate,
+        request_bytes: sc.request_bytes,
+        warmup: sc.warmup,
+        duration: sc.duration,
+        timeout: sc.timeout,
+        busy_wait: pinned,
+        intervals: None,
+        window_over: None,
     }
 }
 

@@ -380,7 +380,6 @@ impl Scenario {
         }
     }
 
-    /// The parameters as reported in results (`params`).
     /// The design's own parameters that differ from their defaults, as `key=value` (e.g.
     /// `spin=50us`, `interval=1ms`): they go into the row label, so that no design runs with a
     /// setting a table does not show.
@@ -517,6 +516,7 @@ impl Scenario {
     }
 
     pub fn params_json(&self) -> serde_json::Value {
+    /// The parameters as reported in results (`params`).
         let durs = |v: &[Duration]| v.iter().map(|d| format_duration(*d)).collect::<Vec<_>>();
         let mut params = serde_json::json!({
             "cpu_threads": self.cpu_threads,
