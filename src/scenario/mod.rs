@@ -515,8 +515,8 @@ impl Scenario {
         parts.join(" ")
     }
 
-    pub fn params_json(&self) -> serde_json::Value {
     /// The parameters as reported in results (`params`).
+    pub fn params_json(&self) -> serde_json::Value {
         let durs = |v: &[Duration]| v.iter().map(|d| format_duration(*d)).collect::<Vec<_>>();
         let mut params = serde_json::json!({
             "cpu_threads": self.cpu_threads,
