@@ -650,12 +650,11 @@ mod tests {
         assert_eq!(idle_of(0, &[a]).to_ns, 150);
     }
 
-    #[test]
-    fn with_dropped_events_spans_start_where_every_buffer_is_complete() {
-        let epoch = Instant::now();
-        // a: 4 cycles of want 10 ns, hold 50, released 30, then a want at 400 that is
-        // still open; 25 events in a buffer of 16, so its oldest 9 are gone and it starts
-        // with the HoldEnd of 160.
+    /// Three threads whose buffers dropped events: `a` (4 cycles of want 10 ns, hold 50,
+    /// released 30, then a want at 400 still open; 25 events in a buffer of 16, so its
+    /// oldest 9 are gone and it starts with the HoldEnd of 160), `b` (waits from 0 to 500,
+    /// holds until 600) and `c` (dropped events too, but its buffer starts earlier).
+    fn threads_with_dropped_events(epoch: Instant) -> Vec<ThreadTrace> {
         let mut ev = Vec::new();
         for k in 0..4u64 {
             let t = 100 * k;
@@ -671,18 +670,17 @@ mod tests {
         ev.push((400, WB));
         let a = thread(epoch, 16, &ev);
         assert_eq!((a.buf.dropped, a.buf.events[0].ev()), (9, HE));
-        // b waits from 0 to 500 (it would look idle before 160, where a's state is
-        // unknown), holds until 600; then a's open want is idle until the stop at 700.
         let b = thread(epoch, 16, &[(0, WB), (500, WE), (500, HB), (600, HE)]);
-        // c dropped events too, but its buffer starts earlier.
-        let c = thread(
-            epoch,
-            16,
-            &(0..20)
-                .map(|k| (k * 5, Ev::ReleasedBegin))
-                .collect::<Vec<_>>(),
-        );
-        let threads = vec![a, b, c];
+        let c_events: Vec<_> = (0..20).map(|k| (k * 5, Ev::ReleasedBegin)).collect();
+        let c = thread(epoch, 16, &c_events);
+        vec![a, b, c]
+    }
+
+    #[test]
+    fn with_dropped_events_spans_start_where_every_buffer_is_complete() {
+        let threads = threads_with_dropped_events(Instant::now());
+        // b would look idle before 160, where a's state is unknown; after b's hold, a's
+        // open want is idle until the stop at 700.
         let i = idle_while_wanted(&threads, 700, &|| false).unwrap();
         assert_eq!(i.from_ns, 160);
         assert_eq!(

@@ -76,30 +76,17 @@ pub(super) fn assemble<G: Gil>(
     let failure = failure_of(&fin, setup.deadline);
     let running = running_time(&fin);
     let (mut outs, mut load, measured) = (fin.outs, fin.load, fin.measured);
-    let interrupted = match fin.end {
-        End::Signal(sig) => Some(sig),
-        _ => None,
-    };
+    let interrupted = fin.end.signal();
     first_thread_error(&outs)?;
     let mut notes = setup.take_notes(sc, &outs, interrupted, running);
-    note_stalls(
-        &fin.stalls,
-        fin.measured_from,
-        measured,
-        running,
-        &mut notes,
-    );
+    let stalls = &fin.stalls;
+    note_stalls(stalls, fin.measured_from, measured, running, &mut notes);
     let secs = running.as_secs_f64();
     let mut merged = Merged::of(&outs);
     let cpu = cpu_summary(&outs, secs);
     let (intervals, traces) = take_recordings(&mut outs, &mut load);
-    let trace = shared_trace(
-        traces,
-        fin.measured_from,
-        fin.measured_from + measured,
-        sc,
-        G::NAME,
-    );
+    let window = fin.measured_from..fin.measured_from + measured;
+    let trace = shared_trace(traces, window, sc, G::NAME);
     let hists = full_hists(sc, &merged, &load);
     let cut_short = load_cut_short(&load);
     // A run stopped in its warm-up measured nothing: no CPU or I/O figures (not zeros).
@@ -114,7 +101,7 @@ pub(super) fn assemble<G: Gil>(
             secs,
             setup.loadgen_place,
             interrupted.is_some(),
-            &fin.stalls,
+            stalls,
             &mut notes,
         )?,
     };
@@ -129,7 +116,7 @@ pub(super) fn assemble<G: Gil>(
         gil: gil_summary(gil, &merged, setup.idle_while_wanted, (secs, sc.record)),
         threads: thread_results(outs, sc.record && secs > 0.0, setup.idle_while_wanted),
         notes,
-        partial: interrupted.is_some() || failure.is_some() || cut_short || !fin.stalls.is_empty(),
+        partial: interrupted.is_some() || failure.is_some() || cut_short || !stalls.is_empty(),
         failure,
         baseline: None,
         label: sc.design_label(),
@@ -461,8 +448,7 @@ fn note_stalls(
 /// The timeline of a run, if one was recorded (times from the run's start).
 fn shared_trace(
     traces: Vec<ThreadTrace>,
-    measured_from: Duration,
-    stopped: Duration,
+    window: std::ops::Range<Duration>,
     sc: &Scenario,
     lock: &str,
 ) -> Option<Timeline> {
@@ -472,8 +458,8 @@ fn shared_trace(
     let meta = serde_json::json!({"scenario": sc.name, "lock": lock});
     Some(Timeline {
         threads: traces,
-        end_ns: stopped.as_nanos() as u64,
-        measured_from_ns: measured_from.as_nanos() as u64,
+        end_ns: window.end.as_nanos() as u64,
+        measured_from_ns: window.start.as_nanos() as u64,
         meta,
     })
 }

@@ -224,6 +224,16 @@ pub(super) enum End {
     Failed,
 }
 
+impl End {
+    /// The signal that stopped the run, if one did.
+    pub(super) fn signal(&self) -> Option<i32> {
+        match self {
+            End::Signal(sig) => Some(*sig),
+            _ => None,
+        }
+    }
+}
+
 /// The watchdog: if no interpreter thread makes progress for `limit` while none is in a
 /// blocking call, the run is hung on the GIL; it says who holds it and who waits.
 struct Watch {

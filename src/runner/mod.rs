@@ -587,10 +587,7 @@ fn join_by_deadline(
         End::Done | End::Failed => None,
         End::Signal(_) | End::Hung(_) => Some(Instant::now() + Duration::from_secs(1)),
     };
-    let mut given_up_by = match end {
-        End::Signal(sig) => Some(*sig),
-        _ => None,
-    };
+    let mut given_up_by = end.signal();
     // Progress at the start of the join phase: a thread left behind that moved since was
     // still working (deaf to the stop), one that did not was blocked.
     let progress_then: Vec<u64> = shared

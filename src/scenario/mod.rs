@@ -152,6 +152,38 @@ pub enum Watchdog {
 /// The largest scenario file read (a scenario is a few hundred bytes).
 pub const MAX_SCENARIO_BYTES: u64 = 1 << 20;
 
+/// A design's constant: (design, key, the value as a label shows it).
+type DesignSetting = (&'static str, &'static str, fn(&GilParams) -> String);
+
+/// The historical designs' own constants.
+const HISTORICAL_SETTINGS: [DesignSetting; 13] = [
+    ("ocaml", "ocaml_tick", |g| format_duration(g.ocaml_tick)),
+    ("ruby", "ruby_quantum", |g| format_duration(g.ruby_quantum)),
+    ("ruby", "ruby_tick", |g| format_duration(g.ruby_tick)),
+    ("pypy", "pypy_checkinterval", |g| {
+        g.pypy_checkinterval.to_string()
+    }),
+    ("pypy", "pypy_steal_timeout", |g| {
+        format_duration(g.pypy_steal_timeout)
+    }),
+    ("fastcond", "interval", |g| format_duration(g.interval)),
+    ("bfs", "bfs_rr", |g| format_duration(g.bfs_rr)),
+    ("decay", "decay_slice", |g| format_duration(g.decay_slice)),
+    ("decay", "decay_halflife", |g| {
+        format_duration(g.decay_halflife)
+    }),
+    ("decay", "decay_preempt_spin", |g| {
+        format_duration(g.decay_preempt_spin)
+    }),
+    ("bfs", "bfs_deadline_factor", |g| {
+        g.bfs_deadline_factor.to_string()
+    }),
+    ("bfs", "bfs_wait_factor", |g| g.bfs_wait_factor.to_string()),
+    ("bfs", "bfs_switch_back_spin", |g| {
+        format_duration(g.bfs_switch_back_spin)
+    }),
+];
+
 impl Scenario {
     /// Loads and validates a scenario file.
     pub fn from_file(path: &Path) -> Result<Self, String> {
@@ -444,68 +476,14 @@ impl Scenario {
 
     /// The historical designs' constants that differ from their defaults, as `key=value`.
     fn historical_settings(&self) -> Vec<String> {
-        let d = GilParams::default();
-        let g = &self.gil;
-        let name = self.lock.name();
-        let mut out = Vec::new();
-        // The historical designs' constants: (design, key, value, default).
-        let (f, n) = (|x: Duration| format_duration(x), |x: u32| x.to_string());
-        let own = [
-            ("ocaml", "ocaml_tick", f(g.ocaml_tick), f(d.ocaml_tick)),
-            ("ruby", "ruby_quantum", f(g.ruby_quantum), f(d.ruby_quantum)),
-            ("ruby", "ruby_tick", f(g.ruby_tick), f(d.ruby_tick)),
-            (
-                "pypy",
-                "pypy_checkinterval",
-                n(g.pypy_checkinterval),
-                n(d.pypy_checkinterval),
-            ),
-            (
-                "pypy",
-                "pypy_steal_timeout",
-                f(g.pypy_steal_timeout),
-                f(d.pypy_steal_timeout),
-            ),
-            ("fastcond", "interval", f(g.interval), f(d.interval)),
-            ("bfs", "bfs_rr", f(g.bfs_rr), f(d.bfs_rr)),
-            ("decay", "decay_slice", f(g.decay_slice), f(d.decay_slice)),
-            (
-                "decay",
-                "decay_halflife",
-                f(g.decay_halflife),
-                f(d.decay_halflife),
-            ),
-            (
-                "decay",
-                "decay_preempt_spin",
-                f(g.decay_preempt_spin),
-                f(d.decay_preempt_spin),
-            ),
-            (
-                "bfs",
-                "bfs_deadline_factor",
-                n(g.bfs_deadline_factor),
-                n(d.bfs_deadline_factor),
-            ),
-            (
-                "bfs",
-                "bfs_wait_factor",
-                g.bfs_wait_factor.to_string(),
-                d.bfs_wait_factor.to_string(),
-            ),
-            (
-                "bfs",
-                "bfs_switch_back_spin",
-                f(g.bfs_switch_back_spin),
-                f(d.bfs_switch_back_spin),
-            ),
-        ];
-        for (design, key, v, dv) in own {
-            if name == design && v != dv {
-                out.push(format!("{key}={v}"));
-            }
-        }
-        out
+        let default = GilParams::default();
+        HISTORICAL_SETTINGS
+            .iter()
+            .filter(|(design, _, value)| {
+                *design == self.lock.name() && value(&self.gil) != value(&default)
+            })
+            .map(|(_, key, value)| format!("{key}={}", value(&self.gil)))
+            .collect()
     }
 
     /// The design's name followed by its [`Scenario::design_settings`]: how a run is labelled.

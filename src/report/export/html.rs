@@ -13,9 +13,9 @@ use super::{Context, Dest, Exporter, Mark, Outcome, Target};
 use crate::metrics::Percentiles;
 use crate::output::{resolve, write_file};
 use crate::report::about::Provenance;
-use crate::report::columns::{counter, measured, THREAD_COLUMNS};
+use crate::report::columns::{counter, measured, Column, THREAD_COLUMNS};
 use crate::report::{
-    caption, other_verdicts, plot, rate, shown, summary, verdicts, Stat, VERDICT,
+    caption, other_verdicts, plot, rate, shown, summary, verdicts, Stat, SummaryRow, VERDICT,
 };
 use crate::result::RunResult;
 use crate::units::us;
@@ -239,7 +239,11 @@ fn alerts(o: &mut String, runs: &[RunResult]) {
             r.gil.overlaps.unwrap_or_default()
         );
     }
-    // Each note once, with the rows that have it.
+    grouped_notes(o, runs);
+}
+
+/// Each note once, with the rows that have it.
+fn grouped_notes(o: &mut String, runs: &[RunResult]) {
     let mut grouped: Vec<(&str, Vec<&str>)> = Vec::new();
     // (A failed run without figures lists its notes with its failure.)
     for r in runs.iter().filter(|r| r.failure.is_none() || measured(r)) {
@@ -307,44 +311,11 @@ fn results(o: &mut String, runs: &[RunResult]) {
     }
     o.push_str("</tr></thead><tbody>");
     for (n, row) in rows.iter().enumerate() {
-        let class = if row.failed {
-            " class=\"failed\""
-        } else if row.partial {
-            " class=\"partial\""
-        } else {
-            ""
-        };
         let anchor = runs
             .iter()
             .position(|r| r.row_label() == row.label)
             .unwrap_or(0);
-        let _ = write!(
-            o,
-            "<tr{class} data-label=\"{}\"><th scope=\"row\"><a href=\"#run-{anchor}\">{}</a>{}</th>",
-            esc(&row.label),
-            esc(&row.label),
-            tags(row.failed, row.partial)
-        );
-        for &(i, c) in &cols {
-            match row.cells[i] {
-                Some(s) => {
-                    let _ = write!(
-                        o,
-                        "<td data-col=\"{}\"{}>{}</td>",
-                        c.key,
-                        stat_attrs(&s),
-                        esc(&s.show(c.human, "–"))
-                    );
-                }
-                None => {
-                    let _ = write!(o, "<td data-col=\"{}\" class=\"none\">-</td>", c.key);
-                }
-            }
-        }
-        if let Some(v) = &verdicts {
-            let _ = write!(o, "<td data-col=\"{VERDICT}\">{}</td>", esc(&v[n]));
-        }
-        o.push_str("</tr>");
+        result_row(o, row, anchor, &cols, verdicts.as_ref().map(|v| v[n].as_str()));
     }
     o.push_str("</tbody></table></div>");
     // (The caption says how verdicts are reached.)
@@ -353,6 +324,51 @@ fn results(o: &mut String, runs: &[RunResult]) {
         list(o, others.iter().map(String::as_str));
     }
     o.push_str("</section>");
+}
+
+/// One row of the results table: its label (linking to its run's section at `anchor`), a
+/// cell per shown column (`-` for a figure not measured) and its verdict, if any.
+fn result_row(
+    o: &mut String,
+    row: &SummaryRow,
+    anchor: usize,
+    cols: &[(usize, &'static Column)],
+    verdict: Option<&str>,
+) {
+    let class = if row.failed {
+        " class=\"failed\""
+    } else if row.partial {
+        " class=\"partial\""
+    } else {
+        ""
+    };
+    let _ = write!(
+        o,
+        "<tr{class} data-label=\"{}\"><th scope=\"row\"><a href=\"#run-{anchor}\">{}</a>{}</th>",
+        esc(&row.label),
+        esc(&row.label),
+        tags(row.failed, row.partial)
+    );
+    for &(i, c) in cols {
+        match row.cells[i] {
+            Some(s) => {
+                let _ = write!(
+                    o,
+                    "<td data-col=\"{}\"{}>{}</td>",
+                    c.key,
+                    stat_attrs(&s),
+                    esc(&s.show(c.human, "–"))
+                );
+            }
+            None => {
+                let _ = write!(o, "<td data-col=\"{}\" class=\"none\">-</td>", c.key);
+            }
+        }
+    }
+    if let Some(v) = verdict {
+        let _ = write!(o, "<td data-col=\"{VERDICT}\">{}</td>", esc(v));
+    }
+    o.push_str("</tr>");
 }
 
 fn tags(failed: bool, partial: bool) -> &'static str {

@@ -170,12 +170,10 @@ pub fn by_flag(flag: &str) -> Option<&'static dyn Exporter> {
     ALL.iter().copied().find(|e| e.flag() == flag)
 }
 
-/// A run for tests: two threads, I/O with a latency distribution, histograms.
+/// Percentiles for tests: `base` at the median, the tail a fixed multiple of it.
 #[cfg(test)]
-pub(crate) fn sample_run(label: &str) -> RunResult {
-    use crate::metrics::{new_hist, Percentiles};
-    use crate::result::{CpuSummary, GilSummary, IoSummary, ThreadResult};
-    let pct = |base: f64| Percentiles {
+fn sample_percentiles(base: f64) -> crate::metrics::Percentiles {
+    crate::metrics::Percentiles {
         p50: base,
         p90: base * 2.0,
         p99: base * 4.0,
@@ -183,8 +181,33 @@ pub(crate) fn sample_run(label: &str) -> RunResult {
         max: base * 10.0,
         mean: base * 1.5,
         count: 1000,
-    };
-    let mut h = new_hist();
+    }
+}
+
+/// A run's GIL figures for tests: every counter measured.
+#[cfg(test)]
+fn sample_gil() -> crate::result::GilSummary {
+    crate::result::GilSummary {
+        acquisitions: Some(2000),
+        switches: Some(1500),
+        forced_drops: Some(200),
+        voluntary_drops: Some(0),
+        overlaps: Some(0),
+        idle_while_wanted: Some(0.0123),
+        idle_while_wanted_s: Some(0.0123),
+        ctx_switches: Some(Default::default()),
+        wait_us: sample_percentiles(10.0),
+        hold_us: sample_percentiles(100.0),
+        ..Default::default()
+    }
+}
+
+/// A run for tests: two threads, I/O with a latency distribution, histograms.
+#[cfg(test)]
+pub(crate) fn sample_run(label: &str) -> RunResult {
+    use crate::result::{CpuSummary, IoSummary, ThreadResult};
+    let pct = sample_percentiles;
+    let mut h = crate::metrics::new_hist();
     for v in 1..=1000u64 {
         h.record(v * 1000).unwrap();
     }
@@ -224,19 +247,7 @@ pub(crate) fn sample_run(label: &str) -> RunResult {
             mode: "closed".into(),
             ..Default::default()
         }),
-        gil: GilSummary {
-            acquisitions: Some(2000),
-            switches: Some(1500),
-            forced_drops: Some(200),
-            voluntary_drops: Some(0),
-            overlaps: Some(0),
-            idle_while_wanted: Some(0.0123),
-            idle_while_wanted_s: Some(0.0123),
-            ctx_switches: Some(Default::default()),
-            wait_us: pct(10.0),
-            hold_us: pct(100.0),
-            ..Default::default()
-        },
+        gil: sample_gil(),
         threads: vec![thread("echo-0", "echo"), thread("cpu-0", "cpu-hash")],
         notes: vec!["a note <b>".into()],
         partial: false,

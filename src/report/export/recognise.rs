@@ -319,10 +319,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn every_writer_s_output_is_recognised() {
-        use crate::report::export::{self, Context, Dest, Outcome, Target, ALL};
-        let dir = tempfile::tempdir().unwrap();
+    /// Two sample runs, the first with a (short) timeline, so that every writer has its input.
+    fn runs_with_a_trace() -> Vec<crate::result::RunResult> {
+        use crate::report::export;
         let mut runs = vec![export::sample_run("a"), export::sample_run("b")];
         let epoch = std::time::Instant::now();
         runs[0].trace = Some(crate::trace::Timeline {
@@ -334,6 +333,25 @@ mod tests {
             measured_from_ns: 0,
             meta: serde_json::json!({"scenario": "s", "lock": "timed"}),
         });
+        runs
+    }
+
+    /// The files a writer wrote to `to`: the file, or each file in the directory.
+    fn files_at(to: &crate::report::export::Dest) -> Vec<PathBuf> {
+        match to {
+            crate::report::export::Dest::Dir(d) => std::fs::read_dir(d)
+                .unwrap()
+                .map(|f| f.unwrap().path())
+                .collect(),
+            _ => vec![to.path().unwrap().to_owned()],
+        }
+    }
+
+    #[test]
+    fn every_writer_s_output_is_recognised() {
+        use crate::report::export::{Context, Dest, Outcome, Target, ALL};
+        let dir = tempfile::tempdir().unwrap();
+        let runs = runs_with_a_trace();
         let about = crate::report::about::About::default();
         let printed = std::cell::RefCell::new(Vec::new());
         let say = |t: &str| printed.borrow_mut().push(t.to_owned());
@@ -353,18 +371,12 @@ mod tests {
                 Target::Dir { .. } => Dest::Dir(dir.path().join(e.flag())),
             };
             assert_eq!(e.write(&cx, &to).unwrap(), Outcome::Written, "{}", e.flag());
-            let files: Vec<PathBuf> = match &to {
-                Dest::Dir(d) => std::fs::read_dir(d)
-                    .unwrap()
-                    .map(|f| f.unwrap().path())
-                    .collect(),
-                _ => vec![to.path().unwrap().to_owned()],
-            };
+            let files = files_at(&to);
             assert!(!files.is_empty(), "{}", e.flag());
             for f in files {
                 assert!(ours(&f), "--{} {}", e.flag(), f.display());
-                // And again: its own file is replaced without --force.
             }
+            // And again: its own file is replaced without --force.
             assert_eq!(e.write(&cx, &to).unwrap(), Outcome::Written, "{}", e.flag());
             if e.target() == Target::FileOrStdout {
                 assert_eq!(e.write(&cx, &Dest::Stdout).unwrap(), Outcome::Printed);
