@@ -2,6 +2,9 @@
 //! model time, so `wait_timeout` never times out). Run with:
 //!
 //! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release --test loom`
+//!
+//! Every design but `none` has a model with three threads; `none` has no lock, so nothing to
+//! exclude, hand over or lose (its threads share no state through the GIL).
 #![cfg(loom)]
 
 use loom::cell::UnsafeCell;
@@ -155,6 +158,13 @@ fn mlfq_untimed() -> MlfqGil {
         boost_interval: long,
         ..params()
     })
+}
+
+/// tick with three threads, each dropping as at a check-interval (the unfair semaphore's post
+/// and a fresh wait): no lost wake-up of a third thread parked on the semaphore.
+#[test]
+fn tick_three_holders() {
+    holders(3, || TickGil::new(&params()), Release::Forced);
 }
 
 #[test]
