@@ -418,10 +418,15 @@ impl<'a, G: Gil> Interp<'a, G> {
             self.signal(Beacon::HOLDS_GIL);
             return;
         }
-        let asked = self.clock.raw();
+        let forced_at = self.forced_at.take();
+        // A release that cannot wait has no switch wait to time: the re-take after a forced
+        // one waits from the release's stamp (one clock read fewer per forced cycle).
+        let asked = match forced_at {
+            Some(at) if !G::RELEASE_WAITS => at,
+            _ => self.clock.raw(),
+        };
         self.gil.take(&mut self.thread);
         let got = self.clock.raw();
-        let forced_at = self.forced_at.take();
         self.holding();
         self.signal(Beacon::HOLDS_GIL);
         self.log(asked, LogEv::Want);
@@ -488,7 +493,7 @@ impl<'a, G: Gil> Interp<'a, G> {
             }
             // A blocking release is followed by the thread's own call, not by a take.
             _ => {
-                let back = (why == Release::Blocking).then(|| self.clock.raw());
+                let back = (G::RELEASE_WAITS && why == Release::Blocking).then(|| self.clock.raw());
                 self.record_take(pending);
                 self.record_hold(held_since, at, why, back);
             }
@@ -515,7 +520,10 @@ impl<'a, G: Gil> Interp<'a, G> {
         let Some(p) = pending else { return };
         self.trace_take(p);
         // The switch wait belongs to the forced release it followed, and counts with it.
-        if let Some(at) = p.forced_at.filter(|&at| self.in_window(at)) {
+        let timed = p
+            .forced_at
+            .filter(|&at| G::RELEASE_WAITS && self.in_window(at));
+        if let Some(at) = timed {
             record(
                 &mut self.metrics.switch_wait,
                 self.clock.between(at, p.asked),

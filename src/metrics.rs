@@ -167,8 +167,9 @@ pub struct ThreadMetrics {
     /// GIL wait right after a blocking call (the re-acquire delay).
     pub reacquire: Hist,
     /// Time spent inside a release before the thread may go on: `timed`'s forced-switch wait
-    /// (blocked until another thread holds the GIL); near zero for designs without one. Counted
-    /// as neither wait nor hold.
+    /// (blocked until another thread holds the GIL); near zero for designs whose release
+    /// rarely waits, and not timed for those whose release cannot (`Gil::RELEASE_WAITS`).
+    /// Counted as neither wait nor hold.
     pub switch_wait: Hist,
     /// The cores the thread was seen on.
     pub cores: CoreTrack,

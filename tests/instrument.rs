@@ -197,3 +197,42 @@ fn a_hold_that_began_in_the_warmup_counts_only_its_part_in_the_window() {
         }
     }
 }
+
+/// A lone recording thread's `cycles` forced drops and re-takes, and `calls` blocking
+/// releases, under `gil`: its metrics.
+fn lone_cycles<G: Gil>(gil: &G, cycles: usize, calls: usize) -> gilbench::metrics::ThreadMetrics {
+    let parts = ProbeParts::new(1 << 20);
+    let mut it = Interp::new(gil);
+    it.set_probe(parts.probe());
+    it.take();
+    for _ in 0..cycles {
+        it.release(Release::Forced);
+        it.take();
+    }
+    for _ in 0..calls {
+        drop(it.released());
+    }
+    it.release(Release::Exit);
+    std::mem::take(&mut it.metrics)
+}
+
+/// Where a design's release cannot wait (`Gil::RELEASE_WAITS`, tick's `sem_post`), releases
+/// are not timed: no switch-wait figure (absent, not near zero), while every take's wait and
+/// hold are still recorded; a design whose release can wait keeps one sample per forced and
+/// per blocking release.
+#[test]
+fn releases_are_timed_only_where_they_can_wait() {
+    let (cycles, calls) = (500, 200);
+    let tick = lone_cycles(&TickGil::new(&GilParams::default()), cycles, calls);
+    const { assert!(!TickGil::RELEASE_WAITS) };
+    assert_eq!(tick.switch_wait.len(), 0, "tick timed its releases");
+    assert_eq!(tick.counters.forced_drops, cycles as u64);
+    let takes = (cycles + calls) as u64 + 1;
+    assert_eq!(tick.counters.acquisitions, takes);
+    assert_eq!(tick.wait.len(), takes);
+    assert_eq!(tick.hold.len(), takes);
+    let fifo = lone_cycles(&FifoGil::new(&GilParams::default()), cycles, calls);
+    const { assert!(FifoGil::RELEASE_WAITS) };
+    assert_eq!(fifo.switch_wait.len(), (cycles + calls) as u64);
+    assert_eq!(fifo.wait.len(), takes);
+}

@@ -158,6 +158,14 @@ pub trait Gil: Send + Sync + 'static {
     /// Whether holding the GIL excludes other holders (false only for `none`).
     const EXCLUSIVE: bool = true;
 
+    /// Whether `release` can keep the releaser waiting on another thread (`timed`'s forced
+    /// switching, `bfs`'s confirmation, a queue's lock). Where it cannot (`tick`'s
+    /// `sem_post`), the instrument does not time releases: there is no switch wait to
+    /// measure (the figure is absent, not near zero), and a forced release's re-take waits
+    /// from the release's own stamp. One clock read and one histogram write fewer per
+    /// forced cycle: the instrument's cost under `tick` (docs/costs.md).
+    const RELEASE_WAITS: bool = true;
+
     /// The scenario keys (durations) that set this design's time slice: how long a CPU-bound
     /// holder keeps the GIL while others wait, and the period of the timer that decides it.
     /// The stress matrix runs every design with short and long slices through them. Empty for

@@ -13,6 +13,8 @@ pub struct NoGil;
 impl Gil for NoGil {
     type Thread = ();
     const NAME: &'static str = "none";
+    /// Nothing to release.
+    const RELEASE_WAITS: bool = false;
     const EXCLUSIVE: bool = false;
     const MODELS: &'static str =
         "free-threaded Python: no GIL at all, take and release are no-ops";

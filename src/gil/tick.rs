@@ -35,6 +35,8 @@ pub struct TickGil {
 impl Gil for TickGil {
     type Thread = ();
     const NAME: &'static str = "tick";
+    /// `sem_post` never waits (nor, in CPython 2.7, did the release around it).
+    const RELEASE_WAITS: bool = false;
     const MODELS: &'static str = "CPython 2.x: every check_interval ticks the holder releases and re-takes an unfair POSIX semaphore (no hand-off)";
     const SOURCE: &'static str = "CPython 2.7 Python/ceval.c, Python/thread_pthread.h";
     const YEAR: &'static str = "2010";
