@@ -14,10 +14,13 @@ A cell outside the bounds is told apart from noise by an exact two-sided Mann-Wh
 the recorded against the unrecorded runs: "NO" when the difference is significant (p < 0.05),
 "noise?" when these repetitions cannot tell it from run-to-run noise (more repetitions would).
 A cell whose runs answered fewer than 100 requests each is "too few": its rates and
-percentiles are counting noise at this duration.
+percentiles are counting noise at this duration. Such a cell (and one with a run that
+answered nothing) is run again for as long as its rate says 100 requests take, up to
+--max-duration (the long pass), and judged on those runs; still too few, it says so.
 
 Usage: observer_matrix.py [--gilbench PATH] [--repeat 5] [--duration 1s] [--locks a,b]
-                          [--cpu-threads 1,2] [--pins spread,none] [--json OUT]
+                          [--cpu-threads 1,2] [--pins spread,none] [--max-duration 30s]
+                          [--json OUT] [--no-confirm] [--rejudge FILE]
 Exit status: 0 when no cell differs significantly beyond its bounds, 1 otherwise, 2 on bad
 usage.
 """
@@ -39,6 +42,8 @@ def parse_args(argv):
     ap.add_argument("--scenario", default="workloads/convoy-echo.toml")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--duration", default="1s")
+    ap.add_argument("--max-duration", default="30s",
+                    help="the longest run of the long pass for cells with too few requests")
     ap.add_argument("--locks", default="")
     ap.add_argument("--cpu-threads", default="1,2")
     ap.add_argument("--pins", default="spread,none")
@@ -55,11 +60,11 @@ def designs(gilbench):
     return [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
 
 
-def one_sweep(a, locks, cpu, pin, path):
+def one_sweep(a, locks, cpu, pin, path, duration):
     """One repetition of one (cpu threads, pin) column: every design, recorded and not."""
     cmd = [
         a.gilbench, "sweep", a.scenario, "--locks", ",".join(locks),
-        "--cpu-threads", str(cpu), "--pin", pin, "--duration", a.duration,
+        "--cpu-threads", str(cpu), "--pin", pin, "--duration", duration,
         "--set", "record=true,false", "--repeat", "1", "--no-baseline",
         "--json", path, "--quiet",
     ]
@@ -80,15 +85,16 @@ def recorded(run):
     return "record=true" in run.get("label", "")
 
 
-def collect(a, columns, what="repetition"):
-    """Runs `a.repeat` interleaved repetitions of every column: {(cpu, pin): [locks]}."""
+def collect(a, columns, what="repetition", duration=None):
+    """Runs `a.repeat` interleaved repetitions of every column: {(cpu, pin): [locks]}, each
+    run `duration` long (`a.duration` unless given)."""
     cells = {}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(a.repeat):
             for (cpu, pin), locks in sorted(columns.items()):
                 if locks:
                     path = os.path.join(tmp, f"r{rep}-{cpu}-{pin}.json")
-                    for run in one_sweep(a, locks, cpu, pin, path):
+                    for run in one_sweep(a, locks, cpu, pin, path, duration or a.duration):
                         key = (run["lock"], cpu, pin)
                         side = "rec" if recorded(run) else "unrec"
                         cells.setdefault(key, {"rec": [], "unrec": []})[side].append(figures(run))
@@ -170,8 +176,13 @@ def verdict(c, seconds):
     """The cell's verdict: with 132 tests at p < 0.05 a few fire by chance, so a cell outside
     its bounds is run again (the confirmation pass) and judged on those fresh runs alone: it
     is "NO" only if it is outside and significant there too, "yes (confirmed)" if the fresh
-    runs are within bounds."""
+    runs are within bounds. A cell with too few requests is judged on its long pass."""
     v, parts = first_pass(c, seconds)
+    if v == "too few" and "long" in c:
+        long = c["long"]
+        again, parts2 = first_pass(long["runs"], seconds_of(long["duration"]))
+        shown = [f"{a} / {b}" for a, b in zip(parts, parts2)]
+        return f"{again} (runs of {long['duration']})", shown
     if v in ("yes", "too few") or "confirm" not in c:
         return v, parts
     again, parts2 = first_pass(c["confirm"], seconds)
@@ -195,12 +206,38 @@ def table(cells, seconds):
     rows.append("|---|---:|---|---:|---:|---:|---|")
     for (lock, cpu, pin), c in sorted(cells.items()):
         v, parts = verdict(c, seconds)
-        key = v if v == "too few" else v.split()[0]
+        key = "too few" if v.startswith("too few") else v.split()[0]
         counts[key] = counts.get(key, 0) + 1
-        rps = median([x["rps"] for x in c["rec"]]), median([x["rps"] for x in c["unrec"]])
+        runs = c["long"]["runs"] if "long" in c and "(runs of" in v else c
+        rps = median([x["rps"] for x in runs["rec"]]), median([x["rps"] for x in runs["unrec"]])
         rps_s = "-" if None in rps else f"{rps[0]:.0f}/{rps[1]:.0f} "
         rows.append(f"| {lock} | {cpu} | {pin} | {rps_s}{parts[0]} | {parts[1]} | {parts[2]} | {v} |")
     return "\n".join(rows), counts
+
+
+def long_duration(c, seconds, cap):
+    """How long a run of the cell must be for MIN_REQUESTS at its median rate (a fifth more,
+    whole seconds), at most `cap` seconds; `cap` where it answered nothing."""
+    rate = median([x["rps"] for x in c["rec"] + c["unrec"]]) or 0
+    if rate <= 0:
+        return cap
+    return min(cap, max(seconds, float(int(MIN_REQUESTS * 1.2 / rate) + 1)))
+
+
+def long_pass(a, cells):
+    """Runs each cell with too few requests again, for as long as 100 requests take (up to
+    --max-duration), and keeps those runs as its long pass."""
+    seconds, cap = seconds_of(a.duration), seconds_of(a.max_duration)
+    wanted = {}
+    for (lock, cpu, pin), c in cells.items():
+        if first_pass(c, seconds)[0] == "too few":
+            d = long_duration(c, seconds, cap)
+            if d > seconds:
+                wanted.setdefault(d, {}).setdefault((cpu, pin), []).append(lock)
+    for d, columns in sorted(wanted.items()):
+        duration = f"{d:g}s"
+        for key, c in collect(a, columns, f"long pass ({duration} runs)", duration).items():
+            cells[key]["long"] = {"runs": c, "duration": duration}
 
 
 def main(argv):
@@ -222,9 +259,11 @@ def main(argv):
                 again.setdefault((cpu, pin), []).append(lock)
         for key, c in collect(a, again, "confirmation pass").items():
             cells[key]["confirm"] = c
+    long_pass(a, cells)
     text, counts = table(cells, seconds_of(a.duration))
     print(f"recorded/unrecorded, medians of {a.repeat} interleaved repetitions of {a.duration}, {started}; "
-          "a cell outside its bounds shows its confirmation pass after a slash")
+          "a cell outside its bounds shows its confirmation pass after a slash (a cell with "
+          "too few requests, its long pass)")
     print(text)
     print(f"{counts.get('yes', 0)} of {len(cells)} cells within bounds; "
           f"outside: {counts.get('NO', 0)} significant (p < 0.05), "
