@@ -85,6 +85,8 @@ pub(super) struct Shared {
     trace_share: usize,
     /// What is left of `--trace-events` for connection threads, which start during the run.
     trace_pool: AtomicUsize,
+    /// Interpreter threads the run expects: one per name and its connection threads.
+    threads: usize,
 }
 
 impl Shared {
@@ -118,6 +120,7 @@ impl Shared {
             beacons: (0..names.len()).map(|_| Default::default()).collect(),
             names,
             gate: StartGate::new(),
+            threads,
         }
     }
 }
@@ -129,6 +132,13 @@ impl Shared {
         self.measure_start
             .store(self.clock.raw(), Ordering::Release);
         self.measuring.store(true, Ordering::SeqCst);
+    }
+
+    /// Event-log chunks to keep ready ahead of the recording threads: one per thread that
+    /// may log (each starts a chunk at its first take, and the fastest every few hundred
+    /// milliseconds).
+    pub(super) fn ready_chunks(&self) -> usize {
+        self.threads
     }
 
     /// Stops the run: the window ends now (the stamp first, so that a thread that sees the
@@ -371,6 +381,9 @@ pub(super) fn monitor(
         } else {
             left.min(to_warm)
         };
+        if sc.record {
+            shared.log_budget.top_up(shared.ready_chunks());
+        }
         if naps.nap(nap.min(Duration::from_millis(10))).is_some() {
             watch.restart();
         }

@@ -283,6 +283,10 @@ fn run_with<G: Gil>(
     shared.spin_gauge = sc
         .adaptive_spin
         .then(|| Arc::new(crate::gil::SpinGauge::new(sc.run_cores())));
+    if sc.record {
+        // Every recording thread's first chunk, ready before it starts.
+        shared.log_budget.top_up(shared.ready_chunks());
+    }
     let shared = Arc::new(shared);
     on_listening(&p.addrs);
     let threads = spawn_all(&gil, &shared, &sc_arc, &mut p)?;
