@@ -197,7 +197,25 @@ fn the_page_loads_in_a_browser_without_console_messages_and_shows_the_json_s_num
         return;
     };
     let d = dir("compare");
-    // The check itself works: a page with a script and a load from elsewhere is caught.
+    the_check_sees_a_console_message(&browser, &d);
+    let (json, html, text) = compare_with_a_page(&d);
+    let page = load(&browser, &html);
+    assert!(
+        page.console.is_empty(),
+        "console messages: {:#?}",
+        page.console
+    );
+    assert!(page.dom.contains("</html>"), "no page: {}", page.dom);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let runs = v["runs"].as_array().unwrap();
+    the_cells_are_the_json_s_and_the_text_table_s(&page.dom, runs, &text);
+    the_page_says_how_it_was_made_and_charts_every_row(&page.dom, runs);
+    a_screenshot_is_taken(&browser, &html, &d);
+}
+
+/// The check itself works: a page with a script and a load from elsewhere is caught.
+fn the_check_sees_a_console_message(browser: &Path, d: &Path) {
     let canary = d.join("canary.html");
     std::fs::write(
         &canary,
@@ -206,13 +224,17 @@ fn the_page_loads_in_a_browser_without_console_messages_and_shows_the_json_s_num
          <img src=\"missing.png\"><script>console.error('canary')</script></body></html>",
     )
     .unwrap();
-    let c = load(&browser, &canary);
+    let c = load(browser, &canary);
     assert!(
         !c.console.is_empty(),
         "{} logs no console messages on stderr: the check cannot see errors",
         browser.display()
     );
+}
 
+/// A short compare of `timed` and `none` with its JSON, timeline and page written in `d`:
+/// (JSON, page, the text printed).
+fn compare_with_a_page(d: &Path) -> (PathBuf, PathBuf, String) {
     let (json, html, trace) = (d.join("r.json"), d.join("r.html"), d.join("t.json"));
     let o = bin()
         .args([
@@ -239,19 +261,17 @@ fn the_page_loads_in_a_browser_without_console_messages_and_shows_the_json_s_num
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    (json, html, String::from_utf8_lossy(&o.stdout).into_owned())
+}
 
-    let page = load(&browser, &html);
-    assert!(
-        page.console.is_empty(),
-        "console messages: {:#?}",
-        page.console
-    );
-    assert!(page.dom.contains("</html>"), "no page: {}", page.dom);
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let runs = v["runs"].as_array().unwrap();
-    let rows = results_table(&page.dom);
+/// Each results cell holds its run's JSON figure (absent where the JSON has none), and the
+/// row reads as the text table's.
+fn the_cells_are_the_json_s_and_the_text_table_s(
+    dom: &str,
+    runs: &[serde_json::Value],
+    text: &str,
+) {
+    let rows = results_table(dom);
     assert_eq!(rows.len(), runs.len());
     let base = runs[0]["io"]["requests_per_sec"].as_f64().unwrap();
     for ((label, cells), run) in rows.iter().zip(runs) {
@@ -267,11 +287,14 @@ fn the_page_loads_in_a_browser_without_console_messages_and_shows_the_json_s_num
             }
         }
         assert_eq!(checked, 9, "{label}: {cells:?}");
-        // The same cells as the text table.
         let texts: Vec<&str> = cells.iter().map(|c| c.text.as_str()).collect();
-        assert_eq!(texts, text_row(&text, label), "{label}");
+        assert_eq!(texts, text_row(text, label), "{label}");
     }
-    // How the results were made, the plot, the timeline link.
+}
+
+/// How the results were made, the plot, the timeline link; the trade-off chart names a dot
+/// per row (compare runs baselines).
+fn the_page_says_how_it_was_made_and_charts_every_row(dom: &str, runs: &[serde_json::Value]) {
     for want in [
         "compare",
         "convoy-echo.toml",
@@ -285,13 +308,9 @@ fn the_page_loads_in_a_browser_without_console_messages_and_shows_the_json_s_num
         "id=\"run-1\"",
         "GIL wait p50/p99/max",
     ] {
-        assert!(page.dom.contains(want), "the page does not show {want}");
+        assert!(dom.contains(want), "the page does not show {want}");
     }
-    // The trade-off chart: a dot named by its label per row (compare runs baselines).
-    let chart = &page.dom[page
-        .dom
-        .find("id=\"tradeoff\"")
-        .expect("no trade-off chart")..];
+    let chart = &dom[dom.find("id=\"tradeoff\"").expect("no trade-off chart")..];
     let chart = &chart[..chart.find("</svg>").unwrap()];
     let texts: Vec<&str> = chart
         .split("</text>")
@@ -304,11 +323,13 @@ fn the_page_loads_in_a_browser_without_console_messages_and_shows_the_json_s_num
             "the chart does not name {label}: {texts:?}"
         );
     }
+}
 
+fn a_screenshot_is_taken(browser: &Path, html: &Path, d: &Path) {
     let shot = d.join("report.png");
     let o = chromium(
-        &browser,
-        &html,
+        browser,
+        html,
         &[
             &format!("--screenshot={}", shot.display()),
             "--window-size=1280,2000",
