@@ -571,6 +571,24 @@ fn calibrate_end_to_end() {
     }
     assert_eq!(text.matches("ratio / points").count(), 2, "{text}");
     let v = json_of(&json);
+    both_sides_of_each_condition(&v);
+    the_cold_start_is_timed_and_said(&v, &text);
+    the_model_ran_unrecorded(&v, &text);
+    // `report` prints the calibrate table again from the file.
+    let again = succeeds(&["report", json.to_str().unwrap()]);
+    assert_eq!(again.matches("ratio / points").count(), 2, "{again}");
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(csv.lines().next(), Some(calibrate::CSV_HEADER));
+    assert_eq!(csv.lines().count(), 1 + 2 * 3);
+    assert!(std::fs::read_to_string(&md)
+        .unwrap()
+        .starts_with("<!-- gilbench "));
+    assert!(plot.join("convoy-echo_latency.svg").exists());
+}
+
+/// Each condition has both sides' requests and wait distribution, CPU kept only where there
+/// are CPU threads, and the interpreter and machine named.
+fn both_sides_of_each_condition(v: &serde_json::Value) {
     let conds = v["calibrate"]["conditions"].as_array().unwrap();
     assert_eq!(conds.len(), 2);
     for c in conds {
@@ -592,7 +610,10 @@ fn calibrate_end_to_end() {
     assert!(conds[1]["gilbench"]["cpu_kept"].as_f64().unwrap() > 0.0);
     assert!(v["calibrate"]["python"]["version"].is_string());
     assert!(v["calibrate"]["machine"]["cpu_model"].is_string());
-    // The interpreter's cold start, timed once in the same interpreter, and said.
+}
+
+/// The interpreter's cold start, timed once in the same interpreter, and said.
+fn the_cold_start_is_timed_and_said(v: &serde_json::Value, text: &str) {
     for side in ["cpython", "gilbench"] {
         let cold = &v["calibrate"][format!("cold_start_{side}")];
         assert!(cold["at_once_us"].as_f64().unwrap() > 0.0, "{cold}");
@@ -610,12 +631,15 @@ fn calibrate_end_to_end() {
         text.contains(", gilbench's call_work (5 us of ticks) "),
         "{text}"
     );
-    // Both sides' runs, as results `gilbench report` reads.
+}
+
+/// Both sides' runs, as results `gilbench report` reads; the model ran without its GIL-side
+/// recording (the twin has none), and says so.
+fn the_model_ran_unrecorded(v: &serde_json::Value, text: &str) {
     let runs = v["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 4);
     assert_eq!(runs[0]["lock"], "cpython");
     assert_eq!(runs[1]["lock"], "timed");
-    // The model ran without its GIL-side recording (the twin has none), and says so.
     assert!(
         runs[3]["gil"]["acquisitions"].is_null(),
         "{}",
@@ -635,16 +659,6 @@ fn calibrate_end_to_end() {
     }
     assert!(runs[3]["io"]["requests"].as_u64().unwrap() > 0);
     assert!(text.contains("record = false"), "{text}");
-    // `report` prints the calibrate table again from the file.
-    let again = succeeds(&["report", json.to_str().unwrap()]);
-    assert_eq!(again.matches("ratio / points").count(), 2, "{again}");
-    let csv = std::fs::read_to_string(&csv).unwrap();
-    assert_eq!(csv.lines().next(), Some(calibrate::CSV_HEADER));
-    assert_eq!(csv.lines().count(), 1 + 2 * 3);
-    assert!(std::fs::read_to_string(&md)
-        .unwrap()
-        .starts_with("<!-- gilbench "));
-    assert!(plot.join("convoy-echo_latency.svg").exists());
 }
 
 /// The cold-start probe's lines become its figures; anything else (other sleeps, times that
