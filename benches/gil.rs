@@ -128,63 +128,68 @@ fn handoff(c: &mut Criterion) {
         });
     }
     g.bench_function("parking_lot Mutex+Condvar", |b| {
-        b.iter_custom(|rounds| {
-            let m = parking_lot::Mutex::new(0usize);
-            let cv = parking_lot::Condvar::new();
-            let (c0, c1) = two_cores();
-            std::thread::scope(|s| {
-                let player = |me: usize, core: Option<usize>| {
-                    let (m, cv) = (&m, &cv);
-                    move || {
-                        if let Some(c) = core {
-                            pin::pin_current(c);
-                        }
-                        for _ in 0..rounds {
-                            let mut t = m.lock();
-                            while *t != me {
-                                cv.wait(&mut t);
-                            }
-                            *t = 1 - me;
-                            cv.notify_one();
-                        }
-                    }
-                };
-                let start = Instant::now();
-                let h = s.spawn(player(1, c1));
-                player(0, c0)();
-                h.join().unwrap();
-                start.elapsed()
-            })
-        })
+        b.iter_custom(condvar_ping_pong)
     });
-    g.bench_function("bare atomic flag", |b| {
-        b.iter_custom(|rounds| {
-            let flag = AtomicUsize::new(0);
-            let (c0, c1) = two_cores();
-            std::thread::scope(|s| {
-                let player = |me: usize, core: Option<usize>| {
-                    let flag = &flag;
-                    move || {
-                        if let Some(c) = core {
-                            pin::pin_current(c);
-                        }
-                        for _ in 0..rounds {
-                            while flag.load(Ordering::Acquire) != me {
-                                std::hint::spin_loop();
-                            }
-                            flag.store(1 - me, Ordering::Release);
-                        }
-                    }
-                };
-                let start = Instant::now();
-                let h = s.spawn(player(1, c1));
-                player(0, c0)();
-                h.join().unwrap();
-                start.elapsed()
-            })
-        })
-    });
+    g.bench_function("bare atomic flag", |b| b.iter_custom(flag_ping_pong));
     g.finish();
+}
+
+/// The reference round trip through a parking_lot mutex and condition variable: `rounds`
+/// turns each way between two threads on two cores.
+fn condvar_ping_pong(rounds: u64) -> Duration {
+    let m = parking_lot::Mutex::new(0usize);
+    let cv = parking_lot::Condvar::new();
+    let (c0, c1) = two_cores();
+    std::thread::scope(|s| {
+        let player = |me: usize, core: Option<usize>| {
+            let (m, cv) = (&m, &cv);
+            move || {
+                if let Some(c) = core {
+                    pin::pin_current(c);
+                }
+                for _ in 0..rounds {
+                    let mut t = m.lock();
+                    while *t != me {
+                        cv.wait(&mut t);
+                    }
+                    *t = 1 - me;
+                    cv.notify_one();
+                }
+            }
+        };
+        let start = Instant::now();
+        let h = s.spawn(player(1, c1));
+        player(0, c0)();
+        h.join().unwrap();
+        start.elapsed()
+    })
+}
+
+/// The floor: the same round trip through one atomic flag, both threads spinning.
+fn flag_ping_pong(rounds: u64) -> Duration {
+    let flag = AtomicUsize::new(0);
+    let (c0, c1) = two_cores();
+    std::thread::scope(|s| {
+        let player = |me: usize, core: Option<usize>| {
+            let flag = &flag;
+            move || {
+                if let Some(c) = core {
+                    pin::pin_current(c);
+                }
+                for _ in 0..rounds {
+                    while flag.load(Ordering::Acquire) != me {
+                        std::hint::spin_loop();
+                    }
+                    flag.store(1 - me, Ordering::Release);
+                }
+            }
+        };
+        let start = Instant::now();
+        let h = s.spawn(player(1, c1));
+        player(0, c0)();
+        h.join().unwrap();
+        start.elapsed()
+    })
 }
 
 fn recording(c: &mut Criterion) {
