@@ -26,6 +26,43 @@ impl RunResult {
     }
 }
 
+impl RunResult {
+    /// The first figure of this run that cannot be, as `field is value`: a negative duration,
+    /// rate, count, latency or share. A result file holding one was edited, or not written
+    /// by gilbench; its tables would print it as measured.
+    pub fn impossible_figure(&self) -> Option<String> {
+        negative_in(&serde_json::to_value(self).ok()?, "")
+    }
+}
+
+/// Fields whose values may be below 0: the scenario's settings as given (checked when it
+/// ran), and the frontier `1 - h*x`, which falls below 0 when a run's I/O outdid its alone.
+const MAY_BE_NEGATIVE: [&str; 2] = ["params", "baseline.frontier"];
+
+/// The first number below 0 in `v` (at `path`), outside [`MAY_BE_NEGATIVE`].
+fn negative_in(v: &serde_json::Value, path: &str) -> Option<String> {
+    use serde_json::Value;
+    if MAY_BE_NEGATIVE.contains(&path) {
+        return None;
+    }
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match v {
+        Value::Number(n) if n.as_f64().is_some_and(|x| x < 0.0) => Some(format!("{path} is {n}")),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| negative_in(x, &format!("{path}[{i}]"))),
+        Value::Object(m) => m.iter().find_map(|(k, x)| negative_in(x, &join(k))),
+        _ => None,
+    }
+}
+
 impl ResultFile {
     pub fn new(runs: Vec<RunResult>) -> Self {
         ResultFile {

@@ -313,6 +313,43 @@ fn bad_input_is_one_line_and_exit_2() {
     }
 }
 
+/// A result file with figures no run can have (a negative measured window, latency, hold or
+/// rate) is bad input naming the field and the run, not a table that prints them.
+#[test]
+fn report_refuses_impossible_figures() {
+    let good = tmp("impossible-good.json");
+    let o = output(&[
+        "run",
+        &workload("convoy-echo.toml"),
+        "--duration",
+        "100ms",
+        "--json",
+        s(&good),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(output(&["report", s(&good)]).status.success());
+    // (where in the run, what the error names it, the value written there)
+    let edits = [
+        ("/measured_s", "measured_s is -1", -1.0),
+        ("/io/latency_us/p50", "io.latency_us.p50 is -5", -5.0),
+        (
+            "/threads/0/hold_us/max",
+            "threads[0].hold_us.max is -0.5",
+            -0.5,
+        ),
+        ("/io/requests_per_sec", "io.requests_per_sec is -3", -3.0),
+    ];
+    for (i, (at, field, value)) in edits.into_iter().enumerate() {
+        let mut v = common::read_json(&good);
+        let figure = v["runs"][0].pointer_mut(at);
+        *figure.unwrap_or_else(|| panic!("no {at} in the result")) = value.into();
+        let bad = tmp(&format!("impossible-{i}.json"));
+        std::fs::write(&bad, v.to_string()).unwrap();
+        let lock = v["runs"][0]["lock"].as_str().unwrap().to_owned();
+        assert_bad_input(&["report", s(&bad)], &format!("run 1 ({lock}): {field}"));
+    }
+}
+
 #[test]
 fn locks_lists_every_design() {
     let o = output(&["locks"]);

@@ -156,7 +156,7 @@ pub fn report(result: &Path, shape: &TextOpts, out: &OutputOpts) -> Result<(), F
 }
 
 /// The result file `report` was given, as text (for its recorded provenance) and read:
-/// a gilbench result of this version, holding at least one run.
+/// a gilbench result of this version, holding at least one run and no impossible figure.
 fn read_result_file(result: &Path) -> Result<(String, ResultFile), Failure> {
     let text = read_result(result)?;
     let file: ResultFile = serde_json::from_str(&text).map_err(|e| {
@@ -169,6 +169,16 @@ fn read_result_file(result: &Path) -> Result<(String, ResultFile), Failure> {
             "{}: the result holds no runs",
             result.display()
         )));
+    }
+    for (i, run) in file.runs.iter().enumerate() {
+        if let Some(bad) = run.impossible_figure() {
+            return Err(Failure::Input(format!(
+                "{}: run {} ({}): {bad}, a figure that cannot be below 0",
+                result.display(),
+                i + 1,
+                run.row_label()
+            )));
+        }
     }
     Ok((text, file))
 }
