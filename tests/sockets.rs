@@ -7,7 +7,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::sched::{unless_starved, Watch};
@@ -874,10 +874,34 @@ fn the_connect_phase_ends_with_the_duration_and_with_ctrl_c() {
 #[test]
 fn a_run_interrupted_in_its_warmup_reports_nothing_measured() {
     let _t = one();
-    let json = tmp("warmup-interrupted.json");
+    let (out, r) = interrupted_in_warmup("run", &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("nothing was measured: the run stopped before its warm-up ended"),
+        "{text}"
+    );
+    assert!(!text.contains("ticks/s"), "{text}");
+    assert_eq!(r["measured_s"], 0.0, "{r}");
+    assert_eq!(r["partial"], true);
+    // Nothing measured: no CPU or I/O figures at all (not zeros).
+    assert!(r["cpu"].is_null() && r["io"].is_null(), "{r}");
+    for t in r["threads"].as_array().unwrap() {
+        assert_eq!(t["ticks"], 0, "{t}");
+        assert!(t["acquisitions"].is_null(), "{t}");
+    }
+    // The same in a compare's first row.
+    let (_, r) = interrupted_in_warmup("compare", &["--locks", "timed,fifo"]);
+    assert!(r["io"].is_null() && r["partial"] == true, "{r}");
+}
+
+/// `command` on convoy-echo with `args`, given SIGINT 0.7 s into a 5 s warm-up: its output
+/// and its (first) run's JSON. Nothing was stopped: no note may say the process did not run.
+fn interrupted_in_warmup(command: &str, args: &[&str]) -> (Output, serde_json::Value) {
+    let json = tmp(&format!("warmup-interrupted-{command}.json"));
     let child = bin()
-        .arg("run")
+        .arg(command)
         .arg(workload_path("convoy-echo.toml"))
+        .args(args)
         .args(["--duration", "1s", "--set", "warmup=5s", "--json"])
         .arg(&json)
         .stdout(Stdio::piped())
@@ -887,22 +911,11 @@ fn a_run_interrupted_in_its_warmup_reports_nothing_measured() {
     std::thread::sleep(Duration::from_millis(700));
     signal(&child, libc::SIGINT);
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130));
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("nothing was measured: the run stopped before its warm-up ended"),
-        "{text}"
-    );
-    assert!(!text.contains("ticks/s"), "{text}");
-    let r = &read_json(&json)["runs"][0];
-    assert_eq!(r["measured_s"], 0.0, "{r}");
-    assert_eq!(r["partial"], true);
-    // Nothing measured: no CPU or I/O figures at all (not zeros).
-    assert!(r["cpu"].is_null() && r["io"].is_null(), "{r}");
-    for t in r["threads"].as_array().unwrap() {
-        assert_eq!(t["ticks"], 0, "{t}");
-        assert!(t["acquisitions"].is_null(), "{t}");
-    }
+    assert_eq!(out.status.code(), Some(130), "{command}");
+    let r = read_json(&json)["runs"][0].clone();
+    let said = format!("{}{r}", String::from_utf8_lossy(&out.stdout));
+    assert!(!said.contains("did not run"), "{command}: {said}");
+    (out, r)
 }
 
 /// The run's measured window ends with the client's, not after the client has closed its

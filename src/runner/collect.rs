@@ -504,9 +504,10 @@ fn io_summary(
 }
 
 /// The load generator's window (after its warm-up, from about the run's start) less the time
-/// the process did not run; `None`, with a note, when that leaves no running time: the load
-/// generator keeps its window on its own clock, so a stop can take all of it even when the
-/// GIL threads' window (begun after the stop) had running time.
+/// the process did not run; `None`, with a note, when a stop leaves it no running time: the
+/// load generator keeps its window on its own clock, so a stop can take all of it even when
+/// the GIL threads' window (begun after the stop) had running time. Without a stop in it the
+/// window is the load generator's own (an interrupted warm-up has its own note).
 fn load_running_time(
     l: &LoadResult,
     sc: &Scenario,
@@ -516,7 +517,7 @@ fn load_running_time(
     let window = Duration::from_secs_f64(l.measured_s);
     let stalled = stalled_within(stalls, sc.warmup, sc.warmup + window);
     let running = window.saturating_sub(stalled);
-    if running < MIN_RUNNING {
+    if running < MIN_RUNNING && !stalled.is_zero() {
         notes.push(format!(
             "the load generator's measured window ({:.2}s) fell within the time the process did not run: no I/O figures",
             window.as_secs_f64()
