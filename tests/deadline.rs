@@ -7,6 +7,7 @@ mod common;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::sched::Watch;
 use common::{bin, read_json, s, signal, tmp, workload};
 
 fn run(args: &[&str]) -> (Output, Duration) {
@@ -67,7 +68,7 @@ fn a_hung_holder_cannot_outlive_the_deadline() {
 }
 
 /// A signal during the join phase (the measured window is over, a thread still hangs) ends
-/// the run within about a second, with the signal's exit status.
+/// the run within a second of the signal, with the signal's exit status.
 #[test]
 fn a_signal_ends_the_join_phase_within_a_second() {
     let out = tmp("joined.json");
@@ -93,13 +94,21 @@ fn a_signal_ends_the_join_phase_within_a_second() {
         .unwrap();
     // The window ends at 0.3 s; the join phase would last until 2.3 s.
     std::thread::sleep(Duration::from_millis(1000));
+    // Watched from the signal: a busy machine's delay of the main thread (which notices the
+    // signal, waits out the grace and writes the outputs) is the OS's, not the run's.
+    let (watch, pid) = (Watch::start(), child.id());
+    watch.follow(pid);
     let t0 = Instant::now();
     signal(&child, libc::SIGTERM);
     let o = child.wait_with_output().unwrap();
+    let took = t0.elapsed();
+    let usage = watch.finish();
+    let main = usage.of(pid).find(|t| t.tid == pid);
+    let kept_waiting = main.map_or(Duration::ZERO, |t| t.waited);
     assert!(
-        t0.elapsed() < Duration::from_millis(1500),
-        "took {:?}",
-        t0.elapsed()
+        took.saturating_sub(kept_waiting) < Duration::from_secs(1),
+        "took {took:?} from the signal to the exit ({kept_waiting:?} of it waiting for a CPU): {}",
+        usage.describe()
     );
     assert_eq!(
         o.status.code(),

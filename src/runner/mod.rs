@@ -574,8 +574,13 @@ struct Joined {
     given_up_by: Option<i32>,
 }
 
+/// How long the threads still running get to end after a signal: what is left of the second
+/// a Ctrl-C may take (the naps that notice it, the result's assembly and outputs) fits after it.
+const SIGNAL_GRACE: Duration = Duration::from_millis(800);
+
 /// Waits for the threads to end, but never past the run's hard deadline, moved on by any
-/// time the process was stopped (sooner after a signal or a hang: one more second). Threads
+/// time the process was stopped (sooner after a signal, [`SIGNAL_GRACE`], or a hang: one more
+/// second). Threads
 /// still running then are left behind, each described by its beacon; the process ends after
 /// writing what was measured.
 fn join_by_deadline(
@@ -589,7 +594,8 @@ fn join_by_deadline(
     let hard = |naps: &Naps| start + timing.deadline() + naps.stalled();
     let mut until = match end {
         End::Done | End::Failed => None,
-        End::Signal(_) | End::Hung(_) => Some(Instant::now() + Duration::from_secs(1)),
+        End::Signal(_) => Some(Instant::now() + SIGNAL_GRACE),
+        End::Hung(_) => Some(Instant::now() + Duration::from_secs(1)),
     };
     let mut given_up_by = end.signal();
     // Progress at the start of the join phase: a thread left behind that moved since was
@@ -607,7 +613,7 @@ fn join_by_deadline(
         if given_up_by.is_none() {
             if let Some(sig) = signals::caught() {
                 given_up_by = Some(sig);
-                until = Some(Instant::now() + Duration::from_secs(1));
+                until = Some(Instant::now() + SIGNAL_GRACE);
             }
         }
         if let (Some(stall), Some(u)) = (naps.nap(Duration::from_millis(2)), until.as_mut()) {
