@@ -1206,12 +1206,21 @@ fn the_watchdog_ends_a_hung_run_with_a_diagnosis() {
     );
 }
 
+/// The server turns away what it has no descriptors for, serves a client once it has them
+/// again, and says how many it turned away, whether the run ends at its duration or by Ctrl-C.
 #[test]
 fn serve_keeps_accepting_after_running_out_of_file_descriptors() {
     let _t = one();
-    let json = tmp("serve-nofile.json");
+    for by_signal in [false, true] {
+        turned_away_then_served(by_signal);
+    }
+}
+
+fn turned_away_then_served(by_signal: bool) {
+    let json = tmp(&format!("serve-nofile-{by_signal}.json"));
+    let duration = if by_signal { "60s" } else { "3s" };
     let (child, addr) = serve_limited(
-        &["--duration", "3s", "--json", json.to_str().unwrap()],
+        &["--duration", duration, "--json", json.to_str().unwrap()],
         Some(64),
     );
     // Far more connections than the server has descriptors, more than its backlog holds
@@ -1234,14 +1243,19 @@ fn serve_keeps_accepting_after_running_out_of_file_descriptors() {
     );
     assert!(io["requests"].as_u64().unwrap() > 10, "{io}");
     assert_eq!(io["failed"], 0, "{io}");
+    if by_signal {
+        signal(&child, libc::SIGINT);
+    }
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
+    let expected = if by_signal { Some(130) } else { Some(0) };
+    assert_eq!(
+        out.status.code(),
+        expected,
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("turned away"), "{text}");
+    assert!(text.contains("the server turned away"), "{text}");
     let v = read_json(&json);
     let turned = v["runs"][0]["io"]["server"]["turned_away"]
         .as_u64()
