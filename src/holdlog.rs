@@ -185,13 +185,21 @@ pub struct Derived {
 
 /// Derives the switches, overlaps and idle-while-wanted time of `logs` (one per interpreter
 /// thread, readings relative to one epoch), counting switches and idle time within the
-/// measured window `from..to` (raw readings, relative to the same epoch). `None` when a log
+/// measured window `from..to` (raw readings, relative to the same epoch). Idle time leaves
+/// out the stretches `stopped` (nanoseconds from the epoch) in which the whole process did
+/// not run: nobody held the GIL then, but nobody ran to want it either. `None` when a log
 /// overflowed its budget: the figures would describe part of the run only.
-pub fn derive(logs: &[&HoldLog], clock: &RawClock, (from, to): (u64, u64)) -> Option<Derived> {
+pub fn derive(
+    logs: &[&HoldLog],
+    clock: &RawClock,
+    (from, to): (u64, u64),
+    stopped: &[(u64, u64)],
+) -> Option<Derived> {
     if logs.iter().any(|l| l.overflowed) {
         return None;
     }
     let mut sweep = Sweep::new(logs.len(), (from, to));
+    sweep.stopped = stopped.to_vec();
     let mut cursors: Vec<_> = logs.iter().map(|l| l.packed().peekable()).collect();
     let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<(u64, usize)>> = cursors
         .iter_mut()
@@ -210,6 +218,8 @@ pub fn derive(logs: &[&HoldLog], clock: &RawClock, (from, to): (u64, u64)) -> Op
 /// The state of a time-ordered walk over every thread's events.
 struct Sweep {
     window: (u64, u64),
+    /// Stretches the process did not run, in nanoseconds from the epoch.
+    stopped: Vec<(u64, u64)>,
     wants: Vec<bool>,
     holds: Vec<bool>,
     wanting: usize,
@@ -225,6 +235,7 @@ impl Sweep {
     fn new(n: usize, window: (u64, u64)) -> Self {
         Sweep {
             window,
+            stopped: Vec::new(),
             wants: vec![false; n],
             holds: vec![false; n],
             wanting: 0,
@@ -289,9 +300,17 @@ impl Sweep {
         }
     }
 
+    /// The nanoseconds of `a..b` within the window, less those the process did not run.
     fn clipped(&self, a: u64, b: u64, clock: &RawClock) -> u64 {
         let (from, to) = self.window;
-        clock.nanos(a.max(from), b.min(to))
+        let (a, b) = (a.max(from), b.min(to));
+        let (a_ns, b_ns) = (clock.nanos(0, a), clock.nanos(0, b));
+        let stopped: u64 = self
+            .stopped
+            .iter()
+            .map(|&(s, e)| e.min(b_ns).saturating_sub(s.max(a_ns)))
+            .sum();
+        clock.nanos(a, b).saturating_sub(stopped)
     }
 
     fn finish(mut self, clock: &RawClock) -> Derived {
@@ -379,15 +398,19 @@ mod tests {
             (200, Hold),
         ]);
         let b = log(&[(50, Want), (130, Hold), (190, Release)]);
-        let d = derive(&[&a, &b], &clock, (0, 1000)).unwrap();
+        let d = derive(&[&a, &b], &clock, (0, 1000), &[]).unwrap();
         assert_eq!(d.switches, vec![1, 1]);
         assert_eq!(d.overlaps, vec![0, 0]);
         // 5..10 (a asked, nobody held) + 100..130 + 190..200.
         assert_eq!(d.idle_while_wanted_ns, 5 + 30 + 10);
         // Only the part within the window counts, and only switches inside it.
-        let d = derive(&[&a, &b], &clock, (120, 195)).unwrap();
+        let d = derive(&[&a, &b], &clock, (120, 195), &[]).unwrap();
         assert_eq!(d.switches, vec![0, 1]);
         assert_eq!(d.idle_while_wanted_ns, 10 + 5);
+        // The process stopped 110..125 and 195..198: 100..130 counts 15 of its 30 ns,
+        // 190..200 7 of its 10.
+        let d = derive(&[&a, &b], &clock, (0, 1000), &[(110, 125), (195, 198)]).unwrap();
+        assert_eq!(d.idle_while_wanted_ns, 5 + 15 + 7);
     }
 
     #[test]
@@ -401,7 +424,7 @@ mod tests {
             (40, Want),
             (50, Hold),
         ]);
-        let d = derive(&[&a, &b], &clock, (0, 100)).unwrap();
+        let d = derive(&[&a, &b], &clock, (0, 100), &[]).unwrap();
         assert_eq!(d.overlaps, vec![0, 1], "b's take at 20 while a held 1..50");
         assert_eq!(d.idle_while_wanted_ns, 0);
     }
@@ -416,6 +439,6 @@ mod tests {
         }
         assert!(l.overflowed);
         assert_eq!(l.len(), CHUNK);
-        assert_eq!(derive(&[&l], &clock, (0, u64::MAX)), None);
+        assert_eq!(derive(&[&l], &clock, (0, u64::MAX), &[]), None);
     }
 }

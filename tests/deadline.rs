@@ -212,6 +212,28 @@ fn a_stopped_process_says_so_and_its_rates_cover_the_time_it_ran() {
         io["requests_per_sec"].as_f64().unwrap() > requests / 1.5,
         "the rate covers the stop: {io}"
     );
+    // Idle while wanted is over the time the process ran: the stop (2 s, longer than that
+    // time) was no idle GIL (it said 100% when the stop caught a hand-off in transit).
+    let gil = &r["gil"];
+    let (idle_s, idle) = (
+        gil["idle_while_wanted_s"].as_f64().unwrap(),
+        gil["idle_while_wanted"].as_f64().unwrap(),
+    );
+    assert!(idle_s <= measured && idle <= 1.0, "{gil}");
+    assert!((idle - idle_s / measured).abs() < 1e-6, "{gil}");
+    // The load generator was stopped with the rest: no hold-up as long as the stop is
+    // blamed on a busy machine.
+    for n in r["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n.as_str())
+    {
+        if let Some((_, rest)) = n.split_once("held up for up to ") {
+            let ms: f64 = rest.split(' ').next().unwrap().parse().unwrap();
+            assert!(ms < 1000.0, "the stop called a busy machine: {n}");
+        }
+    }
 }
 
 /// Stopped inside its warm-up for longer than the run: no running time was measured, so no

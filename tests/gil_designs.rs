@@ -87,7 +87,7 @@ fn exclusion<G: Gil>(gil: G) -> (u64, u64) {
     });
     let logs = logs.into_inner().unwrap();
     let all: Vec<&HoldLog> = logs.iter().collect();
-    let overlaps = holdlog::derive(&all, &parts.clock, (0, u64::MAX))
+    let overlaps = holdlog::derive(&all, &parts.clock, (0, u64::MAX), &[])
         .expect("the logs fit their budget")
         .overlaps
         .iter()

@@ -165,6 +165,7 @@ fn run_notes(core: Option<usize>, pinned: bool, res: &LoadResult) -> Vec<String>
         ));
     }
     notes.extend(res.notes.iter().cloned());
+    notes.extend(res.held_up_note());
     if let Some(e) = &res.first_error {
         notes.push(format!("{} connection errors, the first: {e}", res.errors));
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::control::{stalled_within, End, Stall};
+use super::control::{stalled_within, stopped_between, End, Stall};
 use super::thread::{design_figures, ThreadOut};
 use super::{Mode, RunError};
 use crate::gil::Gil;
@@ -485,6 +485,8 @@ fn io_summary(
     match load {
         Some(LoadOut::Echo(r)) => {
             let mut l = (*r).map_err(RunError::Failed)?;
+            // A stop of the whole process held the generator up too: the stall's note says so.
+            l.leave_out_stops(|from, to| stopped_between(stalls, from, to));
             let Some(running) = load_running_time(&l, sc, stalls, notes) else {
                 return Ok(None);
             };
@@ -616,6 +618,7 @@ fn echo_figures(
     }
     io.first_error = l.first_error.clone();
     notes.extend(l.notes.iter().map(|n| format!("load generator: {n}")));
+    notes.extend(l.held_up_note().map(|n| format!("load generator: {n}")));
     if let Some(c) = &l.cut_short {
         notes.push(format!(
             "load generator: {c}; rates cover the {:.2}s measured",

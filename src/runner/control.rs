@@ -394,8 +394,10 @@ pub(super) fn monitor(
 /// machine suspended.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Stall {
-    /// When it began, from the run's start.
+    /// When it began, from the run's start, ...
     pub(super) at: Duration,
+    /// ... and as an instant.
+    pub(super) began: Instant,
     pub(super) len: Duration,
 }
 
@@ -404,6 +406,18 @@ pub(super) fn stalled_within(stalls: &[Stall], from: Duration, to: Duration) -> 
     stalls
         .iter()
         .map(|s| (s.at + s.len).min(to).saturating_sub(s.at.max(from)))
+        .sum()
+}
+
+/// The time of `stalls` that falls between the instants `from` and `to`.
+pub(super) fn stopped_between(stalls: &[Stall], from: Instant, to: Instant) -> Duration {
+    stalls
+        .iter()
+        .map(|s| {
+            (s.began + s.len)
+                .min(to)
+                .saturating_duration_since(s.began.max(from))
+        })
         .sum()
 }
 
@@ -466,10 +480,10 @@ impl Naps {
         if unexplained < min {
             return None;
         }
+        let began = now.checked_sub(unexplained).unwrap_or(now);
         let stall = Stall {
-            at: now
-                .saturating_duration_since(self.start)
-                .saturating_sub(unexplained),
+            at: began.saturating_duration_since(self.start),
+            began,
             len: unexplained,
         };
         self.stalls.push(stall);

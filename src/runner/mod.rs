@@ -30,7 +30,7 @@ use crate::workload::Transport;
 
 use collect::{assemble, Finished, LoadOut, Setup};
 pub use control::Timing;
-use control::{monitor, End, Naps, Shared};
+use control::{monitor, End, Naps, Shared, Stall};
 pub use thread::panic_message;
 use thread::{gil_thread, Role, ThreadOut};
 
@@ -303,8 +303,13 @@ fn run_with<G: Gil>(
             joined.panics.join("; ")
         )));
     }
-    let idle_while_wanted =
-        derive_from_logs::<G>(sc, &shared, &mut joined.outs, stop_raw, &mut p.notes);
+    let idle_while_wanted = derive_from_logs::<G>(
+        sc,
+        &shared,
+        &mut joined.outs,
+        (stop_raw, &naps.stalls),
+        &mut p.notes,
+    );
     let (measured, measured_from) = measured_window(&shared, stopped, stop_raw);
     let fin = Finished {
         outs: joined.outs,
@@ -360,14 +365,14 @@ fn open_gate(shared: &Shared, threads: usize, timing: &Timing) -> Instant {
 /// Derives from the threads' GIL event logs what needs several threads' events: each
 /// thread's holder switches and overlapping takes (written into its counters), and the time
 /// the GIL was free or in transit while someone wanted it in the measured window, which ended
-/// at raw reading `stop_raw`. `None` where nothing was logged (not recording, a design
-/// without exclusion, a run stopped in its warm-up) or a log overflowed its budget (a note
-/// says so).
+/// at raw reading `stop_raw`, less the `stalls` (the process did not run: nobody was idle,
+/// nobody wanted). `None` where nothing was logged (not recording, a design without
+/// exclusion, a run stopped in its warm-up) or a log overflowed its budget (a note says so).
 fn derive_from_logs<G: Gil>(
     sc: &Scenario,
     shared: &Shared,
     outs: &mut [ThreadOut],
-    stop_raw: u64,
+    (stop_raw, stalls): (u64, &[Stall]),
     notes: &mut Vec<String>,
 ) -> Option<Duration> {
     let logs: Vec<Vec<HoldLog>> = outs
@@ -380,7 +385,13 @@ fn derive_from_logs<G: Gil>(
     let (epoch, from) = (shared.raw_epoch.get()?.raw, shared.measure_start_raw()?);
     let all: Vec<&HoldLog> = logs.iter().flatten().collect();
     let window = (from.saturating_sub(epoch), stop_raw.saturating_sub(epoch));
-    let Some(d) = holdlog::derive(&all, &shared.clock, window) else {
+    // Stall times are from the start, the epoch's instant.
+    let ns = |d: Duration| d.as_nanos().min(u64::MAX as u128) as u64;
+    let stopped: Vec<(u64, u64)> = stalls
+        .iter()
+        .map(|s| (ns(s.at), ns(s.at + s.len)))
+        .collect();
+    let Some(d) = holdlog::derive(&all, &shared.clock, window, &stopped) else {
         notes.push(LOGS_FULL.into());
         return None;
     };

@@ -109,6 +109,9 @@ struct Pauses {
     /// When the thread should be back at the top of its loop at the latest.
     back_by: Instant,
     longest: Duration,
+    /// Each hold-up of [`HELD_UP_NOTE`] or more: when it began, how long it lasted (at most
+    /// one per 50 ms of the run).
+    long: Vec<(Instant, Duration)>,
 }
 
 impl Pauses {
@@ -117,9 +120,11 @@ impl Pauses {
     }
 
     fn back(&mut self, now: Instant) {
-        self.longest = self
-            .longest
-            .max(now.saturating_duration_since(self.back_by));
+        let pause = now.saturating_duration_since(self.back_by);
+        self.longest = self.longest.max(pause);
+        if pause >= HELD_UP_NOTE {
+            self.long.push((self.back_by, pause));
+        }
     }
 }
 
@@ -211,6 +216,7 @@ impl<'a> Gen<'a> {
             pauses: Pauses {
                 back_by: start,
                 longest: Duration::ZERO,
+                long: Vec::new(),
             },
         })
     }

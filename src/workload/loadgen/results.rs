@@ -49,6 +49,8 @@ pub struct LoadResult {
     /// The longest the generator's own thread went without running, beyond the waits it
     /// asked for (a busy machine).
     pub held_up: Duration,
+    /// Its hold-ups of [`HELD_UP_NOTE`] or more: when each began, how long it lasted.
+    pub hold_ups: Vec<(Instant, Duration)>,
 }
 
 impl LoadResult {
@@ -74,6 +76,34 @@ impl LoadResult {
             notes: Vec::new(),
             unanswered: None,
             held_up: Duration::ZERO,
+            hold_ups: Vec::new(),
+        }
+    }
+
+    /// The note on the generator's longest hold-up, if it was long enough to matter and the
+    /// run has figures it thinned (without any, `why_none_succeeded` names it).
+    pub fn held_up_note(&self) -> Option<String> {
+        (self.held_up >= HELD_UP_NOTE && self.requests > 0).then(|| {
+            format!(
+                "the load generator was {}; what it could not send or read meanwhile is missing from its figures",
+                held_up(self.held_up)
+            )
+        })
+    }
+
+    /// Leaves out of the hold-ups the time `stopped(from, to)` says the whole process was
+    /// stopped (SIGSTOP, a suspended machine): not a busy machine's doing, and said apart.
+    pub fn leave_out_stops(&mut self, stopped: impl Fn(Instant, Instant) -> Duration) {
+        for (at, len) in &mut self.hold_ups {
+            *len = len.saturating_sub(stopped(*at, *at + *len));
+        }
+        if !self.hold_ups.is_empty() {
+            self.held_up = self
+                .hold_ups
+                .iter()
+                .map(|&(_, len)| len)
+                .max()
+                .unwrap_or_default();
         }
     }
 
@@ -157,12 +187,7 @@ impl Gen<'_> {
             self.res.notes.push(format!("failed requests: {how}"));
         }
         self.res.held_up = self.pauses.longest;
-        if self.res.held_up >= HELD_UP_NOTE && self.res.requests > 0 {
-            self.res.notes.push(format!(
-                "the load generator was {}; what it could not send or read meanwhile is missing from its figures",
-                held_up(self.res.held_up)
-            ));
-        }
+        self.res.hold_ups = std::mem::take(&mut self.pauses.long);
         if let Some(iv) = self.res.interval_hists.take() {
             self.res.intervals = iv.finish(finished);
         }
