@@ -411,9 +411,11 @@ fn real_main(cli: Cli) -> Result<(), Failure> {
 }
 
 /// Worker threads' panics are reported by the runner as one line; anything else is a bug,
-/// reported in one line too.
+/// reported in one line too. A thread that could not start for want of memory, which the
+/// standard library reports by a panic that cannot unwind, ends the process in one line.
 fn report_main_thread_panics_in_one_line() {
     std::panic::set_hook(Box::new(|info| {
+        cli::oom::exit_if_no_signal_stack(info.payload_as_str().unwrap_or_default());
         let name = std::thread::current().name().unwrap_or("?").to_owned();
         if name == "main" {
             let msg = runner::panic_message(info.payload());

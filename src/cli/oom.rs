@@ -13,15 +13,6 @@ pub struct ExitOnOom;
 /// Writes "gilbench: out of memory ..." and ends the process with status 1, without
 /// allocating (the number is formatted on the stack) and without unwinding.
 fn out_of_memory(size: usize) -> ! {
-    // Another thread that runs out too waits for the first one's exit: one line.
-    static REPORTED: AtomicBool = AtomicBool::new(false);
-    if REPORTED.swap(true, Ordering::SeqCst) {
-        loop {
-            // SAFETY: pause only suspends this thread until a signal; the first caller's
-            // `_exit` ends the process meanwhile.
-            unsafe { libc::pause() };
-        }
-    }
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     let mut n = size;
@@ -33,11 +24,47 @@ fn out_of_memory(size: usize) -> ! {
             break;
         }
     }
-    let parts: [&[u8]; 3] = [
+    exit_saying(&[
         b"gilbench: out of memory: an allocation of ",
         &digits[i..],
-        b" bytes failed (the memory or address-space limit, ulimit -v, is too low for this run)\n",
-    ];
+        b" bytes failed",
+        TOO_LOW,
+    ])
+}
+
+const TOO_LOW: &[u8] =
+    b" (the memory or address-space limit, ulimit -v, is too low for this run)\n";
+
+/// How the standard library's panic begins when a thread it just started cannot map its
+/// signal stack (`std::sys::pal::unix::stack_overflow`). It is raised in the new thread
+/// before any frame that could catch it, so it cannot unwind: the process aborts (status 134,
+/// "failed to initiate panic, error 5") unless the panic hook ends it first.
+const NO_SIGNAL_STACK: &str = "failed to allocate an alternative stack";
+
+/// Ends the process as [`out_of_memory`] does when a panic (its message `msg`) is the
+/// standard library's failure to map a new thread's signal stack; returns otherwise. For the
+/// panic hook, which runs before the unwinding that would abort.
+pub fn exit_if_no_signal_stack(msg: &str) {
+    if msg.starts_with(NO_SIGNAL_STACK) {
+        exit_saying(&[
+            b"gilbench: out of memory: a thread could not map its signal stack",
+            TOO_LOW,
+        ]);
+    }
+}
+
+/// Writes `parts` (one line) to stderr and ends the process with status 1, without allocating
+/// and without unwinding.
+fn exit_saying(parts: &[&[u8]]) -> ! {
+    // Another thread that runs out too waits for the first one's exit: one line.
+    static REPORTED: AtomicBool = AtomicBool::new(false);
+    if REPORTED.swap(true, Ordering::SeqCst) {
+        loop {
+            // SAFETY: pause only suspends this thread until a signal; the first caller's
+            // `_exit` ends the process meanwhile.
+            unsafe { libc::pause() };
+        }
+    }
     for p in parts {
         // SAFETY: writes `p.len()` bytes from a live slice to stderr; no memory is allocated.
         unsafe { libc::write(2, p.as_ptr().cast(), p.len()) };
