@@ -217,16 +217,26 @@ fn drive_load(cfg: &LoadConfig, core: Option<usize>) -> (Result<LoadResult, Stri
         let stop = &stop;
         // Only the load thread is pinned (this one watches for signals, elsewhere), and it
         // spins only when pinned: unpinned, spinning would take a core from the server.
-        let load = scope.spawn(move || {
-            let pinned = core.is_some_and(pin::pin_current);
-            let cfg = LoadConfig {
-                busy_wait: pinned,
-                ..cfg.clone()
-            };
-            let r = run_echo_load(&cfg, stop);
-            stop.store(true, Ordering::SeqCst);
-            (r, pinned)
-        });
+        let spawned = std::thread::Builder::new()
+            .name("load".into())
+            .spawn_scoped(scope, move || {
+                let pinned = core.is_some_and(pin::pin_current);
+                let cfg = LoadConfig {
+                    busy_wait: pinned,
+                    ..cfg.clone()
+                };
+                let r = run_echo_load(&cfg, stop);
+                stop.store(true, Ordering::SeqCst);
+                (r, pinned)
+            });
+        let load = match spawned {
+            Ok(h) => h,
+            Err(e) => {
+                let msg =
+                    format!("cannot start the load generator: out of memory or threads ({e})");
+                return (Err(msg), false);
+            }
+        };
         while !stop.load(Ordering::SeqCst) {
             if signals::caught().is_some() {
                 stop.store(true, Ordering::SeqCst);

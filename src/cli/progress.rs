@@ -91,12 +91,16 @@ pub fn run_rows(
     let runs = std::thread::scope(|s| {
         if let Some(b) = &bar {
             let done = &done;
-            s.spawn(move || {
-                while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                    b.tick();
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            });
+            // A bar that cannot have its thread (out of memory or threads) is still updated
+            // after each run; only its ticking in between is lost.
+            let _ = std::thread::Builder::new()
+                .name("progress".into())
+                .spawn_scoped(s, move || {
+                    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                        b.tick();
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                });
         }
         let r = experiment::execute(&rows, (repeat, order), baselines, &inst, &mut |p| {
             if let Some(b) = &bar {

@@ -63,6 +63,18 @@ macro_rules! designs {
                 }
             }
 
+            /// [`LockKind::with_design`], or why the design could not be built (its timer
+            /// thread could not start).
+            pub fn try_with_design<W: WithGil>(
+                self,
+                p: &GilParams,
+                w: W,
+            ) -> std::io::Result<W::Out> {
+                match self {
+                    $(LockKind::$variant => Ok(w.run(<$ty as Gil>::try_new(p)?)),)+
+                }
+            }
+
             /// See [`Gil::SLICE_KEYS`].
             pub fn slice_keys(self) -> &'static [&'static str] {
                 match self {
@@ -177,6 +189,15 @@ pub trait Gil: Send + Sync + 'static {
     fn new(p: &GilParams) -> Self
     where
         Self: Sized;
+
+    /// [`Gil::new`], or the error that kept the design's own thread (a timer) from starting:
+    /// out of memory or threads.
+    fn try_new(p: &GilParams) -> std::io::Result<Self>
+    where
+        Self: Sized,
+    {
+        Ok(Self::new(p))
+    }
 
     /// How long a waiter waits before *it* asks the holder to drop, and the key that sets it;
     /// None for designs whose preemption does not depend on waiters timing out. A `spin` at

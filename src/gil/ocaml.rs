@@ -165,6 +165,10 @@ impl Gil for OcamlGil {
     const SLICE_KEYS: &'static [&'static str] = &["ocaml_tick"];
 
     fn new(p: &GilParams) -> Self {
+        Self::try_new(p).expect("cannot start the master lock's tick thread")
+    }
+
+    fn try_new(p: &GilParams) -> std::io::Result<Self> {
         let inner = Arc::new(Inner {
             m: Mutex::new(State {
                 busy: false,
@@ -178,11 +182,11 @@ impl Gil for OcamlGil {
             ticks: AtomicU64::new(0),
         });
         let i = inner.clone();
-        OcamlGil {
-            _ticker: Ticker::spawn("gilt-ocaml", p.ocaml_tick, true, move || i.tick()),
+        Ok(OcamlGil {
+            _ticker: Ticker::try_spawn("gilt-ocaml", p.ocaml_tick, true, move || i.tick())?,
             inner,
             spin: p.spin,
-        }
+        })
     }
 
     fn register(&self) -> OcamlThread {

@@ -124,6 +124,10 @@ impl Gil for RubyGil {
     const SLICE_KEYS: &'static [&'static str] = &["ruby_quantum", "ruby_tick"];
 
     fn new(p: &GilParams) -> Self {
+        Self::try_new(p).expect("cannot start the GVL's timer thread")
+    }
+
+    fn try_new(p: &GilParams) -> std::io::Result<Self> {
         let inner = Arc::new(Inner {
             m: Mutex::new(State {
                 running: false,
@@ -136,14 +140,14 @@ impl Gil for RubyGil {
             ticks: AtomicU64::new(0),
         });
         let i = inner.clone();
-        let timer = Ticker::spawn("gilt-ruby", p.ruby_tick, false, move || i.tick());
-        RubyGil {
+        let timer = Ticker::try_spawn("gilt-ruby", p.ruby_tick, false, move || i.tick())?;
+        Ok(RubyGil {
             inner,
             timer,
             tick: p.ruby_tick,
             quantum: p.ruby_quantum,
             spin: p.spin,
-        }
+        })
     }
 
     fn register(&self) -> RubyThread {

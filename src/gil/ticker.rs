@@ -43,13 +43,14 @@ mod real {
 
     impl Ticker {
         /// Starts a thread named `name` that calls `tick` every `period` while armed (and
-        /// `armed` says whether it starts so).
-        pub(crate) fn spawn(
+        /// `armed` says whether it starts so); the error if the thread could not start (out of
+        /// memory or threads).
+        pub(crate) fn try_spawn(
             name: &str,
             period: Duration,
             armed: bool,
             tick: impl Fn() + Send + 'static,
-        ) -> Ticker {
+        ) -> std::io::Result<Ticker> {
             let shared = Arc::new(Shared {
                 ctl: Mutex::new(Ctl { armed, stop: false }),
                 cv: Condvar::new(),
@@ -58,12 +59,11 @@ mod real {
             let period = period.max(Duration::from_micros(1));
             let thread = std::thread::Builder::new()
                 .name(name.to_owned())
-                .spawn(move || run(&s, period, tick))
-                .expect("cannot start a GIL timer thread");
-            Ticker {
+                .spawn(move || run(&s, period, tick))?;
+            Ok(Ticker {
                 shared,
                 thread: Some(thread),
-            }
+            })
         }
 
         fn ctl(&self) -> std::sync::MutexGuard<'_, Ctl> {
@@ -165,9 +165,10 @@ mod tests {
         let ticks = Arc::new(Mutex::new(Vec::new()));
         let seen = ticks.clone();
         // Not `gilt-`: `timer_threads_end_with_their_gil` counts those.
-        let t = Ticker::spawn("tick-test", period, false, move || {
+        let t = Ticker::try_spawn("tick-test", period, false, move || {
             seen.lock().unwrap().push(Instant::now());
-        });
+        })
+        .unwrap();
         let first_tick = |n: usize| {
             let t0 = Instant::now();
             loop {

@@ -108,7 +108,9 @@ pub fn run_mode(
         inst,
         on_listening,
     };
-    sc.lock.with_design(&sc.gil_params(), run)
+    sc.lock
+        .try_with_design(&sc.gil_params(), run)
+        .map_err(|e| RunError::Failed(cannot_spawn("the GIL's timer thread", &e)))?
 }
 
 fn bind_listeners(sc: &Scenario) -> Result<Vec<Listener>, RunError> {
