@@ -237,8 +237,8 @@ pub(super) fn output_within(
         .spawn()
         .map_err(|e| format!("cannot run it ({e})"))?;
     let mut child = Reap(child);
-    let out = read_all(child.0.stdout.take());
-    let err = read_all(child.0.stderr.take());
+    let out = read_all(child.0.stdout.take())?;
+    let err = read_all(child.0.stderr.take())?;
     let deadline = Instant::now() + limit;
     let status = loop {
         if signals::caught().is_some() {
@@ -262,14 +262,31 @@ pub(super) fn output_within(
 
 /// Reads `r` to its end in a thread of its own (a child's pipe, so that a full pipe never
 /// blocks the child while its parent waits for it).
-fn read_all<R: Read + Send + 'static>(r: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
+fn read_all<R: Read + Send + 'static>(
+    r: Option<R>,
+) -> Result<std::thread::JoinHandle<Vec<u8>>, String> {
+    reader_thread(move || {
         let mut v = Vec::new();
         if let Some(mut r) = r {
             let _ = r.read_to_end(&mut v);
         }
         v
     })
+}
+
+/// A thread that reads a child's output, or why it could not start.
+fn reader_thread<T: Send + 'static>(
+    read: impl FnOnce() -> T + Send + 'static,
+) -> Result<std::thread::JoinHandle<T>, String> {
+    std::thread::Builder::new()
+        .name("child-output".into())
+        .spawn(read)
+        .map_err(|e| cannot_start("a thread to read its output", &e))
+}
+
+/// Why a thread could not start: out of memory or threads, as the kernel says.
+fn cannot_start(what: &str, e: &std::io::Error) -> String {
+    format!("cannot start {what}: out of memory or threads ({e})")
 }
 
 /// Runs the twin for `sc` (with its server and the load generator, or its CPU threads alone).
@@ -354,19 +371,22 @@ impl TwinProcess {
         let mut stderr = child.0.stderr.take().expect("piped");
         let stdin = child.0.stdin.take();
         let (tx, lines) = mpsc::channel::<String>();
-        std::thread::spawn(move || {
+        let failed = |e: String| RunError::Failed(format!("the Python twin: {e}"));
+        reader_thread(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 if tx.send(line).is_err() {
                     break;
                 }
             }
-        });
-        let stderr = std::thread::spawn(move || {
+        })
+        .map_err(failed)?;
+        let stderr = reader_thread(move || {
             let mut s = String::new();
             let _ = stderr.read_to_string(&mut s);
             s
-        });
+        })
+        .map_err(failed)?;
         Ok(TwinProcess {
             child,
             stdin,
@@ -453,12 +473,15 @@ fn send_bulk(sc: &Scenario, addr: SocketAddr, core: Option<usize>) -> Result<(),
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         let stop = &stop;
-        let send = s.spawn(move || {
-            let _pinned = core.is_some_and(pin::pin_current);
-            let r = run_bulk_send(addr, sc.bulk_mib << 20, stop);
-            stop.store(true, Ordering::SeqCst);
-            r
-        });
+        let send = std::thread::Builder::new()
+            .name("bulk".into())
+            .spawn_scoped(s, move || {
+                let _pinned = core.is_some_and(pin::pin_current);
+                let r = run_bulk_send(addr, sc.bulk_mib << 20, stop);
+                stop.store(true, Ordering::SeqCst);
+                r
+            })
+            .map_err(|e| cannot_start("the bulk sender", &e))?;
         let t0 = Instant::now();
         while !stop.load(Ordering::SeqCst) {
             if signals::caught().is_some() || t0.elapsed() >= sc.duration {
@@ -477,13 +500,16 @@ fn echo_load(sc: &Scenario, addr: SocketAddr, core: Option<usize>) -> Result<Loa
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         let stop = &stop;
-        let load = s.spawn(move || {
-            let pinned = core.is_some_and(pin::pin_current);
-            let cfg = crate::runner::echo_load_config(sc, vec![addr], pinned);
-            let r = run_echo_load(&cfg, stop);
-            stop.store(true, Ordering::SeqCst);
-            r
-        });
+        let load = std::thread::Builder::new()
+            .name("load".into())
+            .spawn_scoped(s, move || {
+                let pinned = core.is_some_and(pin::pin_current);
+                let cfg = crate::runner::echo_load_config(sc, vec![addr], pinned);
+                let r = run_echo_load(&cfg, stop);
+                stop.store(true, Ordering::SeqCst);
+                r
+            })
+            .map_err(|e| cannot_start("the load generator", &e))?;
         while !stop.load(Ordering::SeqCst) {
             if signals::caught().is_some() {
                 stop.store(true, Ordering::SeqCst);
