@@ -108,6 +108,31 @@ fn bulk_slowdown(lock: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A bulk transfer's receives per second cover the time it received, as its bytes per second
+/// do, not the measured window: a 1 MiB transfer takes about a millisecond, and the window
+/// outlasts it by up to the monitor's 10 ms nap (which made every design look as fast as
+/// alone in a compare).
+#[test]
+fn a_bulk_transfer_s_rates_cover_its_receiving_time() {
+    let _t = one();
+    let r = run(
+        "convoy-bulk.toml",
+        &["cpu_threads=0", "bulk_mib=1", "duration=10s"],
+    );
+    let io = r.io.unwrap();
+    assert!(io.transfer_s.is_some(), "unfinished: {:?}", r.notes);
+    let per_byte = io.requests as f64 / io.bytes as f64;
+    let want = io.bytes_per_sec.unwrap() * per_byte;
+    assert!(
+        (io.requests_per_sec - want).abs() <= 0.01 * want,
+        "{} receives/s, {want:.0} by the bytes' rate ({} receives, {} bytes, measured {:.4}s)",
+        io.requests_per_sec,
+        io.requests,
+        io.bytes,
+        r.measured_s
+    );
+}
+
 /// A transfer that cannot finish before the run ends (10 MiB under `ruby`, whose 100 ms
 /// quantum lets the receiver in a few times in 300 ms): not a failure. The receiver closes
 /// with the sender's data unread, which resets the sender's connection; the run reports how

@@ -540,7 +540,10 @@ fn bulk_figures(
 ) {
     io.mode = "bulk".into();
     io.requests = server.requests;
-    io.requests_per_sec = per_sec(server.requests as f64, secs);
+    // Receives per second of receiving, as the bytes' rate: the measured window outlasts a
+    // finished transfer by up to the monitor's nap (10 ms), which is most of a short one.
+    let receiving = server.receive_s.unwrap_or(secs);
+    io.requests_per_sec = per_sec(server.requests as f64, receiving);
     io.bytes = server.bytes_in;
     io.transfer_s = server.transfer_s;
     io.transfer_bytes = Some(sc.bulk_mib << 20);

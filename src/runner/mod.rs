@@ -336,7 +336,7 @@ fn recording_may_move_races(sc: &Scenario) -> bool {
     sc.record && io > 0 && sc.cpu_threads + io >= 3
 }
 
-const RECORDING_MOVES_RACES: &str = "recording (record = true) adds three clock reads and a few histogram writes to every GIL take and release (nothing shared); with three or more threads wanting the GIL that can tip who wins a hand-off: in the recorded/unrecorded matrix of docs/costs.md (Recording) one design, bfs with two CPU threads, kept a recorded p50 1.3x the unrecorded: --set record=false gives the client's figures undisturbed";
+const RECORDING_MOVES_RACES: &str = "recording (record = true) adds two or three clock reads and a few histogram writes to every GIL take and release (nothing shared); with three or more threads wanting the GIL that can tip who wins a hand-off. The recorded/unrecorded matrix of docs/costs.md (Recording) found every GIL design within its bounds on a 2-core machine (ruby and ocaml with two CPU threads answered too few requests to judge); --set record=false gives the client's figures undisturbed";
 
 /// The connection threads a run expects: the threaded TCP echo server starts one per
 /// connection the load generator opens (`connections`; under `serve`, the clients expected).

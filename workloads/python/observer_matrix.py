@@ -16,10 +16,12 @@ the recorded against the unrecorded runs: "NO" when the difference is significan
 A cell whose runs answered fewer than 100 requests each is "too few": its rates and
 percentiles are counting noise at this duration. Such a cell (and one with a run that
 answered nothing) is run again for as long as its rate says 100 requests take, up to
---max-duration (the long pass), and judged on those runs; still too few, it says so.
+--max-duration, with the client's timeout raised to --long-timeout (the long pass), and
+judged on those runs; still too few, it says so.
 
 Usage: observer_matrix.py [--gilbench PATH] [--repeat 5] [--duration 1s] [--locks a,b]
                           [--cpu-threads 1,2] [--pins spread,none] [--max-duration 30s]
+                          [--long-timeout 10s]
                           [--json OUT] [--no-confirm] [--rejudge FILE]
 Exit status: 0 when no cell differs significantly beyond its bounds, 1 otherwise, 2 on bad
 usage.
@@ -44,6 +46,8 @@ def parse_args(argv):
     ap.add_argument("--duration", default="1s")
     ap.add_argument("--max-duration", default="30s",
                     help="the longest run of the long pass for cells with too few requests")
+    ap.add_argument("--long-timeout", default="10s",
+                    help="the client's timeout in the long pass")
     ap.add_argument("--locks", default="")
     ap.add_argument("--cpu-threads", default="1,2")
     ap.add_argument("--pins", default="spread,none")
@@ -60,7 +64,7 @@ def designs(gilbench):
     return [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
 
 
-def one_sweep(a, locks, cpu, pin, path, duration):
+def one_sweep(a, locks, cpu, pin, path, duration, sets=()):
     """One repetition of one (cpu threads, pin) column: every design, recorded and not."""
     cmd = [
         a.gilbench, "sweep", a.scenario, "--locks", ",".join(locks),
@@ -68,6 +72,7 @@ def one_sweep(a, locks, cpu, pin, path, duration):
         "--set", "record=true,false", "--repeat", "1", "--no-baseline",
         "--json", path, "--quiet",
     ]
+    cmd += [arg for kv in sets for arg in ("--set", kv)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         sys.exit(f"observer_matrix: {' '.join(cmd)} failed: {r.stderr.strip()}")
@@ -85,16 +90,16 @@ def recorded(run):
     return "record=true" in run.get("label", "")
 
 
-def collect(a, columns, what="repetition", duration=None):
+def collect(a, columns, what="repetition", duration=None, sets=()):
     """Runs `a.repeat` interleaved repetitions of every column: {(cpu, pin): [locks]}, each
-    run `duration` long (`a.duration` unless given)."""
+    run `duration` long (`a.duration` unless given), with the scenario `sets` (KEY=VALUE)."""
     cells = {}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(a.repeat):
             for (cpu, pin), locks in sorted(columns.items()):
                 if locks:
                     path = os.path.join(tmp, f"r{rep}-{cpu}-{pin}.json")
-                    for run in one_sweep(a, locks, cpu, pin, path, duration or a.duration):
+                    for run in one_sweep(a, locks, cpu, pin, path, duration or a.duration, sets):
                         key = (run["lock"], cpu, pin)
                         side = "rec" if recorded(run) else "unrec"
                         cells.setdefault(key, {"rec": [], "unrec": []})[side].append(figures(run))
@@ -226,7 +231,9 @@ def long_duration(c, seconds, cap):
 
 def long_pass(a, cells):
     """Runs each cell with too few requests again, for as long as 100 requests take (up to
-    --max-duration), and keeps those runs as its long pass."""
+    --max-duration), with the client's timeout raised to --long-timeout (a request slower
+    than the scenario's timeout fails and is never counted), and keeps those runs as its
+    long pass."""
     seconds, cap = seconds_of(a.duration), seconds_of(a.max_duration)
     wanted = {}
     for (lock, cpu, pin), c in cells.items():
@@ -236,7 +243,9 @@ def long_pass(a, cells):
                 wanted.setdefault(d, {}).setdefault((cpu, pin), []).append(lock)
     for d, columns in sorted(wanted.items()):
         duration = f"{d:g}s"
-        for key, c in collect(a, columns, f"long pass ({duration} runs)", duration).items():
+        sets = [f"timeout={a.long_timeout}"]
+        what = f"long pass ({duration} runs, timeout {a.long_timeout})"
+        for key, c in collect(a, columns, what, duration, sets).items():
             cells[key]["long"] = {"runs": c, "duration": duration}
 
 
