@@ -276,20 +276,7 @@ fn run_with<G: Gil>(
     }
     let gil = Arc::new(gil);
     let sc_arc = Arc::new(sc.clone());
-    let mut shared = Shared::new(
-        *inst,
-        p.roles.iter().map(Role::name).collect(),
-        conn_threads(sc),
-        p.timing.warmup.is_zero(),
-    );
-    shared.spin_gauge = sc
-        .adaptive_spin
-        .then(|| Arc::new(crate::gil::SpinGauge::new(sc.run_cores())));
-    if sc.record {
-        // Every recording thread's first chunk, ready before it starts.
-        shared.log_budget.top_up(shared.ready_chunks());
-    }
-    let shared = Arc::new(shared);
+    let shared = shared_state(sc, inst, &p);
     on_listening(&p.addrs);
     let threads = spawn_all(&gil, &shared, &sc_arc, &mut p)?;
     let start = open_gate(&shared, threads.len(), &p.timing);
@@ -325,6 +312,25 @@ fn run_with<G: Gil>(
         stalls: naps.stalls,
     };
     assemble(&*gil, sc, mode, p.into_setup(idle_while_wanted), fin)
+}
+
+/// What the run's threads share: the stop and warm-up flags, the instrument's clock and
+/// window, the event-log budget (with every recording thread's first chunk ready), the
+/// spin gauge, the watchdog's beacons and the start gate.
+fn shared_state(sc: &Scenario, inst: &Instrument, p: &Plan) -> Arc<Shared> {
+    let mut shared = Shared::new(
+        *inst,
+        p.roles.iter().map(Role::name).collect(),
+        conn_threads(sc),
+        p.timing.warmup.is_zero(),
+    );
+    shared.spin_gauge = sc
+        .adaptive_spin
+        .then(|| Arc::new(crate::gil::SpinGauge::new(sc.run_cores())));
+    if sc.record {
+        shared.log_budget.top_up(shared.ready_chunks());
+    }
+    Arc::new(shared)
 }
 
 /// Recording adds work (clock reads, log entries, histogram writes) to every take and release.
