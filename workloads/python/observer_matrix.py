@@ -3,7 +3,8 @@
 
 For every design, convoy-echo with 1 and 2 CPU threads, pinned spread and unpinned, runs the
 same condition recorded (`record = true`) and unrecorded (`record = false`), interleaved:
-each repetition runs every cell once, recorded and unrecorded next to each other. Prints,
+each repetition runs every cell once, recorded and unrecorded next to each other, the
+recorded run first in even repetitions and second in odd ones. Prints,
 per cell, the medians over the repetitions of echo requests/s, p50 and p99, recorded over
 unrecorded, and whether they are within the bounds:
 
@@ -64,12 +65,15 @@ def designs(gilbench):
     return [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
 
 
-def one_sweep(a, locks, cpu, pin, path, duration, sets=()):
-    """One repetition of one (cpu threads, pin) column: every design, recorded and not."""
+def one_sweep(a, locks, cpu, pin, path, duration, sets=(), unrecorded_first=False):
+    """One repetition of one (cpu threads, pin) column: every design, recorded and not
+    (recorded first unless `unrecorded_first`: the repetitions alternate, so that neither
+    side always runs first)."""
+    order = "record=false,true" if unrecorded_first else "record=true,false"
     cmd = [
         a.gilbench, "sweep", a.scenario, "--locks", ",".join(locks),
         "--cpu-threads", str(cpu), "--pin", pin, "--duration", duration,
-        "--set", "record=true,false", "--repeat", "1", "--no-baseline",
+        "--set", order, "--repeat", "1", "--no-baseline",
         "--json", path, "--quiet",
     ]
     cmd += [arg for kv in sets for arg in ("--set", kv)]
@@ -99,7 +103,7 @@ def collect(a, columns, what="repetition", duration=None, sets=()):
             for (cpu, pin), locks in sorted(columns.items()):
                 if locks:
                     path = os.path.join(tmp, f"r{rep}-{cpu}-{pin}.json")
-                    for run in one_sweep(a, locks, cpu, pin, path, duration or a.duration, sets):
+                    for run in one_sweep(a, locks, cpu, pin, path, duration or a.duration, sets, rep % 2 == 1):
                         key = (run["lock"], cpu, pin)
                         side = "rec" if recorded(run) else "unrec"
                         cells.setdefault(key, {"rec": [], "unrec": []})[side].append(figures(run))
