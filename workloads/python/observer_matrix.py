@@ -39,8 +39,15 @@ import tempfile
 import time
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Bad usage is one line naming the problem (and exit 2), not the usage text."""
+
+    def error(self, message):
+        bad_usage(f"{message} (see --help)")
+
+
 def parse_args(argv):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    ap = OneLineParser(description=__doc__.split("\n")[1])
     ap.add_argument("--gilbench", default="target/release/gilbench")
     ap.add_argument("--scenario", default="workloads/convoy-echo.toml")
     ap.add_argument("--repeat", type=int, default=5)
@@ -57,11 +64,45 @@ def parse_args(argv):
                     help="judge the cells of a --json file written before, without running")
     ap.add_argument("--no-confirm", action="store_true",
                     help="judge on the first pass alone (no confirmation pass)")
-    return ap.parse_args(argv)
+    a = ap.parse_args(argv)
+    for flag in ("duration", "max_duration", "long_timeout"):
+        value = getattr(a, flag)
+        try:
+            ok = seconds_of(value) > 0
+        except ValueError:
+            ok = False
+        if not ok:
+            ap.error(f"--{flag.replace('_', '-')} {value!r} is not a positive duration (e.g. 2s, 500ms)")
+    if a.repeat < 1:
+        ap.error(f"--repeat {a.repeat} must be at least 1")
+    return a
+
+
+def bad_usage(why):
+    print(f"observer_matrix: {why}", file=sys.stderr)
+    sys.exit(2)
+
+
+def read_cells(path):
+    """The cells of a --json file, or exit 2 naming what is wrong with it."""
+    try:
+        with open(path) as f:
+            raw = json.load(f)
+        cells = {}
+        for k, v in raw.items():
+            lock, cpu, pin = k.split()
+            if not isinstance(v.get("rec"), list) or not isinstance(v.get("unrec"), list):
+                raise ValueError(f"cell {k!r} has no 'rec' and 'unrec' lists")
+            cells[(lock, int(cpu), pin)] = v
+        return cells
+    except (OSError, ValueError, AttributeError) as e:
+        bad_usage(f"--rejudge {path}: not a matrix this script wrote ({e})")
 
 
 def designs(gilbench):
-    out = subprocess.run([gilbench, "locks"], capture_output=True, text=True, check=True)
+    out = subprocess.run([gilbench, "locks"], capture_output=True, text=True)
+    if out.returncode != 0:
+        bad_usage(f"--gilbench {gilbench}: 'locks' failed: {out.stderr.strip()}")
     return [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
 
 
@@ -98,6 +139,8 @@ def collect(a, columns, what="repetition", duration=None, sets=()):
     """Runs `a.repeat` interleaved repetitions of every column: {(cpu, pin): [locks]}, each
     run `duration` long (`a.duration` unless given), with the scenario `sets` (KEY=VALUE)."""
     cells = {}
+    if not any(columns.values()):
+        return cells
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(a.repeat):
             for (cpu, pin), locks in sorted(columns.items()):
@@ -203,6 +246,7 @@ def verdict(c, seconds):
 
 def seconds_of(duration):
     units = {"ms": 1e-3, "us": 1e-6, "s": 1.0}
+    duration = duration.strip()
     for unit, scale in units.items():
         if duration.endswith(unit):
             return float(duration[: -len(unit)]) * scale
@@ -214,7 +258,8 @@ def table(cells, seconds):
     rows.append("| design | CPU threads | pin | req/s rec/unrec | p50 rec/unrec | p99 rec/unrec | within |")
     rows.append("|---|---:|---|---:|---:|---:|---|")
     for (lock, cpu, pin), c in sorted(cells.items()):
-        v, parts = verdict(c, seconds)
+        # A cell written by this script knows its runs' duration; --duration is for older files.
+        v, parts = verdict(c, seconds_of(c["duration"]) if "duration" in c else seconds)
         key = "too few" if v.startswith("too few") else v.split()[0]
         counts[key] = counts.get(key, 0) + 1
         runs = c["long"]["runs"] if "long" in c and "(runs of" in v else c
@@ -255,14 +300,15 @@ def long_pass(a, cells):
 
 def main(argv):
     a = parse_args(argv)
-    locks = a.locks.split(",") if a.locks else designs(a.gilbench)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     if a.rejudge:
-        with open(a.rejudge) as f:
-            cells = {(k.split()[0], int(k.split()[1]), k.split()[2]): v for k, v in json.load(f).items()}
+        cells = read_cells(a.rejudge)
         text, counts = table(cells, seconds_of(a.duration))
         print(text)
         return 0 if counts.get("NO", 0) == 0 else 1
+    if not os.access(a.gilbench, os.X_OK):
+        bad_usage(f"--gilbench {a.gilbench}: no such executable (run 'cargo build --release' first)")
+    locks = a.locks.split(",") if a.locks else designs(a.gilbench)
     columns = {(int(cpu), pin): locks for cpu in a.cpu_threads.split(",") for pin in a.pins.split(",")}
     cells = collect(a, columns)
     if not a.no_confirm:
@@ -283,6 +329,8 @@ def main(argv):
           f"{counts.get('noise?', 0)} not told apart from noise, {counts.get('too few', 0)} with too few requests")
     bad = counts.get("NO", 0)
     if a.json:
+        for c in cells.values():
+            c["duration"] = a.duration
         with open(a.json, "w") as f:
             json.dump({f"{k[0]} {k[1]} {k[2]}": v for k, v in cells.items()}, f, indent=1)
     return 0 if bad == 0 else 1
