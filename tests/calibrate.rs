@@ -9,26 +9,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::read_json as json_of;
-use common::{bin, err_line, one, signal, tmp, workload, workload_path};
+use common::{bin, err_line, one, python, signal, tmp, workload, workload_path};
 use gilbench::calibrate::{self, Python};
 use gilbench::metrics::{new_hist, record};
 use gilbench::scenario::Scenario;
-
-/// The interpreter, or a note and `None`. The note goes straight to the process's stderr
-/// (not through the test harness's capture), so that a skip is visible in a passing run.
-fn python(test: &str) -> Option<Python> {
-    match calibrate::find_python(None) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "note: {test}: SKIPPED, no usable python3 ({e})"
-            );
-            None
-        }
-    }
-}
 
 #[test]
 fn the_twins_own_output_is_one_json_line_with_its_figures() {

@@ -7,23 +7,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{err_line, tmp};
-use gilbench::calibrate::{self, Python};
+use common::{err_line, python, tmp};
+use gilbench::calibrate::Python;
 use serde_json::{json, Value};
-
-fn python(test: &str) -> Option<Python> {
-    match calibrate::find_python(None) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "note: {test}: SKIPPED, no usable python3 ({e})"
-            );
-            None
-        }
-    }
-}
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/python/observer_matrix.py")

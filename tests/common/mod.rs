@@ -178,3 +178,19 @@ pub fn run_long_enough(
         }
     }
 }
+
+/// The interpreter, or a note and `None`. The note goes straight to the process's stderr
+/// (not through the test harness's capture), so that a skip is visible in a passing run.
+pub fn python(test: &str) -> Option<gilbench::calibrate::Python> {
+    match gilbench::calibrate::find_python(None) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "note: {test}: SKIPPED, no usable python3 ({e})"
+            );
+            None
+        }
+    }
+}
