@@ -335,14 +335,14 @@ fn shared_state(sc: &Scenario, inst: &Instrument, p: &Plan) -> Arc<Shared> {
 
 /// Recording adds work (clock reads, log entries, histogram writes) to every take and release.
 /// With three or more threads wanting the GIL a hand-off is a race that this much can tip,
-/// and an I/O workload's client-side figures follow who wins it (docs/costs.md, "Recording
-/// moves races").
+/// and an I/O workload's client-side figures follow who wins it (docs/costs.md, "Recording":
+/// "Races", and "Recording moved races" for before the logs).
 fn recording_may_move_races(sc: &Scenario) -> bool {
     let io = sc.io_thread_count().max(conn_threads(sc));
     sc.record && io > 0 && sc.cpu_threads + io >= 3
 }
 
-const RECORDING_MOVES_RACES: &str = "recording (record = true) adds two or three clock reads and a few histogram writes to every GIL take and release (nothing shared); with three or more threads wanting the GIL that can tip who wins a hand-off. The recorded/unrecorded matrix of docs/costs.md (Recording) found every GIL design within its bounds on a 2-core machine (ruby and ocaml with two CPU threads answered too few requests to judge); --set record=false gives the client's figures undisturbed";
+const RECORDING_MOVES_RACES: &str = "recording (record = true) adds two or three clock reads and a few histogram writes to every GIL take and release (nothing shared); with three or more threads wanting the GIL that can tip who wins a hand-off. The recorded/unrecorded matrix of docs/costs.md (Recording) found every design within its bounds (convoy-echo, 1 and 2 CPU threads, on a 2-core machine, 2026-12-07); other conditions were not measured, and --set record=false gives the client's figures undisturbed";
 
 /// The connection threads a run expects: the threaded TCP echo server starts one per
 /// connection the load generator opens (`connections`; under `serve`, the clients expected).
