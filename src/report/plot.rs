@@ -7,6 +7,7 @@ use plotters::prelude::*;
 use super::summary;
 use crate::result::RunResult;
 
+mod layout;
 pub(crate) mod tradeoff;
 pub use tradeoff::tradeoff;
 

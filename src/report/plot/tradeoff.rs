@@ -4,6 +4,7 @@
 
 use plotters::prelude::*;
 
+use super::layout::{self, Corner, Placed, Rect};
 use super::{err, mark, PALETTE};
 use crate::report::{summary, Stat, SummaryRow};
 use crate::result::RunResult;
@@ -100,8 +101,9 @@ fn draw(svg: &mut String, title: &str, points: &[Point]) -> Result<(), String> {
     draw_frontier(&mut chart, points, x_max)?;
     let colors = family_colors(points);
     draw_parked_to_adaptive(&mut chart, points, &colors)?;
-    for (p, color) in points.iter().zip(&colors) {
-        draw_point(&mut chart, p, *color)?;
+    let (corner, labels) = arrange(&chart, points);
+    for ((p, color), label) in points.iter().zip(&colors).zip(labels) {
+        draw_point(&mut chart, p, *color, label)?;
     }
     if points.iter().any(|p| p.adaptive) {
         legend_of_marks(&mut chart)?;
@@ -110,24 +112,106 @@ fn draw(svg: &mut String, title: &str, points: &[Point]) -> Result<(), String> {
         .configure_series_labels()
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperRight)
+        .margin(LEGEND_MARGIN as u32)
+        .position(match corner {
+            Corner::UpperRight => SeriesLabelPosition::UpperRight,
+            Corner::LowerLeft => SeriesLabelPosition::LowerLeft,
+            Corner::LowerRight => SeriesLabelPosition::LowerRight,
+            Corner::UpperLeft => SeriesLabelPosition::UpperLeft,
+        })
         .draw()
         .map_err(err)?;
     root.present().map_err(err)
+}
+
+/// The points' labels, in pixels: plotters' SVG backend writes a font of nominal size `s` as
+/// `s * 25 / 31` px (seen in its output).
+const LABEL_PX: f64 = 15.0 * 25.0 / 31.0;
+/// The legend's font (plotters' default, 12) in pixels.
+const LEGEND_PX: f64 = 12.0 * 25.0 / 31.0;
+const LEGEND_MARGIN: i32 = 5;
+
+/// A point's label: where it goes and its estimated size in pixels.
+type Label = (Placed, (i32, i32));
+
+/// Where the legend and each point's label go: the legend in a corner clear of the points
+/// and their error bars, each label beside its point, clear of the legend, the points and
+/// the labels before it (further away, with a leader line, in a crowd).
+fn arrange(chart: &Chart<'_, '_>, points: &[Point]) -> (Corner, Vec<Label>) {
+    let (xs, ys) = chart.plotting_area().get_pixel_range();
+    let area = Rect::new(xs.start, ys.start, xs.end, ys.end);
+    let px = |x: f64, y: f64| chart.backend_coord(&(x, y));
+    let at: Vec<(i32, i32)> = points.iter().map(|p| px(p.x.median, p.y.median)).collect();
+    let mut occupied: Vec<Rect> = at.iter().map(|&d| Rect::around(d, 6)).collect();
+    for p in points {
+        let (left, right) = (px(p.x.min, p.y.median), px(p.x.max, p.y.median));
+        let (low, high) = (px(p.x.median, p.y.min), px(p.x.median, p.y.max));
+        occupied.push(Rect::new(left.0, left.1 - 3, right.0, right.1 + 3));
+        occupied.push(Rect::new(low.0 - 3, low.1, high.0 + 3, high.1));
+    }
+    let legend = legend_size(points);
+    let corner = layout::legend_corner(&area, legend, LEGEND_MARGIN, &occupied);
+    // Labels may cross lines and error bars at a price: the frontier, the dashed joins and
+    // the bars (the points themselves are hard obstacles).
+    let mut soft: Vec<Rect> = occupied.split_off(points.len());
+    if let Some((h, _)) = frontier_h(points) {
+        let [a, b] = frontier_ends(h, chart.x_range().end);
+        soft.extend(layout::segment_boxes(px(a.0, a.1), px(b.0, b.1)));
+    }
+    for (a, b) in parked_to_adaptive(points) {
+        soft.extend(layout::segment_boxes(
+            px(a.x.median, a.y.median),
+            px(b.x.median, b.y.median),
+        ));
+    }
+    let obstacles = layout::Obstacles {
+        hard: vec![corner.rect(&area, legend, LEGEND_MARGIN)],
+        soft,
+    };
+    let sizes: Vec<(i32, i32)> = points
+        .iter()
+        .map(|p| layout::text_size(&p.label, LABEL_PX))
+        .collect();
+    let placed = layout::place_labels(&at, &sizes, obstacles, area);
+    (corner, placed.into_iter().zip(sizes).collect())
+}
+
+/// The legend's estimated size: a row of 20 px per entry (the frontier, and the two marks
+/// where a row spins adaptively), as wide as its longest entry beside its 40 px key.
+fn legend_size(points: &[Point]) -> (i32, i32) {
+    let mut entries: Vec<String> = frontier_h(points)
+        .map(|(_, name)| name)
+        .into_iter()
+        .collect();
+    if points.iter().any(|p| p.adaptive) {
+        entries.extend(MARKS.iter().map(|(_, name)| name.to_string()));
+    }
+    let widest = entries
+        .iter()
+        .map(|e| layout::text_size(e, LEGEND_PX).0)
+        .max()
+        .unwrap_or(0);
+    (widest + 40, entries.len() as i32 * 20 + 4)
 }
 
 /// The frontier `1 - h*x` as a line, named in the legend with its `h`.
 fn draw_frontier(chart: &mut Chart<'_, '_>, points: &[Point], x_max: f64) -> Result<(), String> {
     if let Some((h, name)) = frontier_h(points) {
         let style = BLACK.stroke_width(2);
-        let line = [(0.0, 1.0), (x_max, (1.0 - h * x_max).max(0.0))];
         chart
-            .draw_series(LineSeries::new(line, style))
+            .draw_series(LineSeries::new(frontier_ends(h, x_max), style))
             .map_err(err)?
             .label(name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
     }
     Ok(())
+}
+
+/// The frontier's ends on the chart: from (0, 1) down the line `1 - h*x` to where it meets
+/// the x axis (`1/h`) or the chart's right edge, whichever comes first.
+fn frontier_ends(h: f64, x_max: f64) -> [(f64, f64); 2] {
+    let x_end = if h > 0.0 { x_max.min(1.0 / h) } else { x_max };
+    [(0.0, 1.0), (x_end, (1.0 - h * x_end).max(0.0))]
 }
 
 /// Each point's colour: one per family (a design's parked and adaptive rows share it), in the
@@ -155,22 +239,45 @@ fn draw_parked_to_adaptive(
     points: &[Point],
     colors: &[RGBColor],
 ) -> Result<(), String> {
-    for (parked, color) in points.iter().zip(colors).filter(|(p, _)| !p.adaptive) {
-        let same = |p: &&Point| p.adaptive && p.family == parked.family;
-        for adaptive in points.iter().filter(same) {
-            let ends = [
-                (parked.x.median, parked.y.median),
-                (adaptive.x.median, adaptive.y.median),
-            ];
-            chart
-                .draw_series(DashedLineSeries::new(ends, 6, 4, color.stroke_width(1)))
-                .map_err(err)?;
-        }
+    for (parked, adaptive) in parked_to_adaptive(points) {
+        let color = colors[points
+            .iter()
+            .position(|p| std::ptr::eq(p, parked))
+            .unwrap_or(0)];
+        let ends = [
+            (parked.x.median, parked.y.median),
+            (adaptive.x.median, adaptive.y.median),
+        ];
+        chart
+            .draw_series(DashedLineSeries::new(ends, 6, 4, color.stroke_width(1)))
+            .map_err(err)?;
     }
     Ok(())
 }
 
-/// The legend's keys for the two marks: filled for parked waiters, hollow for adaptive.
+/// Each parked point with the same design's adaptive ones.
+fn parked_to_adaptive(points: &[Point]) -> impl Iterator<Item = (&Point, &Point)> {
+    points
+        .iter()
+        .filter(|p| !p.adaptive)
+        .flat_map(move |parked| {
+            points
+                .iter()
+                .filter(move |p| p.adaptive && p.family == parked.family)
+                .map(move |adaptive| (parked, adaptive))
+        })
+}
+
+/// The legend's entries for the two marks: filled for parked waiters, hollow for adaptive.
+const MARKS: [(bool, &str); 2] = [
+    (true, "parked waiters (default)"),
+    (
+        false,
+        "spin = adaptive (dashed: from the same design parked)",
+    ),
+];
+
+/// The legend's keys for the two marks.
 fn legend_of_marks(chart: &mut Chart<'_, '_>) -> Result<(), String> {
     let key = |filled: bool| {
         move |(x, y): (i32, i32)| {
@@ -182,14 +289,7 @@ fn legend_of_marks(chart: &mut Chart<'_, '_>) -> Result<(), String> {
             Circle::new((x + 10, y), 5, style)
         }
     };
-    let marks = [
-        (true, "parked waiters (default)"),
-        (
-            false,
-            "spin = adaptive (dashed: from the same design parked)",
-        ),
-    ];
-    for (filled, name) in marks {
+    for (filled, name) in MARKS {
         chart
             .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())
             .map_err(err)?
@@ -205,9 +305,15 @@ type Chart<'a, 'b> = ChartContext<
     Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
 >;
 
-/// A row's median as a dot named by its label (hollow for `spin = adaptive`), its min-max
-/// over repeats as error bars.
-fn draw_point(chart: &mut Chart<'_, '_>, p: &Point, color: RGBColor) -> Result<(), String> {
+/// A row's median as a dot named by its label (hollow for `spin = adaptive`) where `arrange`
+/// put it (joined by a thin line when away from the dot), its min-max over repeats as error
+/// bars.
+fn draw_point(
+    chart: &mut Chart<'_, '_>,
+    p: &Point,
+    color: RGBColor,
+    (label, size): Label,
+) -> Result<(), String> {
     let (x, y) = (p.x, p.y);
     let style = color.stroke_width(1);
     let across = ErrorBar::new_horizontal(y.median, x.min, x.median, x.max, style, 6);
@@ -225,8 +331,14 @@ fn draw_point(chart: &mut Chart<'_, '_>, p: &Point, color: RGBColor) -> Result<(
                 color.filled()
             },
         )
-        + Text::new(p.label.clone(), (8, -18), font);
-    chart.draw_series([dot]).map(|_| ()).map_err(err)
+        + Text::new(p.label.clone(), (label.dx, label.dy), font);
+    chart.draw_series([dot]).map_err(err)?;
+    if label.leader {
+        let leader = EmptyElement::at((x.median, y.median))
+            + PathElement::new(vec![(0, 0), label.leader_end(size)], color.mix(0.6));
+        chart.draw_series([leader]).map_err(err)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -322,6 +434,61 @@ pub(crate) mod tests {
         // Without adaptive rows, no legend for them.
         let plain = tradeoff(&three_rows()).unwrap().unwrap();
         assert!(!plain.contains("parked waiters"));
+    }
+
+    /// Both ends of the drawn frontier lie on `1 - h*x`, within the chart. (It once ran
+    /// from (0, 1) to (x_max, 0) whenever the line met the axis before the chart's edge:
+    /// the history chart's line, h = 0.755, crossed x = 1 at 0.46 instead of 0.245.)
+    #[test]
+    fn the_frontier_is_drawn_on_its_line() {
+        for (h, x_max) in [
+            (0.755, 1.85),
+            (0.755, 1.05),
+            (0.3, 1.05),
+            (1.0, 1.0),
+            (0.0, 1.2),
+        ] {
+            let ends = frontier_ends(h, x_max);
+            assert_eq!(ends[0], (0.0, 1.0));
+            let (x, y) = ends[1];
+            assert!((y - (1.0 - h * x)).abs() < 1e-12, "h {h}: {ends:?}");
+            assert!(x <= x_max && y >= 0.0, "h {h}: {ends:?}");
+            // It reaches the axis or the edge.
+            assert!(y.abs() < 1e-12 || x == x_max, "h {h}: {ends:?}");
+        }
+    }
+
+    /// Crowded rows (every fair GIL at (0, 1)): each label drawn once, at its own place.
+    #[test]
+    fn crowded_labels_are_drawn_apart() {
+        let mut runs = Vec::new();
+        for name in ["timed", "fifo", "ocaml", "fastcond", "ruby"] {
+            runs.push(at(name, 0, (0.005, 0.99), 0.75));
+            runs.push(at(&format!("{name} spin=adaptive"), 0, (0.004, 0.98), 0.75));
+        }
+        runs.push(at("none", 0, (0.86, 1.0), 0.75));
+        let svg = tradeoff(&runs).unwrap().unwrap();
+        let place = |label: &str| {
+            let t = text_of(&svg, label);
+            let attr = |a: &str| {
+                t.split(&format!(" {a}=\""))
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            };
+            (attr("x"), attr("y"))
+        };
+        let mut seen = std::collections::HashSet::new();
+        for r in &runs {
+            assert!(
+                seen.insert(place(&r.label)),
+                "{} drawn where another is",
+                r.label
+            );
+        }
     }
 
     #[test]
