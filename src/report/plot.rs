@@ -9,9 +9,13 @@ use crate::result::RunResult;
 
 mod layout;
 pub(crate) mod tradeoff;
+
+use layout::{Corner, Rect};
 pub use tradeoff::tradeoff;
 
-const PALETTE: [RGBColor; 8] = [
+/// A colour per design: the ten of Tableau 10 and two darker ones, enough for every design
+/// gilbench has (eleven) to differ; beyond twelve they repeat.
+const PALETTE: [RGBColor; 12] = [
     RGBColor(31, 119, 180),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
@@ -20,7 +24,80 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(140, 86, 75),
     RGBColor(227, 119, 194),
     RGBColor(23, 190, 207),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(57, 59, 121),
+    RGBColor(99, 121, 57),
 ];
+
+/// The `i`th series' colour.
+fn color(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+/// The label token of a row whose waiters spin adaptively (`spin = adaptive`).
+const ADAPTIVE: &str = "spin=adaptive";
+
+/// A row label's family and whether its waiters spin adaptively: the label without
+/// `spin=adaptive`, or `spin=0s` (a sweep over `spin` names the parked rows so; they are the
+/// default). A design's parked and adaptive rows share a family, so a colour.
+fn family(label: &str) -> (String, bool) {
+    let words: Vec<&str> = label.split(' ').collect();
+    let adaptive = words.contains(&ADAPTIVE);
+    let parked = |w: &str| {
+        w.strip_prefix("spin=")
+            .is_some_and(|v| v.trim_end_matches(char::is_alphabetic) == "0")
+    };
+    let family: Vec<&str> = words
+        .into_iter()
+        .filter(|w| *w != ADAPTIVE && !parked(w))
+        .collect();
+    (family.join(" "), adaptive)
+}
+
+/// A colour per family, in the order the families first appear.
+fn family_colors<'a>(families: impl Iterator<Item = &'a str>) -> Vec<RGBColor> {
+    let mut seen: Vec<&str> = Vec::new();
+    families
+        .map(|f| {
+            let i = seen.iter().position(|s| *s == f).unwrap_or_else(|| {
+                seen.push(f);
+                seen.len() - 1
+            });
+            color(i)
+        })
+        .collect()
+}
+
+/// Where plotters puts a legend in `corner`.
+fn legend_position(corner: Corner) -> SeriesLabelPosition {
+    match corner {
+        Corner::UpperRight => SeriesLabelPosition::UpperRight,
+        Corner::LowerLeft => SeriesLabelPosition::LowerLeft,
+        Corner::LowerRight => SeriesLabelPosition::LowerRight,
+        Corner::UpperLeft => SeriesLabelPosition::UpperLeft,
+    }
+}
+
+/// plotters' SVG backend writes a font of nominal size `s` as `s * 25 / 31` px (seen in its
+/// output): a text's size in pixels.
+fn font_px(nominal: f64) -> f64 {
+    nominal * 25.0 / 31.0
+}
+
+/// A legend's estimated size: 16 px a row and 12 around them, as wide as its longest entry beside a 40 px key,
+/// in plotters' default legend font.
+fn legend_size<'a>(entries: impl Iterator<Item = &'a str>) -> (i32, i32) {
+    let (mut rows, mut widest) = (0, 0);
+    for e in entries {
+        rows += 1;
+        widest = widest.max(layout::text_size(e, font_px(12.0)).0);
+    }
+    (widest + 40, rows * 16 + 12)
+}
+
+/// The margin between a legend and its plotting area's edges.
+const LEGEND_MARGIN: i32 = 5;
 
 fn err<E: std::fmt::Display>(e: E) -> String {
     format!("cannot draw the plot: {e}")
@@ -114,28 +191,75 @@ fn draw_latency_chart(
         .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
         .map_err(err)?;
-    for (i, (name, pts)) in series.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
-        chart
-            .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
+    let corner = latency_legend_corner(&chart, series);
+    let families: Vec<(String, bool)> = series.iter().map(|(name, _)| family(name)).collect();
+    let colors = family_colors(families.iter().map(|(f, _)| f.as_str()));
+    for (((name, pts), (_, adaptive)), color) in series.iter().zip(&families).zip(colors) {
+        let style = color.stroke_width(2);
+        // A design's adaptive row dashed, in its parked row's colour.
+        let drawn = if *adaptive {
+            chart.draw_series(DashedLineSeries::new(pts.iter().copied(), 8, 4, style))
+        } else {
+            chart.draw_series(LineSeries::new(pts.iter().copied(), style))
+        };
+        let dashed = *adaptive;
+        drawn
             .map_err(err)?
             .label(name.clone())
             .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                // The key in two pieces, with a gap between them when dashed.
+                let (a, b) = if dashed { (8, 12) } else { (10, 10) };
+                EmptyElement::at((x, y))
+                    + PathElement::new(vec![(0, 0), (a, 0)], style)
+                    + PathElement::new(vec![(b, 0), (20, 0)], style)
             });
     }
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
+        .margin(LEGEND_MARGIN as u32)
+        .position(legend_position(corner))
         .draw()
         .map_err(err)?;
     root.present().map_err(err)
 }
 
+/// The latency chart's legend corner: upper left, where curves rising to the right leave
+/// room, unless a convoyed design's curve is already high there; then the first corner its
+/// lines leave free.
+fn latency_legend_corner<X, Y>(
+    chart: &ChartContext<'_, SVGBackend<'_>, Cartesian2d<X, Y>>,
+    series: &LatencySeries,
+) -> Corner
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    let (xs, ys) = chart.plotting_area().get_pixel_range();
+    let area = Rect::new(xs.start, ys.start, xs.end, ys.end);
+    let lines: Vec<Rect> = series
+        .iter()
+        .flat_map(|(_, pts)| {
+            let px: Vec<(i32, i32)> = pts.iter().map(|p| chart.backend_coord(p)).collect();
+            let pieces: Vec<Rect> = px
+                .windows(2)
+                .flat_map(|w| layout::segment_boxes(w[0], w[1]))
+                .collect();
+            pieces
+        })
+        .collect();
+    let size = legend_size(series.iter().map(|(name, _)| name.as_str()));
+    let order = [
+        Corner::UpperLeft,
+        Corner::LowerRight,
+        Corner::UpperRight,
+        Corner::LowerLeft,
+    ];
+    layout::legend_corner(&area, size, LEGEND_MARGIN, &lines, &order)
+}
+
 struct Line {
-    name: String,
     pts: Vec<(f64, f64)>,
     style: ShapeStyle,
     color: RGBColor,
@@ -153,9 +277,7 @@ fn draw_lines<Y: Ranged<ValueType = f64>>(
         let style = l.style;
         chart
             .draw_series(LineSeries::new(l.pts.clone(), style))
-            .map_err(err)?
-            .label(l.name.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+            .map_err(err)?;
         let color = l.color;
         chart
             .draw_series(
@@ -187,18 +309,18 @@ fn percentile_label(x: f64) -> String {
     format!("{s}%")
 }
 
-/// Each sweep panel's title and its columns, with the name of each line.
-type Panel = (&'static str, &'static [(&'static str, &'static str)]);
+/// Each sweep panel's title and its columns (the first drawn bold, the others faint).
+type Panel = (&'static str, &'static [&'static str]);
 
 /// The sweep plot's panels, in reading order (2 by 2).
 const SWEEP_PANELS: [Panel; 4] = [
-    ("requests/s", &[("requests_per_sec", "")]),
+    ("requests/s", &["requests_per_sec"]),
     (
-        "latency p50 and p99 (µs, log scale)",
-        &[("latency_p50_us", "p50"), ("latency_p99_us", "p99")],
+        "latency p50 (bold) and p99 (faint), µs, log scale",
+        &["latency_p50_us", "latency_p99_us"],
     ),
-    ("CPU ticks/s", &[("cpu_ticks_per_sec", "")]),
-    ("context switches", &[("ctx_switches", "")]),
+    ("CPU ticks/s", &["cpu_ticks_per_sec"]),
+    ("context switches", &["ctx_switches"]),
 ];
 
 /// The summary rows of a sweep, each split into its design and swept value, with the
@@ -258,32 +380,26 @@ impl SweepData {
     }
 
     /// Every y value a panel of columns `cols` would draw.
-    fn all_points(&self, cols: &[(&str, &str)]) -> Vec<f64> {
+    fn all_points(&self, cols: &[&str]) -> Vec<f64> {
         self.series
             .iter()
-            .flat_map(|s| cols.iter().flat_map(move |&(c, _)| self.points(s, c)))
+            .flat_map(|s| cols.iter().flat_map(move |c| self.points(s, c)))
             .map(|p| p.1)
             .collect()
     }
 
     /// A panel's lines: one per design and column, the first column bold, the others faint.
-    fn lines(&self, cols: &[(&str, &str)], log: bool) -> Vec<Line> {
+    fn lines(&self, cols: &[&str], log: bool) -> Vec<Line> {
         let mut lines = Vec::new();
         for (i, s) in self.series.iter().enumerate() {
-            for (k, &(c, line)) in cols.iter().enumerate() {
-                let color = PALETTE[i % PALETTE.len()];
+            for (k, c) in cols.iter().enumerate() {
+                let color = color(i);
                 let style = if k == 0 {
                     color.stroke_width(2)
                 } else {
                     color.mix(0.6).stroke_width(1)
                 };
-                let name = if cols.len() > 1 {
-                    format!("{s} {line}")
-                } else {
-                    s.clone()
-                };
                 lines.push(Line {
-                    name,
                     // A log axis has no place for zero.
                     pts: self
                         .points(s, c)
@@ -316,13 +432,57 @@ pub fn sweep(runs: &[RunResult], key: &str) -> Result<String, String> {
                 ("sans-serif", 24),
             )
             .map_err(err)?;
-        let areas = root.split_evenly((2, 2));
+        let (width, _) = root.dim_in_pixel();
+        let rows = sweep_legend_rows(&data.series, width as i32);
+        let (top, panels) = root.split_vertically(rows.len() as u32 * LEGEND_ROW as u32 + 8);
+        draw_sweep_legend(&top, &data.series, &rows)?;
+        let areas = panels.split_evenly((2, 2));
         for (area, panel) in areas.iter().zip(SWEEP_PANELS.iter()) {
             draw_sweep_panel(area, panel, &data, key)?;
         }
         root.present().map_err(err)?;
     }
     Ok(mark(svg))
+}
+
+/// The height of a row of the sweep's legend, and its entries' font (nominal size).
+const LEGEND_ROW: i32 = 22;
+const LEGEND_FONT: f64 = 15.0;
+
+/// The sweep's legend, one for its four panels (their colours are the same): each design's
+/// colour and name, left to right, as many rows as they need in `width`. Each row is the
+/// entries' left edges and series indices.
+fn sweep_legend_rows(series: &[String], width: i32) -> Vec<Vec<(i32, usize)>> {
+    let mut rows: Vec<Vec<(i32, usize)>> = vec![Vec::new()];
+    let mut x = 20;
+    for (i, name) in series.iter().enumerate() {
+        let w = 30 + layout::text_size(name, font_px(LEGEND_FONT)).0 + 20;
+        if x + w > width - 20 && x > 20 {
+            rows.push(Vec::new());
+            x = 20;
+        }
+        rows.last_mut().expect("a row").push((x, i));
+        x += w;
+    }
+    rows
+}
+
+fn draw_sweep_legend(
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    series: &[String],
+    rows: &[Vec<(i32, usize)>],
+) -> Result<(), String> {
+    for (r, row) in rows.iter().enumerate() {
+        let y = 4 + r as i32 * LEGEND_ROW;
+        for &(x, i) in row {
+            let key = PathElement::new(vec![(x, y + 8), (x + 24, y + 8)], color(i).stroke_width(2));
+            area.draw(&key).map_err(err)?;
+            let font = ("sans-serif", LEGEND_FONT).into_font();
+            area.draw(&Text::new(series[i].clone(), (x + 30, y), font))
+                .map_err(err)?;
+        }
+    }
+    Ok(())
 }
 
 /// A sweep panel's y axis.
@@ -336,7 +496,7 @@ struct YAxis {
 }
 
 impl YAxis {
-    fn of(cols: &[(&str, &str)], all: &[f64]) -> YAxis {
+    fn of(cols: &[&str], all: &[f64]) -> YAxis {
         // Latency always; any other metric when its values span more than a decade
         // (32 req/s beside 5.5k would read as zero on a linear axis).
         let latency = cols.len() > 1;
@@ -385,7 +545,7 @@ fn draw_sweep_panel(
     draw_panel_chart(builder, &axis, &data.values, &lines, key)
 }
 
-/// A panel's axes (the swept values along x), lines and legend.
+/// A panel's axes (the swept values along x) and lines.
 fn draw_panel_chart(
     mut builder: ChartBuilder<'_, '_, SVGBackend<'_>>,
     axis: &YAxis,
@@ -415,12 +575,6 @@ fn draw_panel_chart(
                 .draw()
                 .map_err(err)?;
             draw_lines(&mut $chart, lines)?;
-            $chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.9))
-                .border_style(BLACK)
-                .draw()
-                .map_err(err)?;
         };
     }
     let ylabels: &dyn Fn(&f64) -> String = if axis.latency {
@@ -446,7 +600,7 @@ fn draw_panel_chart(
 
 #[cfg(test)]
 mod tests {
-    use super::{percentile_label, spans_a_decade, sweep};
+    use super::*;
     use crate::report::export::sample_run;
 
     #[test]
@@ -477,6 +631,63 @@ mod tests {
         assert!(!sweep(&close, "interval")
             .unwrap()
             .contains("requests/s (log scale)"));
+    }
+
+    /// Every design gilbench has gets its own colour, and a design's parked and adaptive rows
+    /// share one.
+    #[test]
+    fn each_design_has_its_own_colour() {
+        let designs = [
+            "tick", "timed", "mlfq", "fifo", "none", "ocaml", "fastcond", "ruby", "pypy", "bfs",
+            "decay",
+        ];
+        let labels: Vec<String> = designs
+            .iter()
+            .flat_map(|d| [format!("{d} spin=0s"), format!("{d} spin=adaptive")])
+            .collect();
+        let colors = family_colors(
+            labels
+                .iter()
+                .map(|l| family(l).0)
+                .collect::<Vec<_>>()
+                .iter()
+                .map(String::as_str),
+        );
+        for (i, pair) in colors.chunks(2).enumerate() {
+            assert_eq!(pair[0], pair[1], "{}", designs[i]);
+            for (j, other) in colors.chunks(2).enumerate().skip(i + 1) {
+                assert_ne!(pair[0], other[0], "{} and {}", designs[i], designs[j]);
+            }
+        }
+        assert_eq!(family("bfs spin=adaptive"), ("bfs".to_owned(), true));
+        assert_eq!(family("bfs spin=0s"), ("bfs".to_owned(), false));
+        assert_eq!(family("bfs spin=50us"), ("bfs spin=50us".to_owned(), false));
+    }
+
+    /// A sweep has one legend for its four panels: each design named once, in rows that fit.
+    #[test]
+    fn a_sweep_names_each_design_once() {
+        let mut runs = Vec::new();
+        for d in ["tick", "timed", "mlfq"] {
+            for v in ["1ms", "5ms"] {
+                let mut r = sample_run(&format!("{d} interval={v}"));
+                r.lock = d.to_owned();
+                runs.push(r);
+            }
+        }
+        let svg = sweep(&runs, "interval").unwrap();
+        for d in ["tick", "timed", "mlfq"] {
+            assert_eq!(svg.matches(&format!(">\n{d}\n<")).count(), 1, "{d}: {svg}");
+        }
+        let names: Vec<String> = (0..11).map(|i| format!("design number {i}")).collect();
+        let rows = sweep_legend_rows(&names, 600);
+        assert!(rows.len() > 1);
+        assert_eq!(rows.iter().map(Vec::len).sum::<usize>(), 11);
+        for row in &rows {
+            let &(x, i) = row.last().unwrap();
+            let w = 30 + layout::text_size(&names[i], font_px(LEGEND_FONT)).0;
+            assert!(x + w <= 600 - 20, "{row:?}");
+        }
     }
 
     #[test]

@@ -203,29 +203,23 @@ impl Corner {
     }
 }
 
-/// The corner for a `size` legend: the first, in the order upper right (the usual place),
-/// lower left (where a point means a design lost both threads' work), lower right, upper
-/// left, that covers nothing `occupied`; failing that, the one covering least.
+/// The corner for a `size` legend: the first of `order` that covers nothing `occupied`;
+/// failing that, the one covering least.
 pub(crate) fn legend_corner(
     area: &Rect,
     size: (i32, i32),
     margin: i32,
     occupied: &[Rect],
+    order: &[Corner],
 ) -> Corner {
-    let corners = [
-        Corner::UpperRight,
-        Corner::LowerLeft,
-        Corner::LowerRight,
-        Corner::UpperLeft,
-    ];
     let cost = |c: &Corner| {
         let r = c.rect(area, size, margin);
         occupied.iter().map(|o| o.overlap(&r)).sum::<i64>()
     };
-    corners
+    order
         .iter()
         .find(|c| cost(c) == 0)
-        .or_else(|| corners.iter().min_by_key(|c| cost(c)))
+        .or_else(|| order.iter().min_by_key(|c| cost(c)))
         .copied()
         .unwrap_or(Corner::UpperRight)
 }
@@ -336,14 +330,27 @@ mod tests {
             .all(|p| p.overlap(&Rect::around((0, 50), 3)) == 0));
     }
 
+    const ORDER: [Corner; 4] = [
+        Corner::UpperRight,
+        Corner::LowerLeft,
+        Corner::LowerRight,
+        Corner::UpperLeft,
+    ];
+
     #[test]
     fn the_legend_moves_off_the_points() {
         let size = (400, 60);
-        assert_eq!(legend_corner(&AREA, size, 5, &[]), Corner::UpperRight);
+        assert_eq!(
+            legend_corner(&AREA, size, 5, &[], &ORDER),
+            Corner::UpperRight
+        );
         // A point under the upper right corner's legend: lower left is free.
         let upper_right = Corner::UpperRight.rect(&AREA, size, 5);
         let dot = Rect::around((upper_right.x0 + 50, upper_right.y0 + 20), 6);
-        assert_eq!(legend_corner(&AREA, size, 5, &[dot]), Corner::LowerLeft);
+        assert_eq!(
+            legend_corner(&AREA, size, 5, &[dot], &ORDER),
+            Corner::LowerLeft
+        );
         // Every corner taken: the least covered one.
         let all: Vec<Rect> = [Corner::UpperRight, Corner::LowerLeft, Corner::UpperLeft]
             .iter()
@@ -353,7 +360,10 @@ mod tests {
                 6,
             )])
             .collect();
-        assert_eq!(legend_corner(&AREA, size, 5, &all), Corner::LowerRight);
+        assert_eq!(
+            legend_corner(&AREA, size, 5, &all, &ORDER),
+            Corner::LowerRight
+        );
     }
 
     #[test]

@@ -5,12 +5,9 @@
 use plotters::prelude::*;
 
 use super::layout::{self, Corner, Placed, Rect};
-use super::{err, mark, PALETTE};
+use super::{err, font_px, legend_position, mark, LEGEND_MARGIN};
 use crate::report::{summary, Stat, SummaryRow};
 use crate::result::RunResult;
-
-/// The label token of a row whose waiters spin adaptively (`spin = adaptive`).
-const ADAPTIVE: &str = "spin=adaptive";
 
 /// One row's point: its I/O kept (x) and CPU kept (y) over its repeats, and its `h`.
 struct Point {
@@ -26,20 +23,10 @@ struct Point {
 
 impl Point {
     fn of(row: &SummaryRow) -> Option<Point> {
-        let words: Vec<&str> = row.label.split(' ').collect();
-        let adaptive = words.contains(&ADAPTIVE);
-        // A sweep over `spin` labels the parked rows `spin=0s`: they are the default.
-        let parked = |w: &str| {
-            w.strip_prefix("spin=")
-                .is_some_and(|v| v.trim_end_matches(char::is_alphabetic) == "0")
-        };
-        let family: Vec<&str> = words
-            .into_iter()
-            .filter(|w| *w != ADAPTIVE && !parked(w))
-            .collect();
+        let (family, adaptive) = super::family(&row.label);
         Some(Point {
             label: row.marked_label(),
-            family: family.join(" "),
+            family,
             adaptive,
             x: row.cell("requests_vs_alone")?,
             y: row.cell("cpu_kept")?,
@@ -113,23 +100,14 @@ fn draw(svg: &mut String, title: &str, points: &[Point]) -> Result<(), String> {
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
         .margin(LEGEND_MARGIN as u32)
-        .position(match corner {
-            Corner::UpperRight => SeriesLabelPosition::UpperRight,
-            Corner::LowerLeft => SeriesLabelPosition::LowerLeft,
-            Corner::LowerRight => SeriesLabelPosition::LowerRight,
-            Corner::UpperLeft => SeriesLabelPosition::UpperLeft,
-        })
+        .position(legend_position(corner))
         .draw()
         .map_err(err)?;
     root.present().map_err(err)
 }
 
-/// The points' labels, in pixels: plotters' SVG backend writes a font of nominal size `s` as
-/// `s * 25 / 31` px (seen in its output).
-const LABEL_PX: f64 = 15.0 * 25.0 / 31.0;
-/// The legend's font (plotters' default, 12) in pixels.
-const LEGEND_PX: f64 = 12.0 * 25.0 / 31.0;
-const LEGEND_MARGIN: i32 = 5;
+/// The points' labels' font size (nominal, as plotters takes it).
+const LABEL_FONT: f64 = 15.0;
 
 /// A point's label: where it goes and its estimated size in pixels.
 type Label = (Placed, (i32, i32));
@@ -150,7 +128,13 @@ fn arrange(chart: &Chart<'_, '_>, points: &[Point]) -> (Corner, Vec<Label>) {
         occupied.push(Rect::new(low.0 - 3, low.1, high.0 + 3, high.1));
     }
     let legend = legend_size(points);
-    let corner = layout::legend_corner(&area, legend, LEGEND_MARGIN, &occupied);
+    let order = [
+        Corner::UpperRight,
+        Corner::LowerLeft,
+        Corner::LowerRight,
+        Corner::UpperLeft,
+    ];
+    let corner = layout::legend_corner(&area, legend, LEGEND_MARGIN, &occupied, &order);
     // Labels may cross lines and error bars at a price: the frontier, the dashed joins and
     // the bars (the points themselves are hard obstacles).
     let mut soft: Vec<Rect> = occupied.split_off(points.len());
@@ -170,14 +154,14 @@ fn arrange(chart: &Chart<'_, '_>, points: &[Point]) -> (Corner, Vec<Label>) {
     };
     let sizes: Vec<(i32, i32)> = points
         .iter()
-        .map(|p| layout::text_size(&p.label, LABEL_PX))
+        .map(|p| layout::text_size(&p.label, font_px(LABEL_FONT)))
         .collect();
     let placed = layout::place_labels(&at, &sizes, obstacles, area);
     (corner, placed.into_iter().zip(sizes).collect())
 }
 
-/// The legend's estimated size: a row of 20 px per entry (the frontier, and the two marks
-/// where a row spins adaptively), as wide as its longest entry beside its 40 px key.
+/// The legend's estimated size: its entries are the frontier, and the two marks where a row
+/// spins adaptively.
 fn legend_size(points: &[Point]) -> (i32, i32) {
     let mut entries: Vec<String> = frontier_h(points)
         .map(|(_, name)| name)
@@ -186,12 +170,7 @@ fn legend_size(points: &[Point]) -> (i32, i32) {
     if points.iter().any(|p| p.adaptive) {
         entries.extend(MARKS.iter().map(|(_, name)| name.to_string()));
     }
-    let widest = entries
-        .iter()
-        .map(|e| layout::text_size(e, LEGEND_PX).0)
-        .max()
-        .unwrap_or(0);
-    (widest + 40, entries.len() as i32 * 20 + 4)
+    super::legend_size(entries.iter().map(String::as_str))
 }
 
 /// The frontier `1 - h*x` as a line, named in the legend with its `h`.
@@ -214,22 +193,9 @@ fn frontier_ends(h: f64, x_max: f64) -> [(f64, f64); 2] {
     [(0.0, 1.0), (x_end, (1.0 - h * x_end).max(0.0))]
 }
 
-/// Each point's colour: one per family (a design's parked and adaptive rows share it), in the
-/// order the families first appear.
+/// Each point's colour: one per family (a design's parked and adaptive rows share it).
 fn family_colors(points: &[Point]) -> Vec<RGBColor> {
-    let mut families: Vec<&str> = Vec::new();
-    for p in points {
-        if !families.contains(&p.family.as_str()) {
-            families.push(&p.family);
-        }
-    }
-    points
-        .iter()
-        .map(|p| {
-            let i = families.iter().position(|f| *f == p.family).unwrap_or(0);
-            PALETTE[i % PALETTE.len()]
-        })
-        .collect()
+    super::family_colors(points.iter().map(|p| p.family.as_str()))
 }
 
 /// A dashed line from each parked point to the same design's adaptive one: the length is
