@@ -130,13 +130,23 @@ pub(crate) fn place_labels(
     for (&(x, y), &size) in points.iter().zip(sizes) {
         let covered = |set: &[Rect], r: &Rect| -> i64 { set.iter().map(|o| o.overlap(r)).sum() };
         let mut best: Option<((i64, f64), Placed, Rect)> = None;
-        for (dx, dy) in candidates(size) {
+        let mut offsets: Vec<(f64, (i32, i32))> = candidates(size)
+            .map(|(dx, dy)| (distance(&Rect::sized(dx, dy, size)), (dx, dy)))
+            .collect();
+        offsets.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for (near, (dx, dy)) in offsets {
+            // Nearest first: once a clear place costs no more than this distance alone, no
+            // further offset can cost less.
+            if best
+                .as_ref()
+                .is_some_and(|((hard, c), _, _)| *hard == 0 && *c <= near)
+            {
+                break;
+            }
             let here = Rect::sized(x + dx, y + dy, size);
             if !here.inside(&area) {
                 continue;
             }
-            let offset = Rect::sized(dx, dy, size);
-            let near = distance(&offset);
             let cost = (
                 covered(&obstacles.hard, &here),
                 near + covered(&obstacles.soft, &here) as f64 / 4.0,
