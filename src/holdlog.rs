@@ -88,16 +88,11 @@ impl LogBudget {
     /// by its monitor between naps.
     pub fn top_up(&self, chunks: usize) {
         let wanted = chunks.min(self.left() / CHUNK);
-        while self.ready.lock().len() < wanted {
-            let mut chunk: Vec<u64> = Vec::with_capacity(CHUNK);
-            // One store per page faults each in (`vec![0; n]` would not: calloc's pages
-            // stay untouched until first used).
-            for page in chunk.spare_capacity_mut().chunks_mut(PAGE_EVENTS) {
-                page[0].write(0);
-            }
-            std::hint::black_box(chunk.spare_capacity_mut());
-            self.ready.lock().push(chunk);
-        }
+        // The chunks are made outside the lock (a thread may take one meanwhile: the next
+        // top-up makes up for it).
+        let missing = wanted.saturating_sub(self.ready.lock().len());
+        let made: Vec<Vec<u64>> = (0..missing).map(|_| ready_chunk()).collect();
+        self.ready.lock().extend(made);
     }
 
     /// Chunks ready now.
@@ -112,6 +107,17 @@ impl LogBudget {
             .pop()
             .unwrap_or_else(|| Vec::with_capacity(CHUNK))
     }
+}
+
+/// A chunk with every page touched: one store per page faults each in (`vec![0; n]` would
+/// not: calloc's pages stay untouched until first used).
+fn ready_chunk() -> Vec<u64> {
+    let mut chunk: Vec<u64> = Vec::with_capacity(CHUNK);
+    for page in chunk.spare_capacity_mut().chunks_mut(PAGE_EVENTS) {
+        page[0].write(0);
+    }
+    std::hint::black_box(chunk.spare_capacity_mut());
+    chunk
 }
 
 /// One thread's log: raw clock readings (relative to the run's epoch reading) with the event
