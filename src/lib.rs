@@ -23,6 +23,7 @@ pub mod result;
 pub mod runner;
 pub mod scenario;
 pub mod signals;
+pub mod stall;
 pub mod stats;
 pub(crate) mod sync;
 pub mod trace;

@@ -183,35 +183,8 @@ fn a_stopped_process_says_so_and_its_rates_cover_the_time_it_ran() {
         .chain(["--set", "watchdog=300ms"])
         .collect();
     let (o, r) = stopped_run(&args, Duration::from_millis(1000), Duration::from_secs(2));
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(0), "{}{text}", stderr_of(&o));
     assert!(r["failure"].is_null(), "{r}");
-    assert_eq!(r["partial"], true, "{r}");
-    let note = r["notes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|n| n.as_str())
-        .find(|n| n.contains("the process did not run for"))
-        .unwrap_or_else(|| panic!("no note on the stop: {text}"));
-    assert!(note.contains("it was stopped"), "{note}");
-    // Wall time holds the stop; the measured time and the rates do not.
-    let (measured, wall) = (
-        r["measured_s"].as_f64().unwrap(),
-        r["wall_s"].as_f64().unwrap(),
-    );
-    assert!(wall >= 2.5, "{r}");
-    assert!(
-        measured < 1.5 && measured > 0.0,
-        "measured {measured}s: {note}"
-    );
-    let io = &r["io"];
-    let requests = io["requests"].as_f64().unwrap();
-    assert!(requests > 0.0, "{io}");
-    assert!(
-        io["requests_per_sec"].as_f64().unwrap() > requests / 1.5,
-        "the rate covers the stop: {io}"
-    );
+    let measured = assert_the_stop_is_said(&o, &r, 1.5);
     // Idle while wanted is over the time the process ran: the stop (2 s, longer than that
     // time) was no idle GIL (it said 100% when the stop caught a hand-off in transit).
     let gil = &r["gil"];
@@ -221,19 +194,93 @@ fn a_stopped_process_says_so_and_its_rates_cover_the_time_it_ran() {
     );
     assert!(idle_s <= measured && idle <= 1.0, "{gil}");
     assert!((idle - idle_s / measured).abs() < 1e-6, "{gil}");
-    // The load generator was stopped with the rest: no hold-up as long as the stop is
-    // blamed on a busy machine.
-    for n in r["notes"]
+}
+
+/// A loopback TCP echo server on a thread of this test process (a stop of the load's process
+/// does not stop it); returns its address.
+fn echo_server() -> String {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for mut c in l.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || {
+                let mut b = [0u8; 4096];
+                while let Ok(n @ 1..) = c.read(&mut b) {
+                    if c.write_all(&b[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A run stopped for 2 s (`stopped_run`) says so: exit 0, partial, a note on the stop; wall
+/// time holds the stop, the measured time (under `longest` seconds) and the rates do not;
+/// and the load generator, stopped with the rest, does not blame a busy machine for a hold-up
+/// as long as the stop. Returns the measured time.
+fn assert_the_stop_is_said(o: &Output, r: &serde_json::Value, longest: f64) -> f64 {
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{}{text}", stderr_of(o));
+    assert_eq!(r["partial"], true, "{r}");
+    let notes: Vec<&str> = r["notes"]
         .as_array()
         .unwrap()
         .iter()
         .filter_map(|n| n.as_str())
-    {
+        .collect();
+    let note = notes
+        .iter()
+        .find(|n| n.contains("the process did not run for"))
+        .unwrap_or_else(|| panic!("no note on the stop: {text}"));
+    assert!(note.contains("it was stopped"), "{note}");
+    let (measured, wall) = (
+        r["measured_s"].as_f64().unwrap(),
+        r["wall_s"].as_f64().unwrap(),
+    );
+    assert!(wall >= 2.5, "{r}");
+    assert!(
+        measured < longest && measured > 0.0,
+        "measured {measured}s: {note}"
+    );
+    let io = &r["io"];
+    let requests = io["requests"].as_f64().unwrap();
+    assert!(requests > 0.0, "{io}");
+    assert!(
+        io["requests_per_sec"].as_f64().unwrap() > requests / longest,
+        "the rate covers the stop: {io}"
+    );
+    for n in notes {
         if let Some((_, rest)) = n.split_once("held up for up to ") {
             let ms: f64 = rest.split(' ').next().unwrap().parse().unwrap();
             assert!(ms < 1000.0, "the stop called a busy machine: {n}");
         }
     }
+    measured
+}
+
+/// `gilbench load` on its own notices a stop of its process as `run` does: it says so, the
+/// result is partial, and its rates cover the time it ran (it said "held up for up to
+/// 1997 ms (no CPU for it: the machine is busy)", with the rate over the whole window).
+#[test]
+fn a_stopped_load_says_so_and_its_rates_cover_the_time_it_ran() {
+    let addr = echo_server();
+    let args = [
+        "load",
+        "--connect",
+        &addr,
+        "--duration",
+        "1500ms",
+        "--warmup",
+        "200ms",
+        "--timeout",
+        "5s",
+    ];
+    let (o, r) = stopped_run(&args, Duration::from_millis(900), Duration::from_secs(2));
+    // The window of 1.5 s less the 2 s stop's part in it (about 1.2 s).
+    assert_the_stop_is_said(&o, &r, 1.2);
 }
 
 /// Stopped inside its warm-up for longer than the run: no running time was measured, so no

@@ -9,6 +9,7 @@ use gilbench::pin;
 use gilbench::result::{GilSummary, IoSummary, RunResult};
 use gilbench::scenario::{cli_value, Scenario};
 use gilbench::signals;
+use gilbench::stall::{note_stalls, stalled_within, stopped_between, Naps, Stall};
 use gilbench::workload::limits;
 use gilbench::workload::loadgen::{run_echo_load, LoadConfig, LoadResult};
 
@@ -113,9 +114,12 @@ pub fn run(o: &LoadOpts) -> Result<RunResult, Failure> {
     ensure_descriptors(&s)?;
     let cfg = load_config(&s, addr);
     let t0 = Instant::now();
-    let (res, pinned) = drive_load(&cfg, core);
-    let res = res.map_err(Failure::Run)?;
-    let notes = run_notes(core, pinned, &res);
+    let (res, pinned, stalls) = drive_load(&cfg, core, t0);
+    let mut res = res.map_err(Failure::Run)?;
+    // A stop of the whole process held the generator up too: the stall's note says so.
+    res.leave_out_stops(|from, to| stopped_between(&stalls, from, to));
+    let mut notes = run_notes(core, pinned, &res);
+    let running = leave_out_stalls(&mut res, &s, &stalls, &mut notes);
     let interrupted = signals::caught().is_some();
     // A run in which no request succeeded failed, and its result (the failures, the
     // errors) is written all the same.
@@ -125,7 +129,7 @@ pub fn run(o: &LoadOpts) -> Result<RunResult, Failure> {
             res.why_none_succeeded(s.timeout)
         )
     });
-    let partial = interrupted || res.cut_short.is_some() || failure.is_some();
+    let partial = interrupted || res.cut_short.is_some() || failure.is_some() || !stalls.is_empty();
     let pinned_core = match (core, pinned) {
         (Some(c), true) => Some(c),
         _ => None,
@@ -138,7 +142,7 @@ pub fn run(o: &LoadOpts) -> Result<RunResult, Failure> {
         wall_s: t0.elapsed().as_secs_f64(),
         measured_s: res.measured_s,
         cpu: None,
-        io: Some(io_summary(&s, &res, pinned_core)),
+        io: running.then(|| io_summary(&s, &res, pinned_core)),
         gil: GilSummary::default(),
         threads: Vec::new(),
         notes,
@@ -153,6 +157,32 @@ pub fn run(o: &LoadOpts) -> Result<RunResult, Failure> {
         intervals: Vec::new(),
         trace: None,
     })
+}
+
+/// Leaves the time the process did not run (`stalls`, from the load's start) out of the
+/// measured window, so that rates cover the time it ran, and says when it did not run.
+/// Returns whether any running time is left to measure (a stop can take the whole window).
+fn leave_out_stalls(
+    res: &mut LoadResult,
+    s: &Scenario,
+    stalls: &[Stall],
+    notes: &mut Vec<String>,
+) -> bool {
+    if stalls.is_empty() {
+        return true;
+    }
+    let window = Duration::from_secs_f64(res.measured_s);
+    let running = window.saturating_sub(stalled_within(stalls, s.warmup, s.warmup + window));
+    note_stalls(stalls, s.warmup, window, running, notes);
+    res.measured_s = running.as_secs_f64();
+    if running < Duration::from_millis(1) {
+        notes.push(format!(
+            "the load generator's measured window ({:.2}s) fell within the time the process did not run: no I/O figures",
+            window.as_secs_f64()
+        ));
+        return false;
+    }
+    true
 }
 
 /// The result's notes: a pin that did not take, the load generator's own notes, its
@@ -210,9 +240,15 @@ fn load_config(s: &Scenario, addr: SocketAddr) -> LoadConfig {
 }
 
 /// Runs the load on a thread of its own (pinned to `core` if asked) while this one
-/// watches for a signal; returns the load's result and whether the pin took.
-fn drive_load(cfg: &LoadConfig, core: Option<usize>) -> (Result<LoadResult, String>, bool) {
+/// watches for a signal and for the process being stopped; returns the load's result,
+/// whether the pin took, and the stalls (times from `start`).
+fn drive_load(
+    cfg: &LoadConfig,
+    core: Option<usize>,
+    start: Instant,
+) -> (Result<LoadResult, String>, bool, Vec<Stall>) {
     let stop = AtomicBool::new(false);
+    let mut naps = Naps::new(start);
     std::thread::scope(|scope| {
         let stop = &stop;
         // Only the load thread is pinned (this one watches for signals, elsewhere), and it
@@ -234,17 +270,19 @@ fn drive_load(cfg: &LoadConfig, core: Option<usize>) -> (Result<LoadResult, Stri
             Err(e) => {
                 let msg =
                     format!("cannot start the load generator: out of memory or threads ({e})");
-                return (Err(msg), false);
+                return (Err(msg), false, Vec::new());
             }
         };
         while !stop.load(Ordering::SeqCst) {
             if signals::caught().is_some() {
                 stop.store(true, Ordering::SeqCst);
             }
-            std::thread::sleep(Duration::from_millis(10));
+            naps.nap(Duration::from_millis(10));
         }
-        load.join()
-            .unwrap_or_else(|_| (Err("the load generator panicked".into()), false))
+        let (r, pinned) = load
+            .join()
+            .unwrap_or_else(|_| (Err("the load generator panicked".into()), false));
+        (r, pinned, std::mem::take(&mut naps.stalls))
     })
 }
 

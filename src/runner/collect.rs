@@ -17,6 +17,7 @@ use crate::pin::PinPlan;
 use crate::result::{CpuSummary, GilSummary, IoSummary, RunResult, ThreadCounters};
 use crate::scenario::{IoWork, Scenario};
 use crate::signals;
+use crate::stall::note_stalls;
 use crate::trace::{ThreadTrace, Timeline};
 use crate::workload::loadgen::LoadResult;
 use crate::workload::server::ServerStats;
@@ -416,32 +417,6 @@ fn failure_of(fin: &Finished, deadline: Duration) -> Option<String> {
             "the run outlived its deadline ({:.1}s: warm-up, duration and grace){left}; the run was stopped",
             deadline.as_secs_f64()
         )),
-    }
-}
-
-/// Says when the process did not run (stopped, or its machine suspended), and how much of
-/// the measured window (from `from`, `measured` long) it ran.
-fn note_stalls(
-    stalls: &[Stall],
-    from: Duration,
-    measured: Duration,
-    running: Duration,
-    notes: &mut Vec<String>,
-) {
-    for s in stalls {
-        let when = if s.at < from {
-            "during the warm-up"
-        } else if s.at < from + measured {
-            "in the measured window"
-        } else {
-            "after the measured window"
-        };
-        notes.push(format!(
-            "the process did not run for {:.2}s from {:.2}s after the start, {when} (it was stopped: SIGSTOP, a debugger, or a suspended machine); the run measured {:.2}s of running time, and its rates cover that (a single wait, hold or request that spanned the stop includes it)",
-            s.len.as_secs_f64(),
-            s.at.as_secs_f64(),
-            running.as_secs_f64()
-        ));
     }
 }
 

@@ -2,7 +2,6 @@
 //! the watchdog.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -13,6 +12,7 @@ use crate::holdlog::{LogBudget, DEFAULT_BUDGET_EVENTS};
 use crate::interp::{Beacon, Probe};
 use crate::scenario::{IoWork, Scenario};
 use crate::signals;
+pub(super) use crate::stall::{stalled_within, stopped_between, Naps, Stall};
 
 /// Holds threads until every one is ready, then releases them together (or aborts them).
 pub(super) struct StartGate {
@@ -387,112 +387,6 @@ pub(super) fn monitor(
         if naps.nap(nap.min(Duration::from_millis(10))).is_some() {
             watch.restart();
         }
-    }
-}
-
-/// A stretch in which the whole process did not run: stopped (SIGSTOP, a debugger) or its
-/// machine suspended.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Stall {
-    /// When it began, from the run's start, ...
-    pub(super) at: Duration,
-    /// ... and as an instant.
-    pub(super) began: Instant,
-    pub(super) len: Duration,
-}
-
-/// The time of `stalls` that falls within `from..to` (from the run's start).
-pub(super) fn stalled_within(stalls: &[Stall], from: Duration, to: Duration) -> Duration {
-    stalls
-        .iter()
-        .map(|s| (s.at + s.len).min(to).saturating_sub(s.at.max(from)))
-        .sum()
-}
-
-/// The time of `stalls` that falls between the instants `from` and `to`.
-pub(super) fn stopped_between(stalls: &[Stall], from: Instant, to: Instant) -> Duration {
-    stalls
-        .iter()
-        .map(|s| {
-            (s.began + s.len)
-                .min(to)
-                .saturating_duration_since(s.began.max(from))
-        })
-        .sum()
-}
-
-/// The monitor's naps, timed, to notice the process being stopped: the thread woke later
-/// than it asked by more than the time it was on a CPU or waiting for one meanwhile
-/// (`/proc/thread-self/schedstat`). A busy machine delays the wake-up too, but as waiting
-/// for a CPU; a stopped process neither runs nor waits.
-pub(super) struct Naps {
-    start: Instant,
-    /// This thread's scheduler statistics, if the kernel keeps them.
-    sched: Option<std::fs::File>,
-    woke: Instant,
-    runnable: Option<Duration>,
-    pub(super) stalls: Vec<Stall>,
-}
-
-/// A wake-up this much later than asked, unexplained, is a stall; without scheduler
-/// statistics only a much longer one is (a busy machine can delay a wake-up that much).
-const STALL_MIN: Duration = Duration::from_millis(200);
-const STALL_MIN_BLIND: Duration = Duration::from_secs(1);
-
-impl Naps {
-    /// Naps of the calling thread (it opens its own statistics), for a run started at `start`.
-    pub(super) fn new(start: Instant) -> Self {
-        let sched = std::fs::File::open("/proc/thread-self/schedstat").ok();
-        let mut naps = Naps {
-            start,
-            sched,
-            woke: Instant::now(),
-            runnable: None,
-            stalls: Vec::new(),
-        };
-        naps.runnable = naps.read_runnable();
-        naps
-    }
-
-    /// This thread's time on a CPU plus its time waiting for one, so far.
-    fn read_runnable(&self) -> Option<Duration> {
-        use std::os::unix::fs::FileExt;
-        let mut buf = [0u8; 96];
-        let n = self.sched.as_ref()?.read_at(&mut buf, 0).ok()?;
-        let text = std::str::from_utf8(&buf[..n]).ok()?;
-        let mut f = text.split_whitespace().map(|v| v.parse::<u64>().ok());
-        Some(Duration::from_nanos(f.next()??.saturating_add(f.next()??)))
-    }
-
-    /// Sleeps `d`; returns the stall noticed since the last wake-up, if any (and keeps it).
-    pub(super) fn nap(&mut self, d: Duration) -> Option<Stall> {
-        thread::sleep(d);
-        let now = Instant::now();
-        let runnable = self.read_runnable();
-        let gap = now.saturating_duration_since(self.woke);
-        let (ran_or_waited, min) = match (self.runnable, runnable) {
-            (Some(a), Some(b)) => (b.saturating_sub(a), STALL_MIN),
-            _ => (Duration::ZERO, STALL_MIN_BLIND),
-        };
-        self.woke = now;
-        self.runnable = runnable;
-        let unexplained = gap.saturating_sub(d).saturating_sub(ran_or_waited);
-        if unexplained < min {
-            return None;
-        }
-        let began = now.checked_sub(unexplained).unwrap_or(now);
-        let stall = Stall {
-            at: began.saturating_duration_since(self.start),
-            began,
-            len: unexplained,
-        };
-        self.stalls.push(stall);
-        Some(stall)
-    }
-
-    /// The time the process was stalled so far.
-    pub(super) fn stalled(&self) -> Duration {
-        self.stalls.iter().map(|s| s.len).sum()
     }
 }
 
