@@ -445,11 +445,24 @@ fn parse_command_line() -> Result<Cli, ExitCode> {
                 ExitCode::SUCCESS
             };
         }
-        let text = e.render().to_string();
-        let first = text.lines().next().unwrap_or("bad command line");
-        warn(first.trim_start_matches("error: "));
+        warn(&one_line(&e.render().to_string()));
         ExitCode::from(2)
     })
+}
+
+/// A clap error as one line: its first paragraph (clap puts what is missing, or the values
+/// an option takes, on the lines after the first), joined, without clap's `error: `; the
+/// usage and tips after it are left out.
+fn one_line(rendered: &str) -> String {
+    let first: Vec<&str> = rendered
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    match first.join(" ") {
+        s if s.is_empty() => "bad command line".to_owned(),
+        s => s.trim_start_matches("error: ").to_owned(),
+    }
 }
 
 /// The exit status of a finished command, its error (if any) printed: 0, 1 for a failed

@@ -97,6 +97,13 @@ fn bad_input_is_one_line_and_exit_2() {
     // Cases that used to run (and exit 0) run briefly (`brief`) if they regress.
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["run", "/nonexistent/scenario.toml"], "no such file"),
+        // clap's errors in one line, with what they name (it went on the next line).
+        (vec!["run"], "not provided: <SCENARIO>"),
+        (vec!["load"], "not provided: --connect <HOST:PORT>"),
+        (
+            vec!["compare", &echo, "--order", "nosuch"],
+            "[possible values: interleaved, blocks]",
+        ),
         (vec!["run", m], "malformed TOML"),
         (vec!["run", u], "cpu_thread"),
         (vec!["run", w], "interval"),
