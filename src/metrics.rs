@@ -232,6 +232,11 @@ impl CoreTrack {
         self.seen.insert(c);
     }
 
+    /// Whether any sample was taken.
+    pub fn sampled(&self) -> bool {
+        self.last.is_some()
+    }
+
     /// The cores seen, ascending.
     pub fn cores(&self) -> Vec<usize> {
         self.seen.iter().copied().collect()

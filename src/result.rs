@@ -207,22 +207,26 @@ pub struct Sequence {
 pub struct Baseline {
     /// Echo requests/s with no CPU thread.
     pub io_alone_requests_per_sec: f64,
-    /// Echo latency p99 (µs) with no CPU thread.
-    pub io_alone_p99_us: f64,
+    /// Echo latency p99 (µs) with no CPU thread; absent without client-side latency (a bulk
+    /// transfer, or no request answered).
+    #[serde(default)]
+    pub io_alone_p99_us: Option<f64>,
     /// Bulk transfer time (s) with no CPU thread, for bulk scenarios.
     pub io_alone_transfer_s: Option<f64>,
     /// CPU ticks/s with no I/O thread.
     pub cpu_alone_ticks_per_sec: f64,
     /// This run's requests/s as a fraction of alone.
     pub requests_vs_alone: f64,
-    /// This run's p99 as a multiple of alone.
-    pub p99_vs_alone: f64,
-    /// Echo latency p99.9 (µs) with no CPU thread (absent in results of gilbench before it).
+    /// This run's p99 as a multiple of alone; absent where either side has no latency.
+    /// (Results of gilbench before 2026-12-08 wrote 0 there.)
     #[serde(default)]
-    pub io_alone_p999_us: f64,
+    pub p99_vs_alone: Option<f64>,
+    /// Echo latency p99.9 (µs) with no CPU thread.
+    #[serde(default)]
+    pub io_alone_p999_us: Option<f64>,
     /// This run's p99.9 as a multiple of alone.
     #[serde(default)]
-    pub p999_vs_alone: f64,
+    pub p999_vs_alone: Option<f64>,
     /// This run's bulk transfer time as a multiple of alone.
     pub transfer_vs_alone: Option<f64>,
     /// This run's CPU ticks/s as a fraction of alone.
@@ -249,17 +253,25 @@ impl Baseline {
             run.io.clone().unwrap_or_default(),
             io_alone.io.clone().unwrap_or_default(),
         );
+        // A percentile of a histogram that holds something: no figure, not 0, otherwise.
+        let pct = |p: &Percentiles, at: fn(&Percentiles) -> f64| (p.count > 0).then(|| at(p));
+        let pct_ratio = |at: fn(&Percentiles) -> f64| {
+            pct(&io.latency_us, at)
+                .zip(pct(&alone.latency_us, at))
+                .filter(|(_, b)| *b > 0.0)
+                .map(|(a, b)| a / b)
+        };
         let cpu = run.cpu.as_ref().map_or(0.0, |c| c.ticks_per_sec);
         let cpu_alone_tps = cpu_alone.cpu.as_ref().map_or(0.0, |c| c.ticks_per_sec);
         Baseline {
             io_alone_requests_per_sec: alone.requests_per_sec,
-            io_alone_p99_us: alone.latency_us.p99,
+            io_alone_p99_us: pct(&alone.latency_us, |p| p.p99),
             io_alone_transfer_s: alone.transfer_s,
             cpu_alone_ticks_per_sec: cpu_alone_tps,
             requests_vs_alone: ratio(io.requests_per_sec, alone.requests_per_sec),
-            p99_vs_alone: ratio(io.latency_us.p99, alone.latency_us.p99),
-            io_alone_p999_us: alone.latency_us.p999,
-            p999_vs_alone: ratio(io.latency_us.p999, alone.latency_us.p999),
+            p99_vs_alone: pct_ratio(|p| p.p99),
+            io_alone_p999_us: pct(&alone.latency_us, |p| p.p999),
+            p999_vs_alone: pct_ratio(|p| p.p999),
             transfer_vs_alone: io
                 .transfer_s
                 .zip(alone.transfer_s)
@@ -408,9 +420,10 @@ pub struct ThreadResult {
     /// Every core it was seen on (sampled at each acquisition and heartbeat).
     #[serde(default)]
     pub cores: Vec<usize>,
-    /// Samples that found it on another core than the sample before.
+    /// Samples that found it on another core than the sample before; absent when it was
+    /// never sampled (an unrecorded run samples no cores).
     #[serde(default)]
-    pub migrations: u64,
+    pub migrations: Option<u64>,
     /// The core it was pinned to, if it was.
     pub pinned: Option<usize>,
     #[serde(flatten)]
@@ -491,6 +504,43 @@ mod frontier_tests {
         let cpu_alone = sample_run("cpu");
         run.cpu.as_mut().unwrap().ticks_per_sec = kept * 1e6;
         Baseline::of(&run, alone, &cpu_alone)
+    }
+
+    /// Latency ratios exist only where both sides have latency: a run whose client measured
+    /// none (a bulk transfer, no request answered) has none, null in JSON (they were 0.0).
+    #[test]
+    fn latency_ratios_are_absent_without_latency_on_either_side() {
+        let alone_run = alone(400_000.0, 1000);
+        let with = baseline(&alone_run, 0.5, 0.8);
+        let (p99, p999) = (with.p99_vs_alone.unwrap(), with.p999_vs_alone.unwrap());
+        assert!(p99 > 0.0 && p999 > 0.0, "{with:?}");
+        let mut run = sample_run("run");
+        run.io.as_mut().unwrap().latency_us = Percentiles::default();
+        let none = Baseline::of(&run, &alone_run, &sample_run("cpu"));
+        assert_eq!((none.p99_vs_alone, none.p999_vs_alone), (None, None));
+        assert!(none.io_alone_p99_us.is_some());
+        let mut quiet_alone = alone_run.clone();
+        quiet_alone.io.as_mut().unwrap().latency_us = Percentiles::default();
+        let b = Baseline::of(&sample_run("run"), &quiet_alone, &sample_run("cpu"));
+        assert_eq!((b.io_alone_p99_us, b.io_alone_p999_us), (None, None));
+        assert_eq!((b.p99_vs_alone, b.p999_vs_alone), (None, None));
+        let json = serde_json::to_value(&b).unwrap();
+        for k in [
+            "io_alone_p99_us",
+            "p99_vs_alone",
+            "io_alone_p999_us",
+            "p999_vs_alone",
+        ] {
+            assert!(json[k].is_null(), "{k}: {json}");
+        }
+        // Older results wrote 0.0 there; they still read.
+        let old: Baseline = serde_json::from_str(
+            r#"{"io_alone_requests_per_sec": 1.0, "io_alone_p99_us": 0.0, "io_alone_transfer_s": null,
+                "cpu_alone_ticks_per_sec": 1.0, "requests_vs_alone": 1.0, "p99_vs_alone": 0.0,
+                "transfer_vs_alone": null, "cpu_kept": 1.0}"#,
+        )
+        .unwrap();
+        assert_eq!(old.p99_vs_alone, Some(0.0));
     }
 
     #[test]

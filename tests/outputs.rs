@@ -566,6 +566,7 @@ fn an_unrecorded_run_shows_no_gil_figures() {
     let d = dir("unrecorded");
     let json = d.join("u.json");
     let hg = d.join("hg");
+    let (hlog, trace) = (d.join("u.hlog"), d.join("u-trace.json"));
     let o = bin()
         .args([
             "run",
@@ -582,10 +583,24 @@ fn an_unrecorded_run_shows_no_gil_figures() {
             s(&json),
             "--hgrm",
             s(&hg),
+            "--hlog",
+            s(&hlog),
+            "--trace",
+            s(&trace),
         ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
+    // No GIL timeline and no GIL interval histograms: empty ones read as measured.
+    assert!(!trace.exists(), "an empty timeline was written");
+    assert!(
+        stderr(&o).contains("no timeline to write"),
+        "{}",
+        stderr(&o)
+    );
+    let log = std::fs::read_to_string(&hlog).unwrap();
+    assert!(!log.contains(".gil-"), "{log}");
+    assert!(log.contains("load.io-latency"), "{log}");
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(!text.contains("re-acquire"), "{text}");
     assert!(text.contains("gil: not recorded"), "{text}");
@@ -612,6 +627,8 @@ fn an_unrecorded_run_shows_no_gil_figures() {
         ] {
             assert!(t[k].is_null(), "threads[].{k}: {t}");
         }
+        // No core was sampled: no migrations either (they said 0).
+        assert!(t["migrations"].is_null(), "{t}");
     }
     for name in ["echo-0", "cpu-0"] {
         let row = text.lines().find(|l| l.trim_start().starts_with(name));

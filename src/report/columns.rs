@@ -117,11 +117,11 @@ pub const COLUMNS: &[Column] = &[
     Column {
         name: "p99 vs alone",
         key: "p99_vs_alone",
-        // 0 only when either side has no latency: no ratio, not "0.00x".
+        // Absent when either side has no latency (older results wrote 0: no ratio either).
         source: Source::Run(|r| {
             r.baseline
                 .as_ref()
-                .map(|b| b.p99_vs_alone)
+                .and_then(|b| b.p99_vs_alone)
                 .filter(|x| *x > 0.0)
         }),
         human: |x| format!("{x:.2}x"),
@@ -142,7 +142,7 @@ pub const COLUMNS: &[Column] = &[
         source: Source::Run(|r| {
             r.baseline
                 .as_ref()
-                .map(|b| b.p999_vs_alone)
+                .and_then(|b| b.p999_vs_alone)
                 .filter(|x| *x > 0.0)
         }),
         human: |x| format!("{x:.2}x"),
@@ -440,13 +440,15 @@ pub const THREAD_COLUMNS: &[ThreadColumn] = &[
         left: false,
         gil_counter: false,
         in_text: false,
-        thread: |t| t.migrations.to_string(),
+        thread: |t| t.migrations.map_or("-".into(), |m| m.to_string()),
+        // The sum over the threads that were sampled; none sampled, none measured.
         total: |r| {
-            r.threads
-                .iter()
-                .map(|t| t.migrations)
-                .sum::<u64>()
-                .to_string()
+            let sampled: Vec<u64> = r.threads.iter().filter_map(|t| t.migrations).collect();
+            if sampled.is_empty() {
+                "-".into()
+            } else {
+                sampled.iter().sum::<u64>().to_string()
+            }
         },
     },
     ThreadColumn {

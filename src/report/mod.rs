@@ -734,7 +734,7 @@ mod tests {
             "{t}"
         );
         let mut b = crate::result::Baseline::of(&r, &sample_run("alone"), &sample_run("cpu"));
-        b.p99_vs_alone = 0.0;
+        b.p99_vs_alone = Some(0.0);
         r.baseline = Some(b);
         let col = crate::report::columns::COLUMNS
             .iter()

@@ -76,6 +76,9 @@ pub(super) struct Shared {
     /// `spin = adaptive`: the run's gauge of interpreter threads on a core.
     pub(super) spin_gauge: Option<std::sync::Arc<crate::gil::SpinGauge>>,
     pub(super) inst: Instrument,
+    /// The run records its GIL events (`record`): without, the GIL threads keep no timeline
+    /// and no interval histograms of GIL wait and hold either (they would hold nothing).
+    pub(super) record: bool,
     /// One per interpreter thread, for the watchdog.
     pub(super) beacons: Vec<crossbeam_utils::CachePadded<Beacon>>,
     pub(super) names: Vec<String>,
@@ -117,6 +120,7 @@ impl Shared {
             log_budget: LogBudget::new(DEFAULT_BUDGET_EVENTS),
             spin_gauge: None,
             inst,
+            record: true,
             beacons: (0..names.len()).map(|_| Default::default()).collect(),
             names,
             gate: StartGate::new(),

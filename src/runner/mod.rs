@@ -324,6 +324,7 @@ fn shared_state(sc: &Scenario, inst: &Instrument, p: &Plan) -> Arc<Shared> {
         conn_threads(sc),
         p.timing.warmup.is_zero(),
     );
+    shared.record = sc.record;
     shared.spin_gauge = sc
         .adaptive_spin
         .then(|| Arc::new(crate::gil::SpinGauge::new(sc.run_cores())));

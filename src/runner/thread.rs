@@ -110,8 +110,13 @@ fn join_the_run<'a, G: Gil>(interp: &mut Interp<'a, G>, shared: &'a Shared) {
 }
 
 /// The recorders the outputs asked for, counting from the run's epoch: a timeline keeping
-/// `trace_events` events (`--trace`), interval histograms of GIL wait and hold (`--hlog`).
+/// `trace_events` events (`--trace`), interval histograms of GIL wait and hold (`--hlog`);
+/// none in a run that does not record its GIL events (they would hold nothing, and show it
+/// as measured).
 fn recorders(shared: &Shared, trace_events: usize) -> Extras {
+    if !shared.record {
+        return Extras::default();
+    }
     let epoch = shared.epoch.get().copied().unwrap_or_else(Instant::now);
     Extras {
         trace: shared
@@ -297,8 +302,8 @@ fn finish<G: Gil>(
         role: kind.role.into(),
         workload: kind.workload,
         core: crate::metrics::current_core(),
+        migrations: metrics.cores.sampled().then_some(metrics.cores.migrations),
         cores: metrics.cores.cores(),
-        migrations: metrics.cores.migrations,
         pinned,
         ticks_per_sec: crate::metrics::per_sec(c.ticks as f64, secs),
         // Made absent where not measured once the run is assembled (and the logs derived).

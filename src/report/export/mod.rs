@@ -217,7 +217,7 @@ pub(crate) fn sample_run(label: &str) -> RunResult {
         workload: work.into(),
         core: Some(0),
         cores: vec![0, 1],
-        migrations: 1,
+        migrations: Some(1),
         ticks_per_sec: 1e6,
         wait_us: pct(10.0),
         hold_us: pct(100.0),

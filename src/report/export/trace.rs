@@ -41,7 +41,7 @@ impl Exporter for Trace {
         let timelines: Vec<&Timeline> = cx.runs.iter().filter_map(|r| r.trace.as_ref()).collect();
         if timelines.is_empty() {
             (cx.note)(&format!(
-                "note: no timeline to write to {} (results loaded from JSON keep no timeline)",
+                "note: no timeline to write to {} (a run with record = false keeps none, nor do results loaded from JSON)",
                 p.display()
             ));
             return Ok(Outcome::Nothing);
