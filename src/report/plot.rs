@@ -55,14 +55,28 @@ fn family(label: &str) -> (String, bool) {
     (family.join(" "), adaptive)
 }
 
-/// A colour per family, in the order the families first appear.
+/// Each family's colour: a design's own (its place in `gilbench locks`, so that `timed` is
+/// red in every chart of every experiment), any other family the next colour that none of
+/// these designs has, in the order the families first appear.
 fn family_colors<'a>(families: impl Iterator<Item = &'a str>) -> Vec<RGBColor> {
-    let mut seen: Vec<&str> = Vec::new();
+    let families: Vec<&str> = families.collect();
+    let design = |f: &str| {
+        let kind = f.parse::<crate::gil::LockKind>().ok()?;
+        crate::gil::LockKind::ALL.iter().position(|k| *k == kind)
+    };
+    let taken: Vec<usize> = families.iter().filter_map(|f| design(f)).collect();
+    let free: Vec<usize> = (0..PALETTE.len()).filter(|i| !taken.contains(i)).collect();
+    let mut others: Vec<&str> = Vec::new();
     families
+        .iter()
         .map(|f| {
-            let i = seen.iter().position(|s| *s == f).unwrap_or_else(|| {
-                seen.push(f);
-                seen.len() - 1
+            let i = design(f).unwrap_or_else(|| {
+                let nth = others.iter().position(|o| o == f).unwrap_or_else(|| {
+                    others.push(f);
+                    others.len() - 1
+                });
+                // The nth colour no design here has (they repeat past the palette).
+                free.get(nth % free.len().max(1)).copied().unwrap_or(nth)
             });
             color(i)
         })
@@ -343,7 +357,11 @@ impl SweepData {
             .map(|r| {
                 let (design, kv) = match r.label.split_once(' ') {
                     Some((d, kv)) => (d.to_owned(), kv.to_owned()),
-                    None => (runs[0].lock.clone(), r.label.clone()),
+                    // A sweep over `lock` itself: each row is its design.
+                    None => match r.label.strip_prefix("lock=") {
+                        Some(d) => (d.to_owned(), r.label.clone()),
+                        None => (runs[0].lock.clone(), r.label.clone()),
+                    },
                 };
                 let v = kv.split_once('=').map_or(kv.clone(), |(_, v)| v.to_owned());
                 (design, v)
@@ -379,6 +397,11 @@ impl SweepData {
             .collect()
     }
 
+    /// Each series' colour (a design its own).
+    fn colors(&self) -> Vec<RGBColor> {
+        family_colors(self.series.iter().map(String::as_str))
+    }
+
     /// Every y value a panel of columns `cols` would draw.
     fn all_points(&self, cols: &[&str]) -> Vec<f64> {
         self.series
@@ -391,9 +414,10 @@ impl SweepData {
     /// A panel's lines: one per design and column, the first column bold, the others faint.
     fn lines(&self, cols: &[&str], log: bool) -> Vec<Line> {
         let mut lines = Vec::new();
+        let colors = self.colors();
         for (i, s) in self.series.iter().enumerate() {
             for (k, c) in cols.iter().enumerate() {
-                let color = color(i);
+                let color = colors[i];
                 let style = if k == 0 {
                     color.stroke_width(2)
                 } else {
@@ -472,10 +496,12 @@ fn draw_sweep_legend(
     series: &[String],
     rows: &[Vec<(i32, usize)>],
 ) -> Result<(), String> {
+    let colors = family_colors(series.iter().map(String::as_str));
     for (r, row) in rows.iter().enumerate() {
         let y = 4 + r as i32 * LEGEND_ROW;
         for &(x, i) in row {
-            let key = PathElement::new(vec![(x, y + 8), (x + 24, y + 8)], color(i).stroke_width(2));
+            let key =
+                PathElement::new(vec![(x, y + 8), (x + 24, y + 8)], colors[i].stroke_width(2));
             area.draw(&key).map_err(err)?;
             let font = ("sans-serif", LEGEND_FONT).into_font();
             area.draw(&Text::new(series[i].clone(), (x + 30, y), font))
@@ -662,6 +688,41 @@ mod tests {
         assert_eq!(family("bfs spin=adaptive"), ("bfs".to_owned(), true));
         assert_eq!(family("bfs spin=0s"), ("bfs".to_owned(), false));
         assert_eq!(family("bfs spin=50us"), ("bfs spin=50us".to_owned(), false));
+    }
+
+    /// A design has its own colour in every chart, whatever else is in it; other families
+    /// take colours no design there has.
+    #[test]
+    fn a_design_keeps_its_colour_across_charts() {
+        let alone = family_colors(["timed"].into_iter())[0];
+        let among = family_colors(["tick", "ocaml", "timed"].into_iter());
+        assert_eq!(among[2], alone);
+        let mixed = family_colors(["interval=1ms", "tick", "interval=5ms"].into_iter());
+        let tick = family_colors(["tick"].into_iter())[0];
+        assert_eq!(mixed[1], tick);
+        assert!(
+            mixed[0] != tick && mixed[2] != tick && mixed[0] != mixed[2],
+            "{mixed:?}"
+        );
+    }
+
+    /// A sweep over `lock` itself: each row is its design, named in the legend.
+    #[test]
+    fn a_sweep_over_lock_names_each_design() {
+        let runs: Vec<_> = ["timed", "mlfq", "none"]
+            .iter()
+            .map(|d| {
+                let mut r = sample_run(&format!("lock={d}"));
+                r.lock = (*d).to_owned();
+                r
+            })
+            .collect();
+        let svg = sweep(&runs, "lock").unwrap();
+        // Each is an x value of the four panels, and in the legend (only timed was, as the
+        // one series).
+        for d in ["timed", "mlfq", "none"] {
+            assert_eq!(svg.matches(&format!(">\n{d}\n<")).count(), 5, "{d}: {svg}");
+        }
     }
 
     /// A sweep has one legend for its four panels: each design named once, in rows that fit.

@@ -47,7 +47,9 @@ impl Exporter for Plot {
             )?;
             wrote = true;
         } else if cx.sweep_key.is_none() {
-            (cx.note)("note: no client-side latency to plot (a CPU-only or bulk scenario)");
+            (cx.note)(
+                "note: no client-side latency to plot (no request was answered, or the run had no client of its own: a CPU-only or bulk scenario, or serve)",
+            );
         }
         if let Some(svg) = tradeoff(runs)? {
             let name = format!("{scen}_tradeoff.svg");

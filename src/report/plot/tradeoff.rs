@@ -92,17 +92,20 @@ fn draw(svg: &mut String, title: &str, points: &[Point]) -> Result<(), String> {
     for ((p, color), label) in points.iter().zip(&colors).zip(labels) {
         draw_point(&mut chart, p, *color, label)?;
     }
-    if points.iter().any(|p| p.adaptive) {
-        legend_of_marks(&mut chart)?;
+    let marks = marks_shown(points);
+    legend_of_marks(&mut chart, &marks)?;
+    // A legend only where it has something to say (no frontier without `h`, no marks
+    // without adaptive rows).
+    if frontier_h(points).is_some() || !marks.is_empty() {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .margin(LEGEND_MARGIN as u32)
+            .position(legend_position(corner))
+            .draw()
+            .map_err(err)?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .margin(LEGEND_MARGIN as u32)
-        .position(legend_position(corner))
-        .draw()
-        .map_err(err)?;
     root.present().map_err(err)
 }
 
@@ -167,9 +170,7 @@ fn legend_size(points: &[Point]) -> (i32, i32) {
         .map(|(_, name)| name)
         .into_iter()
         .collect();
-    if points.iter().any(|p| p.adaptive) {
-        entries.extend(MARKS.iter().map(|(_, name)| name.to_string()));
-    }
+    entries.extend(marks_shown(points).iter().map(|(_, name)| name.to_string()));
     super::legend_size(entries.iter().map(String::as_str))
 }
 
@@ -243,8 +244,21 @@ const MARKS: [(bool, &str); 2] = [
     ),
 ];
 
-/// The legend's keys for the two marks.
-fn legend_of_marks(chart: &mut Chart<'_, '_>) -> Result<(), String> {
+/// The marks the legend explains: none unless a row spins adaptively (every dot is then
+/// filled, the default), and of those only the kinds the chart has.
+fn marks_shown(points: &[Point]) -> Vec<(bool, &'static str)> {
+    if !points.iter().any(|p| p.adaptive) {
+        return Vec::new();
+    }
+    let has = |filled: bool| points.iter().any(|p| p.adaptive != filled);
+    MARKS
+        .into_iter()
+        .filter(|(filled, _)| has(*filled))
+        .collect()
+}
+
+/// The legend's keys for the marks shown.
+fn legend_of_marks(chart: &mut Chart<'_, '_>, marks: &[(bool, &str)]) -> Result<(), String> {
     let key = |filled: bool| {
         move |(x, y): (i32, i32)| {
             let style = if filled {
@@ -255,7 +269,7 @@ fn legend_of_marks(chart: &mut Chart<'_, '_>) -> Result<(), String> {
             Circle::new((x + 10, y), 5, style)
         }
     };
-    for (filled, name) in MARKS {
+    for &(filled, name) in marks {
         chart
             .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())
             .map_err(err)?
@@ -455,6 +469,30 @@ pub(crate) mod tests {
                 r.label
             );
         }
+    }
+
+    /// The legend says only what the chart has: no box at all without a frontier or adaptive
+    /// rows, and no "parked" key when every row spins adaptively.
+    #[test]
+    fn the_legend_lists_only_what_is_drawn() {
+        let legend_box = |svg: &str| svg.contains("fill=\"none\" stroke=\"#000000\"/>");
+        let mut unrecorded = Vec::new();
+        for (label, x, y) in [("timed", 0.0, 0.99), ("mlfq", 0.3, 0.6)] {
+            let mut r = at(label, 0, (x, y), 0.3);
+            let b = r.baseline.take().unwrap();
+            r.baseline = Some(b.with_frontier(None));
+            unrecorded.push(r);
+        }
+        let svg = tradeoff(&unrecorded).unwrap().unwrap();
+        assert!(!legend_box(&svg), "{svg}");
+        assert!(legend_box(&tradeoff(&three_rows()).unwrap().unwrap()));
+        let adaptive = vec![
+            at("timed spin=adaptive", 0, (0.0, 0.99), 0.3),
+            at("mlfq spin=adaptive", 0, (0.3, 0.6), 0.3),
+        ];
+        let svg = tradeoff(&adaptive).unwrap().unwrap();
+        assert!(svg.contains("spin = adaptive (dashed"), "{svg}");
+        assert!(!svg.contains("parked waiters"), "{svg}");
     }
 
     #[test]
