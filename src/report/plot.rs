@@ -228,6 +228,20 @@ fn draw_latency_chart(
                     + PathElement::new(vec![(b, 0), (20, 0)], style)
             });
     }
+    draw_legend(&mut chart, corner)?;
+    root.present().map_err(err)
+}
+
+/// Draws the chart's legend (its series' labels) in `corner`, on a white box.
+fn draw_legend<'a, 'b, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'b>, Cartesian2d<X, Y>>,
+    corner: Corner,
+) -> Result<(), String>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+    'b: 'a,
+{
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.9))
@@ -235,8 +249,7 @@ fn draw_latency_chart(
         .margin(LEGEND_MARGIN as u32)
         .position(legend_position(corner))
         .draw()
-        .map_err(err)?;
-    root.present().map_err(err)
+        .map_err(err)
 }
 
 /// The latency chart's legend corner: upper left, where curves rising to the right leave

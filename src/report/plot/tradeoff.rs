@@ -5,7 +5,7 @@
 use plotters::prelude::*;
 
 use super::layout::{self, Corner, Placed, Rect};
-use super::{err, font_px, legend_position, mark, LEGEND_MARGIN};
+use super::{err, font_px, mark, LEGEND_MARGIN};
 use crate::report::{summary, Stat, SummaryRow};
 use crate::result::RunResult;
 
@@ -97,14 +97,7 @@ fn draw(svg: &mut String, title: &str, points: &[Point]) -> Result<(), String> {
     // A legend only where it has something to say (no frontier without `h`, no marks
     // without adaptive rows).
     if frontier_h(points).is_some() || !marks.is_empty() {
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .margin(LEGEND_MARGIN as u32)
-            .position(legend_position(corner))
-            .draw()
-            .map_err(err)?;
+        super::draw_legend(&mut chart, corner)?;
     }
     root.present().map_err(err)
 }
