@@ -11,6 +11,7 @@ mod layout;
 pub(crate) mod tradeoff;
 
 use layout::{Corner, Rect};
+use plotters::coord::combinators::{BindKeyPoints, LogCoord, WithKeyPoints};
 pub use tradeoff::tradeoff;
 
 /// A colour per design: the ten of Tableau 10 and two darker ones, enough for every design
@@ -195,7 +196,7 @@ fn draw_latency_chart(
         .margin(20)
         .x_label_area_size(50)
         .y_label_area_size(80)
-        .build_cartesian_2d((1.0f64..x_max).log_scale(), (y_min..y_max).log_scale())
+        .build_cartesian_2d((1.0f64..x_max).log_scale(), log_axis(y_min, y_max))
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -315,6 +316,38 @@ fn draw_lines<Y: Ranged<ValueType = f64>>(
             .map_err(err)?;
     }
     Ok(())
+}
+
+/// A log axis from `lo` to `hi` labelled at 1, 2 and 5 times the powers of ten in it (at
+/// every whole multiple when fewer than three of those fall in range), with grid lines at
+/// every whole multiple. plotters' own key points on a log axis can name one value twice
+/// (with a doubled grid line) and none at all on a range within a decade.
+fn log_axis(lo: f64, hi: f64) -> WithKeyPoints<LogCoord<f64>> {
+    let (labelled, grid) = log_key_points(lo, hi);
+    (lo..hi)
+        .log_scale()
+        .with_key_points(labelled)
+        .with_light_points(grid)
+}
+
+/// The labelled and the grid points of a log axis from `lo` to `hi` (see [`log_axis`]).
+fn log_key_points(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>) {
+    if !(lo > 0.0 && hi > lo && hi.is_finite()) {
+        return (Vec::new(), Vec::new());
+    }
+    let (first, last) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+    let at = |steps: &[f64]| -> Vec<f64> {
+        (first..=last)
+            .flat_map(|k| steps.iter().map(move |m| m * 10f64.powi(k)))
+            .filter(|v| *v >= lo && *v <= hi)
+            .collect()
+    };
+    let every: Vec<f64> = (1..=9).map(f64::from).collect();
+    let mut labelled = at(&[1.0, 2.0, 5.0]);
+    if labelled.len() < 3 {
+        labelled = at(&every);
+    }
+    (labelled, at(&every))
 }
 
 /// Whether the positive values among `v` span more than a decade (the largest over ten
@@ -623,7 +656,7 @@ fn draw_panel_chart(
     };
     let (lo, hi) = (axis.lo, axis.hi);
     if axis.log {
-        let ys = ((lo / 1.5).max(0.01)..hi * 1.5).log_scale();
+        let ys = log_axis((lo / 1.5).max(0.01), hi * 1.5);
         let mut chart = builder
             .build_cartesian_2d(-0.2f64..n + 0.2, ys)
             .map_err(err)?;
@@ -762,6 +795,22 @@ mod tests {
             let w = 30 + layout::text_size(&names[i], font_px(LEGEND_FONT)).0;
             assert!(x + w <= 600 - 20, "{row:?}");
         }
+    }
+
+    /// A log axis is labelled at 1, 2 and 5 times powers of ten, each value once, and within
+    /// a decade at every whole multiple (plotters named none there, and some values twice).
+    #[test]
+    fn log_axes_name_each_key_once_and_some_within_a_decade() {
+        let (labelled, grid) = log_key_points(9.0, 120_000.0);
+        assert_eq!(
+            labelled,
+            [10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5]
+        );
+        assert!(grid.windows(2).all(|w| w[0] < w[1]) && grid.len() > labelled.len());
+        let (narrow, _) = log_key_points(19.0, 47.0);
+        assert_eq!(narrow, [20.0, 30.0, 40.0]);
+        assert_eq!(log_key_points(0.0, 10.0), (vec![], vec![]));
+        assert_eq!(log_key_points(5.0, 5.0), (vec![], vec![]));
     }
 
     #[test]
