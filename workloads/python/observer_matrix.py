@@ -24,14 +24,17 @@ Usage: observer_matrix.py [--gilbench PATH] [--repeat 5] [--duration 1s] [--lock
                           [--cpu-threads 1,2] [--pins spread,none] [--max-duration 30s]
                           [--long-timeout 10s]
                           [--json OUT] [--no-confirm] [--rejudge FILE]
+--pins takes gilbench's --pin modes (spread, single, none) and core lists written with +
+(0+1), since the comma separates the pins.
 Exit status: 0 when no cell differs significantly beyond its bounds, 1 otherwise, 2 on bad
-usage.
+usage (one line, found before anything runs: the whole matrix takes over half an hour).
 """
 
 import argparse
-import itertools
 import json
+import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -58,24 +61,108 @@ def parse_args(argv):
                     help="the client's timeout in the long pass")
     ap.add_argument("--locks", default="")
     ap.add_argument("--cpu-threads", default="1,2")
-    ap.add_argument("--pins", default="spread,none")
+    ap.add_argument("--pins", default="spread,none",
+                    help="spread, single, none or a core list with + between cores (0+1)")
     ap.add_argument("--json", default="")
     ap.add_argument("--rejudge", default="",
                     help="judge the cells of a --json file written before, without running")
     ap.add_argument("--no-confirm", action="store_true",
                     help="judge on the first pass alone (no confirmation pass)")
     a = ap.parse_args(argv)
-    for flag in ("duration", "max_duration", "long_timeout"):
+    # gilbench's floors: a run lasts at least 1 ms, a timeout is longer than zero.
+    for flag, least in (("duration", 1e-3), ("max_duration", 1e-3), ("long_timeout", 0)):
         value = getattr(a, flag)
         try:
-            ok = seconds_of(value) > 0
+            ok = seconds_of(value) > 0 and seconds_of(value) >= least
         except ValueError:
             ok = False
         if not ok:
-            ap.error(f"--{flag.replace('_', '-')} {value!r} is not a positive duration (e.g. 2s, 500ms)")
+            ap.error(f"--{flag.replace('_', '-')} {value!r} is not a positive duration of at least "
+                     f"{'1ms' if least else '1ns'} (e.g. 2s, 500ms)")
     if a.repeat < 1:
         ap.error(f"--repeat {a.repeat} must be at least 1")
     return a
+
+
+def listed(flag, value):
+    """The comma list of a flag, or exit 2 when it is empty or has an empty item."""
+    items = value.split(",")
+    if not all(x.strip() for x in items):
+        bad_usage(f"--{flag} {value!r} has an empty item")
+    return [x.strip() for x in items]
+
+
+# gilbench's most threads of a kind (MAX_THREADS in src/scenario/mod.rs).
+MAX_THREADS = 1024
+
+
+def cpu_threads_of(value):
+    """--cpu-threads as whole numbers 0-1024, as gilbench takes them (0: the echo alone, no
+    convoy, what the recorder costs an uncontended lock)."""
+    counts = []
+    for x in listed("cpu-threads", value):
+        if not (x.isascii() and x.isdigit()) or int(x) > MAX_THREADS:
+            bad_usage(f"--cpu-threads {value!r}: {x!r} is not a whole number of threads "
+                      f"from 0 to {MAX_THREADS} (e.g. 1,2)")
+        counts.append(int(x))
+    return counts
+
+
+def usable_cores():
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def pins_of(value):
+    """--pins as gilbench's --pin values: spread, single, none, or cores joined by + (0+1)
+    (the comma separates the pins here, so a core list is written with +)."""
+    pins = []
+    for x in listed("pins", value):
+        if x in ("spread", "single", "none"):
+            pins.append(x)
+            continue
+        cores = x.split("+")
+        if not all(c.isascii() and c.isdigit() for c in cores):
+            bad_usage(f"--pins {value!r}: {x!r} is not spread, single, none or a core list like 0+1")
+        have = usable_cores()
+        if have is None:
+            bad_usage(f"--pins {value!r}: the OS does not say which cores this process may use")
+        for c in cores:
+            if int(c) not in have:
+                bad_usage(f"--pins {value!r}: core {c} does not exist or is not usable here "
+                          f"(usable cores: {','.join(map(str, have))})")
+        pins.append(",".join(cores))
+    return pins
+
+
+def check_scenario(path):
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        bad_usage(f"--scenario {path}: cannot be read ({e.strerror or e})")
+    if not os.path.isfile(path):
+        bad_usage(f"--scenario {path}: not a file")
+
+
+def check_output(path):
+    """The --json file can be written: its directory exists and is writable, and the file,
+    if there, is a regular file one may replace (found now, not after the whole matrix)."""
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        bad_usage(f"--json {path}: no such directory {folder}")
+    if os.path.exists(path):
+        if not os.path.isfile(path):
+            bad_usage(f"--json {path}: not a regular file")
+        try:
+            with open(path, "r+b"):  # opened for writing, left as it is
+                pass
+        except OSError as e:
+            bad_usage(f"--json {path}: cannot be written ({e.strerror or e})")
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        bad_usage(f"--json {path}: directory {folder} is not writable")
 
 
 def bad_usage(why):
@@ -83,27 +170,104 @@ def bad_usage(why):
     sys.exit(2)
 
 
+class BadCells(ValueError):
+    """A --rejudge file that is not a matrix this script wrote."""
+
+
+def check_runs(where, runs):
+    """`runs` is a non-empty list of runs whose rps, p50 and p99 are numbers >= 0 or null."""
+    if not isinstance(runs, list) or not runs:
+        raise BadCells(f"{where} is not a non-empty list of runs")
+    for i, run in enumerate(runs):
+        if not isinstance(run, dict):
+            raise BadCells(f"{where}[{i}] is not an object")
+        for k in BOUNDS:
+            if k not in run:
+                raise BadCells(f"{where}[{i}] has no {k}")
+            x = run[k]
+            ok = x is None or (isinstance(x, (int, float)) and not isinstance(x, bool)
+                               and math.isfinite(x) and x >= 0)
+            if not ok:
+                raise BadCells(f"{where}[{i}].{k} is {json.dumps(x)}, not a number >= 0 or null")
+
+
+def check_sides(where, sides):
+    if not isinstance(sides, dict):
+        raise BadCells(f"{where} is not an object with 'rec' and 'unrec' lists")
+    for side in ("rec", "unrec"):
+        check_runs(f"{where}.{side}", sides.get(side))
+
+
+def check_duration(where, value):
+    try:
+        ok = isinstance(value, str) and seconds_of(value) > 0
+    except ValueError:
+        ok = False
+    if not ok:
+        raise BadCells(f"{where} is {json.dumps(value)}, not a positive duration like 2s")
+
+
+def check_cell(k, v):
+    """Every part of one cell the verdict reads, or BadCells naming the cell and field."""
+    where = f"cell {k!r}"
+    if not isinstance(v, dict):
+        raise BadCells(f"{where} is not an object")
+    if not isinstance(v.get("rec"), list) or not isinstance(v.get("unrec"), list):
+        raise BadCells(f"{where} has no 'rec' and 'unrec' lists")
+    check_sides(where, v)
+    if "duration" in v:
+        check_duration(f"{where}: duration", v["duration"])
+    if "confirm" in v:
+        check_sides(f"{where}: confirm", v["confirm"])
+    if "long" in v:
+        long = v["long"]
+        if not isinstance(long, dict):
+            raise BadCells(f"{where}: long is not an object with 'runs' and 'duration'")
+        check_sides(f"{where}: long.runs", long.get("runs"))
+        check_duration(f"{where}: long.duration", long.get("duration"))
+
+
 def read_cells(path):
     """The cells of a --json file, or exit 2 naming what is wrong with it."""
     try:
         with open(path) as f:
             raw = json.load(f)
+        if not isinstance(raw, dict):
+            raise BadCells("not an object of cells")
+        if not raw:
+            raise BadCells("no cells")
         cells = {}
         for k, v in raw.items():
-            lock, cpu, pin = k.split()
-            if not isinstance(v.get("rec"), list) or not isinstance(v.get("unrec"), list):
-                raise ValueError(f"cell {k!r} has no 'rec' and 'unrec' lists")
-            cells[(lock, int(cpu), pin)] = v
+            parts = k.split()
+            if len(parts) != 3 or not (parts[1].isascii() and parts[1].isdigit()):
+                raise BadCells(f"cell {k!r} is not named 'design cpu-threads pin'")
+            check_cell(k, v)
+            cells[(parts[0], int(parts[1]), parts[2])] = v
         return cells
-    except (OSError, ValueError, AttributeError) as e:
+    except (OSError, ValueError) as e:
         bad_usage(f"--rejudge {path}: not a matrix this script wrote ({e})")
 
 
 def designs(gilbench):
-    out = subprocess.run([gilbench, "locks"], capture_output=True, text=True)
+    try:
+        out = subprocess.run([gilbench, "locks"], capture_output=True, text=True)
+    except OSError as e:
+        bad_usage(f"--gilbench {gilbench}: cannot be run ({e.strerror or e})")
     if out.returncode != 0:
         bad_usage(f"--gilbench {gilbench}: 'locks' failed: {out.stderr.strip()}")
     return [line.split()[0] for line in out.stdout.splitlines() if line.strip()]
+
+
+def locks_of(a):
+    """--locks checked against `gilbench locks` (all of them when not given)."""
+    known = designs(a.gilbench)
+    if not a.locks:
+        return known
+    locks = listed("locks", a.locks)
+    for lock in locks:
+        if lock not in known:
+            bad_usage(f"--locks {a.locks!r}: no design {lock!r} (gilbench has {','.join(known)})")
+    return locks
 
 
 def one_sweep(a, locks, cpu, pin, path, duration, sets=(), unrecorded_first=False):
@@ -180,27 +344,42 @@ MIN_REQUESTS = 100
 
 
 def mann_whitney_p(a, b):
-    """The exact two-sided p-value of the Mann-Whitney U test (ties count half), by
-    enumerating every split of the pooled values: fine for the few repetitions here."""
+    """The exact two-sided p-value of the Mann-Whitney U test: the share of all splits of the
+    pooled values into len(a) and len(b) whose U is at least as far from its mean as the one
+    seen. Ties count half in U (U is then the rank sum of `a` with midranks, less its least),
+    and the splits keep the tied values as they are (the permutation distribution given the
+    ties). Counted by a dynamic program over the midranks, not by listing every split:
+    ways[k][s] is how many k of the values seen so far have doubled midranks summing to s."""
     a = [x for x in a if x is not None]
     b = [x for x in b if x is not None]
     if not a or not b:
         return 1.0
+    pooled, n, m = sorted(a + b), len(a), len(b)
+    # Doubled midranks (whole numbers): the values i..j-1 tied share rank (i + j + 1) / 2.
+    rank2, i = {}, 0
+    while i < len(pooled):
+        j = i
+        while j < len(pooled) and pooled[j] == pooled[i]:
+            j += 1
+        rank2[pooled[i]] = i + j + 1
+        i = j
+    top = sum(sorted(rank2[x] for x in pooled)[-n:])
+    ways = [[0] * (top + 1) for _ in range(n + 1)]
+    ways[0][0] = 1
+    for seen, x in enumerate(pooled):
+        r = rank2[x]
+        for k in range(min(seen + 1, n), 0, -1):
+            row, below = ways[k], ways[k - 1]
+            for s in range(top, r - 1, -1):
+                if below[s - r]:
+                    row[s] += below[s - r]
+    # Twice U, less twice its mean n*m/2, from a doubled rank sum s.
+    def off(s):
+        return abs(s - n * (n + 1) - n * m)
 
-    def u(xs, ys):
-        return sum((x > y) + 0.5 * (x == y) for x in xs for y in ys)
-
-    pooled, n = a + b, len(a)
-    mean = n * len(b) / 2
-    seen = abs(u(a, b) - mean)
-    total = extreme = 0
-    for idx in itertools.combinations(range(len(pooled)), n):
-        chosen = set(idx)
-        xs = [pooled[i] for i in idx]
-        ys = [pooled[i] for i in range(len(pooled)) if i not in chosen]
-        total += 1
-        extreme += abs(u(xs, ys) - mean) >= seen - 1e-9
-    return extreme / total
+    seen_off = off(sum(rank2[x] for x in a))
+    extreme = sum(w for s, w in enumerate(ways[n]) if w and off(s) >= seen_off)
+    return extreme / math.comb(n + m, n)
 
 
 def first_pass(c, seconds):
@@ -244,13 +423,20 @@ def verdict(c, seconds):
     return again, shown
 
 
+DURATION = re.compile(r"([0-9.]+)\s*(ns|us|µs|ms|s|m|min)")
+SCALE = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0}
+
+
 def seconds_of(duration):
-    units = {"ms": 1e-3, "us": 1e-6, "s": 1.0}
-    duration = duration.strip()
-    for unit, scale in units.items():
-        if duration.endswith(unit):
-            return float(duration[: -len(unit)]) * scale
-    return float(duration)
+    """Seconds of a duration as gilbench reads it (a number and a unit: 5ms, 250us, 2s,
+    1.5s, 1m), or ValueError: what gilbench would refuse is refused before running."""
+    m = DURATION.fullmatch(duration.strip())
+    if not m:
+        raise ValueError(f"{duration!r} is not a duration")
+    secs = float(m.group(1)) * SCALE[m.group(2)]
+    if not math.isfinite(secs) or secs > 1e9:
+        raise ValueError(f"{duration!r} is too long")
+    return secs
 
 
 def table(cells, seconds):
@@ -264,8 +450,8 @@ def table(cells, seconds):
         counts[key] = counts.get(key, 0) + 1
         runs = c["long"]["runs"] if "long" in c and "(runs of" in v else c
         rps = median([x["rps"] for x in runs["rec"]]), median([x["rps"] for x in runs["unrec"]])
-        rps_s = "-" if None in rps else f"{rps[0]:.0f}/{rps[1]:.0f} "
-        rows.append(f"| {lock} | {cpu} | {pin} | {rps_s}{parts[0]} | {parts[1]} | {parts[2]} | {v} |")
+        rps_s = parts[0] if None in rps else f"{rps[0]:.0f}/{rps[1]:.0f} {parts[0]}"
+        rows.append(f"| {lock} | {cpu} | {pin} | {rps_s} | {parts[1]} | {parts[2]} | {v} |")
     return "\n".join(rows), counts
 
 
@@ -306,10 +492,15 @@ def main(argv):
         text, counts = table(cells, seconds_of(a.duration))
         print(text)
         return 0 if counts.get("NO", 0) == 0 else 1
-    if not os.access(a.gilbench, os.X_OK):
+    # Every flag is checked before the first run: the whole matrix takes half an hour.
+    if not (os.path.isfile(a.gilbench) and os.access(a.gilbench, os.X_OK)):
         bad_usage(f"--gilbench {a.gilbench}: no such executable (run 'cargo build --release' first)")
-    locks = a.locks.split(",") if a.locks else designs(a.gilbench)
-    columns = {(int(cpu), pin): locks for cpu in a.cpu_threads.split(",") for pin in a.pins.split(",")}
+    cpus, pins = cpu_threads_of(a.cpu_threads), pins_of(a.pins)
+    check_scenario(a.scenario)
+    if a.json:
+        check_output(a.json)
+    locks = locks_of(a)
+    columns = {(cpu, pin): locks for cpu in cpus for pin in pins}
     cells = collect(a, columns)
     if not a.no_confirm:
         again = {}
