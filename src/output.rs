@@ -284,13 +284,15 @@ pub fn ensure_dir(dir: &Path) -> Result<(), String> {
 }
 
 /// The part of an output file name (`--hgrm`, `--hlog`, `--plot`) that a scenario name or row
-/// label becomes: ASCII letters, digits, `-` and `.` kept, anything else `_`. Not injective,
+/// label becomes: ASCII letters, digits, `-` and `.` (but not first) kept, anything else `_`. Not injective,
 /// so an experiment rejects rows whose labels it maps alike (`experiment::sweep_rows`). Here,
 /// below both, as experiments and the report formats name files alike.
 pub fn file_part(s: &str) -> String {
     s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+        .enumerate()
+        .map(|(i, c)| {
+            // A leading dot would hide the file (`name = ".."` gave `.._latency.svg`).
+            if c.is_ascii_alphanumeric() || c == '-' || (c == '.' && i > 0) {
                 c
             } else {
                 '_'
@@ -302,6 +304,14 @@ pub fn file_part(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_part_is_never_hidden_nor_a_path() {
+        assert_eq!(file_part("convoy-echo"), "convoy-echo");
+        assert_eq!(file_part(".."), "_.");
+        assert_eq!(file_part("../../tmp/x"), "_._.._tmp_x");
+        assert_eq!(file_part("a.b c"), "a.b_c");
+    }
 
     /// Stands in for `report::export::ours` (tested beside it): a file starting "ours".
     fn ours(path: &Path) -> bool {

@@ -1166,6 +1166,12 @@ fn signals_stop_an_experiment_and_keep_what_it_measured() {
         assert_eq!(runs.len(), 1, "only the interrupted first run");
         assert_eq!(runs[0]["partial"], true);
         assert!(runs[0]["io"]["requests"].as_u64().unwrap() > 0);
+        // The note sets the time measured against the window asked for (it set it against
+        // warm-up and window together).
+        let measured = runs[0]["measured_s"].as_f64().unwrap();
+        let said = format!("the run measured {measured:.2}s of the 30.00s asked for");
+        let notes = runs[0]["notes"].to_string();
+        assert!(notes.contains(&said), "{said}: {notes}");
     }
 }
 

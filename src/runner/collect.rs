@@ -38,7 +38,6 @@ pub(super) struct Setup {
     pub(super) loadgen_place: String,
     pub(super) tick_ns: f64,
     pub(super) call_work_ticks: u64,
-    pub(super) run_for: Duration,
     /// From the start, when the run must have ended.
     pub(super) deadline: Duration,
     /// Time the GIL was free or in transit while someone waited, in the measured window
@@ -188,11 +187,12 @@ impl Setup {
             sc.tick_bytes, self.tick_ns, self.call_work_ticks
         ));
         if let Some(sig) = interrupted {
+            // The measured window against the one asked for (the warm-up is no part of either).
             notes.push(format!(
-                "interrupted by {}: the run covers {:.2}s of {:.2}s",
+                "interrupted by {}: the run measured {:.2}s of the {:.2}s asked for",
                 signals::name(sig),
                 measured.as_secs_f64(),
-                self.run_for.as_secs_f64()
+                sc.duration.as_secs_f64()
             ));
         }
         notes

@@ -441,7 +441,6 @@ impl Plan {
             loadgen_place: self.loadgen_place,
             tick_ns: self.tick_ns,
             call_work_ticks: self.call_work_ticks,
-            run_for: self.timing.run_for,
             deadline: self.timing.deadline(),
             idle_while_wanted,
         }
