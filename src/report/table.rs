@@ -68,8 +68,8 @@ impl Table {
         }
     }
 
-    /// The shown columns (text, Markdown): their index and head.
-    fn shown(&self) -> impl Iterator<Item = (usize, &'static str, bool)> + '_ {
+    /// The shown columns (text, Markdown, HTML): their index and head.
+    pub(crate) fn shown(&self) -> impl Iterator<Item = (usize, &'static str, bool)> + '_ {
         self.heads
             .iter()
             .enumerate()

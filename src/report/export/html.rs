@@ -154,6 +154,9 @@ h1{font-size:1.3em}th,td{padding:4px 6px}dl.about{grid-template-columns:1fr}dl.a
 
 /// What the page shows: `sweep of interval`, `compare of 5 rows`, `run on timed`.
 fn kind(cx: &Context<'_>, rows: usize) -> String {
+    if cx.table.is_some() {
+        return format!("calibration ({rows} rows run)");
+    }
     match (cx.sweep_key, cx.runs) {
         (Some(k), _) => format!("sweep of {k}"),
         (None, [one]) => format!("run on {}", one.lock),
@@ -291,6 +294,37 @@ fn stat_attrs(s: &Stat) -> String {
     } else {
         format!(" data-value=\"{}\"", s.median)
     }
+}
+
+/// A table of its own (calibrate's), before the runs' table: its caption, cells and notes as
+/// the text table has them.
+fn own_table(o: &mut String, t: &crate::report::table::Table) {
+    o.push_str("<section id=\"calibration\"><h2>Calibration</h2>");
+    for c in &t.caption {
+        let _ = write!(o, "<p class=\"caption\">{}</p>", esc(c));
+    }
+    o.push_str("<div class=\"scroll\"><table class=\"results\"><thead><tr>");
+    let shown: Vec<_> = t.shown().collect();
+    for (_, name, _) in &shown {
+        let _ = write!(o, "<th scope=\"col\">{}</th>", esc(name));
+    }
+    o.push_str("</tr></thead><tbody>");
+    for row in &t.rows {
+        o.push_str("<tr>");
+        for (i, _, _) in &shown {
+            let _ = write!(o, "<td>{}</td>", esc(&row[*i].human));
+        }
+        o.push_str("</tr>");
+    }
+    o.push_str("</tbody></table></div>");
+    let mut notes: Vec<&str> = t.notes.iter().map(String::as_str).collect();
+    if t.partial {
+        notes.push("interrupted: the table covers the runs finished so far");
+    }
+    if !notes.is_empty() {
+        list(o, notes.into_iter());
+    }
+    o.push_str("</section>");
 }
 
 /// The compare/sweep table: the text table's cells, each with its exact value.
@@ -729,6 +763,9 @@ pub fn page(cx: &Context<'_>, path: &Path) -> Result<String, String> {
     header(&mut o, cx, rows);
     o.push_str("<main>");
     alerts(&mut o, runs);
+    if let Some(t) = cx.table {
+        own_table(&mut o, t);
+    }
     results(&mut o, runs);
     plots(&mut o, cx)?;
     o.push_str("<section id=\"runs\"><h2>Runs</h2>");
@@ -802,6 +839,55 @@ mod tests {
         assert!(html.find("it &lt;broke&gt;").unwrap() < html.find("id=\"results\"").unwrap());
         assert!(html.contains("data-col=\"requests_per_sec\" data-value=\"5500\">5.5k</td>"));
         assert!(html.contains("data-col=\"idle_while_wanted\" data-value=\"0.0123\">1.2%</td>"));
+    }
+
+    /// calibrate's page is titled as one and shows its own table first, escaped (it was
+    /// "compare of 4 rows" without the calibration table).
+    #[test]
+    fn a_calibration_page_shows_its_table() {
+        use crate::report::table::{Cell, Head, Table};
+        let cell = |s: &str| Cell {
+            human: s.into(),
+            plain: s.into(),
+        };
+        let table = Table {
+            caption: vec!["convoy-echo against CPython <3.11>".into()],
+            heads: vec![
+                Head {
+                    name: Some("condition"),
+                    key: Some("condition"),
+                    numeric: false,
+                },
+                Head {
+                    name: None,
+                    key: Some("csv_only"),
+                    numeric: true,
+                },
+            ],
+            rows: vec![vec![cell("1 CPU thread"), cell("42")]],
+            notes: vec!["a note".into()],
+            partial: true,
+            ..Table::default()
+        };
+        let about = About::default();
+        let runs = [sample_run("a"), sample_run("b")];
+        let cx = Context {
+            runs: &runs,
+            table: Some(&table),
+            sweep_key: None,
+            force: false,
+            about: &about,
+            written: &[],
+            say: &|_| {},
+            note: &|_| {},
+        };
+        let html = page(&cx, Path::new("/tmp/x/r.html")).unwrap();
+        assert!(html.contains("gilbench calibration (2 rows run)"), "{html}");
+        let own = html.find("id=\"calibration\"").expect("the table");
+        assert!(own < html.find("id=\"results\"").unwrap());
+        assert!(html.contains("CPython &lt;3.11&gt;") && html.contains("<td>1 CPU thread</td>"));
+        assert!(!html.contains("<th scope=\"col\">csv_only</th>"), "a CSV-only column");
+        assert!(html.contains("a note") && html.contains("interrupted: the table covers"));
     }
 
     #[test]
