@@ -302,6 +302,14 @@ fn load_io(addr: &str, name: &str, extra: &[&str]) -> serde_json::Value {
     args.extend_from_slice(&["--json", json.to_str().unwrap()]);
     let o = output(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Its table names the server, and has no table of interpreter threads (it said
+    // "load on load" over an all-dash row).
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.starts_with(&format!("load against {addr} (")),
+        "{text}"
+    );
+    assert!(!text.contains("\ntotal "), "{text}");
     let run = &read_json(&json)["runs"][0];
     // No GIL here: no GIL counters or context switches (they were zeros).
     for k in [

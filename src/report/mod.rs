@@ -76,11 +76,18 @@ fn thread_table(r: &RunResult, view: &View) -> String {
 /// The table `gilbench run` prints for one run, its threads' columns as `view` asks.
 pub fn run_table_in(r: &RunResult, view: &View) -> String {
     let mut o = String::new();
+    // `gilbench load` ran no design, only a client against a server it names.
+    let what = if r.lock == "external" {
+        format!(
+            "load against {}",
+            r.params["connect"].as_str().unwrap_or("?")
+        )
+    } else {
+        format!("{} on {}", r.scenario, r.row_label())
+    };
     let _ = writeln!(
         o,
-        "{} on {} ({:.2}s measured, pin {})",
-        r.scenario,
-        r.row_label(),
+        "{what} ({:.2}s measured, pin {})",
         r.measured_s,
         r.params["pin"].as_str().unwrap_or("?")
     );
@@ -93,7 +100,10 @@ pub fn run_table_in(r: &RunResult, view: &View) -> String {
         notes_and_verdict(&mut o, r);
         return o;
     }
-    o += &thread_table(r, view);
+    // A load alone has no interpreter threads: no table of them.
+    if !r.threads.is_empty() {
+        o += &thread_table(r, view);
+    }
     if let Some(c) = &r.cpu {
         let _ = writeln!(
             o,

@@ -443,6 +443,18 @@ impl SweepData {
             .collect()
     }
 
+    /// The series with a measured 0 in any of columns `cols`.
+    fn zero_series(&self, cols: &[&str]) -> Vec<String> {
+        self.series
+            .iter()
+            .filter(|s| {
+                cols.iter()
+                    .any(|c| self.points(s, c).iter().any(|p| p.1 <= 0.0))
+            })
+            .cloned()
+            .collect()
+    }
+
     /// Each series' colour (a design its own).
     fn colors(&self) -> Vec<RGBColor> {
         family_colors(self.series.iter().map(String::as_str))
@@ -602,11 +614,20 @@ fn draw_sweep_panel(
         return Ok(());
     }
     let axis = YAxis::of(cols, &all);
-    let caption = if axis.log && !axis.latency {
+    let mut caption = if axis.log && !axis.latency {
         format!("{title} (log scale)")
     } else {
         title.to_owned()
     };
+    // A log axis has no place for a measured 0: say whose were left out.
+    let zeros = if axis.log {
+        data.zero_series(cols)
+    } else {
+        Vec::new()
+    };
+    if !zeros.is_empty() {
+        caption += &format!("; 0, not drawn: {}", zeros.join(", "));
+    }
     let mut builder = ChartBuilder::on(area);
     builder
         .caption(caption, ("sans-serif", 18))
@@ -690,6 +711,11 @@ mod tests {
         }
         let svg = sweep(&runs, "interval").unwrap();
         assert!(svg.contains("requests/s (log scale)"), "no log axis");
+        // The measured 0 (interval=20ms) has no place on it: the caption says so.
+        assert!(
+            svg.contains("requests/s (log scale); 0, not drawn: "),
+            "{svg}"
+        );
         // The other panels' values are equal: linear.
         assert!(!svg.contains("CPU ticks/s (log scale)"));
         // Log-axis labels: 100 and 1.0k are both there, 32 does not sit on zero.
