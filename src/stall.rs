@@ -137,3 +137,25 @@ pub fn note_stalls(
         ));
     }
 }
+
+/// A load generator's measured window (`window` long, after `warmup` from about the start)
+/// less the time the process did not run; `None`, with a note, when a stop leaves it no
+/// running time: the load generator keeps its window on its own clock, so a stop can take
+/// all of it. Without a stop in it the window is the load generator's own.
+pub fn load_running_time(
+    stalls: &[Stall],
+    warmup: Duration,
+    window: Duration,
+    notes: &mut Vec<String>,
+) -> Option<Duration> {
+    let stalled = stalled_within(stalls, warmup, warmup + window);
+    let running = window.saturating_sub(stalled);
+    if running < Duration::from_millis(1) && !stalled.is_zero() {
+        notes.push(format!(
+            "the load generator's measured window ({:.2}s) fell within the time the process did not run: no I/O figures",
+            window.as_secs_f64()
+        ));
+        return None;
+    }
+    Some(running)
+}

@@ -9,7 +9,7 @@ use gilbench::pin;
 use gilbench::result::{GilSummary, IoSummary, RunResult};
 use gilbench::scenario::{cli_value, Scenario};
 use gilbench::signals;
-use gilbench::stall::{note_stalls, stalled_within, stopped_between, Naps, Stall};
+use gilbench::stall::{load_running_time, note_stalls, stopped_between, Naps, Stall};
 use gilbench::workload::limits;
 use gilbench::workload::loadgen::{run_echo_load, LoadConfig, LoadResult};
 
@@ -172,17 +172,11 @@ fn leave_out_stalls(
         return true;
     }
     let window = Duration::from_secs_f64(res.measured_s);
-    let running = window.saturating_sub(stalled_within(stalls, s.warmup, s.warmup + window));
-    note_stalls(stalls, s.warmup, window, running, notes);
-    res.measured_s = running.as_secs_f64();
-    if running < Duration::from_millis(1) {
-        notes.push(format!(
-            "the load generator's measured window ({:.2}s) fell within the time the process did not run: no I/O figures",
-            window.as_secs_f64()
-        ));
-        return false;
-    }
-    true
+    let running = load_running_time(stalls, s.warmup, window, notes);
+    let ran = running.unwrap_or_default();
+    note_stalls(stalls, s.warmup, window, ran, notes);
+    res.measured_s = ran.as_secs_f64();
+    running.is_some()
 }
 
 /// The result's notes: a pin that did not take, the load generator's own notes, its

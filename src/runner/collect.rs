@@ -17,7 +17,7 @@ use crate::pin::PinPlan;
 use crate::result::{CpuSummary, GilSummary, IoSummary, RunResult, ThreadCounters};
 use crate::scenario::{IoWork, Scenario};
 use crate::signals;
-use crate::stall::note_stalls;
+use crate::stall::{load_running_time, note_stalls};
 use crate::trace::{ThreadTrace, Timeline};
 use crate::workload::loadgen::LoadResult;
 use crate::workload::server::ServerStats;
@@ -462,7 +462,10 @@ fn io_summary(
             let mut l = (*r).map_err(RunError::Failed)?;
             // A stop of the whole process held the generator up too: the stall's note says so.
             l.leave_out_stops(|from, to| stopped_between(stalls, from, to));
-            let Some(running) = load_running_time(&l, sc, stalls, notes) else {
+            // The GIL threads' window (begun after a stop in the warm-up) may have had
+            // running time where the load generator's had none.
+            let window = Duration::from_secs_f64(l.measured_s);
+            let Some(running) = load_running_time(stalls, sc.warmup, window, notes) else {
                 return Ok(None);
             };
             l.measured_s = running.as_secs_f64();
@@ -478,30 +481,6 @@ fn io_summary(
     note_server_limits(&server, notes);
     io.server = server;
     Ok(Some(io))
-}
-
-/// The load generator's window (after its warm-up, from about the run's start) less the time
-/// the process did not run; `None`, with a note, when a stop leaves it no running time: the
-/// load generator keeps its window on its own clock, so a stop can take all of it even when
-/// the GIL threads' window (begun after the stop) had running time. Without a stop in it the
-/// window is the load generator's own (an interrupted warm-up has its own note).
-fn load_running_time(
-    l: &LoadResult,
-    sc: &Scenario,
-    stalls: &[Stall],
-    notes: &mut Vec<String>,
-) -> Option<Duration> {
-    let window = Duration::from_secs_f64(l.measured_s);
-    let stalled = stalled_within(stalls, sc.warmup, sc.warmup + window);
-    let running = window.saturating_sub(stalled);
-    if running < MIN_RUNNING && !stalled.is_zero() {
-        notes.push(format!(
-            "the load generator's measured window ({:.2}s) fell within the time the process did not run: no I/O figures",
-            window.as_secs_f64()
-        ));
-        return None;
-    }
-    Some(running)
 }
 
 /// A bulk transfer's figures, as the server received it over `secs` (the sender ran
